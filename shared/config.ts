@@ -1,0 +1,156 @@
+// What an operator can change. One defaults literal per process (pino's defaultOptions), checked once at
+// start-up with precise messages (undici's constructor checks). Unknown keys are refused; relations are
+// asserted. docs/CONFIG.md lists every option. Flags use the same words in kebab-case (--heartbeat-interval-ms).
+import { GranaryError } from './errors.js'
+import * as limits from './limits.js'
+
+export const masterDefaults = {
+  host: '127.0.0.1',
+  port: 9000,                                     // 0 = any free port (logged in the ready line)
+  dataDir: 'granary-data/master',
+  secretFile: 'granary-data/secret',
+  createSecret: false,                            // make the secret file if missing (granary up does)
+  syncMode: 'normal' as 'normal' | 'full',        // SQLite synchronous: normal survives kill -9, full also power loss
+  heartbeatIntervalMs: 1000,                      // told to chunkservers
+  deadAfterMs: 10_000,                            // missed heartbeats before a chunkserver counts as dead
+  leaseTtlMs: 60_000,                             // writer lease; renewed by every allocate/commit/renew
+  tokenTtlMs: 10 * 60_000,                        // chunk tokens
+  tickIntervalMs: 500,                            // background work (lease expiry, oplog trim)
+  logLevel: 'info' as 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent',
+}
+export type MasterConfig = typeof masterDefaults
+
+export const chunkserverDefaults = {
+  host: '127.0.0.1',
+  port: 0,
+  dataDir: 'granary-data/cs0',
+  secretFile: 'granary-data/secret',
+  masters: 'http://127.0.0.1:9000',               // comma-separated master (and shadow) URLs
+  heartbeatIntervalMs: 1000,
+  capacityBytes: 0,                               // 0 = the file system's free space
+  syncEveryBytes: limits.syncEveryBytesDefault,   // fdatasync while streaming a chunk
+  logLevel: 'info' as MasterConfig['logLevel'],
+}
+export type ChunkserverConfig = typeof chunkserverDefaults
+
+export const clientDefaults = {
+  masters: 'http://127.0.0.1:9000',               // comma-separated; first is the master, the rest shadows
+  deadlineMs: 10_000,                             // every operation's whole budget, retries included
+  requestTimeoutMs: 5_000,                        // one HTTP exchange with the master
+  retryDelayMsMin: 25,
+  retryDelayMsMax: 1_000,
+  replication: limits.replicationDefault,
+  chunkSizeBytes: limits.chunkSizeBytesDefault,
+}
+export type ClientConfig = typeof clientDefaults
+
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+// Merges `given` over `defaults`, refusing unknown keys and values of the wrong type; numbers must be
+// non-negative integers. Strings given for number options (from flags or env) are parsed.
+export function resolveConfig<T extends Record<string, unknown>> (what: string, defaults: T, given: Record<string, unknown>): T {
+  const out: Record<string, unknown> = { ...defaults }
+  for (const [key, raw] of Object.entries(given)) {
+    if (raw === undefined) continue
+    if (!Object.hasOwn(defaults, key)) {
+      throw new GranaryError('GRN_INVALID_ARGUMENT', [`unknown ${what} option '${key}' (known: ${Object.keys(defaults).join(', ')})`])
+    }
+    const want = typeof defaults[key]
+    let value: unknown = raw
+    if (want === 'number' && typeof raw === 'string' && /^\d+$/.test(raw)) value = Number(raw)
+    if (want === 'boolean' && typeof raw === 'string' && (raw === 'true' || raw === 'false')) value = raw === 'true'
+    if (typeof value !== want) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${what} option '${key}' must be a ${want}, got ${JSON.stringify(raw)}`])
+    if (want === 'number' && (!Number.isSafeInteger(value) || (value as number) < 0)) {
+      throw new GranaryError('GRN_INVALID_ARGUMENT', [`${what} option '${key}' must be a non-negative integer, got ${JSON.stringify(raw)}`])
+    }
+    out[key] = value
+  }
+  if ('logLevel' in out && !logLevels.includes(out.logLevel as string)) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`${what} option 'logLevel' must be one of ${logLevels.join(', ')}`])
+  }
+  return out as T
+}
+
+export function resolveMasterConfig (given: Record<string, unknown>): MasterConfig {
+  const config = resolveConfig('master', masterDefaults, given)
+  if (config.syncMode !== 'normal' && config.syncMode !== 'full') throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'syncMode' must be 'normal' or 'full'"])
+  if (config.port > 65535) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'port' must be at most 65535"])
+  if (config.heartbeatIntervalMs < 10) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'heartbeatIntervalMs' must be at least 10"])
+  if (config.deadAfterMs < 3 * config.heartbeatIntervalMs) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`master option 'deadAfterMs' (${config.deadAfterMs}) must be at least 3 × heartbeatIntervalMs (${3 * config.heartbeatIntervalMs})`])
+  }
+  if (config.leaseTtlMs < 1000) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'leaseTtlMs' must be at least 1000"])
+  if (config.tokenTtlMs < 1000) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'tokenTtlMs' must be at least 1000"])
+  if (config.tickIntervalMs < 10) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'tickIntervalMs' must be at least 10"])
+  return config
+}
+
+export function resolveChunkserverConfig (given: Record<string, unknown>): ChunkserverConfig {
+  const config = resolveConfig('chunkserver', chunkserverDefaults, given)
+  if (config.port > 65535) throw new GranaryError('GRN_INVALID_ARGUMENT', ["chunkserver option 'port' must be at most 65535"])
+  if (config.heartbeatIntervalMs < 10) throw new GranaryError('GRN_INVALID_ARGUMENT', ["chunkserver option 'heartbeatIntervalMs' must be at least 10"])
+  if (config.syncEveryBytes % limits.blockSizeBytes !== 0 || config.syncEveryBytes === 0) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`chunkserver option 'syncEveryBytes' must be a positive multiple of ${limits.blockSizeBytes}`])
+  }
+  parseMasterList(config.masters)
+  return config
+}
+
+export function resolveClientConfig (given: Record<string, unknown>): ClientConfig {
+  const config = resolveConfig('client', clientDefaults, given)
+  parseMasterList(config.masters)
+  if (config.replication < limits.replicationMin || config.replication > limits.replicationMax) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`client option 'replication' must be ${limits.replicationMin}..${limits.replicationMax}`])
+  }
+  checkChunkSize(config.chunkSizeBytes)
+  if (config.retryDelayMsMin > config.retryDelayMsMax) throw new GranaryError('GRN_INVALID_ARGUMENT', ["client option 'retryDelayMsMin' must not exceed 'retryDelayMsMax'"])
+  if (config.deadlineMs < 1) throw new GranaryError('GRN_INVALID_ARGUMENT', ["client option 'deadlineMs' must be positive"])
+  return config
+}
+
+export function checkChunkSize (chunkSizeBytes: number): void {
+  if (!Number.isSafeInteger(chunkSizeBytes) || chunkSizeBytes < limits.chunkSizeBytesMin || chunkSizeBytes > limits.chunkSizeBytesMax ||
+      chunkSizeBytes % limits.blockSizeBytes !== 0) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`chunkSizeBytes must be a multiple of ${limits.blockSizeBytes} between ${limits.chunkSizeBytesMin} and ${limits.chunkSizeBytesMax}, got ${chunkSizeBytes}`])
+  }
+}
+
+// 'http://a:1,http://b:2' → ['http://a:1', 'http://b:2'], each checked to be an http URL without a path.
+export function parseMasterList (masters: string | readonly string[]): string[] {
+  const list = (typeof masters === 'string' ? masters.split(',') : [...masters]).map((s) => s.trim()).filter((s) => s.length > 0)
+  if (list.length === 0) throw new GranaryError('GRN_INVALID_ARGUMENT', ['no master URL given'])
+  if (list.length > 8) throw new GranaryError('GRN_INVALID_ARGUMENT', ['more than 8 master URLs given'])
+  return list.map((url) => {
+    let parsed: URL
+    try { parsed = new URL(url) } catch { throw new GranaryError('GRN_INVALID_ARGUMENT', [`master URL ${JSON.stringify(url)} is not a URL`]) }
+    if (parsed.protocol !== 'http:') throw new GranaryError('GRN_INVALID_ARGUMENT', [`master URL ${url} must use http:`])
+    return parsed.origin
+  })
+}
+
+// Turns '--heartbeat-interval-ms 100 --sync-mode=full' into { heartbeatIntervalMs: '100', syncMode: 'full' }
+// for the keys of `defaults`; an unknown flag is refused with the list of known ones. Boolean options take
+// no value (--create-secret). resolveConfig then checks types.
+export function configFromArgv (what: string, defaults: Record<string, unknown>, argv: readonly string[]): Record<string, unknown> {
+  const byFlag = new Map(Object.keys(defaults).map((key) => [kebab(key), key]))
+  const out: Record<string, unknown> = {}
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] as string
+    if (!arg.startsWith('--')) throw new GranaryError('GRN_INVALID_ARGUMENT', [`unexpected argument '${arg}' for ${what}`])
+    const eq = arg.indexOf('=')
+    const flag = eq === -1 ? arg.slice(2) : arg.slice(2, eq)
+    const key = byFlag.get(flag)
+    if (key === undefined) {
+      throw new GranaryError('GRN_INVALID_ARGUMENT', [`unknown ${what} flag --${flag} (known: ${[...byFlag.keys()].map((f) => `--${f}`).join(' ')})`])
+    }
+    if (typeof defaults[key] === 'boolean' && eq === -1) { out[key] = true; continue }
+    const value = eq === -1 ? argv[++i] : arg.slice(eq + 1)
+    if (value === undefined) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${what} flag --${flag} needs a value`])
+    out[key] = value
+  }
+  return out
+}
+
+export function kebab (key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+}

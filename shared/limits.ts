@@ -1,0 +1,67 @@
+// The numbers that are part of the design. Names end in Max/Min/Default; the relations between them are
+// checked when this module loads (TigerBeetle's comptime blocks), so a bad edit fails at start-up, not in production.
+import { assert } from './assert.js'
+
+export const KiB = 1024
+export const MiB = 1024 * KiB
+export const GiB = 1024 * MiB
+
+// Data
+export const blockSizeBytes = 64 * KiB                 // checksum unit: one CRC32 per block on every replica
+export const chunkSizeBytesDefault = 64 * MiB
+export const chunkSizeBytesMin = blockSizeBytes         // tests use small chunks; a chunk is a whole number of blocks
+export const chunkSizeBytesMax = 256 * MiB
+export const chunkCountPerFileMax = 65_536
+export const fileSizeBytesMax = chunkSizeBytesMax * chunkCountPerFileMax
+export const replicationMin = 1
+export const replicationMax = 8
+export const replicationDefault = 3
+
+// Namespace
+export const pathLengthBytesMax = 4096
+export const nameLengthBytesMax = 255
+export const pathDepthMax = 256
+export const listPageSizeMax = 10_000
+export const listPageSizeDefault = 1000
+export const deleteEntriesPerOpMax = 100_000           // a recursive delete of more entries is refused; delete subtrees first
+
+// Wire
+export const jsonBodyBytesMax = 1 * MiB                // every JSON body; chunk bodies are raw and bounded by chunkSizeBytesMax
+export const heartbeatBodyBytesMax = 64 * MiB          // a full chunk report: ~100 bytes per chunk, 500k chunks
+export const leaseIdLengthMax = 64
+export const requestIdLengthMax = 64
+export const tokenLengthMax = 1024
+export const pipelineLengthMax = replicationMax
+export const commandsPerHeartbeatMax = 1000
+export const reportedChunksPerHeartbeatMax = 500_000
+
+// Master
+export const groupCommitOpsMax = 1000                  // ops in one transaction (one fsync)
+export const groupCommitQueueMax = 50_000              // queued mutations before new ones are refused
+export const requestIdsKeptMax = 200_000               // idempotency table bound (oldest pruned first)
+export const oplogRecordsKeptMax = 1_000_000           // without shadows; trimmed in bounded batches
+export const oplogTrimBatchMax = 10_000
+export const expiredLeasesPerTickMax = 100
+
+// Chunkserver
+export const forwardQueueBytesMax = 1 * MiB            // pause the upstream source when the next hop has more than this queued
+export const syncEveryBytesDefault = 8 * MiB           // fdatasync while streaming so the final fsync is short
+export const readBufferBytes = 1 * MiB                 // blocks read, verified and sent per step
+
+// Client
+export const chunksInFlightMax = 2                     // chunks a writer streams at once; memory ≈ chunkSize × this
+export const metadataCacheEntriesMax = 1000
+export const metadataCacheTtlMs = 30_000
+export const connectionsPerOriginMax = 16
+export const retryAttemptsMax = 50
+
+assert(chunkSizeBytesDefault % blockSizeBytes === 0, 'a chunk is a whole number of blocks')
+assert(chunkSizeBytesMax % blockSizeBytes === 0, 'the chunk limit is a whole number of blocks')
+assert(chunkSizeBytesMin <= chunkSizeBytesDefault && chunkSizeBytesDefault <= chunkSizeBytesMax, 'default chunk size within bounds')
+assert(Number.isSafeInteger(fileSizeBytesMax), 'file sizes fit in a JS number')
+assert(replicationMin <= replicationDefault && replicationDefault <= replicationMax, 'default replication within bounds')
+assert(nameLengthBytesMax < pathLengthBytesMax, 'a name fits in a path')
+assert(listPageSizeDefault <= listPageSizeMax, 'default page within max')
+assert(groupCommitOpsMax <= groupCommitQueueMax, 'a group fits in the queue')
+assert(readBufferBytes % blockSizeBytes === 0, 'reads step in whole blocks')
+assert(syncEveryBytesDefault % blockSizeBytes === 0, 'sync points on block boundaries')

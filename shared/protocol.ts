@@ -1,0 +1,257 @@
+// The wire: every route's path, request/reply types and JSON Schema side by side, grouped by direction
+// (MooseFS's MFSCommunication.h, hypercore's wire.*). HTTP/JSON everywhere except chunk bodies, which are raw
+// bytes (application/octet-stream). Errors are { statusCode, code, error, message } (shared/errors.ts).
+// Units: *Bytes bytes, *Ms milliseconds (durations), *AtMs epoch milliseconds (points in time).
+import type { ChunkHandle, InodeId, LeaseId, ServerId, RequestId } from './ids.js'
+import * as limits from './limits.js'
+
+export type Role = 'master' | 'shadow' | 'chunkserver'
+
+const pathProp = { type: 'string', minLength: 1, maxLength: limits.pathLengthBytesMax } as const
+const requestIdProp = { type: 'string', minLength: 1, maxLength: limits.requestIdLengthMax } as const
+const leaseIdProp = { type: 'string', minLength: 1, maxLength: limits.leaseIdLengthMax } as const
+const handleProp = { type: 'string', pattern: '^[0-9a-f]{16}$' } as const
+const serverIdProp = { type: 'string', pattern: '^cs-[0-9a-f]{12}$' } as const
+const inodeIdProp = { type: 'integer', minimum: 1 } as const
+const versionProp = { type: 'integer', minimum: 1 } as const
+const chunkIndexProp = { type: 'integer', minimum: 0, maximum: limits.chunkCountPerFileMax - 1 } as const
+const crcProp = { type: 'integer', minimum: 0, maximum: 0xffffffff } as const
+const urlProp = { type: 'string', minLength: 1, maxLength: 256, pattern: '^http://' } as const
+
+function body<P extends Record<string, unknown>, R extends readonly string[]> (properties: P, required: R) {
+  return { type: 'object', additionalProperties: false, required, properties } as const
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Shared shapes
+
+export interface ChunkserverAddress { serverId: ServerId, url: string }
+
+export interface FileStat {
+  path: string
+  inodeId: InodeId
+  type: 'file' | 'dir'
+  sizeBytes: number            // files: committed length; dirs: 0
+  mtimeMs: number
+  replication: number          // dirs: 0
+  chunkSizeBytes: number       // dirs: 0
+  chunkCount: number           // dirs: 0
+}
+
+export interface ChunkLocation {
+  chunkIndex: number
+  chunkHandle: ChunkHandle
+  version: number
+  lengthBytes: number
+  crc32: number                // CRC32 of the whole chunk, as committed
+  replicas: ChunkserverAddress[] // live replicas first, in the order the client should try them
+  token: string                // read token for this chunk and version
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// client → master: namespace. Every mutation may carry a requestId; a retried request with the same id gets
+// the original reply (or the original error) instead of running twice.
+
+export const mkdirPath = '/fs/mkdir' as const
+export interface MkdirRequest { path: string, parents?: boolean, requestId?: RequestId }
+export type MkdirReply = FileStat
+export const mkdirSchema = { body: body({ path: pathProp, parents: { type: 'boolean' }, requestId: requestIdProp }, ['path']) } as const
+
+export const statPath = '/fs/stat' as const
+export interface StatQuery { path: string }
+export type StatReply = FileStat
+export const statSchema = { querystring: body({ path: pathProp }, ['path']) } as const
+
+export const listPath = '/fs/list' as const
+export interface ListQuery { path: string, after?: string, limit?: number }  // entries sorted by name (bytewise); `after` = last name seen
+export interface ListReply { entries: FileStat[], nextAfter: string | null }
+export const listSchema = {
+  querystring: body({ path: pathProp, after: { type: 'string', maxLength: limits.nameLengthBytesMax }, limit: { type: 'integer', minimum: 1, maximum: limits.listPageSizeMax } }, ['path'])
+} as const
+
+export const renamePath = '/fs/rename' as const
+export interface RenameRequest { source: string, target: string, requestId?: RequestId }
+export type RenameReply = FileStat   // the moved entry, at its new path
+export const renameSchema = { body: body({ source: pathProp, target: pathProp, requestId: requestIdProp }, ['source', 'target']) } as const
+
+export const deletePath = '/fs/delete' as const
+export interface DeleteRequest { path: string, recursive?: boolean, requestId?: RequestId }
+export interface DeleteReply { deletedFiles: number, deletedDirs: number, deletedChunks: number }
+export const deleteSchema = { body: body({ path: pathProp, recursive: { type: 'boolean' }, requestId: requestIdProp }, ['path']) } as const
+
+export const duPath = '/fs/du' as const
+export interface DuQuery { path: string }
+export interface DuReply { path: string, fileCount: number, dirCount: number, sizeBytes: number }
+export const duSchema = { querystring: body({ path: pathProp }, ['path']) } as const
+
+// ---------------------------------------------------------------------------------------------------------
+// client → master: writing a file. create → (allocate → stream to pipeline → commit)* → complete.
+// The new file is invisible under its name until complete; with overwrite, complete replaces the old file
+// atomically. Every call renews the writer lease.
+
+export const createPath = '/fs/create' as const
+export interface CreateRequest { path: string, replication?: number, chunkSizeBytes?: number, overwrite?: boolean, requestId?: RequestId }
+export interface CreateReply { inodeId: InodeId, leaseId: LeaseId, leaseExpiresAtMs: number, replication: number, chunkSizeBytes: number }
+export const createSchema = {
+  body: body({
+    path: pathProp,
+    replication: { type: 'integer', minimum: limits.replicationMin, maximum: limits.replicationMax },
+    chunkSizeBytes: { type: 'integer', minimum: limits.chunkSizeBytesMin, maximum: limits.chunkSizeBytesMax, multipleOf: limits.blockSizeBytes },
+    overwrite: { type: 'boolean' },
+    requestId: requestIdProp
+  }, ['path'])
+} as const
+
+// Allocating an index that is allocated but not committed gives a new version and a new pipeline
+// (a failed pipeline is retried without the servers in excludeServerIds).
+export const allocatePath = '/fs/allocate' as const
+export interface AllocateRequest { inodeId: InodeId, leaseId: LeaseId, chunkIndex: number, excludeServerIds?: ServerId[], requestId?: RequestId }
+export interface AllocateReply {
+  chunkHandle: ChunkHandle
+  version: number
+  term: number
+  pipeline: ChunkserverAddress[]  // ordered; the client streams to pipeline[0], which forwards down the rest
+  token: string                   // write token for (chunkHandle, version)
+  tokenExpiresAtMs: number
+  leaseExpiresAtMs: number
+}
+export const allocateSchema = {
+  body: body({
+    inodeId: inodeIdProp, leaseId: leaseIdProp, chunkIndex: chunkIndexProp,
+    excludeServerIds: { type: 'array', maxItems: 64, items: serverIdProp }, requestId: requestIdProp
+  }, ['inodeId', 'leaseId', 'chunkIndex'])
+} as const
+
+// Records a chunk as written: its length, CRC32, and the servers that acknowledged it durable.
+export const commitPath = '/fs/commit' as const
+export interface CommitRequest {
+  inodeId: InodeId, leaseId: LeaseId, chunkIndex: number, chunkHandle: ChunkHandle, version: number,
+  lengthBytes: number, crc32: number, serverIds: ServerId[], requestId?: RequestId
+}
+export interface CommitReply { leaseExpiresAtMs: number }
+export const commitSchema = {
+  body: body({
+    inodeId: inodeIdProp, leaseId: leaseIdProp, chunkIndex: chunkIndexProp, chunkHandle: handleProp, version: versionProp,
+    lengthBytes: { type: 'integer', minimum: 1, maximum: limits.chunkSizeBytesMax }, crc32: crcProp,
+    serverIds: { type: 'array', minItems: 1, maxItems: limits.pipelineLengthMax, items: serverIdProp }, requestId: requestIdProp
+  }, ['inodeId', 'leaseId', 'chunkIndex', 'chunkHandle', 'version', 'lengthBytes', 'crc32', 'serverIds'])
+} as const
+
+// Makes the file visible: every chunk 0..chunkCount-1 committed, all but the last full, total = sizeBytes.
+export const completePath = '/fs/complete' as const
+export interface CompleteRequest { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, requestId?: RequestId }
+export type CompleteReply = FileStat
+export const completeSchema = {
+  body: body({
+    inodeId: inodeIdProp, leaseId: leaseIdProp, sizeBytes: { type: 'integer', minimum: 0, maximum: limits.fileSizeBytesMax },
+    chunkCount: { type: 'integer', minimum: 0, maximum: limits.chunkCountPerFileMax }, requestId: requestIdProp
+  }, ['inodeId', 'leaseId', 'sizeBytes', 'chunkCount'])
+} as const
+
+export const renewPath = '/fs/renew' as const
+export interface RenewRequest { inodeId: InodeId, leaseId: LeaseId }
+export interface RenewReply { leaseExpiresAtMs: number }
+export const renewSchema = { body: body({ inodeId: inodeIdProp, leaseId: leaseIdProp }, ['inodeId', 'leaseId']) } as const
+
+// The writer gives up: the unfinished file and its chunks are dropped.
+export const abandonPath = '/fs/abandon' as const
+export interface AbandonRequest { inodeId: InodeId, leaseId: LeaseId, requestId?: RequestId }
+export interface AbandonReply { abandoned: boolean }
+export const abandonSchema = { body: body({ inodeId: inodeIdProp, leaseId: leaseIdProp, requestId: requestIdProp }, ['inodeId', 'leaseId']) } as const
+
+// ---------------------------------------------------------------------------------------------------------
+// client → master: reading a file. One call returns every chunk with its replicas and read tokens.
+
+export const openPath = '/fs/open' as const
+export interface OpenQuery { path: string }
+export interface OpenReply { stat: FileStat, chunks: ChunkLocation[], term: number, tokenExpiresAtMs: number }
+export const openSchema = { querystring: body({ path: pathProp }, ['path']) } as const
+
+// ---------------------------------------------------------------------------------------------------------
+// anyone → master: health and the cluster report.
+
+export const healthPath = '/healthz' as const
+export interface HealthReply { role: Role, term: number, seq: number, safeMode: boolean }
+
+export const reportPath = '/cluster/report' as const
+export interface ServerReport {
+  serverId: ServerId, url: string, alive: boolean, lastHeartbeatAgeMs: number | null,
+  capacityBytes: number, freeBytes: number, usedBytes: number, chunkCount: number, activeWrites: number
+}
+export interface ClusterReport {
+  role: Role, term: number, seq: number, safeMode: boolean,
+  fileCount: number, dirCount: number, chunkCount: number, sizeBytes: number,
+  underReplicatedChunks: number, missingChunks: number,
+  servers: ServerReport[]
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// chunkserver → master: heartbeat. The master never calls a chunkserver; its commands ride on the reply
+// (HdfsDesign: "the NameNode never initiates any RPCs"). A chunkserver sends a full report of its chunks
+// when the reply asks for one (first contact, or after a master restart) and deltas otherwise.
+
+export const heartbeatPath = '/chunkservers/heartbeat' as const
+export interface StoredChunk { chunkHandle: ChunkHandle, version: number, lengthBytes: number }
+export interface HeartbeatRequest {
+  serverId: ServerId
+  url: string                   // where clients and peers reach this chunkserver
+  capacityBytes: number
+  freeBytes: number
+  usedBytes: number
+  chunkCount: number
+  activeWrites: number          // load: writes in progress
+  term: number                  // the highest master term this chunkserver has seen
+  fullReport?: StoredChunk[]    // every chunk stored here (when asked)
+  added?: StoredChunk[]         // chunks finished since the last heartbeat
+  removed?: StoredChunk[]       // chunks deleted since the last heartbeat
+}
+export type ChunkserverCommand =
+  | { type: 'delete', chunkHandle: ChunkHandle, version: number }   // delete this replica (and any older version)
+export interface HeartbeatReply {
+  term: number
+  heartbeatIntervalMs: number
+  needFullReport: boolean
+  commands: ChunkserverCommand[]
+}
+const storedChunkItems = body({ chunkHandle: handleProp, version: versionProp, lengthBytes: { type: 'integer', minimum: 0, maximum: limits.chunkSizeBytesMax } }, ['chunkHandle', 'version', 'lengthBytes'])
+export const heartbeatSchema = {
+  body: body({
+    serverId: serverIdProp, url: urlProp,
+    capacityBytes: { type: 'integer', minimum: 0 }, freeBytes: { type: 'integer', minimum: 0 }, usedBytes: { type: 'integer', minimum: 0 },
+    chunkCount: { type: 'integer', minimum: 0 }, activeWrites: { type: 'integer', minimum: 0 }, term: { type: 'integer', minimum: 0 },
+    fullReport: { type: 'array', maxItems: limits.reportedChunksPerHeartbeatMax, items: storedChunkItems },
+    added: { type: 'array', maxItems: limits.reportedChunksPerHeartbeatMax, items: storedChunkItems },
+    removed: { type: 'array', maxItems: limits.reportedChunksPerHeartbeatMax, items: storedChunkItems }
+  }, ['serverId', 'url', 'capacityBytes', 'freeBytes', 'usedBytes', 'chunkCount', 'activeWrites', 'term'])
+} as const
+
+// ---------------------------------------------------------------------------------------------------------
+// client → chunkserver (and chunkserver → next chunkserver): the data path.
+//
+// PUT /chunks/:chunkHandle?version=V    body: the chunk's bytes (application/octet-stream, ≤ chunkSizeBytesMax)
+//   headers: x-granary-token (write token for handle+version), x-granary-pipeline (comma-separated URLs of the
+//   rest of the pipeline, in order; empty or absent on the last replica).
+//   Each chunkserver writes every piece to a temp file while forwarding it to the next, fsyncs, renames, and
+//   replies only when its own copy is durable and the downstream reply said the same for the rest.
+// GET /chunks/:chunkHandle?version=V&offset=O&length=L   (query, or a Range: bytes=a-b header)
+//   headers: x-granary-token (read token). Every block is checked against its CRC before it is sent; a block
+//   that fails is never sent (the response is cut short, or GRN_CHECKSUM_MISMATCH if nothing was sent yet).
+
+export const chunkRoutePath = '/chunks/:chunkHandle' as const
+export const tokenHeader = 'x-granary-token'
+export const pipelineHeader = 'x-granary-pipeline'
+export const chunkLengthHeader = 'x-granary-chunk-length'   // GET replies: the stored chunk's full length
+export interface ChunkQuery { version: number, offset?: number, length?: number }
+export const chunkQuerySchema = {
+  params: body({ chunkHandle: handleProp }, ['chunkHandle']),
+  querystring: body({
+    version: versionProp,
+    offset: { type: 'integer', minimum: 0, maximum: limits.chunkSizeBytesMax },
+    length: { type: 'integer', minimum: 0, maximum: limits.chunkSizeBytesMax }
+  }, ['version'])
+} as const
+export interface ReplicaAck { serverId: ServerId, url: string, lengthBytes: number, crc32: number }
+export interface WriteChunkReply { replicas: ReplicaAck[] }   // this server first, then downstream in pipeline order
+
+export const chunkserverStatusPath = '/status' as const
+export interface ChunkserverStatus { role: 'chunkserver', serverId: ServerId, term: number, chunkCount: number, freeBytes: number, activeWrites: number }

@@ -1,0 +1,63 @@
+// Short-lived chunk tokens: the master signs (chunk handle, version, mode, expiry, term) with the cluster
+// secret; chunkservers refuse any chunk request without a valid one, so a client can only touch chunks the
+// master allowed. Format: base64url(JSON payload) "." base64url(HMAC-SHA256). Verification is constant-time.
+import { createHmac, timingSafeEqual, randomBytes } from 'node:crypto'
+import { readFileSync, writeFileSync, existsSync, mkdirSync, renameSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { GranaryError } from './errors.js'
+import { tokenLengthMax } from './limits.js'
+import type { ChunkHandle } from './ids.js'
+
+export type TokenMode = 'read' | 'write'
+export interface TokenClaims {
+  chunkHandle: ChunkHandle
+  version: number
+  mode: TokenMode
+  expiresAtMs: number   // epoch ms
+  term: number          // the master term that signed it; chunkservers refuse older terms (fencing)
+}
+
+export const secretBytes = 32
+
+export function signToken (secret: Buffer, claims: TokenClaims): string {
+  const payload = Buffer.from(JSON.stringify([claims.chunkHandle, claims.version, claims.mode, claims.expiresAtMs, claims.term])).toString('base64url')
+  return `${payload}.${mac(secret, payload)}`
+}
+
+// Checks the signature and the expiry and returns the claims; the caller checks they fit the request.
+export function verifyToken (secret: Buffer, token: string | undefined, nowMs: number): TokenClaims {
+  if (typeof token !== 'string' || token.length === 0) throw new GranaryError('GRN_TOKEN_INVALID', ['missing token'])
+  if (token.length > tokenLengthMax) throw new GranaryError('GRN_TOKEN_INVALID', ['token too long'])
+  const dot = token.indexOf('.')
+  if (dot <= 0) throw new GranaryError('GRN_TOKEN_INVALID', ['malformed token'])
+  const payload = token.slice(0, dot)
+  const given = Buffer.from(token.slice(dot + 1), 'base64url')
+  const expected = Buffer.from(mac(secret, payload), 'base64url')
+  if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+    throw new GranaryError('GRN_TOKEN_INVALID', ['bad signature'])
+  }
+  let fields: unknown
+  try { fields = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) } catch { fields = undefined }
+  if (!Array.isArray(fields) || fields.length !== 5) throw new GranaryError('GRN_TOKEN_INVALID', ['malformed claims'])
+  const [chunkHandle, version, mode, expiresAtMs, term] = fields as [ChunkHandle, number, TokenMode, number, number]
+  if (expiresAtMs < nowMs) throw new GranaryError('GRN_TOKEN_EXPIRED', [chunkHandle, expiresAtMs])
+  return { chunkHandle, version, mode, expiresAtMs, term }
+}
+
+function mac (secret: Buffer, payload: string): string {
+  return createHmac('sha256', secret).update(payload).digest('base64url')
+}
+
+// Reads the cluster secret (hex) from a file, creating it (mode 0600, temp file then rename) when asked to.
+export function loadSecret (file: string, createIfMissing: boolean): Buffer {
+  if (!existsSync(file)) {
+    if (!createIfMissing) throw new GranaryError('GRN_INVALID_ARGUMENT', [`secret file ${file} does not exist`])
+    mkdirSync(dirname(file), { recursive: true })
+    const temp = `${file}.tmp-${process.pid}`
+    writeFileSync(temp, randomBytes(secretBytes).toString('hex') + '\n', { mode: 0o600 })
+    renameSync(temp, file)
+  }
+  const secret = Buffer.from(readFileSync(file, 'utf8').trim(), 'hex')
+  if (secret.length < 16) throw new GranaryError('GRN_INVALID_ARGUMENT', [`secret file ${file} holds fewer than 16 bytes of hex`])
+  return secret
+}
