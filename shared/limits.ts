@@ -47,6 +47,8 @@ export const expiredLeasesPerTickMax = 100
 export const forwardQueueBytesMax = 1 * MiB            // pause the upstream source when the next hop has more than this queued
 export const syncEveryBytesDefault = 8 * MiB           // fdatasync while streaming so the final fsync is short
 export const readBufferBytes = 1 * MiB                 // blocks read, verified and sent per step
+export const corruptChunksKeptMax = 10_000             // chunks remembered as failing a checksum (oldest forgotten first)
+export const dataIdleTimeoutMs = 30_000                // a data connection (client or pipeline hop) silent this long is cut
 
 // Client
 export const chunksInFlightMax = 2                     // chunks a writer streams at once; memory ≈ chunkSize × this

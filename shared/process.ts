@@ -1,0 +1,126 @@
+// Spawning one Granary process (master, shadow or chunkserver) the way `granary up` and the test kit do:
+// `node --single-threaded-gc dist/client/cli.js <role> ...flags`, stdout and stderr appended to its own log
+// file, readiness taken from its {"msg":"ready","port":…} log line with a deadline (no sleeps, no port races).
+// The child's stdin is a lifeline: when the parent dies for any reason (even SIGKILL) the pipe closes and
+// the child exits, so a crashed supervisor or test run cannot leave servers behind (shared/lifeline.ts).
+import { spawn, type ChildProcess } from 'node:child_process'
+import { openSync, closeSync, readSync, fstatSync, mkdirSync, readFileSync, existsSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { GranaryError } from './errors.js'
+import { readyMessage } from './log.js'
+
+export type ProcessRole = 'master' | 'shadow' | 'chunkserver'
+
+export const cliPath = join(dirname(fileURLToPath(import.meta.url)), '..', 'client', 'cli.js')
+export const logTailLinesMax = 40
+const readyPollIntervalMs = 10
+const logScanBytesMax = 1024 * 1024
+
+export interface ReadyLine { port: number, url: string, serverId?: string, [key: string]: unknown }
+
+export interface SpawnedRole {
+  child: ChildProcess
+  pid: number
+  ready: ReadyLine
+  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+}
+
+export interface SpawnRoleOptions {
+  role: ProcessRole
+  args: string[]
+  logPath: string
+  readyTimeoutMs: number
+  env?: NodeJS.ProcessEnv
+}
+
+export async function spawnRole (options: SpawnRoleOptions): Promise<SpawnedRole> {
+  mkdirSync(dirname(options.logPath), { recursive: true })
+  const logFd = openSync(options.logPath, 'a')
+  const startOffset = fstatSync(logFd).size
+  let child: ChildProcess
+  try {
+    child = spawn(process.execPath, ['--single-threaded-gc', cliPath, options.role, ...options.args], {
+      stdio: ['pipe', logFd, logFd],
+      env: { ...process.env, ...options.env, GRANARY_LIFELINE: '1' }
+    })
+  } finally {
+    closeSync(logFd)
+  }
+  // Never let the lifeline pipe's errors (EPIPE when the child dies) surface in the parent.
+  child.stdin?.on('error', () => {})
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => resolve({ code, signal }))
+  })
+  const pid = child.pid
+  if (pid === undefined) throw new GranaryError('GRN_UNAVAILABLE', [`granary ${options.role}`, 'spawn failed'])
+  const ready = await waitForReady(options, child, exited, startOffset)
+  return { child, pid, ready, exited }
+}
+
+async function waitForReady (options: SpawnRoleOptions, child: ChildProcess, exited: Promise<unknown>, startOffset: number): Promise<ReadyLine> {
+  const deadlineMs = Date.now() + options.readyTimeoutMs
+  let gone = false
+  void exited.then(() => { gone = true })
+  let offset = startOffset
+  let partial = ''
+  while (true) {
+    const { text, nextOffset } = readFrom(options.logPath, offset)
+    offset = nextOffset
+    const lines = (partial + text).split('\n')
+    partial = lines.pop() ?? ''
+    for (const line of lines) {
+      const ready = parseReady(line)
+      if (ready !== undefined) return ready
+    }
+    if (gone) {
+      throw new GranaryError('GRN_UNAVAILABLE', [`granary ${options.role}`, `exited before it was ready\n${formatLogTail(options.logPath)}`])
+    }
+    if (Date.now() > deadlineMs) {
+      child.kill('SIGKILL')
+      throw new GranaryError('GRN_TIMEOUT', [`granary ${options.role} readiness`, options.readyTimeoutMs],
+        undefined, `granary ${options.role} was not ready within ${options.readyTimeoutMs} ms\n${formatLogTail(options.logPath)}`)
+    }
+    await new Promise((resolve) => setTimeout(resolve, readyPollIntervalMs))
+  }
+}
+
+function readFrom (path: string, offset: number): { text: string, nextOffset: number } {
+  const fd = openSync(path, 'r')
+  try {
+    const size = fstatSync(fd).size
+    const length = Math.min(size - offset, logScanBytesMax)
+    if (length <= 0) return { text: '', nextOffset: offset }
+    const buf = Buffer.alloc(length)
+    const got = readSync(fd, buf, 0, length, offset)
+    return { text: buf.subarray(0, got).toString('utf8'), nextOffset: offset + got }
+  } finally {
+    closeSync(fd)
+  }
+}
+
+function parseReady (line: string): ReadyLine | undefined {
+  if (!line.includes(`"msg":"${readyMessage}"`)) return undefined
+  try {
+    const parsed = JSON.parse(line) as { msg?: string, port?: unknown, url?: unknown }
+    if (parsed.msg === readyMessage && typeof parsed.port === 'number' && typeof parsed.url === 'string') return parsed as ReadyLine
+  } catch {}
+  return undefined
+}
+
+// The last lines of a log file, for failure messages (SeaweedFS's harness prints 40).
+export function logTail (path: string, lines = logTailLinesMax): string[] {
+  if (!existsSync(path)) return []
+  const text = readFileSync(path, 'utf8')
+  return text.split('\n').filter((l) => l.length > 0).slice(-lines)
+}
+
+export function formatLogTail (path: string, lines = logTailLinesMax): string {
+  const tail = logTail(path, lines)
+  return `--- last ${tail.length} lines of ${path} ---\n${tail.join('\n')}`
+}
+
+// True while a process with this pid exists (and is not a zombie we already reaped).
+export function isAlive (pid: number): boolean {
+  try { process.kill(pid, 0); return true } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM' }
+}

@@ -1,0 +1,315 @@
+// granary/testing: start a real Granary cluster inside a test and kill, hang or restart any part of it.
+// The same kit runs Granary's own cluster tests, so it is exercised on every CI run.
+//
+//   import { startCluster } from 'granary/testing'
+//   const cluster = await startCluster({ chunkservers: 3, test: t })    // tap's t or node:test's t
+//   const fs = cluster.client()
+//   await cluster.master.kill()                                          // SIGKILL by pid
+//   await cluster.master.start()                                         // same data folder, same port
+//
+// Real processes on 127.0.0.1 with free ports, each with its own data folder and log file under one temp
+// folder; readiness is each process's {"msg":"ready"} log line, awaited with a deadline (no sleeps). stop()
+// kills every process by pid and removes the folder unless the test failed or GRANARY_KEEP_TEST_DIRS=1.
+// A forgotten stop() cannot leave processes behind: they are killed when the test process exits, and each
+// one also exits by itself when its parent's lifeline pipe closes (even if the test process was SIGKILLed).
+import { mkdtempSync, mkdirSync, rmSync, readdirSync, openSync, readSync, writeSync, closeSync, existsSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { request } from 'undici'
+import { spawnRole, formatLogTail, isAlive, type ProcessRole, type SpawnedRole } from '../../shared/process.js'
+import { GranaryError } from '../../shared/errors.js'
+import { randomBytes } from 'node:crypto'
+import { connect, type GranaryClient } from '../../client/index.js'
+import type { ClusterReport } from '../../shared/protocol.js'
+
+export interface TestContextLike {
+  teardown?: (fn: () => unknown) => void   // tap
+  after?: (fn: () => unknown) => void      // node:test
+  passing?: () => boolean                  // tap: keep the folders of a failed test
+}
+
+export const startClusterDefaults = {
+  chunkservers: 3,
+  shadow: false,
+  dataDir: '',                       // '' = a new folder under the OS temp dir
+  chunkSizeBytes: 1024 * 1024,       // the client() default: small, so tests span many chunks
+  replication: 3,
+  heartbeatIntervalMs: 200,
+  deadAfterMs: 2_000,
+  leaseTtlMs: 60_000,
+  readyTimeoutMs: 20_000,
+  capacityBytes: 0,                  // per chunkserver; 0 = the disk's free space
+  masterArgs: [] as string[],        // extra flags for `granary master`
+  chunkserverArgs: [] as string[],   // extra flags for every `granary chunkserver`
+  keepDirs: false,
+  test: undefined as TestContextLike | undefined
+}
+export type StartClusterOptions = Partial<typeof startClusterDefaults>
+
+const liveClusters = new Set<Cluster>()
+let exitHookInstalled = false
+
+export async function startCluster (options: StartClusterOptions = {}): Promise<Cluster> {
+  const config = checkOptions(options)
+  const cluster = new Cluster(config)
+  liveClusters.add(cluster)
+  installExitHook()
+  config.test?.teardown?.(async () => await cluster.stop())
+  if (config.test?.teardown === undefined) config.test?.after?.(async () => await cluster.stop())
+  try {
+    await cluster.start()
+  } catch (err) {
+    await cluster.stop({ keepDirs: true })
+    throw err
+  }
+  return cluster
+}
+
+function checkOptions (options: StartClusterOptions): typeof startClusterDefaults {
+  for (const key of Object.keys(options)) {
+    if (!Object.hasOwn(startClusterDefaults, key)) {
+      throw new GranaryError('GRN_INVALID_ARGUMENT', [`unknown startCluster option '${key}' (known: ${Object.keys(startClusterDefaults).join(', ')})`])
+    }
+  }
+  const config = { ...startClusterDefaults, ...options }
+  const counts: Array<[string, number, number, number]> = [
+    ['chunkservers', config.chunkservers, 1, 32], ['replication', config.replication, 1, 8],
+    ['heartbeatIntervalMs', config.heartbeatIntervalMs, 10, 60_000], ['deadAfterMs', config.deadAfterMs, 30, 3_600_000],
+    ['readyTimeoutMs', config.readyTimeoutMs, 100, 600_000], ['leaseTtlMs', config.leaseTtlMs, 1000, 3_600_000]
+  ]
+  for (const [name, value, min, max] of counts) {
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new GranaryError('GRN_INVALID_ARGUMENT', [`startCluster option '${name}' must be an integer from ${min} to ${max}, got ${String(value)}`])
+    }
+  }
+  if (config.deadAfterMs < 3 * config.heartbeatIntervalMs) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`startCluster option 'deadAfterMs' must be at least 3 × heartbeatIntervalMs`])
+  }
+  return config
+}
+
+function installExitHook (): void {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.on('exit', () => {
+    for (const cluster of liveClusters) cluster.killAllSync()
+  })
+}
+
+export class ClusterProcess {
+  readonly name: string
+  readonly role: ProcessRole
+  readonly dataDir: string
+  readonly logPath: string
+  #args: () => string[]
+  #readyTimeoutMs: number
+  #spawned: SpawnedRole | undefined
+  #port = 0
+  #url = ''
+  #hung = false
+
+  constructor (name: string, role: ProcessRole, dataDir: string, logPath: string, args: () => string[], readyTimeoutMs: number) {
+    this.name = name
+    this.role = role
+    this.dataDir = dataDir
+    this.logPath = logPath
+    this.#args = args
+    this.#readyTimeoutMs = readyTimeoutMs
+  }
+
+  get pid (): number { return this.#spawned?.pid ?? 0 }
+  get url (): string { return this.#url }
+  get port (): number { return this.#port }
+  get serverId (): string | undefined { return this.#spawned?.ready.serverId }
+  get alive (): boolean { return this.#spawned !== undefined && this.#spawned.child.exitCode === null && this.#spawned.child.signalCode === null }
+  get hung (): boolean { return this.#hung }
+
+  // Starts the process (again): the same data folder, and after the first start the same port.
+  async start (): Promise<void> {
+    if (this.alive) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${this.name} is already running (pid ${this.pid})`])
+    const args = ['--data-dir', this.dataDir, '--port', String(this.#port), ...this.#args()]
+    this.#spawned = await spawnRole({ role: this.role, args, logPath: this.logPath, readyTimeoutMs: this.#readyTimeoutMs })
+    this.#port = this.#spawned.ready.port
+    this.#url = this.#spawned.ready.url
+    this.#hung = false
+  }
+
+  // Sends a signal by pid and, for killing signals, waits until the process is gone.
+  async kill (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const spawned = this.#spawned
+    if (spawned === undefined || !this.alive) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${this.name} is not running; it cannot be killed`])
+    if (this.#hung && signal !== 'SIGKILL') process.kill(spawned.pid, 'SIGCONT')
+    process.kill(spawned.pid, signal)
+    await spawned.exited
+    this.#hung = false
+  }
+
+  // SIGSTOP: the process stays, its sockets stay open, it answers nothing — a hung server, not a dead one.
+  hang (): void {
+    if (!this.alive) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${this.name} is not running; it cannot hang`])
+    if (this.#hung) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${this.name} is already hung`])
+    process.kill(this.pid, 'SIGSTOP')
+    this.#hung = true
+  }
+
+  resume (): void {
+    if (!this.alive || !this.#hung) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${this.name} is not hung; nothing to resume`])
+    process.kill(this.pid, 'SIGCONT')
+    this.#hung = false
+  }
+
+  // Kill (SIGKILL) if running, then start again on the same data folder and port.
+  async restart (): Promise<void> {
+    if (this.alive) await this.kill('SIGKILL')
+    await this.start()
+  }
+
+  killSync (): void {
+    if (this.#spawned !== undefined && isAlive(this.#spawned.pid) && this.alive) {
+      try { process.kill(this.#spawned.pid, 'SIGKILL') } catch {}
+    }
+  }
+
+  async waitExited (): Promise<void> { await this.#spawned?.exited }
+}
+
+export class Cluster {
+  readonly dir: string
+  readonly master: ClusterProcess
+  readonly chunkservers: ClusterProcess[]
+  readonly shadow: ClusterProcess | undefined
+  readonly secretFile: string
+  readonly #config: typeof startClusterDefaults
+  readonly #clients: GranaryClient[] = []
+  #stopped = false
+
+  constructor (config: typeof startClusterDefaults) {
+    this.#config = config
+    this.dir = config.dataDir !== '' ? config.dataDir : mkdtempSync(join(tmpdir(), 'granary-test-'))
+    mkdirSync(join(this.dir, 'logs'), { recursive: true })
+    this.secretFile = join(this.dir, 'secret')
+    if (!existsSync(this.secretFile)) writeFileSync(this.secretFile, randomBytes(32).toString('hex') + '\n', { mode: 0o600 })
+    const common = ['--secret-file', this.secretFile, '--heartbeat-interval-ms', String(config.heartbeatIntervalMs)]
+    this.master = this.#process('master', 'master', () => [
+      ...common, '--dead-after-ms', String(config.deadAfterMs), '--lease-ttl-ms', String(config.leaseTtlMs), ...config.masterArgs
+    ])
+    this.shadow = config.shadow ? this.#process('shadow', 'shadow', () => [...common, '--master', this.master.url]) : undefined
+    this.chunkservers = Array.from({ length: config.chunkservers }, (_, i) => this.#process(`chunkserver${i}`, 'chunkserver', () => [
+      ...common, '--masters', this.masters.join(','),
+      ...(config.capacityBytes > 0 ? ['--capacity-bytes', String(config.capacityBytes)] : []), ...config.chunkserverArgs
+    ]))
+  }
+
+  #process (name: string, role: ProcessRole, args: () => string[]): ClusterProcess {
+    return new ClusterProcess(name, role, join(this.dir, name), join(this.dir, 'logs', `${name}.log`), args, this.#config.readyTimeoutMs)
+  }
+
+  get processes (): ClusterProcess[] {
+    return [this.master, ...(this.shadow !== undefined ? [this.shadow] : []), ...this.chunkservers]
+  }
+
+  // URLs for connect({ masters }): the master first, then the shadow.
+  get masters (): string[] {
+    return [this.master.url, ...(this.shadow !== undefined ? [this.shadow.url] : [])]
+  }
+
+  async start (): Promise<void> {
+    await this.master.start()
+    if (this.shadow !== undefined) await this.shadow.start()
+    await Promise.all(this.chunkservers.map(async (cs) => await cs.start()))
+    await this.waitForChunkservers(this.chunkservers.length)
+  }
+
+  // A connected client; closed by stop().
+  client (options: Record<string, unknown> = {}): GranaryClient {
+    const client = connect({ masters: this.masters, chunkSizeBytes: this.#config.chunkSizeBytes, replication: this.#config.replication, ...options })
+    this.#clients.push(client)
+    return client
+  }
+
+  async report (): Promise<ClusterReport> {
+    const response = await request(`${this.master.url}/cluster/report`, { headersTimeout: 5000, bodyTimeout: 5000 })
+    if (response.statusCode !== 200) { await response.body.dump(); throw new GranaryError('GRN_UNAVAILABLE', [this.master.url, `report answered ${response.statusCode}`]) }
+    return await response.body.json() as ClusterReport
+  }
+
+  // Waits until the master counts `count` live chunkservers that have sent their full report.
+  async waitForChunkservers (count = this.chunkservers.filter((cs) => cs.alive).length, timeoutMs = this.#config.readyTimeoutMs): Promise<void> {
+    await this.waitFor(async () => {
+      const report = await this.report().catch(() => undefined)
+      return report !== undefined && report.servers.filter((s) => s.alive).length >= count
+    }, { timeoutMs, what: `${count} live chunkservers` })
+  }
+
+  // Polls `predicate` until it returns true; on timeout the error carries the last 40 log lines of every process.
+  async waitFor (predicate: () => boolean | Promise<boolean>, options: { timeoutMs?: number, intervalMs?: number, what?: string } = {}): Promise<void> {
+    const timeoutMs = options.timeoutMs ?? 10_000
+    const intervalMs = options.intervalMs ?? 25
+    const deadlineMs = Date.now() + timeoutMs
+    while (true) {
+      if (await predicate()) return
+      if (Date.now() > deadlineMs) {
+        throw new GranaryError('GRN_TIMEOUT', [options.what ?? 'waitFor', timeoutMs], undefined,
+          `waitFor(${options.what ?? 'predicate'}) did not hold within ${timeoutMs} ms\n${this.logTails()}`)
+      }
+      await new Promise((resolve) => setTimeout(resolve, intervalMs))
+    }
+  }
+
+  logTails (): string {
+    return this.processes.map((p) => formatLogTail(p.logPath)).join('\n')
+  }
+
+  // Every stored replica file of a chunk (or of all chunks) on chunkserver `serverIndex`.
+  chunkFiles (serverIndex: number, chunkHandle?: string): string[] {
+    const cs = this.chunkservers[serverIndex]
+    if (cs === undefined) throw new GranaryError('GRN_INVALID_ARGUMENT', [`no chunkserver ${serverIndex}`])
+    const root = join(cs.dataDir, 'chunks')
+    if (!existsSync(root)) return []
+    const files: string[] = []
+    for (const sub of readdirSync(root)) {
+      for (const name of readdirSync(join(root, sub))) {
+        if (name.endsWith('.chunk') && (chunkHandle === undefined || name.startsWith(`${chunkHandle}_`))) files.push(join(root, sub, name))
+      }
+    }
+    return files.sort()
+  }
+
+  // Flips one byte of a stored replica (data starts at byte 0 of a chunk file): bit rot on demand.
+  corruptChunkReplica (options: { serverIndex: number, chunkHandle?: string, offsetBytes?: number }): string {
+    const file = this.chunkFiles(options.serverIndex, options.chunkHandle)[0]
+    if (file === undefined) throw new GranaryError('GRN_INVALID_ARGUMENT', [`chunkserver ${options.serverIndex} stores no chunk ${options.chunkHandle ?? ''}`])
+    const offset = options.offsetBytes ?? 0
+    const fd = openSync(file, 'r+')
+    try {
+      const byte = Buffer.alloc(1)
+      if (readSync(fd, byte, 0, 1, offset) !== 1) throw new GranaryError('GRN_INVALID_ARGUMENT', [`offset ${offset} is past the end of ${file}`])
+      byte[0] = (byte[0] as number) ^ 0xff
+      writeSync(fd, byte, 0, 1, offset)
+    } finally {
+      closeSync(fd)
+    }
+    return file
+  }
+
+  async stop (options: { keepDirs?: boolean } = {}): Promise<void> {
+    if (this.#stopped) return
+    this.#stopped = true
+    await Promise.allSettled(this.#clients.map(async (c) => await c.close()))
+    for (const p of this.processes) {
+      if (p.hung) p.resume()
+      p.killSync()
+    }
+    await Promise.all(this.processes.map(async (p) => await p.waitExited()))
+    liveClusters.delete(this)
+    const failed = this.#config.test?.passing !== undefined && !this.#config.test.passing()
+    const keep = options.keepDirs === true || this.#config.keepDirs || failed || process.env.GRANARY_KEEP_TEST_DIRS === '1'
+    if (!keep && this.#config.dataDir === '') rmSync(this.dir, { recursive: true, force: true })
+  }
+
+  async [Symbol.asyncDispose] (): Promise<void> { await this.stop() }
+
+  killAllSync (): void {
+    for (const p of this.processes) p.killSync()
+  }
+}
