@@ -42,6 +42,8 @@ export const requestIdsKeptMax = 200_000               // idempotency table boun
 export const oplogRecordsKeptMax = 1_000_000           // without shadows; trimmed in bounded batches
 export const oplogTrimBatchMax = 10_000
 export const expiredLeasesPerTickMax = 100
+export const chunkserversMax = 10_000                  // registry entries; heartbeats from more servers are refused
+export const commandsQueuedPerServerMax = 100_000      // pending delete commands per chunkserver; past it, ask for a full report instead
 
 // Chunkserver
 export const forwardQueueBytesMax = 1 * MiB            // pause the upstream source when the next hop has more than this queued
@@ -56,6 +58,8 @@ export const metadataCacheEntriesMax = 1000
 export const metadataCacheTtlMs = 30_000
 export const connectionsPerOriginMax = 16
 export const retryAttemptsMax = 50
+export const readdirEntriesMax = 1_000_000             // readdir() gathers at most this many entries (page by page)
+export const jsonReplyBytesMax = 64 * MiB             // a JSON reply the client will read (list pages, reports)
 
 assert(chunkSizeBytesDefault % blockSizeBytes === 0, 'a chunk is a whole number of blocks')
 assert(chunkSizeBytesMax % blockSizeBytes === 0, 'the chunk limit is a whole number of blocks')
@@ -67,3 +71,4 @@ assert(listPageSizeDefault <= listPageSizeMax, 'default page within max')
 assert(groupCommitOpsMax <= groupCommitQueueMax, 'a group fits in the queue')
 assert(readBufferBytes % blockSizeBytes === 0, 'reads step in whole blocks')
 assert(syncEveryBytesDefault % blockSizeBytes === 0, 'sync points on block boundaries')
+assert(commandsPerHeartbeatMax <= commandsQueuedPerServerMax, 'one reply drains at most the queued commands')

@@ -1,0 +1,85 @@
+// The operation log: one record per applied op, written in the SAME transaction as the op's effects, with
+// the op's result so a replay can check itself. Also the idempotency table (requests), the tail a shadow
+// reads, the shadow's replay step, and the bounded trims the master's tick runs.
+import { isDeepStrictEqual } from 'node:util'
+import { assert, AssertionError } from '../shared/assert.js'
+import type { RequestId } from '../shared/ids.js'
+import { readMeta, sql, type Db } from './db.js'
+import { apply, type Applied, type Op } from './ops.js'
+
+export interface OplogRecord {
+  seq: number
+  term: number
+  atMs: number             // when the master committed it (epoch ms)
+  op: Op
+  result: unknown          // what apply() returned, as JSON
+  requestId: RequestId | null
+}
+
+export interface RecordContext { seq: number, term: number, atMs: number, requestId: RequestId | null }
+
+// Applies the op and appends its record (and its idempotency row) — the caller holds the transaction.
+// The master and a replaying shadow both write through here, so their tables come out the same.
+export function applyAndLog (db: Db, op: Op, context: RecordContext): Applied {
+  assert(db.inTransaction, 'an op and its oplog record are written in one transaction')
+  const meta = readMeta(db)
+  assert(context.seq === meta.seq + 1, 'oplog seqs are consecutive')
+  const applied = apply(db, op)
+  const resultJson = JSON.stringify(applied.result)
+  sql(db, 'INSERT INTO oplog (seq, term, atMs, op, result, requestId) VALUES (?, ?, ?, ?, ?, ?)')
+    .run(context.seq, context.term, context.atMs, JSON.stringify(op), resultJson, context.requestId)
+  if (context.requestId !== null) {
+    sql(db, 'INSERT INTO requests (requestId, reply, atMs) VALUES (?, ?, ?)').run(context.requestId, resultJson, context.atMs)
+  }
+  sql(db, 'UPDATE meta SET seq = ? WHERE id = 1').run(context.seq)
+  return applied
+}
+
+// The stored reply of a mutation already applied under this requestId, or undefined.
+export function storedReply (db: Db, requestId: RequestId): unknown {
+  const row = sql(db, 'SELECT reply FROM requests WHERE requestId = ?').get(requestId) as { reply: string } | undefined
+  return row === undefined ? undefined : JSON.parse(row.reply)
+}
+
+// Records with seq >= fromSeq, in order, at most countMax of them (a shadow tails with this).
+export function readOplog (db: Db, fromSeq: number, countMax: number): OplogRecord[] {
+  assert(Number.isSafeInteger(countMax) && countMax > 0, 'an oplog read is bounded')
+  const rows = sql(db, 'SELECT seq, term, atMs, op, result, requestId FROM oplog WHERE seq >= ? ORDER BY seq LIMIT ?')
+    .all(fromSeq, countMax) as Array<{ seq: number, term: number, atMs: number, op: string, result: string, requestId: RequestId | null }>
+  return rows.map((row) => ({ ...row, op: JSON.parse(row.op) as Op, result: JSON.parse(row.result) as unknown }))
+}
+
+// A shadow's step: apply one record in its own transaction and assert the result is the one the master
+// recorded. A record that fails to apply, or applies differently, means the two copies diverged: a bug.
+export function replayRecord (db: Db, record: OplogRecord): Applied {
+  return db.transaction(() => {
+    let applied: Applied
+    try {
+      applied = applyAndLog(db, record.op, { seq: record.seq, term: record.term, atMs: record.atMs, requestId: record.requestId })
+    } catch (err) {
+      if (err instanceof AssertionError) throw err
+      throw new AssertionError(`oplog record ${record.seq} (${record.op.type}) failed on replay: ${(err as Error).message}`)
+    }
+    const replayed: unknown = JSON.parse(JSON.stringify(applied.result))
+    assert(isDeepStrictEqual(replayed, record.result), `oplog record ${record.seq} (${record.op.type}) replayed to a different result`)
+    return applied
+  }).immediate()
+}
+
+// Keeps the last keptMax records; deletes at most batchMax per call (one call per tick).
+export function trimOplog (db: Db, keptMax: number, batchMax: number): number {
+  const lastSeq = readMeta(db).seq
+  return sql(db, 'DELETE FROM oplog WHERE seq IN (SELECT seq FROM oplog WHERE seq <= ? ORDER BY seq LIMIT ?)')
+    .run(lastSeq - keptMax, batchMax).changes
+}
+
+// Keeps the newest keptMax idempotency rows. Rows are only ever appended and pruned oldest-first, so their
+// rowids are contiguous and max - min + 1 is the count without a scan.
+export function pruneRequests (db: Db, keptMax: number, batchMax: number): number {
+  // Two subqueries: SQLite answers a lone min() or max() from the b-tree's ends, but scans for both at once.
+  const span = sql(db, 'SELECT (SELECT min(rowid) FROM requests) AS first, (SELECT max(rowid) FROM requests) AS last').get() as { first: number | null, last: number | null }
+  if (span.first === null || span.last === null) return 0
+  const excess = span.last - span.first + 1 - keptMax
+  if (excess <= 0) return 0
+  return sql(db, 'DELETE FROM requests WHERE rowid < ?').run(span.first + Math.min(excess, batchMax)).changes
+}

@@ -1,0 +1,91 @@
+// Every metadata mutation as data (the Op union) and ONE apply() that defines what each op means. The master
+// calls it when it commits; a shadow calls it when it tails the oplog, and asserts it got the recorded result
+// (MooseFS's "CREATE data mismatch"). So apply() is deterministic given (db state, op): every random value
+// and timestamp (leaseId, nowMs, mtimeMs, lease expiry, the chosen pipeline) is decided by the caller and
+// carried in the op. Counters (inode ids, chunk handles) live in the db, so they replay identically.
+// apply() throws GranaryError for an invalid request; the caller's savepoint then rolls back, nothing is logged.
+import { assert, AssertionError } from '../shared/assert.js'
+import type { ChunkHandle, InodeId, LeaseId, ServerId } from '../shared/ids.js'
+import type { AbandonReply, CommitReply, DeleteReply, FileStat, RenewReply } from '../shared/protocol.js'
+import type { Db } from './db.js'
+import {
+  abandonFile, addReplica, allocateChunk, commitChunk, expireLease, registerServer, removeReplica, renewLease,
+  type AddReplicaOutcome, type AllocateArgs, type AllocateResult, type Applied, type CommitArgs
+} from './chunks.js'
+import { complete, create, mkdir, remove, rename, type CompleteArgs, type CreateArgs, type CreateResult } from './namespace.js'
+
+export type { Applied, DroppedReplica } from './chunks.js'
+
+export interface ReplicaArgs { chunkHandle: ChunkHandle, serverId: ServerId, version: number }
+export type HeartbeatOp =
+  | { type: 'registerServer', serverId: ServerId, url: string }
+  | ({ type: 'addReplica' } & ReplicaArgs)
+  | ({ type: 'removeReplica' } & ReplicaArgs)
+
+export type Op =
+  | { type: 'mkdir', path: string, parents: boolean, mtimeMs: number }
+  | ({ type: 'create' } & CreateArgs)
+  | ({ type: 'allocate' } & AllocateArgs)
+  | ({ type: 'commit' } & CommitArgs)
+  | ({ type: 'complete' } & CompleteArgs)
+  | { type: 'renew', inodeId: InodeId, leaseId: LeaseId, leaseExpiresAtMs: number, nowMs: number }
+  | { type: 'abandon', inodeId: InodeId, leaseId: LeaseId }
+  | { type: 'expireLease', inodeId: InodeId, nowMs: number }
+  | { type: 'rename', source: string, target: string, mtimeMs: number }
+  | { type: 'delete', path: string, recursive: boolean, mtimeMs: number }
+  | HeartbeatOp
+  | { type: 'batch', ops: HeartbeatOp[] }   // one heartbeat's replica changes: one oplog record, one savepoint
+
+export interface OpResults {
+  mkdir: FileStat
+  create: CreateResult
+  allocate: AllocateResult
+  commit: CommitReply
+  complete: FileStat
+  renew: RenewReply
+  abandon: AbandonReply
+  expireLease: { expired: boolean }
+  rename: FileStat
+  delete: DeleteReply
+  registerServer: { registered: boolean }
+  addReplica: { outcome: AddReplicaOutcome }
+  removeReplica: { removed: boolean }
+  batch: Array<OpResults[HeartbeatOp['type']]>
+}
+export type OpType = Op['type']
+export type OpResult<T extends Op> = OpResults[T['type']]
+
+// Must run inside a transaction (the commit queue's savepoint, or a shadow's replay transaction): an op
+// that throws halfway must leave nothing behind.
+export function apply (db: Db, op: Op): Applied {
+  assert(db.inTransaction, 'apply() runs inside a transaction')
+  switch (op.type) {
+    case 'mkdir': return mkdir(db, op)
+    case 'create': return create(db, op)
+    case 'allocate': return allocateChunk(db, op)
+    case 'commit': return commitChunk(db, op)
+    case 'complete': return complete(db, op)
+    case 'renew': return renewLease(db, op)
+    case 'abandon': return abandonFile(db, op)
+    case 'expireLease': return expireLease(db, op)
+    case 'rename': return rename(db, op)
+    case 'delete': return remove(db, op)
+    case 'registerServer': return registerServer(db, op)
+    case 'addReplica': return addReplica(db, op)
+    case 'removeReplica': return removeReplica(db, op)
+    case 'batch': return applyBatch(db, op.ops)
+    default: {
+      const never: never = op
+      throw new AssertionError(`apply() was given an unknown op: ${JSON.stringify(never)}`)
+    }
+  }
+}
+
+function applyBatch (db: Db, ops: HeartbeatOp[]): Applied {
+  const results: unknown[] = []
+  for (const op of ops) {
+    assert(op.type === 'registerServer' || op.type === 'addReplica' || op.type === 'removeReplica', 'a batch holds only heartbeat ops')
+    results.push(apply(db, op).result)
+  }
+  return { result: results, dropped: [] }
+}

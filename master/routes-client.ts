@@ -1,0 +1,223 @@
+// client → master: the namespace, the write path (create, allocate, commit, complete, renew, abandon), the
+// read path (open), health and the cluster report. Reads go straight to the database; every mutation goes
+// through the commit queue, and its reply is sent only after its transaction committed. Paths pass through
+// normalizePath first (GRN_INVALID_PATH). The schemas are protocol.ts's, attached in server.ts.
+import type { FastifyRequest } from 'fastify'
+import { GranaryError } from '../shared/errors.js'
+import { newLeaseId, type ChunkHandle, type RequestId, type ServerId } from '../shared/ids.js'
+import * as limits from '../shared/limits.js'
+import { normalizePath } from '../shared/paths.js'
+import type * as p from '../shared/protocol.js'
+import { signToken } from '../shared/token.js'
+import { requireLease, type AllocateResult } from './chunks.js'
+import type { CommitQueue } from './commit-queue.js'
+import { sql, type Db } from './db.js'
+import { diskUsage, listDir, resolvePath, statOf } from './namespace.js'
+import { storedReply } from './oplog.js'
+import { choosePipeline } from './placement.js'
+import type { Registry } from './registry.js'
+
+export interface ClientRouteDeps {
+  db: Db
+  queue: CommitQueue
+  registry: Registry
+  secret: Buffer
+  leaseTtlMs: number
+  tokenTtlMs: number
+  deadAfterMs: number
+  startedAtMs: number
+  now: () => number
+}
+
+type Handler<R> = (request: FastifyRequest) => Promise<R>
+
+export function clientHandlers (deps: ClientRouteDeps) {
+  return { ...namespaceHandlers(deps), ...writeHandlers(deps), ...readHandlers(deps) }
+}
+
+function namespaceHandlers (deps: ClientRouteDeps) {
+  const { db, queue } = deps
+  const mkdir: Handler<p.MkdirReply> = async (request) => {
+    const body = request.body as p.MkdirRequest
+    return await queue.submit({ type: 'mkdir', path: normalizePath(body.path), parents: body.parents ?? false, mtimeMs: deps.now() }, body.requestId)
+  }
+  const stat: Handler<p.StatReply> = async (request) => {
+    const { row, path } = resolvePath(db, normalizePath((request.query as p.StatQuery).path))
+    return statOf(db, row, path)
+  }
+  const list: Handler<p.ListReply> = async (request) => {
+    const query = request.query as p.ListQuery
+    return listDir(db, normalizePath(query.path), query.after ?? '', query.limit ?? limits.listPageSizeDefault)
+  }
+  const rename: Handler<p.RenameReply> = async (request) => {
+    const body = request.body as p.RenameRequest
+    return await queue.submit({ type: 'rename', source: normalizePath(body.source), target: normalizePath(body.target), mtimeMs: deps.now() }, body.requestId)
+  }
+  const remove: Handler<p.DeleteReply> = async (request) => {
+    const body = request.body as p.DeleteRequest
+    return await queue.submit({ type: 'delete', path: normalizePath(body.path), recursive: body.recursive ?? false, mtimeMs: deps.now() }, body.requestId)
+  }
+  const du: Handler<p.DuReply> = async (request) => diskUsage(db, normalizePath((request.query as p.DuQuery).path))
+  return { mkdir, stat, list, rename, remove, du }
+}
+
+// Each handler decides the op's time, lease expiry and lease id here, before apply() (which must be deterministic).
+function writeHandlers (deps: ClientRouteDeps) {
+  const { db, queue } = deps
+  const create: Handler<p.CreateReply> = async (request) => {
+    const body = request.body as p.CreateRequest
+    const nowMs = deps.now()
+    return await queue.submit({
+      type: 'create',
+      path: normalizePath(body.path),
+      replication: body.replication ?? limits.replicationDefault,
+      chunkSizeBytes: body.chunkSizeBytes ?? limits.chunkSizeBytesDefault,
+      overwrite: body.overwrite ?? false,
+      leaseId: newLeaseId(),
+      leaseExpiresAtMs: nowMs + deps.leaseTtlMs,
+      nowMs
+    }, body.requestId)
+  }
+  const allocate: Handler<p.AllocateReply> = async (request) => {
+    const body = request.body as p.AllocateRequest
+    const nowMs = deps.now()
+    const result = storedAllocation(db, body.requestId) ?? await allocateNew(deps, body, nowMs)
+    deps.registry.noteAllocation(result.serverIds, nowMs)
+    const tokenExpiresAtMs = nowMs + deps.tokenTtlMs
+    return {
+      chunkHandle: result.chunkHandle,
+      version: result.version,
+      term: queue.term,
+      pipeline: result.serverIds.map((serverId) => ({ serverId, url: serverUrl(db, serverId) })),
+      token: signToken(deps.secret, { chunkHandle: result.chunkHandle, version: result.version, mode: 'write', expiresAtMs: tokenExpiresAtMs, term: queue.term }),
+      tokenExpiresAtMs,
+      leaseExpiresAtMs: result.leaseExpiresAtMs
+    }
+  }
+  const commit: Handler<p.CommitReply> = async (request) => {
+    const b = request.body as p.CommitRequest
+    const nowMs = deps.now()
+    return await queue.submit({
+      type: 'commit', inodeId: b.inodeId, leaseId: b.leaseId, chunkIndex: b.chunkIndex, chunkHandle: b.chunkHandle, version: b.version,
+      lengthBytes: b.lengthBytes, crc32: b.crc32, serverIds: b.serverIds, leaseExpiresAtMs: nowMs + deps.leaseTtlMs, nowMs
+    }, b.requestId)
+  }
+  const complete: Handler<p.CompleteReply> = async (request) => {
+    const b = request.body as p.CompleteRequest
+    const nowMs = deps.now()
+    return await queue.submit({ type: 'complete', inodeId: b.inodeId, leaseId: b.leaseId, sizeBytes: b.sizeBytes, chunkCount: b.chunkCount, mtimeMs: nowMs, nowMs }, b.requestId)
+  }
+  const renew: Handler<p.RenewReply> = async (request) => {
+    const b = request.body as p.RenewRequest
+    const nowMs = deps.now()
+    return await queue.submit({ type: 'renew', inodeId: b.inodeId, leaseId: b.leaseId, leaseExpiresAtMs: nowMs + deps.leaseTtlMs, nowMs })
+  }
+  const abandon: Handler<p.AbandonReply> = async (request) => {
+    const b = request.body as p.AbandonRequest
+    return await queue.submit({ type: 'abandon', inodeId: b.inodeId, leaseId: b.leaseId }, b.requestId)
+  }
+  return { create, allocate, commit, complete, renew, abandon }
+}
+
+function readHandlers (deps: ClientRouteDeps) {
+  const open: Handler<p.OpenReply> = async (request) => openFile(deps, normalizePath((request.query as p.OpenQuery).path))
+  const health: Handler<p.HealthReply> = async () => ({ role: 'master', term: deps.queue.term, seq: deps.queue.seq, safeMode: safeMode(deps, deps.now()) })
+  const report: Handler<p.ClusterReport> = async () => clusterReport(deps, deps.now())
+  return { open, health, report }
+}
+
+// A retried allocate whose first attempt committed gets that allocation back (with a fresh token), even if
+// placement would now fail.
+function storedAllocation (db: Db, requestId: RequestId | undefined): AllocateResult | undefined {
+  return requestId === undefined ? undefined : storedReply(db, requestId) as AllocateResult | undefined
+}
+
+async function allocateNew (deps: ClientRouteDeps, body: p.AllocateRequest, nowMs: number): Promise<AllocateResult> {
+  // Read first to learn the file's replication and chunk size for placement; apply() checks the lease again.
+  const inode = requireLease(deps.db, body.inodeId, body.leaseId, nowMs)
+  const pipeline = choosePipeline(deps.registry.placementCandidates(nowMs), {
+    replication: inode.replication, chunkSizeBytes: inode.chunkSizeBytes, excludeServerIds: body.excludeServerIds ?? []
+  })
+  return await deps.queue.submit({
+    type: 'allocate', inodeId: body.inodeId, leaseId: body.leaseId, chunkIndex: body.chunkIndex,
+    serverIds: pipeline.map((s) => s.serverId), leaseExpiresAtMs: nowMs + deps.leaseTtlMs, nowMs
+  }, body.requestId)
+}
+
+function serverUrl (db: Db, serverId: ServerId): string {
+  const row = sql(db, 'SELECT url FROM servers WHERE serverId = ?').get(serverId) as { url: string } | undefined
+  if (row === undefined) throw new GranaryError('GRN_INTERNAL', [`chunkserver ${serverId} has no registered url`])
+  return row.url
+}
+
+interface ChunkReplicaRow { chunkIndex: number, chunkHandle: ChunkHandle, version: number, lengthBytes: number, crc32: number, serverId: ServerId | null, url: string | null }
+
+// Every chunk with its replicas (live ones first, then those on servers dead or not heard from since this
+// master started) and a read token each.
+function openFile (deps: ClientRouteDeps, path: string): p.OpenReply {
+  const { db, queue } = deps
+  const resolved = resolvePath(db, path)
+  if (resolved.row.type === 'dir') throw new GranaryError('GRN_IS_DIR', [resolved.path])
+  const rows = sql(db, `SELECT c.chunkIndex, c.chunkHandle, c.version, c.lengthBytes, c.crc32, r.serverId, s.url
+    FROM chunks c LEFT JOIN replicas r ON r.chunkHandle = c.chunkHandle AND r.version = c.version
+    LEFT JOIN servers s ON s.serverId = r.serverId WHERE c.inodeId = ? ORDER BY c.chunkIndex, r.serverId`).all(resolved.row.id) as ChunkReplicaRow[]
+  const nowMs = deps.now()
+  const tokenExpiresAtMs = nowMs + deps.tokenTtlMs
+  const chunks: p.ChunkLocation[] = []
+  const dead: p.ChunkserverAddress[][] = []
+  for (const row of rows) {
+    let chunk = chunks[chunks.length - 1]
+    if (chunk === undefined || chunk.chunkIndex !== row.chunkIndex) {
+      const token = signToken(deps.secret, { chunkHandle: row.chunkHandle, version: row.version, mode: 'read', expiresAtMs: tokenExpiresAtMs, term: queue.term })
+      chunk = { chunkIndex: row.chunkIndex, chunkHandle: row.chunkHandle, version: row.version, lengthBytes: row.lengthBytes, crc32: row.crc32, replicas: [], token }
+      chunks.push(chunk)
+      dead.push([])
+    }
+    if (row.serverId === null || row.url === null) continue
+    const address = { serverId: row.serverId, url: row.url }
+    if (deps.registry.isAlive(row.serverId, nowMs)) chunk.replicas.push(address)
+    else (dead[dead.length - 1] as p.ChunkserverAddress[]).push(address)
+  }
+  for (const [i, chunk] of chunks.entries()) chunk.replicas.push(...(dead[i] as p.ChunkserverAddress[]))
+  return { stat: statOf(db, resolved.row, resolved.path, chunks.length), chunks, term: queue.term, tokenExpiresAtMs }
+}
+
+// Safe mode (HDFS's word): right after start-up, until every registered chunkserver has sent its full
+// report or deadAfterMs has passed, replica counts are not yet trustworthy (the report says so; background
+// re-replication must wait for it).
+function safeMode (deps: ClientRouteDeps, nowMs: number): boolean {
+  if (nowMs - deps.startedAtMs >= deps.deadAfterMs) return false
+  const registeredCount = (sql(deps.db, 'SELECT count(*) AS n FROM servers').get() as { n: number }).n
+  const reportedCount = deps.registry.all().filter((s) => s.fullReportSeen).length
+  return reportedCount < registeredCount
+}
+
+function clusterReport (deps: ClientRouteDeps, nowMs: number): p.ClusterReport {
+  const { db, queue, registry } = deps
+  const counts = sql(db, `SELECT
+      (SELECT count(*) FROM inodes WHERE type = 'file' AND state = 'closed') AS fileCount,
+      (SELECT count(*) FROM inodes WHERE type = 'dir') AS dirCount,
+      (SELECT count(*) FROM chunks) AS chunkCount,
+      (SELECT coalesce(sum(sizeBytes), 0) FROM inodes WHERE type = 'file' AND state = 'closed') AS sizeBytes`).get() as
+    { fileCount: number, dirCount: number, chunkCount: number, sizeBytes: number }
+  // Committed chunks with fewer live replicas than their file's replication (missing: none live at all).
+  const health = sql(db, `SELECT coalesce(sum(live < replication), 0) AS under, coalesce(sum(live = 0), 0) AS missing FROM (
+      SELECT i.replication, (SELECT count(*) FROM replicas r WHERE r.chunkHandle = c.chunkHandle AND r.version = c.version
+        AND r.serverId IN (SELECT value FROM json_each(?))) AS live
+      FROM chunks c JOIN inodes i ON i.id = c.inodeId WHERE c.state = 'committed')`).get(JSON.stringify(registry.liveServerIds(nowMs))) as
+    { under: number, missing: number }
+  const registered = sql(db, 'SELECT serverId, url FROM servers ORDER BY serverId').all() as Array<{ serverId: ServerId, url: string }>
+  const servers = registered.map(({ serverId, url }): p.ServerReport => {
+    const state = registry.get(serverId)
+    return {
+      serverId, url: state?.url ?? url, alive: registry.isAlive(serverId, nowMs),
+      lastHeartbeatAgeMs: state === undefined ? null : nowMs - state.lastHeartbeatMs,
+      capacityBytes: state?.capacityBytes ?? 0, freeBytes: state?.freeBytes ?? 0, usedBytes: state?.usedBytes ?? 0,
+      chunkCount: state?.chunkCount ?? 0, activeWrites: state?.activeWrites ?? 0
+    }
+  })
+  return {
+    role: 'master', term: queue.term, seq: queue.seq, safeMode: safeMode(deps, nowMs), ...counts,
+    underReplicatedChunks: health.under, missingChunks: health.missing, servers
+  }
+}

@@ -1,0 +1,60 @@
+// The master's background work, on its own tick (tickIntervalMs) in bounded batches, never inside a request:
+// lease expiry, oplog trim, idempotency-table prune, and logging chunkservers that went dead.
+import type { Logger } from 'pino'
+import { AssertionError } from '../shared/assert.js'
+import { expiredLeasesPerTickMax, oplogRecordsKeptMax, oplogTrimBatchMax, requestIdsKeptMax } from '../shared/limits.js'
+import type { CommitQueue } from './commit-queue.js'
+import type { Db } from './db.js'
+import { expireLeases } from './leases.js'
+import { pruneRequests, trimOplog } from './oplog.js'
+import type { Registry } from './registry.js'
+
+export interface TickDeps {
+  db: Db
+  queue: CommitQueue
+  registry: Registry
+  log: Logger
+  now: () => number
+  onFatal: (err: AssertionError) => void
+}
+
+export class Ticker {
+  #deps: TickDeps
+  #timer: NodeJS.Timeout | null = null
+  #expiring: Promise<number> | null = null   // one expiry round at a time: a slow one is not stacked
+
+  constructor (deps: TickDeps) {
+    this.#deps = deps
+  }
+
+  start (tickIntervalMs: number): void {
+    this.#timer = setInterval(() => { void this.tick() }, tickIntervalMs)
+    this.#timer.unref()
+  }
+
+  // One round of background work; tests call it directly with a chosen clock.
+  async tick (): Promise<void> {
+    const { db, queue, registry, log, now } = this.#deps
+    const nowMs = now()
+    try {
+      for (const server of registry.newlyDead(nowMs)) log.info({ serverId: server.serverId, url: server.url }, 'chunkserver dead')
+      // Same batch bound for both trims: each is one DELETE by an index range.
+      const trimmed = trimOplog(db, oplogRecordsKeptMax, oplogTrimBatchMax)
+      const pruned = pruneRequests(db, requestIdsKeptMax, oplogTrimBatchMax)
+      if (trimmed + pruned > 0) log.debug({ trimmed, pruned }, 'oplog trimmed')
+      if (this.#expiring === null) {
+        this.#expiring = expireLeases(db, queue, nowMs, expiredLeasesPerTickMax, log)
+        await this.#expiring.finally(() => { this.#expiring = null })
+      }
+    } catch (err) {
+      if (err instanceof AssertionError) this.#deps.onFatal(err)
+      else log.error({ err }, 'master tick failed')
+    }
+  }
+
+  async stop (): Promise<void> {
+    if (this.#timer !== null) clearInterval(this.#timer)
+    this.#timer = null
+    await this.#expiring
+  }
+}

@@ -1,0 +1,129 @@
+// Proves the HTTP edge: schema failures, unknown fields, malformed JSON and oversize bodies become GRN_*
+// bodies with the right status; unknown routes are GRN_NOT_FOUND; a failed assertion reaches onFatal; health
+// and report answer; and a real master (startMaster on port 0, and runMaster in a child process) logs one
+// 'ready' line with its port and url, serves HTTP, and stops cleanly on SIGTERM.
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { Writable } from 'node:stream'
+import { pathToFileURL } from 'node:url'
+import { pino } from 'pino'
+import { resolveMasterConfig } from '../../../shared/config.js'
+import { heartbeatBodyBytesMax, jsonBodyBytesMax } from '../../../shared/limits.js'
+import type * as p from '../../../shared/protocol.js'
+import { startMaster } from '../../../master/main.js'
+import { addServers, dumpTables, heartbeatBody, startTestMaster, writeFile } from './fixture.js'
+
+t.test('bad requests become GRN_* bodies and change nothing', async (t) => {
+  const m = await startTestMaster(t)
+  const before = dumpTables(m.db)
+  const missing = await m.call('POST', '/fs/mkdir', {})
+  t.match(missing, { statusCode: 400, body: { statusCode: 400, code: 'GRN_INVALID_ARGUMENT', error: 'Bad Request', message: /must have required property 'path'/ } })
+  t.match(await m.call('POST', '/fs/mkdir', { path: '/a', color: 'red' }), { statusCode: 400, body: { code: 'GRN_INVALID_ARGUMENT', message: /additional properties/ } })
+  t.match(await m.call('POST', '/fs/create', { path: '/a', chunkSizeBytes: 98_304 }), { statusCode: 400, body: { code: 'GRN_INVALID_ARGUMENT', message: 'invalid argument: body/chunkSizeBytes must be multiple of 65536' } })
+  t.match(await m.call('GET', '/fs/stat', { path: 'x'.repeat(5000) }), { statusCode: 400, body: { code: 'GRN_INVALID_ARGUMENT' } })
+
+  const malformed = await m.app.inject({ method: 'POST', url: '/fs/mkdir', headers: { 'content-type': 'application/json' }, payload: '{"path": ' })
+  t.match(malformed.json(), { statusCode: 400, code: 'GRN_INVALID_ARGUMENT' })
+  t.equal(malformed.statusCode, 400)
+  const wrongType = await m.app.inject({ method: 'POST', url: '/fs/mkdir', headers: { 'content-type': 'text/plain' }, payload: 'hi' })
+  t.match(wrongType.json(), { code: 'GRN_INVALID_ARGUMENT' })
+
+  const big = await m.call('POST', '/fs/mkdir', { path: '/a', requestId: 'r', pad: 'x'.repeat(jsonBodyBytesMax) })
+  t.match(big, { statusCode: 413, body: { code: 'GRN_LIMIT_EXCEEDED', message: `request body is over its limit of ${jsonBodyBytesMax}` } })
+  const notFound = await m.call('GET', '/nope?x=1')
+  t.match(notFound, { statusCode: 404, body: { code: 'GRN_NOT_FOUND', message: 'no such file or directory: route GET /nope' } })
+  t.same(dumpTables(m.db), before, 'nothing changed')
+})
+
+t.test('a heartbeat may be far larger than a client request', async (t) => {
+  const m = await startTestMaster(t)
+  await m.call('POST', '/chunkservers/heartbeat', heartbeatBody(1))
+  const fullReport = Array.from({ length: 20_000 }, (_, i) => ({ chunkHandle: (0x100000 + i).toString(16).padStart(16, '0'), version: 1, lengthBytes: 1 }))
+  const body = heartbeatBody(1, { fullReport: fullReport as p.StoredChunk[] })
+  t.ok(JSON.stringify(body).length > jsonBodyBytesMax, 'over the client body limit')
+  const res = await m.call<p.HeartbeatReply>('POST', '/chunkservers/heartbeat', body)
+  t.equal(res.statusCode, 200)
+  t.equal(res.body.commands.length, 1000, 'unknown chunks are told to go, one bounded page at a time')
+  t.ok(heartbeatBodyBytesMax > jsonBodyBytesMax)
+})
+
+t.test('a failed assertion reaches onFatal and answers GRN_INTERNAL', async (t) => {
+  const m = await startTestMaster(t)
+  m.db.prepare("UPDATE inodes SET type = 'file' WHERE id = 1").run()   // break an invariant by hand
+  const res = await m.call('GET', '/fs/stat', { path: '/x' })
+  t.match(res, { statusCode: 500, body: { code: 'GRN_INTERNAL', message: /the root directory exists/ } })
+  t.equal(m.fatal.length, 1)
+  t.equal(m.fatal[0]?.name, 'AssertionError')
+})
+
+t.test('health and report', async (t) => {
+  const m = await startTestMaster(t)
+  t.same((await m.call('GET', '/healthz')).body, { role: 'master', term: 1, seq: 0, safeMode: false })
+  await addServers(m, 2)
+  await writeFile(m, '/f', [5])
+  await m.call('POST', '/fs/mkdir', { path: '/d' })
+  m.clock.nowMs += 5000
+  await m.call('POST', '/chunkservers/heartbeat', heartbeatBody(1, { activeWrites: 3 }))
+  m.clock.nowMs += 6000   // server 2 is now dead
+  const report = (await m.call<p.ClusterReport>('GET', '/cluster/report')).body
+  t.match(report, { role: 'master', term: 1, seq: m.queue.seq, safeMode: false, fileCount: 1, dirCount: 2, chunkCount: 1, sizeBytes: 5, underReplicatedChunks: 1, missingChunks: 0 })
+  t.same(report.servers.map((s) => [s.serverId, s.alive, s.lastHeartbeatAgeMs, s.activeWrites]), [['cs-000000000001', true, 6000, 3], ['cs-000000000002', false, 11_000, 0]])
+  m.clock.nowMs += 10_000
+  t.match((await m.call('GET', '/cluster/report')).body, { underReplicatedChunks: 1, missingChunks: 1 })
+})
+
+t.test('a restarted master is in safe mode until its chunkservers report', async (t) => {
+  const dir = t.testdir()
+  const m1 = await startTestMaster(t, { dir })
+  await addServers(m1, 1)
+  await m1.close()
+  const m2 = await startTestMaster(t, { dir })
+  t.equal((await m2.call('GET', '/healthz')).body.safeMode, true)
+  await m2.call('POST', '/chunkservers/heartbeat', heartbeatBody(1, { fullReport: [] }))
+  t.equal((await m2.call('GET', '/healthz')).body.safeMode, false)
+})
+
+t.test('startMaster listens on port 0, logs one ready line, serves HTTP, closes', async (t) => {
+  const dir = t.testdir()
+  const lines: Array<Record<string, unknown>> = []
+  const sink = new Writable({ write (chunk: Buffer, _enc, done) { for (const l of chunk.toString().split('\n')) if (l !== '') lines.push(JSON.parse(l)); done() } })
+  const config = resolveMasterConfig({ port: 0, dataDir: join(dir, 'master'), secretFile: join(dir, 'secret'), createSecret: true, logLevel: 'info' })
+  const master = await startMaster(config, { logger: pino({ level: 'info' }, sink) })
+  t.match(master.url, /^http:\/\/127\.0\.0\.1:\d+$/)
+  const ready = lines.filter((l) => l.msg === 'ready')
+  t.equal(ready.length, 1)
+  t.match(ready[0], { level: 30, port: master.port, url: master.url })
+  const res = await fetch(`${master.url}/fs/mkdir`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ path: '/x' }) })
+  t.equal(res.status, 200)
+  t.match(await res.json(), { path: '/x', type: 'dir' })
+  await master.close()
+  await master.close()   // twice is fine
+  await t.rejects(fetch(`${master.url}/healthz`), 'no longer listening')
+})
+
+t.test('runMaster: ready on stdout, SIGTERM exits 0', async (t) => {
+  const dir = t.testdir()
+  const script = join(dir, 'run.mjs')
+  const mainUrl = pathToFileURL(join(import.meta.dirname, '../../../master/main.ts')).href
+  writeFileSync(script, `import { runMaster } from ${JSON.stringify(mainUrl)}\nawait runMaster(process.argv.slice(2))\n`)
+  const child = spawn(process.execPath, [...process.execArgv, script, '--port', '0', '--data-dir', join(dir, 'm'), '--secret-file', join(dir, 'secret'), '--create-secret'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  t.teardown(() => { if (child.exitCode === null) child.kill('SIGKILL') })
+  let stdout = ''
+  const ready = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ready line: ${stdout}`)), 30_000)
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString()
+      const line = stdout.split('\n').map((l) => { try { return JSON.parse(l) } catch { return null } }).find((l) => l?.msg === 'ready')
+      if (line) { clearTimeout(timer); resolve(line) }
+    })
+    child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`exited ${code}: ${stdout}`)) })
+  })
+  t.match(ready, { port: Number, url: `http://127.0.0.1:${ready.port}`, role: 'master' })
+  const health = await fetch(`${ready.url}/healthz`)
+  t.same(await health.json(), { role: 'master', term: 1, seq: 0, safeMode: false })
+  child.kill('SIGTERM')
+  const code = await new Promise((resolve) => child.once('exit', resolve))
+  t.equal(code, 0)
+})
