@@ -20,6 +20,19 @@ export const masterDefaults = {
 }
 export type MasterConfig = typeof masterDefaults
 
+// `granary shadow`: the master's code following a master's oplog (master/shadow.ts). Every master option,
+// plus where the master is. The data folder holds the shadow's own copy of master.db.
+export const shadowDefaults = {
+  ...masterDefaults,
+  port: 9001,
+  dataDir: 'granary-data/shadow',
+  master: 'http://127.0.0.1:9000',                // the master to follow (one URL)
+  pollWaitMs: 1000,                               // a long poll parks this long at the master when nothing is new
+  promote: false,                                 // promote this shadow to master once it has caught up
+  force: false,                                   // with promote: promote even if not caught up (what it lacks is lost)
+}
+export type ShadowConfig = typeof shadowDefaults
+
 export const chunkserverDefaults = {
   host: '127.0.0.1',
   port: 0,
@@ -41,6 +54,7 @@ export const clientDefaults = {
   retryDelayMsMax: 1_000,
   replication: limits.replicationDefault,
   chunkSizeBytes: limits.chunkSizeBytesDefault,
+  keepAliveTimeoutMs: 4_000,                      // idle pooled connections close after this (tests use ~10)
 }
 export type ClientConfig = typeof clientDefaults
 
@@ -83,6 +97,18 @@ export function resolveMasterConfig (given: Record<string, unknown>): MasterConf
   if (config.tokenTtlMs < 1000) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'tokenTtlMs' must be at least 1000"])
   if (config.tickIntervalMs < 10) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'tickIntervalMs' must be at least 10"])
   return config
+}
+
+export function resolveShadowConfig (given: Record<string, unknown>): ShadowConfig {
+  const config = resolveConfig('shadow', shadowDefaults, given)
+  const { master, pollWaitMs, promote, force, ...masterPart } = config
+  resolveMasterConfig(masterPart)   // every master check holds for a shadow too
+  if (parseMasterList(master).length !== 1) throw new GranaryError('GRN_INVALID_ARGUMENT', ["shadow option 'master' must be one URL"])
+  if (pollWaitMs < 1 || pollWaitMs > limits.oplogPollWaitMsMax) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`shadow option 'pollWaitMs' must be 1..${limits.oplogPollWaitMsMax}`])
+  }
+  if (force && !promote) throw new GranaryError('GRN_INVALID_ARGUMENT', ["shadow option 'force' only applies with 'promote'"])
+  return { ...config, master: parseMasterList(master)[0] as string }
 }
 
 export function resolveChunkserverConfig (given: Record<string, unknown>): ChunkserverConfig {

@@ -33,6 +33,8 @@ export const errorSpecs = {
   GRN_ABORTED:             { statusCode: 499, retryable: false, message: 'operation aborted: %s' },
   GRN_INTEGRITY:           { statusCode: 502, retryable: true,  message: 'data integrity check failed for %s: %s' },
   GRN_INTERNAL:            { statusCode: 500, retryable: true,  message: 'internal error: %s' },
+  GRN_SNAPSHOT_REQUIRED:   { statusCode: 410, retryable: false, message: 'the oplog after seq %d is not available here (%s): bootstrap from a snapshot' },
+  GRN_NOT_CAUGHT_UP:       { statusCode: 409, retryable: false, message: 'this shadow is not caught up with its master (%s); promote with force to accept losing what it lacks' },
 } as const
 
 export type ErrorCode = keyof typeof errorSpecs
@@ -88,7 +90,7 @@ export function isGranaryError (err: unknown): err is GranaryError {
 
 function httpReason (statusCode: number): string {
   const reasons: Record<number, string> = {
-    400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large',
+    400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 410: 'Gone', 413: 'Payload Too Large',
     499: 'Client Closed Request', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable',
     504: 'Gateway Timeout', 507: 'Insufficient Storage'
   }

@@ -6,10 +6,12 @@ export type ChunkHandle = string & { readonly brand: 'ChunkHandle' }   // 16 low
 export type ServerId = string & { readonly brand: 'ServerId' }         // 'cs-' + 12 hex digits, made once per data folder
 export type LeaseId = string & { readonly brand: 'LeaseId' }           // 32 hex digits
 export type RequestId = string & { readonly brand: 'RequestId' }       // client-chosen, for idempotent retries
+export type ShadowId = string & { readonly brand: 'ShadowId' }         // 'sh-' + 12 hex digits, made once per shadow data folder
 
 export const rootInodeId = 1 as InodeId
 export const chunkHandlePattern = /^[0-9a-f]{16}$/
 export const serverIdPattern = /^cs-[0-9a-f]{12}$/
+export const shadowIdPattern = /^sh-[0-9a-f]{12}$/
 
 export function chunkHandleFromNumber (n: number): ChunkHandle {
   return n.toString(16).padStart(16, '0') as ChunkHandle
@@ -18,3 +20,4 @@ export function chunkHandleFromNumber (n: number): ChunkHandle {
 export function newLeaseId (): LeaseId { return randomBytes(16).toString('hex') as LeaseId }
 export function newServerId (): ServerId { return `cs-${randomBytes(6).toString('hex')}` as ServerId }
 export function newRequestId (): RequestId { return randomBytes(12).toString('base64url') as RequestId }
+export function newShadowId (): ShadowId { return `sh-${randomBytes(6).toString('hex')}` as ShadowId }

@@ -45,8 +45,20 @@ export const expiredLeasesPerTickMax = 100
 export const chunkserversMax = 10_000                  // registry entries; heartbeats from more servers are refused
 export const commandsQueuedPerServerMax = 100_000      // pending delete commands per chunkserver; past it, ask for a full report instead
 
+// Shadows (master/shadow.ts follows, master/shadow-tracker.ts + routes-shadow.ts serve; oplog retention in oplog.ts)
+export const shadowsMax = 16                           // shadows a master remembers; a poll from one more is refused
+export const oplogRecordsKeptMin = 10_000              // always kept, so a restarted shadow resumes without a snapshot
+export const oplogRecordAgeMsMax = 60 * 60_000         // older records go even if a shadow still needs them (it re-bootstraps); a shadow silent this long is forgotten
+export const oplogRecordsPerPollMax = 10_000           // records in one /oplog reply
+export const oplogPollBytesMax = 8 * MiB               // ... and their JSON (a reply always carries at least one record)
+export const oplogPollWaitMsMax = 30_000               // a long poll waits at most this long for a commit
+export const oplogPollersMax = 64                      // long polls parked at once; more are answered at once
+export const snapshotsInFlightMax = 2                  // online backups streaming at once
+export const lagSamplesKeptMax = 10_000                // a shadow's per-record lag samples (newest kept)
+
 // Chunkserver
 export const forwardQueueBytesMax = 1 * MiB            // pause the upstream source when the next hop has more than this queued
+export const diskQueueBytesMax = 8 * MiB               // ... or when the disk has more than this queued (absorbs thread-pool stalls)
 export const syncEveryBytesDefault = 8 * MiB           // fdatasync while streaming so the final fsync is short
 export const readBufferBytes = 1 * MiB                 // blocks read, verified and sent per step
 export const corruptChunksKeptMax = 10_000             // chunks remembered as failing a checksum (oldest forgotten first)
@@ -72,3 +84,5 @@ assert(groupCommitOpsMax <= groupCommitQueueMax, 'a group fits in the queue')
 assert(readBufferBytes % blockSizeBytes === 0, 'reads step in whole blocks')
 assert(syncEveryBytesDefault % blockSizeBytes === 0, 'sync points on block boundaries')
 assert(commandsPerHeartbeatMax <= commandsQueuedPerServerMax, 'one reply drains at most the queued commands')
+assert(oplogRecordsKeptMin >= 1 && oplogRecordsKeptMin <= oplogRecordsKeptMax, 'the newest record is always kept, within the count bound')
+assert(oplogPollersMax >= shadowsMax, 'every remembered shadow can park a long poll')

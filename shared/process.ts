@@ -12,7 +12,12 @@ import { readyMessage } from './log.js'
 
 export type ProcessRole = 'master' | 'shadow' | 'chunkserver'
 
-export const cliPath = join(dirname(fileURLToPath(import.meta.url)), '..', 'client', 'cli.js')
+// Compiled, this file is dist/shared/process.js and the CLI sits beside it; run from source (tap runs the
+// .ts tests directly) it is shared/process.ts and the processes are the build in dist/ (npm test builds first).
+const here = dirname(fileURLToPath(import.meta.url))
+export const cliPath = existsSync(join(here, '..', 'client', 'cli.js'))
+  ? join(here, '..', 'client', 'cli.js')
+  : join(here, '..', 'dist', 'client', 'cli.js')
 export const logTailLinesMax = 40
 const readyPollIntervalMs = 10
 const logScanBytesMax = 1024 * 1024

@@ -171,7 +171,11 @@ export const openSchema = { querystring: body({ path: pathProp }, ['path']) } as
 // anyone → master: health and the cluster report.
 
 export const healthPath = '/healthz' as const
-export interface HealthReply { role: Role, term: number, seq: number, safeMode: boolean }
+export interface HealthReply {
+  role: Role, term: number, seq: number, safeMode: boolean
+  fencedByTerm?: number        // a deposed master: the newer term it heard of (it serves nothing but health and report)
+  following?: FollowReport     // a shadow: how far behind its master it is
+}
 
 export const reportPath = '/cluster/report' as const
 export interface ServerReport {
@@ -183,7 +187,81 @@ export interface ClusterReport {
   fileCount: number, dirCount: number, chunkCount: number, sizeBytes: number,
   underReplicatedChunks: number, missingChunks: number,
   servers: ServerReport[]
+  shadows?: ShadowReport[]     // a master: the shadows that follow it
+  following?: FollowReport     // a shadow: its master and its lag
+  fencedByTerm?: number        // a deposed master: the newer term it heard of
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// shadow → master: following the oplog. A shadow bootstraps from a snapshot (a tar stream of an online backup
+// of master.db), then long-polls for the records after the last seq it applied and applies each with the
+// master's own apply(). Every poll registers the shadow (id, url, applied seq): the master keeps the records
+// its shadows still need, within limits.oplogRecordsKeptMax and oplogRecordAgeMsMax. A shadow whose next
+// record is gone, or whose history differs from the master's, gets GRN_SNAPSHOT_REQUIRED and re-bootstraps.
+// A shadow or a deposed master answers both routes with GRN_NOT_MASTER.
+
+const shadowIdProp = { type: 'string', pattern: '^sh-[0-9a-f]{12}$' } as const
+const seqProp = { type: 'integer', minimum: 0 } as const
+
+export const oplogPath = '/oplog' as const
+export interface OplogQuery {
+  after: number                // the last seq the shadow applied; the reply starts at after + 1
+  afterTerm?: number           // the term of that record: a different term here means the histories diverged
+  waitMs?: number              // nothing newer: park the request this long for a commit (default 0)
+  limit?: number               // records at most (default and max limits.oplogRecordsPerPollMax)
+  shadowId: string
+  url?: string                 // where the shadow serves (for the report); unknown before it listens
+}
+export interface OplogEntry { seq: number, term: number, atMs: number, op: unknown, result: unknown, requestId: string | null }
+export interface OplogReply {
+  term: number                 // the master's term
+  seq: number                  // the master's last seq when it replied
+  records: OplogEntry[]        // consecutive from after + 1, possibly none
+}
+export const oplogSchema = {
+  querystring: body({
+    after: seqProp, afterTerm: { type: 'integer', minimum: 1 }, waitMs: { type: 'integer', minimum: 0, maximum: limits.oplogPollWaitMsMax },
+    limit: { type: 'integer', minimum: 1, maximum: limits.oplogRecordsPerPollMax }, shadowId: shadowIdProp, url: urlProp
+  }, ['after', 'shadowId'])
+} as const
+
+// Reply: application/x-tar with two entries, snapshotManifestName (JSON SnapshotManifest) first, then
+// snapshotDbName (the backup, a self-contained SQLite file). The shadow checks size and sha256 before use.
+export const snapshotPath = '/snapshot' as const
+export const snapshotManifestName = 'snapshot.json'
+export const snapshotDbName = 'master.db'
+export interface SnapshotQuery { shadowId: string, url?: string }
+export interface SnapshotManifest { seq: number, term: number, schemaVersion: number, sizeBytes: number, sha256: string, createdAtMs: number }
+export const snapshotSchema = { querystring: body({ shadowId: shadowIdProp, url: urlProp }, ['shadowId']) } as const
+
+// A shadow as its master sees it (in the master's ClusterReport).
+export interface ShadowReport {
+  shadowId: string, url: string | null
+  appliedSeq: number           // as of its last poll
+  lagRecords: number           // master seq - appliedSeq
+  lagMs: number | null         // how long ago the oldest record it lacks was committed (0 when caught up; null when trimmed)
+  lastSeenAgeMs: number
+}
+// A shadow's view of its master (in the shadow's health and report).
+export interface FollowReport {
+  masterUrl: string
+  appliedSeq: number
+  masterSeq: number | null     // the master's seq at the last successful poll (null: none since start)
+  lagRecords: number | null    // masterSeq - appliedSeq
+  lastContactAgeMs: number | null
+  bootstrapCount: number       // snapshots installed since this process started
+  lagMsP50: number | null      // over the last limits.lagSamplesKeptMax records: master commit → applied here
+  lagMsP99: number | null
+  lagRecordsP50: number | null // records the master had beyond each one when it was applied
+  lagRecordsP99: number | null
+}
+
+// operator → shadow: become the master with term + 1. Refused with GRN_NOT_CAUGHT_UP (naming the lag) unless
+// the shadow has applied everything its master had at the last poll, or force is set.
+export const promotePath = '/admin/promote' as const
+export interface PromoteRequest { force?: boolean }
+export interface PromoteReply { term: number, seq: number, lagRecords: number | null, forced: boolean }
+export const promoteSchema = { body: body({ force: { type: 'boolean' } }, []) } as const
 
 // ---------------------------------------------------------------------------------------------------------
 // chunkserver → master: heartbeat. The master never calls a chunkserver; its commands ride on the reply

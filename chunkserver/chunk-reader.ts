@@ -1,0 +1,124 @@
+// Ranged reads of a stored chunk. Reads go in steps of readBufferBytes aligned to 64 KiB blocks, and every
+// block is checked against its stored CRC before any byte of it leaves this server. The first step is read
+// and checked before the reply starts, so a bad block there becomes a clean GRN_CHECKSUM_MISMATCH; a bad block
+// later cuts the body short (the client sees fewer bytes than content-length and tries another replica).
+import { open, type FileHandle } from 'node:fs/promises'
+import { Readable } from 'node:stream'
+import { crc32 } from '../shared/checksum.js'
+import { GranaryError } from '../shared/errors.js'
+import { assert } from '../shared/assert.js'
+import { blockSizeBytes, readBufferBytes } from '../shared/limits.js'
+import type { ChunkHandle } from '../shared/ids.js'
+import type { Logger } from '../shared/log.js'
+import type { ChunkStore } from './store.js'
+import { blockCountOf, crcBytes, decodeFooter, decodeTable, footerBytes } from './chunk-format.js'
+
+export interface ByteRange { offsetBytes: number, lengthBytes: number | null }   // null length = to the end
+
+export interface ChunkRead {
+  chunkLengthBytes: number     // the stored chunk's full length
+  offsetBytes: number          // clamped
+  lengthBytes: number          // clamped: bytes the body will hold
+  body: Readable | null        // null when lengthBytes is 0
+}
+
+interface OpenChunk { file: FileHandle, table: Uint32Array, chunkHandle: ChunkHandle, version: number, chunkLengthBytes: number }
+
+export async function readChunk (store: ChunkStore, log: Logger, chunkHandle: ChunkHandle, version: number, range: ByteRange): Promise<ChunkRead> {
+  const { path, lengthBytes: chunkLengthBytes } = store.lookup(chunkHandle, version)
+  const offsetBytes = Math.min(range.offsetBytes, chunkLengthBytes)
+  const lengthBytes = Math.min(range.lengthBytes ?? chunkLengthBytes, chunkLengthBytes - offsetBytes)
+  if (lengthBytes === 0) return { chunkLengthBytes, offsetBytes, lengthBytes, body: null }
+  // Deleted between the lookup and the open (a delete command raced this read): same as not stored.
+  const file = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
+    throw err.code === 'ENOENT' ? new GranaryError('GRN_CHUNK_NOT_FOUND', [chunkHandle, version]) : err
+  })
+  try {
+    const chunk: OpenChunk = { file, table: await readTable(file, chunkLengthBytes, chunkHandle), chunkHandle, version, chunkLengthBytes }
+    const first = await readStep(chunk, offsetBytes, offsetBytes + lengthBytes)
+    const body = Readable.from(steps(chunk, first, offsetBytes + first.length, offsetBytes + lengthBytes), { objectMode: false, highWaterMark: readBufferBytes })
+    // Closed with the stream, not in the generator: a stream destroyed before its first read never runs it.
+    body.once('close', () => { file.close().catch(() => {}) })
+    return { chunkLengthBytes, offsetBytes, lengthBytes, body }
+  } catch (err) {
+    await file.close()
+    throw noteCorruption(store, log, chunkHandle, version, err)
+  }
+
+  async function * steps (chunk: OpenChunk, first: Buffer, fromBytes: number, endBytes: number): AsyncGenerator<Buffer> {
+    try {
+      yield first
+      let positionBytes = fromBytes
+      while (positionBytes < endBytes) {
+        const buf = await readStep(chunk, positionBytes, endBytes)
+        positionBytes += buf.length
+        yield buf
+      }
+    } catch (err) {
+      throw noteCorruption(store, log, chunkHandle, version, err)
+    }
+  }
+}
+
+// Reads the whole blocks covering [positionBytes, min(endBytes, next step boundary)), checks each one, and
+// returns exactly the requested bytes of them.
+async function readStep (chunk: OpenChunk, positionBytes: number, endBytes: number): Promise<Buffer> {
+  assert(positionBytes < endBytes, 'a step reads at least one byte')
+  const firstBlock = Math.floor(positionBytes / blockSizeBytes)
+  const stepStartBytes = firstBlock * blockSizeBytes
+  const stepEndBytes = Math.min(stepStartBytes + readBufferBytes, chunk.chunkLengthBytes, roundUpToBlock(endBytes))
+  const buf = Buffer.allocUnsafeSlow(stepEndBytes - stepStartBytes)
+  let filledBytes = 0
+  while (filledBytes < buf.length) {
+    const { bytesRead } = await chunk.file.read(buf, filledBytes, buf.length - filledBytes, stepStartBytes + filledBytes)
+    if (bytesRead === 0) throw new GranaryError('GRN_CHECKSUM_MISMATCH', [chunk.chunkHandle, firstBlock + Math.floor(filledBytes / blockSizeBytes)])
+    filledBytes += bytesRead
+  }
+  for (let start = 0; start < buf.length; start += blockSizeBytes) {
+    const blockIndex = firstBlock + start / blockSizeBytes
+    const block = buf.subarray(start, Math.min(start + blockSizeBytes, buf.length))
+    if (crc32(block) !== chunk.table[blockIndex]) throw new GranaryError('GRN_CHECKSUM_MISMATCH', [chunk.chunkHandle, blockIndex], { blockIndex })
+  }
+  return buf.subarray(positionBytes - stepStartBytes, Math.min(endBytes, stepEndBytes) - stepStartBytes)
+}
+
+// The CRC table and footer at the end of the file; a damaged trailer fails like a damaged block, with the
+// block index set to blockCount (one past the last data block: "the trailer").
+async function readTable (file: FileHandle, chunkLengthBytes: number, chunkHandle: ChunkHandle): Promise<Uint32Array> {
+  const blockCount = blockCountOf(chunkLengthBytes)
+  const trailer = Buffer.allocUnsafe(blockCount * crcBytes + footerBytes)
+  const { size } = await file.stat()
+  const { bytesRead } = await file.read(trailer, 0, trailer.length, chunkLengthBytes)
+  const footer = bytesRead === trailer.length ? decodeFooter(trailer.subarray(blockCount * crcBytes), size) : 'short trailer'
+  const table = typeof footer === 'string' || footer.lengthBytes !== chunkLengthBytes ? null : decodeTable(trailer, footer)
+  if (table === null) throw new GranaryError('GRN_CHECKSUM_MISMATCH', [chunkHandle, blockCount], { blockIndex: blockCount, trailer: true })
+  return table
+}
+
+function noteCorruption (store: ChunkStore, log: Logger, chunkHandle: ChunkHandle, version: number, err: unknown): unknown {
+  if ((err as GranaryError | undefined)?.code !== 'GRN_CHECKSUM_MISMATCH') return err
+  const blockIndex = ((err as GranaryError).details as { blockIndex?: number } | undefined)?.blockIndex
+  log.warn({ chunkHandle, version, blockIndex }, 'block failed its checksum')
+  store.noteCorrupt(chunkHandle, version)
+  return err
+}
+
+function roundUpToBlock (bytes: number): number {
+  return Math.ceil(bytes / blockSizeBytes) * blockSizeBytes
+}
+
+// 'bytes=a-b' (inclusive), 'bytes=a-' or 'bytes=-n' (the last n bytes) → a range; anything else is refused.
+export function parseRangeHeader (header: string, chunkLengthBytes: number): ByteRange {
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
+  if (match === null || (match[1] === '' && match[2] === '')) throw new GranaryError('GRN_INVALID_ARGUMENT', [`unsupported Range header ${JSON.stringify(header)}`])
+  const [, first = '', last = ''] = match
+  if (first === '') {
+    const suffixBytes = Math.min(Number(last), chunkLengthBytes)
+    return { offsetBytes: chunkLengthBytes - suffixBytes, lengthBytes: suffixBytes }
+  }
+  const offsetBytes = Number(first)
+  if (last === '') return { offsetBytes, lengthBytes: null }
+  const lastBytes = Number(last)
+  if (lastBytes < offsetBytes) throw new GranaryError('GRN_INVALID_ARGUMENT', [`Range ${JSON.stringify(header)} ends before it starts`])
+  return { offsetBytes, lengthBytes: lastBytes - offsetBytes + 1 }
+}

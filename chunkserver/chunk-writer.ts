@@ -1,0 +1,163 @@
+// Streams one chunk into a temp file, then makes it durable and renames it into place.
+//
+// Why it looks like this (shared/PERF-NOTES.md): the data path is CPU-bound, so the Buffers the socket
+// delivered are queued as they are (no copies) and written with one FileHandle.writev per batch instead of a
+// write per Buffer; an fdatasync is started every syncEveryBytes while streaming so the final fsync only has a
+// few MiB left to flush. Only one writev and one fdatasync are in flight at a time.
+import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { assert } from '../shared/assert.js'
+import { syncFolder } from './store.js'
+
+const iovecsPerWriteMax = 1024     // IOV_MAX on Linux: buffers per writev
+
+export class ChunkWriter {
+  readonly #file: FileHandle
+  readonly #tempPath: string
+  readonly #syncEveryBytes: number
+  #pending: Buffer[] = []
+  #queuedBytes = 0          // pushed but not yet written
+  #positionBytes = 0        // written so far (the next write's offset)
+  #syncedMarkBytes = 0      // position when the last fdatasync started
+  #writing = false
+  #syncing: Promise<void> | null = null
+  #error: Error | null = null
+  #closed = false
+  #idleWaiters: Array<() => void> = []
+  onDrain: (() => void) | null = null    // called after a write when the queue is at or under drainBelowBytes
+  onError: ((err: Error) => void) | null = null
+  drainBelowBytes = 0
+
+  private constructor (file: FileHandle, tempPath: string, syncEveryBytes: number) {
+    this.#file = file
+    this.#tempPath = tempPath
+    this.#syncEveryBytes = syncEveryBytes
+  }
+
+  static async open (tempPath: string, syncEveryBytes: number): Promise<ChunkWriter> {
+    assert(syncEveryBytes > 0, 'sync interval is positive')
+    const file = await open(tempPath, 'wx', 0o644)
+    return new ChunkWriter(file, tempPath, syncEveryBytes)
+  }
+
+  get queuedBytes (): number { return this.#queuedBytes }
+  get writtenBytes (): number { return this.#positionBytes }
+  get error (): Error | null { return this.#error }
+
+  // Queues a Buffer the caller will not touch again. Never throws: a disk error surfaces through onError
+  // and finish().
+  push (buf: Buffer): void {
+    if (this.#error !== null || buf.length === 0) return
+    assert(!this.#closed, 'push after finish or abort')
+    this.#pending.push(buf)
+    this.#queuedBytes += buf.length
+    if (!this.#writing) this.#pump()
+  }
+
+  #pump (): void {
+    const buffers = this.#pending.length <= iovecsPerWriteMax ? this.#pending : this.#pending.slice(0, iovecsPerWriteMax)
+    this.#pending = this.#pending.length <= iovecsPerWriteMax ? [] : this.#pending.slice(iovecsPerWriteMax)
+    let bytes = 0
+    for (const buf of buffers) bytes += buf.length
+    this.#writing = true
+    this.#writeAll(buffers, bytes).then(() => {
+      this.#writing = false
+      this.#queuedBytes -= bytes
+      this.#startSyncIfDue()
+      if (this.#pending.length > 0 && this.#error === null) this.#pump()
+      else this.#wakeIdleWaiters()
+      if (this.#queuedBytes <= this.drainBelowBytes) this.onDrain?.()
+    }, (err: Error) => {
+      this.#writing = false
+      this.#fail(err)
+    })
+  }
+
+  // writev may write less than asked (rare for regular files); the rest is written from where it stopped.
+  async #writeAll (buffers: Buffer[], bytes: number): Promise<void> {
+    let remaining = buffers
+    let left = bytes
+    while (left > 0) {
+      const { bytesWritten } = await this.#file.writev(remaining, this.#positionBytes)
+      assert(bytesWritten > 0, 'writev makes progress')
+      this.#positionBytes += bytesWritten
+      left -= bytesWritten
+      if (left > 0) remaining = dropWritten(remaining, bytesWritten)
+    }
+  }
+
+  #startSyncIfDue (): void {
+    if (this.#syncing !== null || this.#positionBytes - this.#syncedMarkBytes < this.#syncEveryBytes) return
+    this.#syncedMarkBytes = this.#positionBytes
+    this.#syncing = this.#file.datasync().then(() => { this.#syncing = null }, (err: Error) => {
+      this.#syncing = null
+      this.#fail(err)
+    })
+  }
+
+  #fail (err: Error): void {
+    if (this.#error !== null) return
+    this.#error = err
+    this.#pending = []
+    this.#wakeIdleWaiters()
+    this.onError?.(err)
+  }
+
+  #wakeIdleWaiters (): void {
+    const waiters = this.#idleWaiters
+    this.#idleWaiters = []
+    for (const wake of waiters) wake()
+  }
+
+  async #idle (): Promise<void> {
+    while (this.#error === null && (this.#writing || this.#pending.length > 0)) {
+      await new Promise<void>((resolve) => this.#idleWaiters.push(resolve))
+    }
+    if (this.#syncing !== null) await this.#syncing
+    if (this.#error !== null) throw this.#error
+  }
+
+  // Writes the trailer after the data, fsyncs, closes, renames to finalPath and fsyncs its folder.
+  // Resolves when the chunk is durable under its final name.
+  async finish (trailer: Buffer, dataBytes: number, finalPath: string): Promise<void> {
+    assert(!this.#closed, 'finish once')
+    await this.#idle()
+    assert(this.#positionBytes === dataBytes, 'every data byte reached the temp file before the trailer')
+    this.#closed = true
+    try {
+      await this.#writeAll([trailer], trailer.length)
+      await this.#file.sync()
+    } finally {
+      await this.#file.close()
+    }
+    await mkdir(dirname(finalPath), { recursive: true })
+    await rename(this.#tempPath, finalPath)
+    await syncFolder(dirname(finalPath))
+  }
+
+  // Gives up: closes and removes the temp file. Safe to call at any point, more than once.
+  async abort (): Promise<void> {
+    if (this.#error === null) this.#error = new Error('write aborted')
+    this.#pending = []
+    await this.#idle().catch(() => {})
+    if (!this.#closed) {
+      this.#closed = true
+      await this.#file.close().catch(() => {})
+    }
+    await unlink(this.#tempPath).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err
+    })
+  }
+}
+
+function dropWritten (buffers: Buffer[], writtenBytes: number): Buffer[] {
+  let skip = writtenBytes
+  let index = 0
+  while (index < buffers.length && skip >= (buffers[index] as Buffer).length) {
+    skip -= (buffers[index] as Buffer).length
+    index++
+  }
+  const rest = buffers.slice(index)
+  if (skip > 0 && rest.length > 0) rest[0] = (rest[0] as Buffer).subarray(skip)
+  return rest
+}

@@ -1,0 +1,148 @@
+// Heartbeats to every master URL (the master first, then shadows), each on its own loop: send load and chunk
+// changes, run the commands that ride on the reply (the master never calls a chunkserver), learn newer terms.
+// A full report goes out on first contact and whenever that master's last reply asked for one; otherwise the
+// chunks added and removed since that master's last successful heartbeat. A failed heartbeat (the master may
+// have restarted and lost nothing, or lost our deltas) makes the next one a full report.
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Agent, request } from 'undici'
+import { isGranaryError } from '../shared/errors.js'
+import { commandsPerHeartbeatMax, reportedChunksPerHeartbeatMax } from '../shared/limits.js'
+import { heartbeatPath, type HeartbeatReply, type HeartbeatRequest, type StoredChunk } from '../shared/protocol.js'
+import type { Logger } from '../shared/log.js'
+import type { ChunkStore, StoreEvent } from './store.js'
+
+export interface HeartbeatDeps {
+  store: ChunkStore
+  masters: string[]            // origins, from parseMasterList
+  intervalMs: number
+  url: () => string            // this server's advertised URL
+  log: Logger
+}
+
+const intervalMsMin = 10
+const intervalMsMax = 60_000
+
+interface MasterLink {
+  url: string
+  needFullReport: boolean
+  added: Map<string, StoredChunk>     // `${handle}_${version}` → chunk, since the last successful heartbeat
+  removed: Map<string, StoredChunk>
+  reachable: boolean | null           // null until the first attempt; logged when it changes
+  intervalMs: number
+}
+
+export class Heartbeats {
+  readonly #deps: HeartbeatDeps
+  readonly #links: MasterLink[]
+  readonly #agent: Agent
+  readonly #stop = new AbortController()
+  #loops: Array<Promise<void>> = []
+
+  constructor (deps: HeartbeatDeps) {
+    this.#deps = deps
+    this.#links = deps.masters.map((url) => ({ url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, intervalMs: deps.intervalMs }))
+    // A heartbeat that takes longer than a few intervals is as good as lost; never let one hang a loop.
+    const timeoutMs = Math.max(1000, 3 * deps.intervalMs)
+    this.#agent = new Agent({ connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, keepAliveTimeout: 2 * timeoutMs, connections: 2 })
+    deps.store.onChange((event, chunk) => { for (const link of this.#links) record(link, event, chunk) })
+  }
+
+  start (): void {
+    this.#loops = this.#links.map(async (link) => await this.#loop(link))
+  }
+
+  async stop (): Promise<void> {
+    this.#stop.abort()
+    await Promise.all(this.#loops)
+    await this.#agent.close().catch(() => {})
+  }
+
+  async #loop (link: MasterLink): Promise<void> {
+    while (!this.#stop.signal.aborted) {
+      const startedAtMs = Date.now()
+      await this.#beat(link).catch((err: unknown) => this.#deps.log.error({ err, master: link.url }, 'heartbeat failed'))
+      const waitMs = Math.max(0, link.intervalMs - (Date.now() - startedAtMs))
+      await sleep(waitMs, undefined, { signal: this.#stop.signal }).catch(() => {})
+    }
+  }
+
+  async #beat (link: MasterLink): Promise<void> {
+    const { store, log } = this.#deps
+    let reply: HeartbeatReply
+    try {
+      const body = await this.#requestFor(link)
+      const res = await request(link.url + heartbeatPath, {
+        method: 'POST', dispatcher: this.#agent, signal: this.#stop.signal,
+        headers: { 'content-type': 'application/json' }, body: JSON.stringify(body)
+      })
+      const json = await res.body.json() as unknown
+      if (res.statusCode !== 200) throw Object.assign(new Error(`HTTP ${res.statusCode}`), { code: (json as { code?: string } | null)?.code })
+      reply = json as HeartbeatReply
+    } catch (err) {
+      link.needFullReport = true
+      link.added.clear()
+      link.removed.clear()
+      if (link.reachable !== false && !this.#stop.signal.aborted) {
+        log.warn({ master: link.url, code: (err as { code?: string }).code, err: (err as Error).message }, 'master unreachable')
+      }
+      link.reachable = false
+      return
+    }
+    if (link.reachable !== true) log.info({ master: link.url }, 'master reachable')
+    link.reachable = true
+    link.needFullReport = reply.needFullReport === true
+    if (Number.isSafeInteger(reply.heartbeatIntervalMs)) link.intervalMs = Math.min(Math.max(reply.heartbeatIntervalMs, intervalMsMin), intervalMsMax)
+    if (Number.isSafeInteger(reply.term)) await store.observeTerm(reply.term).catch((err: Error) => log.error({ err }, 'term not persisted'))
+    await this.#run(reply.commands)
+  }
+
+  async #requestFor (link: MasterLink): Promise<HeartbeatRequest> {
+    const { store } = this.#deps
+    const [capacityBytes, freeBytes] = await Promise.all([store.capacityBytes(), store.freeBytes()])
+    const body: HeartbeatRequest = {
+      serverId: store.serverId, url: this.#deps.url(), capacityBytes, freeBytes, usedBytes: store.usedBytes,
+      chunkCount: store.chunkCount, activeWrites: store.activeWrites, term: store.term
+    }
+    // Taken and cleared in one synchronous step: changes after this point go into the next heartbeat.
+    if (link.needFullReport) {
+      body.fullReport = store.chunks()
+    } else {
+      body.added = [...link.added.values()]
+      body.removed = [...link.removed.values()]
+    }
+    link.added.clear()
+    link.removed.clear()
+    return body
+  }
+
+  async #run (commands: HeartbeatReply['commands'] | undefined): Promise<void> {
+    if (!Array.isArray(commands)) return
+    for (const command of commands.slice(0, commandsPerHeartbeatMax)) {
+      if (command.type !== 'delete') continue
+      await this.#deps.store.delete(command.chunkHandle, command.version).catch((err: unknown) => {
+        this.#deps.log.error({ chunkHandle: command.chunkHandle, version: command.version, code: isGranaryError(err) ? err.code : (err as { code?: string }).code }, 'delete command failed')
+      })
+    }
+  }
+}
+
+// One set per direction and master; a chunk added then removed before being reported cancels out of `added`
+// but is still reported removed (harmless if the master never knew it). Past the report limit the deltas are
+// dropped and the next heartbeat is a full report instead.
+// Recorded even while a full report is pending: one may be in flight already, and changes after its
+// snapshot must still reach the master.
+function record (link: MasterLink, event: StoreEvent, chunk: StoredChunk): void {
+  const key = `${chunk.chunkHandle}_${chunk.version}`
+  if (event === 'added') {
+    link.removed.delete(key)
+    link.added.set(key, chunk)
+  } else {
+    link.added.delete(key)
+    link.removed.set(key, chunk)
+  }
+  if (link.added.size + link.removed.size > reportedChunksPerHeartbeatMax) {
+    link.added.clear()
+    link.removed.clear()
+    link.needFullReport = true
+  }
+}

@@ -1,0 +1,73 @@
+// `granary chunkserver [flags]`: the process. Start-up order matters and is listed here:
+//   1. config (checked once)   2. secret (tokens cannot be checked without it)   3. store: server id, term,
+//   scan of the chunk folders (nothing is served before the index is complete)   4. listen (port 0 allowed)
+//   5. the one 'ready' line (the supervisor and test harness wait for it)   6. heartbeats (they advertise the URL
+//   learned in 4). Shutdown runs the other way: heartbeats, then the server, then the forwarding agent.
+import { Agent } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { configFromArgv, chunkserverDefaults, parseMasterList, resolveChunkserverConfig, type ChunkserverConfig } from '../shared/config.js'
+import { createLogger, readyMessage, type Logger } from '../shared/log.js'
+import { loadSecret } from '../shared/token.js'
+import { connectionsPerOriginMax } from '../shared/limits.js'
+import type { ServerId } from '../shared/ids.js'
+import { ChunkStore } from './store.js'
+import { buildChunkserverServer, keepAliveTimeoutMs } from './server.js'
+import { Heartbeats } from './heartbeat.js'
+
+export interface RunningChunkserver {
+  url: string
+  port: number
+  serverId: ServerId
+  close: () => Promise<void>
+}
+
+export interface StartOptions {
+  log?: Logger                        // defaults to a pino logger on stdout at config.logLevel
+  onFatal?: (err: Error) => void      // defaults to: log fatal, exit 70 (the supervisor restarts us)
+}
+
+const shutdownGraceMs = 5_000         // after a signal, exit even if some handle keeps the loop alive
+
+export async function startChunkserver (config: ChunkserverConfig, options: StartOptions = {}): Promise<RunningChunkserver> {
+  const log = options.log ?? createLogger('chunkserver', config.logLevel)
+  const masters = parseMasterList(config.masters)
+  const secret = loadSecret(config.secretFile, false)
+  const store = await ChunkStore.open({ dataDir: config.dataDir, capacityBytes: config.capacityBytes, log: log.child({ component: 'store' }) })
+  // `timeout` here is the idle timeout of free sockets; requests set their own (dataIdleTimeoutMs) in next-hop.ts.
+  const agent = new Agent({ keepAlive: true, maxSockets: connectionsPerOriginMax, timeout: keepAliveTimeoutMs - 1000 })
+  let url = ''
+  const onFatal = options.onFatal ?? ((err: Error) => {
+    log.fatal({ err }, 'assertion failed')
+    process.exit(70)
+  })
+  const app = buildChunkserverServer({ store, secret, agent, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal })
+  await app.listen({ host: config.host, port: config.port })
+  const port = (app.server.address() as AddressInfo).port
+  url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+  log.info({ port, url, serverId: store.serverId }, readyMessage)
+  const heartbeats = new Heartbeats({ store, masters, intervalMs: config.heartbeatIntervalMs, url: () => url, log: log.child({ component: 'heartbeat' }) })
+  heartbeats.start()
+  let closing: Promise<void> | null = null
+  const close = async (): Promise<void> => {
+    closing ??= (async () => {
+      await heartbeats.stop()
+      await app.close()
+      agent.destroy()
+    })()
+    await closing
+  }
+  return { url, port, serverId: store.serverId, close }
+}
+
+export async function runChunkserver (argv: string[]): Promise<void> {
+  const config = resolveChunkserverConfig(configFromArgv('chunkserver', chunkserverDefaults, argv))
+  const running = await startChunkserver(config)
+  const onSignal = (): void => {
+    setTimeout(() => process.exit(0), shutdownGraceMs).unref()
+    running.close().then(() => { process.exitCode = 0 }, () => { process.exit(1) })
+    process.off('SIGTERM', onSignal)
+    process.off('SIGINT', onSignal)
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+}

@@ -1,0 +1,101 @@
+// The chunkserver's routes (shared/protocol.ts, "the data path"): PUT streams a chunk down the pipeline,
+// GET serves a verified byte range, /status answers health checks. The token/term check is a hook on the
+// /chunks plugin only, so /status stays open.
+import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { Agent } from 'node:http'
+import { GranaryError } from '../shared/errors.js'
+import { pipelineLengthMax } from '../shared/limits.js'
+import {
+  chunkLengthHeader, chunkQuerySchema, chunkRoutePath, chunkserverStatusPath, pipelineHeader, tokenHeader,
+  type ChunkserverStatus, type WriteChunkReply
+} from '../shared/protocol.js'
+import type { Logger } from '../shared/log.js'
+import type { ChunkStore } from './store.js'
+import { chunkAccessHook, type ChunkRequest } from './access.js'
+import { writeChunk } from './pipeline.js'
+import { parseRangeHeader, readChunk, type ByteRange } from './chunk-reader.js'
+
+export interface RoutesDeps {
+  store: ChunkStore
+  secret: Buffer
+  agent: Agent
+  url: () => string
+  syncEveryBytes: number
+  log: Logger
+  nowMs?: () => number
+}
+
+export async function chunkRoutes (app: FastifyInstance, deps: RoutesDeps): Promise<void> {
+  // Chunk bodies are streamed by the handler, never buffered: this parser leaves the body unread. Fastify does
+  // not apply bodyLimit to such parsers, so writeChunk enforces chunkSizeBytesMax itself.
+  app.addContentTypeParser('application/octet-stream', (_request, _payload, done) => { done(null) })
+  app.addHook('preHandler', chunkAccessHook(deps))
+
+  app.put(chunkRoutePath, { schema: chunkQuerySchema }, async (request: ChunkRequest, reply): Promise<WriteChunkReply> => {
+    const { chunkHandle } = request.params
+    const { version } = request.query
+    try {
+      return await writeChunk(deps, {
+        source: request.raw,
+        chunkHandle,
+        version,
+        token: request.headers[tokenHeader] as string,
+        rest: parsePipeline(request.headers[pipelineHeader]),
+        contentLength: parseContentLength(request.headers['content-length'])
+      })
+    } catch (err) {
+      closeIfBodyUnread(reply, err)
+      throw err
+    }
+  })
+
+  app.get(chunkRoutePath, { schema: chunkQuerySchema }, async (request: ChunkRequest, reply) => {
+    const { chunkHandle } = request.params
+    const { version } = request.query
+    const { lengthBytes: chunkLengthBytes } = deps.store.lookup(chunkHandle, version)
+    const range: ByteRange = typeof request.headers.range === 'string'
+      ? parseRangeHeader(request.headers.range, chunkLengthBytes)
+      : { offsetBytes: request.query.offset ?? 0, lengthBytes: request.query.length ?? null }
+    const read = await readChunk(deps.store, deps.log, chunkHandle, version, range)
+    reply.header('content-type', 'application/octet-stream')
+    reply.header('content-length', read.lengthBytes)
+    reply.header(chunkLengthHeader, read.chunkLengthBytes)
+    return reply.send(read.body ?? Buffer.alloc(0))
+  })
+}
+
+export async function statusRoutes (app: FastifyInstance, deps: { store: ChunkStore }): Promise<void> {
+  app.get(chunkserverStatusPath, async (): Promise<ChunkserverStatus> => {
+    const { store } = deps
+    return { role: 'chunkserver', serverId: store.serverId, term: store.term, chunkCount: store.chunkCount, freeBytes: await store.freeBytes(), activeWrites: store.activeWrites }
+  })
+}
+
+// 'http://a:1,http://b:2' → ['http://a:1', 'http://b:2']; absent or empty → [] (this is the last replica).
+export function parsePipeline (header: string | string[] | undefined): string[] {
+  if (header === undefined) return []
+  if (typeof header !== 'string') throw new GranaryError('GRN_INVALID_ARGUMENT', [`one ${pipelineHeader} header, not ${header.length}`])
+  const urls = header.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+  if (urls.length > pipelineLengthMax - 1) throw new GranaryError('GRN_LIMIT_EXCEEDED', [pipelineHeader, pipelineLengthMax - 1])
+  return urls.map((url) => {
+    let parsed: URL
+    try { parsed = new URL(url) } catch { throw new GranaryError('GRN_INVALID_ARGUMENT', [`${pipelineHeader} entry ${JSON.stringify(url)} is not a URL`]) }
+    if (parsed.protocol !== 'http:') throw new GranaryError('GRN_INVALID_ARGUMENT', [`${pipelineHeader} entry ${url} must use http:`])
+    return parsed.origin
+  })
+}
+
+function parseContentLength (header: string | undefined): number | null {
+  if (header === undefined) return null
+  const lengthBytes = Number(header)
+  if (!Number.isSafeInteger(lengthBytes) || lengthBytes < 0) throw new GranaryError('GRN_INVALID_ARGUMENT', [`content-length ${JSON.stringify(header)}`])
+  return lengthBytes
+}
+
+// A write refused for its size, or cut off by its upstream, leaves body bytes unread that would be taken for
+// the next request: close the connection. Other failures either happen before the body is touched (Node then
+// reads and drops it, so the client still gets our reply) or after it was read to the end.
+function closeIfBodyUnread (reply: FastifyReply, err: unknown): void {
+  const code = (err as GranaryError | undefined)?.code
+  if (code === 'GRN_LIMIT_EXCEEDED' || code === 'GRN_ABORTED') reply.header('connection', 'close')
+}

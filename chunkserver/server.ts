@@ -1,0 +1,68 @@
+// buildChunkserverServer(deps): the fastify instance with every route and hook, without listen(), so tests
+// can inject() the small routes. main.ts owns the process: config, store, listen, heartbeats, signals.
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import type { Agent } from 'node:http'
+import { GranaryError, isGranaryError } from '../shared/errors.js'
+import { AssertionError } from '../shared/assert.js'
+import { dataIdleTimeoutMs, jsonBodyBytesMax } from '../shared/limits.js'
+import type { Logger } from '../shared/log.js'
+import type { ChunkStore } from './store.js'
+import { chunkRoutes, statusRoutes } from './routes.js'
+import { serverIdHeader } from './next-hop.js'
+
+// Idle keep-alive connections close after this; the forwarding agent (main.ts) drops its idle sockets sooner,
+// so it never reuses a socket at the moment the next hop closes it (a spurious pipeline failure).
+export const keepAliveTimeoutMs = 5_000
+
+export interface ChunkserverDeps {
+  store: ChunkStore
+  secret: Buffer                 // the cluster secret that signs chunk tokens
+  agent: Agent                   // node:http keep-alive agent for forwarding to the next hop
+  url: () => string              // advertised URL (known only after listen)
+  syncEveryBytes: number
+  log: Logger
+  onFatal: (err: Error) => void  // a failed assertion: our own bug; main logs fatal and exits
+  nowMs?: () => number           // tests move the clock for token expiry
+}
+
+export function buildChunkserverServer (deps: ChunkserverDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.log as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }), // per-request lines are noise on the data path
+    bodyLimit: jsonBodyBytesMax,          // JSON only; chunk bodies bypass it and are limited in pipeline.ts
+    connectionTimeout: dataIdleTimeoutMs, // idle socket (not whole-request) timeout
+    requestTimeout: 0,                    // a 256 MiB chunk on a slow link may take minutes; idleness is what we cut
+    keepAliveTimeout: keepAliveTimeoutMs,
+    forceCloseConnections: true,          // close() ends streams in flight; their writers clean up their temp files
+    return503OnClosing: true,
+    exposeHeadRoutes: false
+  })
+
+  app.addHook('onSend', async (_request, reply) => { reply.header(serverIdHeader, deps.store.serverId) })
+
+  app.setErrorHandler((err: FastifyError | GranaryError | AssertionError, request, reply) => {
+    if (err instanceof AssertionError) {
+      deps.onFatal(err)
+      return reply.code(500).send(new GranaryError('GRN_INTERNAL', ['assertion failed']).toBody())
+    }
+    if (isGranaryError(err)) {
+      if (err.statusCode >= 500) request.log.warn({ code: err.code, details: err.details, url: request.url }, err.message)
+      else request.log.debug({ code: err.code, url: request.url }, err.message)
+      return reply.code(err.statusCode).send(err.toBody())
+    }
+    const fastifyErr = err as FastifyError
+    if (fastifyErr.validation !== undefined || (typeof fastifyErr.statusCode === 'number' && fastifyErr.statusCode < 500)) {
+      return reply.code(400).send(new GranaryError('GRN_INVALID_ARGUMENT', [err.message]).toBody())
+    }
+    request.log.error({ err, url: request.url }, 'request failed')
+    return reply.code(500).send(new GranaryError('GRN_INTERNAL', [err.message]).toBody())
+  })
+
+  app.setNotFoundHandler((request, reply) => {
+    void reply.code(404).send(new GranaryError('GRN_NOT_FOUND', [`${request.method} ${request.url.split('?')[0] ?? ''}`]).toBody())
+  })
+
+  void app.register(chunkRoutes, deps)
+  void app.register(statusRoutes, { store: deps.store })
+  return app
+}

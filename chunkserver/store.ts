@@ -1,0 +1,303 @@
+// One chunkserver's disk: the data folder layout, the in-memory index of stored chunks, the server id,
+// the highest master term seen, free space, and deletes. The chunk file format is in chunk-format.ts;
+// streaming a new chunk to disk is chunk-writer.ts.
+//
+//   ${dataDir}/server-id                     this server's ServerId, made once (temp file then rename)
+//   ${dataDir}/term                          the highest master term seen (decimal), persisted the same way
+//   ${dataDir}/chunks/XX/<handle>_<v>.chunk  finished chunks (XX = the handle's last two hex digits)
+//   ${dataDir}/tmp/                          writes in progress; emptied at start (a crash leaves only garbage there)
+import { mkdir, open, readdir, readFile, rename, rm, statfs, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import { GranaryError } from '../shared/errors.js'
+import { assert } from '../shared/assert.js'
+import { newServerId, serverIdPattern, type ChunkHandle, type ServerId } from '../shared/ids.js'
+import { corruptChunksKeptMax } from '../shared/limits.js'
+import type { StoredChunk } from '../shared/protocol.js'
+import type { Logger } from '../shared/log.js'
+import { chunkFileNameOf, chunkFolderOf, decodeFooter, fileBytesOf, footerBytes, parseChunkFileName } from './chunk-format.js'
+
+export type StoreEvent = 'added' | 'removed'
+export type StoreListener = (event: StoreEvent, chunk: StoredChunk) => void
+
+export interface StoreOptions { dataDir: string, capacityBytes: number, log: Logger }
+
+interface WriteSlot { reservedBytes: number }
+
+const scanFilesInFlightMax = 64    // footers read at once while indexing a folder
+const folderPattern = /^[0-9a-f]{2}$/
+
+export class ChunkStore {
+  readonly dataDir: string
+  readonly serverId: ServerId
+  readonly #capacityBytes: number
+  readonly #log: Logger
+  readonly #index = new Map<ChunkHandle, StoredChunk>()
+  readonly #writes = new Map<string, WriteSlot>()       // `${handle}_${version}` → reservation
+  readonly #listeners: StoreListener[] = []
+  readonly #corrupt = new Set<string>()                  // `${handle}_${version}`, insertion-ordered
+  #usedBytes = 0
+  #term: number
+  #termWrite: Promise<void> = Promise.resolve()
+  #tempSeq = 0
+
+  private constructor (options: StoreOptions, serverId: ServerId, term: number) {
+    this.dataDir = options.dataDir
+    this.#capacityBytes = options.capacityBytes
+    this.#log = options.log
+    this.serverId = serverId
+    this.#term = term
+  }
+
+  static async open (options: StoreOptions): Promise<ChunkStore> {
+    const { dataDir } = options
+    await mkdir(join(dataDir, 'chunks'), { recursive: true })
+    await rm(join(dataDir, 'tmp'), { recursive: true, force: true })
+    await mkdir(join(dataDir, 'tmp'), { recursive: true })
+    const serverId = await loadServerId(dataDir)
+    const term = await loadTerm(dataDir)
+    const store = new ChunkStore(options, serverId, term)
+    await store.#scan()
+    options.log.info({ serverId, term, chunkCount: store.chunkCount, usedBytes: store.usedBytes }, 'store opened')
+    return store
+  }
+
+  // ---- index ----------------------------------------------------------------------------------------
+
+  get chunkCount (): number { return this.#index.size }
+  get usedBytes (): number { return this.#usedBytes }
+  get activeWrites (): number { return this.#writes.size }
+  get (chunkHandle: ChunkHandle): StoredChunk | undefined { return this.#index.get(chunkHandle) }
+  chunks (): StoredChunk[] { return [...this.#index.values()] }
+  onChange (listener: StoreListener): void { this.#listeners.push(listener) }
+
+  // The stored chunk for a read, or GRN_CHUNK_NOT_FOUND when this exact version is not here.
+  lookup (chunkHandle: ChunkHandle, version: number): { path: string, lengthBytes: number } {
+    const chunk = this.#index.get(chunkHandle)
+    if (chunk === undefined || chunk.version !== version) throw new GranaryError('GRN_CHUNK_NOT_FOUND', [chunkHandle, version])
+    return { path: this.chunkPathOf(chunkHandle, version), lengthBytes: chunk.lengthBytes }
+  }
+
+  chunkPathOf (chunkHandle: ChunkHandle, version: number): string {
+    return join(this.dataDir, 'chunks', chunkFolderOf(chunkHandle), chunkFileNameOf(chunkHandle, version))
+  }
+
+  // ---- writes ---------------------------------------------------------------------------------------
+
+  // Claims (handle, version) for one write and reserves its bytes against free space. Refuses a version
+  // that is stored or being written (no overwrites) and one older than the stored version.
+  async beginWrite (chunkHandle: ChunkHandle, version: number, reserveBytes: number): Promise<{ tempPath: string, release: () => void }> {
+    const key = `${chunkHandle}_${version}`
+    const stored = this.#index.get(chunkHandle)
+    if (stored !== undefined && stored.version === version) throw new GranaryError('GRN_CHUNK_MISMATCH', [chunkHandle, `version ${version} is already stored here`])
+    if (stored !== undefined && stored.version > version) throw new GranaryError('GRN_STALE_VERSION', [chunkHandle, version, stored.version])
+    if (this.#writes.has(key)) throw new GranaryError('GRN_CHUNK_MISMATCH', [chunkHandle, `version ${version} is being written already`])
+    const freeBytes = await this.freeBytes()
+    if (freeBytes < reserveBytes) throw new GranaryError('GRN_DISK_FULL', [this.serverId, freeBytes, reserveBytes])
+    if (this.#writes.has(key)) throw new GranaryError('GRN_CHUNK_MISMATCH', [chunkHandle, `version ${version} is being written already`])
+    const slot: WriteSlot = { reservedBytes: reserveBytes }
+    this.#writes.set(key, slot)
+    const tempPath = join(this.dataDir, 'tmp', `${key}.${++this.#tempSeq}.tmp`)
+    let released = false
+    const release = (): void => {
+      assert(!released, 'a write slot is released once')
+      released = true
+      this.#writes.delete(key)
+    }
+    return { tempPath, release }
+  }
+
+  // Makes a finished, renamed chunk file visible; an older version of the handle is deleted.
+  async commit (chunk: StoredChunk): Promise<void> {
+    assert(this.#writes.has(`${chunk.chunkHandle}_${chunk.version}`), 'commit of a write that was begun')
+    const previous = this.#index.get(chunk.chunkHandle)
+    assert(previous === undefined || previous.version < chunk.version, 'commit never replaces an equal or newer version')
+    this.#index.set(chunk.chunkHandle, chunk)
+    this.#usedBytes += fileBytesOf(chunk.lengthBytes)
+    this.#emit('added', chunk)
+    if (previous === undefined) return
+    this.#usedBytes -= fileBytesOf(previous.lengthBytes)
+    this.#corrupt.delete(`${previous.chunkHandle}_${previous.version}`)
+    await this.#removeFile(previous)
+  }
+
+  // ---- deletes --------------------------------------------------------------------------------------
+
+  // Removes `version` of the handle and any older one; a newer stored version is kept. True if a file went.
+  async delete (chunkHandle: ChunkHandle, version: number): Promise<boolean> {
+    const stored = this.#index.get(chunkHandle)
+    if (stored === undefined || stored.version > version) return false
+    this.#index.delete(chunkHandle)
+    this.#usedBytes -= fileBytesOf(stored.lengthBytes)
+    this.#corrupt.delete(`${chunkHandle}_${stored.version}`)
+    await this.#removeFile(stored)
+    this.#log.info({ chunkHandle, version: stored.version }, 'chunk deleted')
+    return true
+  }
+
+  async #removeFile (chunk: StoredChunk): Promise<void> {
+    await unlink(this.chunkPathOf(chunk.chunkHandle, chunk.version)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err
+    })
+    this.#emit('removed', chunk)
+  }
+
+  #emit (event: StoreEvent, chunk: StoredChunk): void {
+    for (const listener of this.#listeners) listener(event, chunk)
+  }
+
+  // ---- space ----------------------------------------------------------------------------------------
+
+  // Free bytes for new chunks: the file system's, capped by capacity − used, minus writes in progress.
+  async freeBytes (): Promise<number> {
+    const fs = await statfs(this.dataDir)
+    let free = fs.bavail * fs.bsize
+    if (this.#capacityBytes > 0) free = Math.min(free, this.#capacityBytes - this.#usedBytes)
+    for (const slot of this.#writes.values()) free -= slot.reservedBytes
+    return Math.max(0, free)
+  }
+
+  async capacityBytes (): Promise<number> {
+    if (this.#capacityBytes > 0) return this.#capacityBytes
+    const fs = await statfs(this.dataDir)
+    return fs.blocks * fs.bsize
+  }
+
+  // ---- term (fencing) ------------------------------------------------------------------------------
+
+  get term (): number { return this.#term }
+
+  // Remembers a higher master term (from a token or a heartbeat reply); resolves once it is on disk.
+  async observeTerm (term: number): Promise<void> {
+    if (term <= this.#term) return
+    const previous = this.#term
+    this.#term = term
+    this.#log.info({ term, previousTerm: previous }, 'term changed')
+    this.#termWrite = this.#termWrite.then(() => writeFileDurably(join(this.dataDir, 'term'), `${this.#term}\n`))
+    await this.#termWrite
+  }
+
+  // ---- corruption -----------------------------------------------------------------------------------
+
+  noteCorrupt (chunkHandle: ChunkHandle, version: number): void {
+    const key = `${chunkHandle}_${version}`
+    this.#corrupt.delete(key)
+    this.#corrupt.add(key)
+    if (this.#corrupt.size > corruptChunksKeptMax) {
+      const oldest = this.#corrupt.values().next().value
+      if (oldest !== undefined) this.#corrupt.delete(oldest)
+    }
+  }
+
+  // Chunks that failed a checksum since start, oldest first (for the heartbeat to report).
+  corruptChunks (): Array<{ chunkHandle: ChunkHandle, version: number }> {
+    return [...this.#corrupt].map((key) => {
+      const [chunkHandle, version] = key.split('_')
+      return { chunkHandle: chunkHandle as ChunkHandle, version: Number(version) }
+    })
+  }
+
+  // ---- start-up scan --------------------------------------------------------------------------------
+
+  async #scan (): Promise<void> {
+    const chunksDir = join(this.dataDir, 'chunks')
+    for (const folder of await readdir(chunksDir)) {
+      if (!folderPattern.test(folder)) continue
+      const names = await readdir(join(chunksDir, folder))
+      for (let i = 0; i < names.length; i += scanFilesInFlightMax) {
+        const batch = names.slice(i, i + scanFilesInFlightMax)
+        const found = await Promise.all(batch.map(async (name) => await this.#scanFile(folder, name)))
+        for (const chunk of found) if (chunk !== null) await this.#indexScanned(chunk)
+      }
+    }
+  }
+
+  async #scanFile (folder: string, name: string): Promise<StoredChunk | null> {
+    const parsed = parseChunkFileName(name)
+    if (parsed === null || chunkFolderOf(parsed.chunkHandle) !== folder) {
+      this.#log.warn({ folder, name }, 'unexpected file in chunks folder ignored')
+      return null
+    }
+    const path = this.chunkPathOf(parsed.chunkHandle, parsed.version)
+    const reason = await readFooter(path).then(({ footer, fileBytes }) => decodeFooter(footer, fileBytes), (err: Error) => err.message)
+    if (typeof reason === 'string') {
+      this.#log.warn({ chunkHandle: parsed.chunkHandle, version: parsed.version, reason }, 'unreadable chunk file skipped')
+      this.noteCorrupt(parsed.chunkHandle, parsed.version)
+      return null
+    }
+    return { chunkHandle: parsed.chunkHandle, version: parsed.version, lengthBytes: reason.lengthBytes }
+  }
+
+  // Two versions of one handle: the newest wins and the older file is deleted (it is stale by definition).
+  async #indexScanned (chunk: StoredChunk): Promise<void> {
+    const other = this.#index.get(chunk.chunkHandle)
+    if (other !== undefined && other.version > chunk.version) {
+      await unlink(this.chunkPathOf(chunk.chunkHandle, chunk.version))
+      this.#log.info({ chunkHandle: chunk.chunkHandle, version: chunk.version, kept: other.version }, 'stale chunk version deleted')
+      return
+    }
+    if (other !== undefined) {
+      this.#usedBytes -= fileBytesOf(other.lengthBytes)
+      await unlink(this.chunkPathOf(other.chunkHandle, other.version))
+      this.#log.info({ chunkHandle: other.chunkHandle, version: other.version, kept: chunk.version }, 'stale chunk version deleted')
+    }
+    this.#index.set(chunk.chunkHandle, chunk)
+    this.#usedBytes += fileBytesOf(chunk.lengthBytes)
+  }
+}
+
+async function readFooter (path: string): Promise<{ footer: Buffer, fileBytes: number }> {
+  const handle = await open(path, 'r')
+  try {
+    const { size } = await handle.stat()
+    const footer = Buffer.alloc(Math.min(footerBytes, size))
+    await handle.read(footer, 0, footer.length, size - footer.length)
+    return { footer, fileBytes: size }
+  } finally {
+    await handle.close()
+  }
+}
+
+async function loadServerId (dataDir: string): Promise<ServerId> {
+  const file = join(dataDir, 'server-id')
+  const existing = await readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null
+    throw err
+  })
+  if (existing !== null) {
+    const serverId = existing.trim()
+    if (!serverIdPattern.test(serverId)) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${file} holds ${JSON.stringify(serverId)}, not a server id`])
+    return serverId as ServerId
+  }
+  const serverId = newServerId()
+  await writeFileDurably(file, `${serverId}\n`)
+  return serverId
+}
+
+async function loadTerm (dataDir: string): Promise<number> {
+  const text = await readFile(join(dataDir, 'term'), 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return '0'
+    throw err
+  })
+  const term = Number(text.trim())
+  if (!Number.isSafeInteger(term) || term < 0) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${dataDir}/term holds ${JSON.stringify(text.trim())}, not a term`])
+  return term
+}
+
+// Temp file, fsync, rename, fsync the folder: the file is either the old or the new content after a crash.
+export async function writeFileDurably (file: string, content: string): Promise<void> {
+  const temp = `${file}.tmp-${process.pid}`
+  const handle = await open(temp, 'w', 0o644)
+  try {
+    await handle.writeFile(content)
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+  await rename(temp, file)
+  await syncFolder(join(file, '..'))
+}
+
+export async function syncFolder (folder: string): Promise<void> {
+  const handle = await open(folder, 'r')
+  try { await handle.sync() } finally { await handle.close() }
+}

@@ -1,0 +1,254 @@
+// The CLI's grammar: every command with its options, argument counts, usage text and examples, and the
+// parser that turns argv into a checked ParsedCommand. Anything wrong here is a usage error (exit 2), found
+// before the cluster is contacted.
+import { parseArgs } from 'node:util'
+import { GranaryError } from '../shared/errors.js'
+import { parseMasterList, checkChunkSize, masterDefaults, chunkserverDefaults, kebab } from '../shared/config.js'
+import { normalizePath } from '../shared/paths.js'
+import * as limits from '../shared/limits.js'
+
+type OptionSpec = { type: 'boolean' | 'string', short?: string, help: string, placeholder?: string }
+
+export interface CommandSpec {
+  name: string
+  kind: 'client' | 'server'
+  summary: string
+  usage: string
+  options: Record<string, OptionSpec>
+  positionalsMin: number
+  positionalsMax: number
+  remoteArgs: 'all' | 'none' | number[]     // which positionals are Granary paths (checked here)
+  notes?: string[]
+  examples: string[]
+  ownHelp?: boolean                         // a server command that prints its own --help
+}
+
+export const globalOptions: Record<string, OptionSpec> = {
+  master: { type: 'string', short: 'm', placeholder: 'URLS', help: 'master URL, then shadows, comma-separated (else $GRANARY_MASTER, else http://127.0.0.1:9000)' },
+  json: { type: 'boolean', help: 'print data as JSON (for scripts)' },
+  'deadline-ms': { type: 'string', placeholder: 'MS', help: 'budget of each operation, retries included (default 10000)' },
+  help: { type: 'boolean', short: 'h', help: 'show this help' },
+}
+
+const force = (what: string): OptionSpec => ({ type: 'boolean', short: 'f', help: what })
+
+export const commands: CommandSpec[] = [
+  { name: 'up', kind: 'server', summary: 'start a local cluster (master, shadow, 3 chunkservers) and supervise it', usage: 'granary up [flags]',
+    options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', notes: ['Keeps running in the foreground; Ctrl-C stops the whole cluster.', "Run 'granary up --help' for its flags."],
+    examples: ['granary up', 'GRANARY_MASTER=http://127.0.0.1:9000 granary ls /'], ownHelp: true },
+  { name: 'master', kind: 'server', summary: 'run a master', usage: 'granary master [flags]',
+    options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', notes: serverFlagNotes(masterDefaults),
+    examples: ['granary master --port 9000 --data-dir /var/lib/granary/master --secret-file /var/lib/granary/secret --create-secret'] },
+  { name: 'shadow', kind: 'server', summary: "run a shadow master: tails the master's log, serves reads while it is down", usage: 'granary shadow [flags]',
+    options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', notes: ['Takes the master flags, plus --master URL (the master to follow).', ...serverFlagNotes(masterDefaults).slice(1)],
+    examples: ['granary shadow --port 9001 --data-dir /var/lib/granary/shadow --secret-file /var/lib/granary/secret --master http://127.0.0.1:9000'] },
+  { name: 'chunkserver', kind: 'server', summary: 'run a chunkserver', usage: 'granary chunkserver [flags]',
+    options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', notes: serverFlagNotes(chunkserverDefaults),
+    examples: ['granary chunkserver --port 9101 --data-dir /srv/granary/cs1 --masters http://127.0.0.1:9000'] },
+  { name: 'put', kind: 'client', summary: 'copy a local file (or stdin) into Granary', usage: 'granary put [options] LOCAL|- REMOTE',
+    options: {
+      force: force('replace an existing file (atomically, when the upload completes)'),
+      replication: { type: 'string', placeholder: 'N', help: `copies of each chunk (${limits.replicationMin}..${limits.replicationMax}, default 3)` },
+      'chunk-size': { type: 'string', placeholder: 'BYTES', help: 'chunk size: bytes or with a suffix, e.g. 1M, 64MiB (a multiple of 64 KiB)' },
+    },
+    positionalsMin: 2, positionalsMax: 2, remoteArgs: [1],
+    notes: ['Parent directories are created. A REMOTE that ends with / or is a directory gets the file under its local name.',
+      'An existing file is refused unless --force. Nothing is visible until the whole file is stored.'],
+    examples: ['granary put ./movie.mkv /videos/', 'tar c docs | granary put - /backups/docs.tar', 'granary put --force --replication 2 --chunk-size 16M big.bin /data/big.bin'] },
+  { name: 'get', kind: 'client', summary: 'copy a Granary file to a local file (or stdout)', usage: 'granary get [options] REMOTE [LOCAL|-]',
+    options: { force: force('replace an existing local file') }, positionalsMin: 1, positionalsMax: 2, remoteArgs: [0],
+    notes: ['LOCAL defaults to the file name in the current folder; a folder gets the file under its name.',
+      'Bytes go to a temporary file beside LOCAL that is renamed when complete: a failed get leaves nothing behind.'],
+    examples: ['granary get /videos/movie.mkv', 'granary get /data/big.bin /tmp/', 'granary get /logs/today.log - | grep ERROR'] },
+  { name: 'cat', kind: 'client', summary: 'write Granary files to stdout', usage: 'granary cat REMOTE...',
+    options: {}, positionalsMin: 1, positionalsMax: 1000, remoteArgs: 'all', examples: ['granary cat /etc/motd', 'granary cat /logs/a.log /logs/b.log | head'] },
+  { name: 'ls', kind: 'client', summary: 'list a directory', usage: 'granary ls [options] [REMOTE]',
+    options: { long: { type: 'boolean', short: 'l', help: 'also show type, size, modification time and replication' } },
+    positionalsMin: 0, positionalsMax: 1, remoteArgs: 'all', notes: ['Directories end with /. REMOTE defaults to /.'],
+    examples: ['granary ls', 'granary ls -l /videos', 'granary ls --json /videos | jq ".[].sizeBytes"'] },
+  { name: 'stat', kind: 'client', summary: 'show a file or directory', usage: 'granary stat [options] REMOTE',
+    options: {}, positionalsMin: 1, positionalsMax: 1, remoteArgs: 'all', examples: ['granary stat /videos/movie.mkv', 'granary stat --json /videos'] },
+  { name: 'mkdir', kind: 'client', summary: 'make directories', usage: 'granary mkdir [options] REMOTE...',
+    options: { parents: { type: 'boolean', short: 'p', help: 'make parent directories as needed; no error if it exists' } },
+    positionalsMin: 1, positionalsMax: 1000, remoteArgs: 'all', examples: ['granary mkdir /videos', 'granary mkdir -p /a/b/c'] },
+  { name: 'mv', kind: 'client', summary: 'move or rename a file or directory', usage: 'granary mv SOURCE TARGET',
+    options: {}, positionalsMin: 2, positionalsMax: 2, remoteArgs: 'all', notes: ['A TARGET that ends with / or is a directory receives SOURCE under its name.'],
+    examples: ['granary mv /inbox/a.txt /archive/', 'granary mv /old-name /new-name'] },
+  { name: 'rm', kind: 'client', summary: 'remove files or directories', usage: 'granary rm [options] REMOTE...',
+    options: {
+      recursive: { type: 'boolean', short: 'r', help: 'remove directories and everything in them' },
+      force: force('ignore paths that do not exist'),
+    },
+    positionalsMin: 1, positionalsMax: 1000, remoteArgs: 'all', examples: ['granary rm /tmp/a.bin', 'granary rm -r /old-project'] },
+  { name: 'du', kind: 'client', summary: 'show the total size of a tree', usage: 'granary du [options] [REMOTE]',
+    options: {}, positionalsMin: 0, positionalsMax: 1, remoteArgs: 'all', examples: ['granary du /videos', 'granary du --json /'] },
+  { name: 'report', kind: 'client', summary: 'show the chunkservers and cluster totals', usage: 'granary report [options]',
+    options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', examples: ['granary report', 'granary report --json | jq ".servers[] | select(.alive | not)"'] },
+]
+
+export function isServerCommand (name: string | undefined): boolean {
+  return commands.some((c) => c.name === name && c.kind === 'server')
+}
+
+export type OptionValues = Record<string, string | boolean | undefined>
+
+export type ParsedCommandLine =
+  | { kind: 'help', text: string }
+  | { kind: 'server', spec: CommandSpec, argv: string[] }
+  | { kind: 'client', spec: CommandSpec, values: OptionValues, positionals: string[], client: ClientFlags }
+
+export interface ClientFlags {
+  masters: string[]
+  deadlineMs: number | undefined
+  json: boolean
+}
+
+function usageError (message: string, command?: string): GranaryError {
+  const hint = command === undefined ? "run 'granary --help' for the commands" : `see 'granary ${command} --help'`
+  return new GranaryError('GRN_INVALID_ARGUMENT', [], undefined, `${message} (${hint})`)
+}
+
+// argv without node and the script. Throws GranaryError for anything a user typed wrong.
+export function parseCommandLine (argv: readonly string[], env: NodeJS.ProcessEnv = {}): ParsedCommandLine {
+  const [first, ...rest] = argv
+  if (first === undefined) throw usageError('no command given')
+  if (first === '--help' || first === '-h' || first === 'help') {
+    const topic = first === 'help' ? rest[0] : undefined
+    const spec = topic === undefined ? undefined : commands.find((c) => c.name === topic)
+    if (topic !== undefined && spec === undefined) throw usageError(`unknown command '${topic}'`)
+    return { kind: 'help', text: spec === undefined ? generalHelp() : commandHelp(spec) }
+  }
+  if (first.startsWith('-')) throw usageError(`put the command first: granary COMMAND [options], not '${first}'`)
+  const spec = commands.find((c) => c.name === first)
+  if (spec === undefined) throw usageError(`unknown command '${first}'`)
+  if ((rest.includes('--help') || rest.includes('-h')) && spec.ownHelp !== true) return { kind: 'help', text: commandHelp(spec) }
+  if (spec.kind === 'server') return { kind: 'server', spec, argv: rest }
+  const { values, positionals } = parseOptions(spec, rest)
+  if (values.help === true) return { kind: 'help', text: commandHelp(spec) }   // e.g. `ls -lh`
+  if (positionals.length < spec.positionalsMin) throw usageError(`${spec.name} needs ${describeCount(spec)}; got ${positionals.length}`, spec.name)
+  if (positionals.length > spec.positionalsMax) throw usageError(`${spec.name} takes ${describeCount(spec)}; got ${positionals.length}`, spec.name)
+  checkRemoteArgs(spec, positionals)
+  checkCommandOptions(spec, values)
+  return { kind: 'client', spec, values, positionals, client: clientFlags(values, env, spec.name) }
+}
+
+function parseOptions (spec: CommandSpec, args: string[]): { values: OptionValues, positionals: string[] } {
+  const known = { ...globalOptions, ...spec.options }
+  const options = Object.fromEntries(Object.entries(known).map(([name, o]) => [name, o.short === undefined ? { type: o.type } : { type: o.type, short: o.short }]))
+  // strict: false plus tokens, so that every mistake gets our own clear sentence instead of Node's.
+  const { tokens } = parseArgs({ args, options, allowPositionals: true, strict: false, tokens: true })
+  const values: OptionValues = {}
+  const positionals: string[] = []
+  for (const token of tokens) {
+    if (token.kind === 'positional') { positionals.push(token.value); continue }
+    if (token.kind === 'option-terminator') continue
+    const option = known[token.name]
+    if (option === undefined) throw usageError(`unknown option '${token.rawName}' for ${spec.name}`, spec.name)
+    if (option.type === 'string' && (token.value === undefined || token.value === '')) throw usageError(`option '${token.rawName}' needs a value`, spec.name)
+    if (option.type === 'boolean' && token.value !== undefined) throw usageError(`option '${token.rawName}' takes no value`, spec.name)
+    values[token.name] = option.type === 'boolean' ? true : token.value
+  }
+  return { values, positionals }
+}
+
+function describeCount (spec: CommandSpec): string {
+  const { positionalsMin: min, positionalsMax: max } = spec
+  const args = spec.usage.replace(/^granary \S+ (\[options\] )?/, '')
+  if (min === max) return min === 0 ? 'no arguments' : `${min} argument${min === 1 ? '' : 's'} (${args})`
+  return max >= 1000 ? `at least ${min} argument${min === 1 ? '' : 's'} (${args})` : `${min} to ${max} arguments (${args})`
+}
+
+function checkRemoteArgs (spec: CommandSpec, positionals: string[]): void {
+  positionals.forEach((arg, i) => {
+    const remote = spec.remoteArgs === 'all' || (Array.isArray(spec.remoteArgs) && spec.remoteArgs.includes(i))
+    if (!remote) return
+    if (!arg.startsWith('/')) throw usageError(`'${arg}' is not a Granary path: Granary paths start with /`, spec.name)
+    normalizePath(arg)   // GRN_INVALID_PATH for '..', control bytes, over-long names
+  })
+}
+
+function checkCommandOptions (spec: CommandSpec, values: OptionValues): void {
+  if (values.replication !== undefined) parseReplication(values.replication as string)
+  if (values['chunk-size'] !== undefined) parseSize(values['chunk-size'] as string)
+}
+
+function clientFlags (values: OptionValues, env: NodeJS.ProcessEnv, command: string): ClientFlags {
+  const masterArg = (values.master as string | undefined) ?? env.GRANARY_MASTER ?? 'http://127.0.0.1:9000'
+  let masters: string[]
+  try { masters = parseMasterList(masterArg) } catch (err) { throw usageError(reason(err), command) }
+  const deadline = values['deadline-ms'] as string | undefined
+  if (deadline !== undefined && !/^[1-9]\d{0,9}$/.test(deadline)) throw usageError(`--deadline-ms must be a positive whole number of milliseconds, got '${deadline}'`, command)
+  return { masters, deadlineMs: deadline === undefined ? undefined : Number(deadline), json: values.json === true }
+}
+
+export function parseReplication (text: string): number {
+  const n = /^\d+$/.test(text) ? Number(text) : NaN
+  if (!(n >= limits.replicationMin && n <= limits.replicationMax)) {
+    throw usageError(`--replication must be a whole number from ${limits.replicationMin} to ${limits.replicationMax}, got '${text}'`, 'put')
+  }
+  return n
+}
+
+const sizeUnits: Record<string, number> = { '': 1, b: 1, k: limits.KiB, kb: limits.KiB, kib: limits.KiB, m: limits.MiB, mb: limits.MiB, mib: limits.MiB, g: limits.GiB, gb: limits.GiB, gib: limits.GiB }
+
+// '1048576', '1M', '64MiB', '512k' → bytes (binary units: chunk sizes are powers of two in practice).
+export function parseSize (text: string): number {
+  const match = /^(\d+)\s*([a-zA-Z]*)$/.exec(text.trim())
+  const unit = sizeUnits[(match?.[2] ?? '?').toLowerCase()]
+  if (match === null || unit === undefined) throw usageError(`--chunk-size must be bytes, optionally with K, M or G (e.g. 64M), got '${text}'`, 'put')
+  const bytes = Number(match[1]) * unit
+  try { checkChunkSize(bytes) } catch (err) { throw usageError(reason(err), 'put') }
+  return bytes
+}
+
+// The sentence of a config check without the table's 'invalid argument: ' lead-in (the code already says it).
+function reason (err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err)
+  return message.startsWith('invalid argument: ') ? message.slice('invalid argument: '.length) : message
+}
+
+function serverFlagNotes (defaults: Record<string, unknown>): string[] {
+  return ['Flags (default in brackets):', ...Object.entries(defaults).map(([key, value]) => `  --${kebab(key)}${typeof value === 'boolean' ? '' : ' VALUE'}  [${String(value)}]`)]
+}
+
+// ---- help text --------------------------------------------------------------------------------------------
+export function generalHelp (): string {
+  const width = Math.max(...commands.map((c) => c.name.length))
+  return [
+    'granary: a distributed file store. Usage: granary COMMAND [options] [arguments]',
+    '',
+    'Commands:',
+    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    '',
+    'Options for every client command:',
+    ...optionLines(globalOptions),
+    '',
+    'Examples:',
+    '  granary up                                 # a local cluster in ./granary-data',
+    '  granary put ./photo.jpg /pictures/         # upload',
+    '  granary ls -l /pictures',
+    '  granary get /pictures/photo.jpg copy.jpg   # download',
+    '  granary cat /notes.txt | less',
+    '',
+    "Exit status: 0 ok, 1 the operation failed, 2 usage error. Run 'granary COMMAND --help' for a command's options.",
+    '',
+  ].join('\n')
+}
+
+export function commandHelp (spec: CommandSpec): string {
+  const lines = [`${spec.usage}`, '', `${spec.summary[0]?.toUpperCase() ?? ''}${spec.summary.slice(1)}.`]
+  if (spec.notes !== undefined) lines.push('', ...spec.notes)
+  if (Object.keys(spec.options).length > 0) lines.push('', 'Options:', ...optionLines(spec.options))
+  if (spec.kind === 'client') lines.push('', 'Common options:', ...optionLines(globalOptions))
+  lines.push('', 'Examples:', ...spec.examples.map((e) => `  ${e}`), '')
+  return lines.join('\n')
+}
+
+function optionLines (options: Record<string, OptionSpec>): string[] {
+  const labels = Object.entries(options).map(([name, o]) => {
+    const flag = `${o.short === undefined ? '    ' : `-${o.short}, `}--${name}${o.placeholder === undefined ? '' : ` ${o.placeholder}`}`
+    return [flag, o.help] as const
+  })
+  const width = Math.max(...labels.map(([flag]) => flag.length))
+  return labels.map(([flag, help]) => `  ${flag.padEnd(width)}  ${help}`)
+}

@@ -1,0 +1,120 @@
+// The CLI commands about names and the cluster: ls, stat, mkdir, mv, rm, du, report. Human output is
+// aligned text; --json prints the protocol's own objects (FileStat, DuReply, ClusterReport).
+import { isGranaryError } from '../shared/errors.js'
+import type { FileStat, ClusterReport } from '../shared/protocol.js'
+import { normalizePath, joinPath, baseName } from '../shared/paths.js'
+import * as limits from '../shared/limits.js'
+import { formatBytes, formatTime, formatTable, formatAge } from './cli-format.js'
+import type { CommandContext } from './cli-main.js'
+
+export async function ls (context: CommandContext): Promise<void> {
+  const path = normalizePath(context.positionals[0] ?? '/')
+  const stat = await context.client.stat(path, { signal: context.signal })
+  const long = context.values.long === true
+  if (stat.type === 'file') {
+    context.print(context.json ? JSON.stringify([stat]) + '\n' : formatEntries([stat], long))
+    return
+  }
+  // Page by page, so a huge directory streams out instead of piling up in memory.
+  let after: string | undefined
+  let printed = 0
+  if (context.json) context.print('[')
+  do {
+    const page = await context.client.list(path, { after, limit: limits.listPageSizeDefault }, { signal: context.signal })
+    if (context.json) {
+      context.print(page.entries.map((entry, i) => (printed + i === 0 ? '' : ',') + JSON.stringify(entry)).join('\n'))
+    } else if (page.entries.length > 0) {
+      context.print(formatEntries(page.entries, long))
+    }
+    printed += page.entries.length
+    after = page.nextAfter ?? undefined
+  } while (after !== undefined && printed < limits.readdirEntriesMax)
+  if (context.json) context.print(']\n')
+}
+
+function formatEntries (entries: FileStat[], long: boolean): string {
+  const name = (entry: FileStat): string => baseName(entry.path) + (entry.type === 'dir' ? '/' : '')
+  if (!long) return entries.map(name).join('\n') + '\n'
+  return formatTable(entries.map((entry) => [
+    entry.type,
+    entry.type === 'dir' ? '-' : String(entry.sizeBytes),
+    formatTime(entry.mtimeMs),
+    entry.type === 'dir' ? '-' : `r${entry.replication}`,
+    name(entry),
+  ]), new Set([1]))
+}
+
+export async function stat (context: CommandContext): Promise<void> {
+  const entry = await context.client.stat(normalizePath(context.positionals[0] as string), { signal: context.signal })
+  if (context.json) { context.printJson(entry); return }
+  const rows = [['path', entry.path], ['type', entry.type]]
+  if (entry.type === 'file') {
+    rows.push(['size', `${entry.sizeBytes} bytes (${formatBytes(entry.sizeBytes)})`],
+      ['chunks', `${entry.chunkCount} of up to ${formatBytes(entry.chunkSizeBytes)}`], ['replication', String(entry.replication)])
+  }
+  rows.push(['modified', formatTime(entry.mtimeMs)], ['inode', String(entry.inodeId)])
+  context.print(formatTable(rows))
+}
+
+export async function mkdir (context: CommandContext): Promise<void> {
+  for (const arg of context.positionals) {
+    await context.client.mkdir(normalizePath(arg), { recursive: context.values.parents === true, signal: context.signal })
+  }
+}
+
+export async function mv (context: CommandContext): Promise<void> {
+  const [sourceArg, targetArg] = context.positionals as [string, string]
+  const source = normalizePath(sourceArg)
+  let target = normalizePath(targetArg)
+  let intoDir = targetArg.endsWith('/') || target === '/'
+  if (!intoDir) {
+    try {
+      intoDir = (await context.client.stat(target, { signal: context.signal })).type === 'dir'
+    } catch (err) {
+      if (!isGranaryError(err) || err.code !== 'GRN_NOT_FOUND') throw err
+    }
+  }
+  if (intoDir) target = joinPath(target, baseName(source))
+  await context.client.rename(source, target, { signal: context.signal })
+}
+
+export async function rm (context: CommandContext): Promise<void> {
+  for (const arg of context.positionals) {
+    await context.client.rm(normalizePath(arg), { recursive: context.values.recursive === true, force: context.values.force === true, signal: context.signal })
+  }
+}
+
+export async function du (context: CommandContext): Promise<void> {
+  const usage = await context.client.du(normalizePath(context.positionals[0] ?? '/'), { signal: context.signal })
+  if (context.json) { context.printJson(usage); return }
+  context.print(formatTable([
+    ['SIZE', 'BYTES', 'FILES', 'DIRS', 'PATH'],
+    [formatBytes(usage.sizeBytes), String(usage.sizeBytes), String(usage.fileCount), String(usage.dirCount), usage.path],
+  ], new Set([0, 1, 2, 3])))
+}
+
+export async function report (context: CommandContext): Promise<void> {
+  const cluster = await context.client.report({ signal: context.signal })
+  if (context.json) { context.printJson(cluster); return }
+  context.print(formatReport(cluster))
+}
+
+export function formatReport (cluster: ClusterReport): string {
+  const alive = cluster.servers.filter((s) => s.alive)
+  const sum = (key: 'capacityBytes' | 'freeBytes' | 'usedBytes'): number => alive.reduce((total, s) => total + s[key], 0)
+  const header = `${cluster.role} term ${cluster.term}, seq ${cluster.seq}${cluster.safeMode ? ', SAFE MODE (read-only until enough chunkservers report)' : ''}\n\n`
+  const servers = cluster.servers.length === 0
+    ? 'no chunkservers have registered\n'
+    : formatTable([
+      ['SERVER', 'URL', 'STATE', 'HEARTBEAT', 'USED', 'FREE', 'CAPACITY', 'CHUNKS', 'WRITES'],
+      ...cluster.servers.map((s) => [s.serverId, s.url, s.alive ? 'alive' : 'DEAD', formatAge(s.lastHeartbeatAgeMs),
+        formatBytes(s.usedBytes), formatBytes(s.freeBytes), formatBytes(s.capacityBytes), String(s.chunkCount), String(s.activeWrites)]),
+    ], new Set([4, 5, 6, 7, 8]))
+  const totals = formatTable([
+    ['chunkservers', `${alive.length} alive of ${cluster.servers.length}`],
+    ['space (alive)', `${formatBytes(sum('usedBytes'))} used, ${formatBytes(sum('freeBytes'))} free of ${formatBytes(sum('capacityBytes'))}`],
+    ['namespace', `${cluster.fileCount} files, ${cluster.dirCount} directories, ${formatBytes(cluster.sizeBytes)}`],
+    ['chunks', `${cluster.chunkCount} (${cluster.underReplicatedChunks} under-replicated, ${cluster.missingChunks} missing)`],
+  ])
+  return `${header}${servers}\n${totals}`
+}

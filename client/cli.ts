@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+// The `granary` command. All logic is in cli-main.ts (testable in-process); this file only binds it to the
+// real process: its streams, Ctrl-C, and an exit code.
+import { main, isBrokenPipe } from './cli-main.js'
+import { isServerCommand } from './cli-args.js'
+
+const argv = process.argv.slice(2)
+
+// `granary cat big | head`: once the reader is gone there is nothing left to say, and nothing to say it to.
+process.stdout.on('error', (err) => { if (isBrokenPipe(err)) process.exit(0) })
+
+// Ctrl-C aborts a client operation (a put abandons its file, a get removes its temp file); a second Ctrl-C
+// exits at once. Servers (up, master, chunkserver) handle their own signals.
+const controller = new AbortController()
+if (!isServerCommand(argv[0])) {
+  process.once('SIGINT', () => {
+    controller.abort()
+    process.once('SIGINT', () => { process.exit(130) })
+  })
+}
+
+const code = await main(argv, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr, env: process.env, signal: controller.signal })
+if (controller.signal.aborted && code !== 0) process.exitCode = 130
+else process.exitCode = code

@@ -1,0 +1,237 @@
+// The package's public entry: `import { connect } from 'granary'`. connect() checks its options once
+// (unknown keys refused) and returns a GranaryClient: streams (createReadStream, createWriteStream) and an
+// fs.promises-like surface (readFile, writeFile, readdir, stat, mkdir, rename, rm) over one Granary cluster.
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { constants as bufferConstants } from 'node:buffer'
+import { GranaryError } from '../shared/errors.js'
+import { resolveClientConfig, parseMasterList, type ClientConfig } from '../shared/config.js'
+import { normalizePath } from '../shared/paths.js'
+import type { FileStat, ListReply, DuReply, DeleteReply, ClusterReport, OpenReply } from '../shared/protocol.js'
+import * as limits from '../shared/limits.js'
+import { assert } from '../shared/assert.js'
+import { Transport } from './transport.js'
+import { MasterLink } from './master-link.js'
+import { MetadataCache } from './cache.js'
+import type { RetryPolicy } from './retry.js'
+import { GranaryWriteStream, type WriteOptions, type WriteContext } from './write.js'
+import { createReadStream, type ReadOptions, type ReadContext } from './read.js'
+
+export { GranaryError, errorCodes, errorSpecs, isGranaryError, type ErrorCode, type ErrorBody } from '../shared/errors.js'
+export type { FileStat, ListReply, DuReply, DeleteReply, ClusterReport, ServerReport, OpenReply, ChunkLocation } from '../shared/protocol.js'
+export type { ClientConfig } from '../shared/config.js'
+export { channelNames } from './diagnostics.js'
+export { GranaryWriteStream, type WriteOptions } from './write.js'
+export type { ReadOptions } from './read.js'
+
+export interface ConnectOptions {
+  masters?: string | readonly string[]   // master first, then shadows; default http://127.0.0.1:9000
+  deadlineMs?: number                     // each operation's whole budget, retries included
+  requestTimeoutMs?: number               // one HTTP exchange
+  retryDelayMsMin?: number
+  retryDelayMsMax?: number
+  replication?: number                    // default for new files
+  chunkSizeBytes?: number                 // default for new files
+  keepAliveTimeoutMs?: number             // idle pooled connections close after this
+}
+
+export interface CallOptions { deadlineMs?: number, signal?: AbortSignal }
+export type WriteData = Buffer | Uint8Array | string | AsyncIterable<Buffer | Uint8Array | string> | Readable
+export interface ReadFileOptions extends CallOptions { encoding?: BufferEncoding }
+
+export function connect (options: ConnectOptions = {}): GranaryClient {
+  const given: Record<string, unknown> = { ...options }
+  if (Array.isArray(given.masters)) given.masters = (given.masters as string[]).join(',')
+  const config = resolveClientConfig(given)
+  for (const key of ['requestTimeoutMs', 'keepAliveTimeoutMs'] as const) {
+    if (config[key] < 1) throw new GranaryError('GRN_INVALID_ARGUMENT', [`client option '${key}' must be positive`])
+  }
+  return new GranaryClient(config)
+}
+
+export class GranaryClient {
+  readonly config: Readonly<ClientConfig>
+  readonly #transport: Transport
+  readonly #link: MasterLink
+  readonly #cache: MetadataCache
+  readonly #policy: RetryPolicy
+  #closed = false
+
+  constructor (config: ClientConfig) {
+    this.config = Object.freeze({ ...config })
+    this.#policy = { retryDelayMsMin: config.retryDelayMsMin, retryDelayMsMax: config.retryDelayMsMax, attemptsMax: limits.retryAttemptsMax }
+    this.#transport = new Transport({ requestTimeoutMs: config.requestTimeoutMs, keepAliveTimeoutMs: config.keepAliveTimeoutMs })
+    this.#link = new MasterLink(this.#transport, {
+      masters: parseMasterList(config.masters), deadlineMs: config.deadlineMs, requestTimeoutMs: config.requestTimeoutMs, policy: this.#policy,
+    })
+    this.#cache = new MetadataCache({ ttlMs: limits.metadataCacheTtlMs, entriesMax: limits.metadataCacheEntriesMax })
+  }
+
+  // ---- streams ----------------------------------------------------------------------------------------
+  createWriteStream (path: string, options: WriteOptions = {}): GranaryWriteStream {
+    this.#checkOpen()
+    return new GranaryWriteStream(this.#writeContext(), normalizePath(path), options)
+  }
+
+  createReadStream (path: string, options: ReadOptions = {}): Readable {
+    this.#checkOpen()
+    return createReadStream(this.#readContext(), normalizePath(path), options)
+  }
+
+  // ---- whole files ------------------------------------------------------------------------------------
+  // Writes data as a new file (or replaces one with overwrite) and returns the completed file's stat.
+  async writeFile (path: string, data: WriteData, options: WriteOptions = {}): Promise<FileStat> {
+    const stream = this.createWriteStream(path, options)
+    await pipeline(writeSource(data), stream)
+    assert(stream.stat !== undefined, 'a finished write has its stat')
+    return stream.stat
+  }
+
+  readFile (path: string): Promise<Buffer>
+  readFile (path: string, options: BufferEncoding | (ReadFileOptions & { encoding: BufferEncoding })): Promise<string>
+  readFile (path: string, options: CallOptions): Promise<Buffer>
+  async readFile (path: string, options: BufferEncoding | ReadFileOptions = {}): Promise<Buffer | string> {
+    const { encoding, ...call } = typeof options === 'string' ? { encoding: options } : options
+    // readFile buffers the whole file anyway, so it holds each chunk until its CRC32 matched: a corrupt
+    // replica is then served from another instead of failing the read.
+    const stream = this.createReadStream(path, { ...call, verifyChunks: true })
+    const pieces: Buffer[] = []
+    let totalBytes = 0
+    for await (const piece of stream as AsyncIterable<Buffer>) {
+      totalBytes += piece.length
+      if (totalBytes > bufferConstants.MAX_LENGTH) {
+        stream.destroy()
+        throw new GranaryError('GRN_LIMIT_EXCEEDED', [`readFile of ${path}`, bufferConstants.MAX_LENGTH])
+      }
+      pieces.push(piece)
+    }
+    const data = Buffer.concat(pieces, totalBytes)
+    return encoding === undefined ? data : data.toString(encoding)
+  }
+
+  // ---- namespace --------------------------------------------------------------------------------------
+  async stat (path: string, options: CallOptions = {}): Promise<FileStat> {
+    this.#checkOpen()
+    return await this.#link.stat(normalizePath(path), options)
+  }
+
+  // One page of a directory, sorted by name; pass the reply's nextAfter as `after` for the next page.
+  async list (path: string, page: { after?: string, limit?: number } = {}, options: CallOptions = {}): Promise<ListReply> {
+    this.#checkOpen()
+    return await this.#link.list(normalizePath(path), page, options)
+  }
+
+  // Every entry of a directory (all pages): names, or stats with { withStats: true }.
+  readdir (path: string, options?: CallOptions & { withStats?: false }): Promise<string[]>
+  readdir (path: string, options: CallOptions & { withStats: true }): Promise<FileStat[]>
+  async readdir (path: string, options: CallOptions & { withStats?: boolean } = {}): Promise<string[] | FileStat[]> {
+    const entries: FileStat[] = []
+    let after: string | undefined
+    do {
+      const page = await this.list(path, { after, limit: limits.listPageSizeDefault }, options)
+      entries.push(...page.entries)
+      if (entries.length > limits.readdirEntriesMax) throw new GranaryError('GRN_LIMIT_EXCEEDED', [`readdir of ${path}`, limits.readdirEntriesMax])
+      if (page.nextAfter !== null && after !== undefined && page.nextAfter <= after) {
+        throw new GranaryError('GRN_INTERNAL', [`listing ${path} did not advance past ${after}`])
+      }
+      after = page.nextAfter ?? undefined
+    } while (after !== undefined)
+    return options.withStats === true ? entries : entries.map((entry) => baseNameOf(entry.path))
+  }
+
+  async mkdir (path: string, options: CallOptions & { recursive?: boolean } = {}): Promise<FileStat> {
+    this.#checkOpen()
+    return await this.#link.mkdir(normalizePath(path), options.recursive === true, options)
+  }
+
+  async rename (source: string, target: string, options: CallOptions = {}): Promise<FileStat> {
+    this.#checkOpen()
+    const from = normalizePath(source)
+    const to = normalizePath(target)
+    try {
+      return await this.#link.rename(from, to, options)
+    } finally {
+      this.#cache.invalidate(from)
+      this.#cache.invalidate(to)
+    }
+  }
+
+  // force: a missing path is not an error (like fs.rm); the reply then counts nothing.
+  async rm (path: string, options: CallOptions & { recursive?: boolean, force?: boolean } = {}): Promise<DeleteReply> {
+    this.#checkOpen()
+    const target = normalizePath(path)
+    try {
+      return await this.#link.delete(target, options.recursive === true, options)
+    } catch (err) {
+      if (options.force === true && (err as GranaryError).code === 'GRN_NOT_FOUND') return { deletedFiles: 0, deletedDirs: 0, deletedChunks: 0 }
+      throw err
+    } finally {
+      this.#cache.invalidate(target)
+    }
+  }
+
+  async du (path: string, options: CallOptions = {}): Promise<DuReply> {
+    this.#checkOpen()
+    return await this.#link.du(normalizePath(path), options)
+  }
+
+  async report (options: CallOptions = {}): Promise<ClusterReport> {
+    this.#checkOpen()
+    return await this.#link.report(options)
+  }
+
+  // Closes pooled connections; streams still open fail with GRN_ABORTED.
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#cache.clear()
+    await this.#transport.close()
+  }
+
+  // ---- wiring -----------------------------------------------------------------------------------------
+  #checkOpen (): void {
+    if (this.#closed) throw new GranaryError('GRN_ABORTED', ['the client is closed'])
+  }
+
+  #writeContext (): WriteContext {
+    return {
+      link: this.#link, transport: this.#transport, policy: this.#policy,
+      deadlineMs: this.config.deadlineMs, requestTimeoutMs: this.config.requestTimeoutMs,
+      replication: this.config.replication, chunkSizeBytes: this.config.chunkSizeBytes,
+      invalidate: (path) => { this.#cache.invalidate(path) },
+    }
+  }
+
+  #readContext (): ReadContext {
+    return {
+      transport: this.#transport, policy: this.#policy,
+      deadlineMs: this.config.deadlineMs, requestTimeoutMs: this.config.requestTimeoutMs,
+      open: async (path, options) => await this.#open(path, options),
+    }
+  }
+
+  async #open (path: string, options: { fresh: boolean, deadlineMs: number, signal: AbortSignal }): Promise<OpenReply> {
+    if (!options.fresh) {
+      const cached = this.#cache.get(path)
+      if (cached !== undefined) return cached
+    }
+    const reply = await this.#link.open(path, { deadlineMs: options.deadlineMs, signal: options.signal })
+    this.#cache.set(path, reply)
+    return reply
+  }
+}
+
+function writeSource (data: WriteData): Iterable<Buffer> | AsyncIterable<Buffer | Uint8Array | string> | Readable {
+  if (typeof data === 'string') return data.length === 0 ? [] : [Buffer.from(data, 'utf8')]
+  if (data instanceof Uint8Array) {
+    const buffer = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+    return buffer.length === 0 ? [] : [buffer]
+  }
+  if (data instanceof Readable || (typeof data === 'object' && data !== null && Symbol.asyncIterator in data)) return data
+  throw new GranaryError('GRN_INVALID_ARGUMENT', ['writeFile data must be a Buffer, Uint8Array, string, Readable or async iterable'])
+}
+
+function baseNameOf (path: string): string {
+  const slash = path.lastIndexOf('/')
+  return path.slice(slash + 1)
+}

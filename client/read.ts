@@ -1,0 +1,194 @@
+// Reading a file: open once (metadata cached) → for each chunk overlapping the range, a ranged GET from a
+// replica, streamed through with backpressure. The master is not on the data path.
+// On a cut connection, a non-200, GRN_CHECKSUM_MISMATCH or a short body the read goes on from the exact byte
+// reached, on the next replica. A chunk read whole is checked against the CRC32 the master committed.
+// The Readable streams bytes as they arrive; with verifyChunks it holds each whole chunk until its CRC32
+// matched (memory: one chunk), so a mismatch can still be served from another replica (readFile does this).
+import { Readable } from 'node:stream'
+import { GranaryError, isGranaryError } from '../shared/errors.js'
+import type { OpenReply, ChunkLocation, ChunkserverAddress } from '../shared/protocol.js'
+import { crc32 } from '../shared/checksum.js'
+import { assert } from '../shared/assert.js'
+import { Deadline, backoffDelayMs, deadlineExceeded, abortedError, type RetryPolicy } from './retry.js'
+import type { Transport } from './transport.js'
+import { publish, describeError } from './diagnostics.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+export interface ReadOptions {
+  start?: number                // first byte, default 0
+  end?: number                  // last byte, INCLUSIVE (like fs.createReadStream), default: end of file
+  highWaterMark?: number
+  deadlineMs?: number           // budget of the open, and of retrying one chunk after its first failure
+  signal?: AbortSignal
+  verifyChunks?: boolean        // hold each whole chunk until its CRC32 matched (memory: one chunk)
+}
+
+export interface ReadContext {
+  transport: Transport
+  policy: RetryPolicy
+  deadlineMs: number
+  requestTimeoutMs: number
+  // fresh: skip the cache (after replicas failed: locations or tokens may be stale)
+  open: (path: string, options: { fresh: boolean, deadlineMs: number, signal: AbortSignal }) => Promise<OpenReply>
+}
+
+interface LocatedChunk { location: ChunkLocation, fileOffsetBytes: number }
+
+// Where a chunk read stands; shared by the attempts on successive replicas.
+interface ChunkProgress {
+  positionBytes: number         // next chunk-relative byte wanted
+  crc32: number                 // over [fromBytes, positionBytes)
+  held: Buffer[]                // verifyChunks: bytes read but not yet given out
+}
+
+export function createReadStream (context: ReadContext, path: string, options: ReadOptions = {}): Readable {
+  const start = options.start ?? 0
+  const end = options.end ?? Number.MAX_SAFE_INTEGER
+  if (!Number.isSafeInteger(start) || start < 0) throw new GranaryError('GRN_INVALID_ARGUMENT', [`start must be a non-negative integer, got ${String(options.start)}`])
+  if (!Number.isSafeInteger(end) || end < start) throw new GranaryError('GRN_INVALID_ARGUMENT', [`end must be an integer ≥ start (${start}), got ${String(options.end)}`])
+  if (options.signal?.aborted === true) throw abortedError(options.signal)
+  const controller = new AbortController()
+  const signal = options.signal === undefined ? controller.signal : AbortSignal.any([options.signal, controller.signal])
+  const generator = readRange(context, path, start, end + 1, { ...options, signal })
+  const stream = Readable.from(generator, { objectMode: false, highWaterMark: options.highWaterMark })
+  // A destroyed stream must not leave a request hanging until its timeout.
+  const onAbort = (): void => { stream.destroy(abortedError(options.signal as AbortSignal)) }
+  options.signal?.addEventListener('abort', onAbort, { once: true })
+  stream.once('close', () => {
+    options.signal?.removeEventListener('abort', onAbort)
+    controller.abort(new GranaryError('GRN_ABORTED', [`read of ${path} closed`]))
+  })
+  return stream
+}
+
+// Yields the bytes [startBytes, endBytes) of the file (clipped to its size), chunk by chunk.
+async function * readRange (context: ReadContext, path: string, startBytes: number, endBytes: number,
+  options: ReadOptions & { signal: AbortSignal }): AsyncGenerator<Buffer> {
+  const deadlineMs = options.deadlineMs ?? context.deadlineMs
+  const opened = await context.open(path, { fresh: false, deadlineMs, signal: options.signal })
+  for (const chunk of locateChunks(opened, path)) {
+    const chunkEnd = chunk.fileOffsetBytes + chunk.location.lengthBytes
+    if (chunkEnd <= startBytes) continue
+    if (chunk.fileOffsetBytes >= endBytes) break
+    const fromBytes = Math.max(startBytes, chunk.fileOffsetBytes) - chunk.fileOffsetBytes
+    const toBytes = Math.min(endBytes, chunkEnd) - chunk.fileOffsetBytes
+    yield * readChunk(context, path, chunk.location, fromBytes, toBytes, { deadlineMs, signal: options.signal, verify: options.verifyChunks === true })
+  }
+}
+
+// The chunks in file order with their offsets, checked to tile the file exactly.
+export function locateChunks (opened: OpenReply, path: string): LocatedChunk[] {
+  const sorted = [...opened.chunks].sort((a, b) => a.chunkIndex - b.chunkIndex)
+  const located: LocatedChunk[] = []
+  let offsetBytes = 0
+  for (const [index, location] of sorted.entries()) {
+    if (location.chunkIndex !== index) throw new GranaryError('GRN_INTEGRITY', [path, `chunk ${index} is missing from the metadata`])
+    located.push({ location, fileOffsetBytes: offsetBytes })
+    offsetBytes += location.lengthBytes
+  }
+  if (offsetBytes !== opened.stat.sizeBytes) {
+    throw new GranaryError('GRN_INTEGRITY', [path, `chunks hold ${offsetBytes} bytes, the file has ${opened.stat.sizeBytes}`])
+  }
+  return located
+}
+
+interface ChunkReadOptions { deadlineMs: number, signal: AbortSignal, verify: boolean }
+
+// Reads [fromBytes, toBytes) of one chunk: replicas in order, each taking over at the byte the last one
+// reached. After a round where every replica failed, back off, re-open the file (fresh locations and
+// tokens) and go round again, within one budget that starts at the first failure.
+async function * readChunk (context: ReadContext, path: string, first: ChunkLocation, fromBytes: number, toBytes: number,
+  options: ChunkReadOptions): AsyncGenerator<Buffer> {
+  const whole = fromBytes === 0 && toBytes === first.lengthBytes
+  const progress: ChunkProgress = { positionBytes: fromBytes, crc32: 0, held: [] }
+  let location = first
+  let deadline: Deadline | undefined
+  for (let round = 1; ; round++) {
+    let last: GranaryError | undefined
+    for (const replica of location.replicas) {
+      try {
+        yield * readFromReplica(context, location, replica, progress, toBytes, options)
+        if (whole) checkChunkCrc(location, replica, progress, options.verify)
+        yield * progress.held
+        return
+      } catch (err) {
+        if (options.signal.aborted) throw abortedError(options.signal)
+        if (!isGranaryError(err) || (!err.retryable && !replicaSpecific.has(err.code))) throw err
+        if (isStreamedCorruption(err, options.verify)) throw err
+        last = err
+        publish('replicaError', () => ({ chunkHandle: location.chunkHandle, url: replica.url, offsetBytes: progress.positionBytes, ...describeError(err) }))
+      }
+    }
+    last ??= new GranaryError('GRN_UNAVAILABLE', [`chunk ${location.chunkHandle}`, 'no replica is live'])
+    deadline ??= new Deadline(options.deadlineMs)
+    const delayMs = backoffDelayMs(round, context.policy)
+    if (round >= context.policy.attemptsMax || deadline.remainingMs() <= delayMs + context.policy.retryDelayMsMin) {
+      throw deadlineExceeded(`read chunk ${first.chunkIndex} of ${path}`, deadline, round, last)
+    }
+    await sleep(delayMs, undefined, { signal: options.signal }).catch(() => { throw abortedError(options.signal) })
+    location = await refreshLocation(context, path, location, deadline, options.signal)
+  }
+}
+
+// Errors that say one replica cannot serve this chunk (its token, its copy), not that the chunk is bad:
+// another replica, or fresh metadata, may well do.
+const replicaSpecific = new Set(['GRN_TOKEN_EXPIRED', 'GRN_TOKEN_INVALID', 'GRN_STALE_VERSION', 'GRN_CHUNK_NOT_FOUND', 'GRN_STALE_TERM'])
+
+// In streaming mode the bytes of a chunk that failed its CRC32 are already out: no replica can take them back.
+const streamedCorruption = Symbol('streamedCorruption')
+function isStreamedCorruption (err: GranaryError, verify: boolean): boolean {
+  return !verify && (err as GranaryError & { [streamedCorruption]?: true })[streamedCorruption] === true
+}
+
+async function * readFromReplica (context: ReadContext, location: ChunkLocation, replica: ChunkserverAddress, progress: ChunkProgress,
+  toBytes: number, options: ChunkReadOptions): AsyncGenerator<Buffer> {
+  const lengthBytes = toBytes - progress.positionBytes
+  const body = await context.transport.getChunk({
+    url: replica.url, chunkHandle: location.chunkHandle, version: location.version, token: location.token,
+    offsetBytes: progress.positionBytes, lengthBytes, timeoutMs: context.requestTimeoutMs, signal: options.signal,
+  })
+  try {
+    for await (const received of body.pieces) {
+      const roomBytes = toBytes - progress.positionBytes
+      const piece = received.length <= roomBytes ? received : received.subarray(0, roomBytes)
+      if (piece.length === 0) continue
+      progress.positionBytes += piece.length
+      progress.crc32 = crc32(piece, progress.crc32)
+      if (options.verify) progress.held.push(piece)
+      else yield piece
+      if (progress.positionBytes === toBytes) break
+    }
+  } finally {
+    body.destroy()
+  }
+  if (progress.positionBytes < toBytes) {
+    throw new GranaryError('GRN_UNAVAILABLE', [replica.url, `the body of chunk ${location.chunkHandle} ended at byte ${progress.positionBytes} of ${toBytes}`])
+  }
+}
+
+function checkChunkCrc (location: ChunkLocation, replica: ChunkserverAddress, progress: ChunkProgress, verify: boolean): void {
+  if (progress.crc32 === location.crc32) return
+  const err = new GranaryError('GRN_INTEGRITY', [`chunk ${location.chunkHandle}`,
+    `CRC32 ${progress.crc32} read (last from ${replica.url}), ${location.crc32} committed`], { failedUrl: replica.url })
+  if (verify) {
+    // Nothing was given out: start the chunk again on the next replica.
+    progress.positionBytes = 0
+    progress.crc32 = 0
+    progress.held = []
+  } else {
+    (err as GranaryError & { [streamedCorruption]?: true })[streamedCorruption] = true
+  }
+  throw err
+}
+
+// Fresh metadata for the same chunk. The chunk must be the one we were reading (same handle, version, length
+// and CRC): a file replaced mid-read is an error, not a silent switch to other bytes.
+async function refreshLocation (context: ReadContext, path: string, current: ChunkLocation, deadline: Deadline, signal: AbortSignal): Promise<ChunkLocation> {
+  const opened = await context.open(path, { fresh: true, deadlineMs: Math.max(1, deadline.remainingMs()), signal })
+  const fresh = opened.chunks.find((chunk) => chunk.chunkIndex === current.chunkIndex)
+  if (fresh === undefined || fresh.chunkHandle !== current.chunkHandle || fresh.lengthBytes !== current.lengthBytes || fresh.crc32 !== current.crc32) {
+    throw new GranaryError('GRN_CHUNK_MISMATCH', [current.chunkHandle, `${path} changed while it was being read`])
+  }
+  assert(fresh.chunkIndex === current.chunkIndex, 'refreshed the same chunk index')
+  return fresh
+}

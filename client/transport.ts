@@ -1,0 +1,270 @@
+// The one undici Agent of a client: every request to masters and chunkservers goes through it, with its
+// timeouts passed explicitly. Socket-level failures become GranaryErrors here, so everything above branches
+// on err.code and the retry logic reads `retryable` (GRN_UNAVAILABLE, GRN_TIMEOUT) from the error table.
+import { Agent } from 'undici'
+import type { Readable } from 'node:stream'
+import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../shared/errors.js'
+import { tokenHeader, pipelineHeader, chunkLengthHeader, type WriteChunkReply } from '../shared/protocol.js'
+import type { ChunkHandle } from '../shared/ids.js'
+import * as limits from '../shared/limits.js'
+import { assert } from '../shared/assert.js'
+
+export interface TransportOptions {
+  requestTimeoutMs: number        // connect, headers and body-idle timeout unless a call passes a shorter one
+  keepAliveTimeoutMs: number      // idle pooled sockets close after this, so a finished test run can exit
+  connectionsPerOrigin?: number
+}
+
+export type QueryValues = Record<string, string | number | boolean | undefined>
+
+export interface JsonRequest {
+  method: 'GET' | 'POST'
+  origin: string
+  path: string
+  query?: QueryValues
+  body?: unknown
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+export interface PutChunkRequest {
+  url: string                     // pipeline[0]
+  chunkHandle: ChunkHandle
+  version: number
+  token: string
+  downstreamUrls: string[]        // the rest of the pipeline, in order
+  body: Readable
+  lengthBytes?: number            // known when the whole chunk is already buffered (a resend)
+  timeoutMs: number               // the reply must come this long after the last byte (undici headersTimeout)
+  signal?: AbortSignal
+}
+
+export interface GetChunkRequest {
+  url: string
+  chunkHandle: ChunkHandle
+  version: number
+  token: string
+  offsetBytes: number
+  lengthBytes: number
+  timeoutMs: number               // for the headers, and between body pieces (not while the reader is paused)
+  signal?: AbortSignal
+}
+
+export interface ChunkBody {
+  pieces: AsyncIterable<Buffer>   // socket errors come out of it as GranaryErrors
+  chunkLengthBytes: number | null // the stored chunk's full length, when the server sent it
+  destroy (): void
+}
+
+export class Transport {
+  readonly #agent: Agent
+  readonly #requestTimeoutMs: number
+  #closed = false
+
+  constructor (options: TransportOptions) {
+    assert(options.requestTimeoutMs > 0, 'requestTimeoutMs is positive')
+    assert(options.keepAliveTimeoutMs > 0, 'keepAliveTimeoutMs is positive')
+    this.#requestTimeoutMs = options.requestTimeoutMs
+    this.#agent = new Agent({
+      connect: { timeout: options.requestTimeoutMs },
+      connections: options.connectionsPerOrigin ?? limits.connectionsPerOriginMax,
+      keepAliveTimeout: options.keepAliveTimeoutMs,
+      keepAliveMaxTimeout: Math.max(options.keepAliveTimeoutMs, 1),
+      headersTimeout: options.requestTimeoutMs,
+      bodyTimeout: options.requestTimeoutMs,
+      pipelining: 1,
+    })
+  }
+
+  get requestTimeoutMs (): number { return this.#requestTimeoutMs }
+
+  // One JSON exchange. A 2xx reply's body is returned parsed; anything else throws the GranaryError the
+  // server described (errorFromBody), or GRN_UNAVAILABLE/GRN_TIMEOUT for socket failures.
+  async json<T> (request: JsonRequest): Promise<T> {
+    this.#checkOpen()
+    const target = `${request.origin}${request.path}`
+    const timeoutMs = clampTimeout(request.timeoutMs ?? this.#requestTimeoutMs)
+    // The Agent's connect timeout is fixed; a call whose budget is shorter enforces its own with a timer, so
+    // a host that swallows SYNs cannot push an operation past its deadline.
+    const watchdog = timeoutMs < this.#requestTimeoutMs ? new AbortController() : undefined
+    const timer = watchdog === undefined ? undefined : setTimeout(() => { watchdog.abort(new GranaryError('GRN_TIMEOUT', [target, timeoutMs])) }, timeoutMs)
+    const signal = watchdog === undefined ? request.signal : request.signal === undefined ? watchdog.signal : AbortSignal.any([request.signal, watchdog.signal])
+    try {
+      const hasBody = request.body !== undefined
+      const res = await this.#agent.request({
+        origin: request.origin,
+        path: request.path + queryString(request.query),
+        method: request.method,
+        headers: hasBody ? { 'content-type': 'application/json' } : {},
+        body: hasBody ? JSON.stringify(request.body) : null,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal,
+      })
+      const text = await readText(res.body, res.headers['content-length'], target)
+      const parsed = parseJson(text)
+      if (res.statusCode >= 200 && res.statusCode < 300) {
+        if (parsed === undefined) throw new GranaryError('GRN_INTERNAL', [`${target} answered ${res.statusCode} without a JSON body`])
+        return parsed as T
+      }
+      throw errorFromBody(parsed as Partial<ErrorBody> | undefined, res.statusCode)
+    } catch (err) {
+      throw toGranaryError(err, target, timeoutMs, signal)
+    } finally {
+      if (timer !== undefined) clearTimeout(timer)
+    }
+  }
+
+  // Streams one chunk to the head of its pipeline and returns the pipeline's acks.
+  async putChunk (request: PutChunkRequest): Promise<WriteChunkReply> {
+    this.#checkOpen()
+    const path = `/chunks/${request.chunkHandle}${queryString({ version: request.version })}`
+    const target = `${request.url}${path}`
+    const timeoutMs = clampTimeout(request.timeoutMs)
+    const headers: Record<string, string> = {
+      'content-type': 'application/octet-stream',
+      [tokenHeader]: request.token,
+      [pipelineHeader]: request.downstreamUrls.join(','),
+    }
+    if (request.lengthBytes !== undefined) headers['content-length'] = String(request.lengthBytes)
+    try {
+      const res = await this.#agent.request({
+        origin: request.url, path, method: 'PUT', headers, body: request.body,
+        headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: request.signal,
+      })
+      const parsed = parseJson(await readText(res.body, res.headers['content-length'], target))
+      if (res.statusCode === 200 && parsed !== undefined) return parsed as WriteChunkReply
+      throw errorFromBody(parsed as Partial<ErrorBody> | undefined, res.statusCode)
+    } catch (err) {
+      request.body.destroy()
+      throw toGranaryError(err, target, timeoutMs, request.signal)
+    }
+  }
+
+  // Opens a ranged read of one chunk. A non-200 reply throws its GranaryError; a 200 gives the body to stream.
+  async getChunk (request: GetChunkRequest): Promise<ChunkBody> {
+    this.#checkOpen()
+    const query = { version: request.version, offset: request.offsetBytes, length: request.lengthBytes }
+    const path = `/chunks/${request.chunkHandle}${queryString(query)}`
+    const target = `${request.url}${path}`
+    const timeoutMs = clampTimeout(request.timeoutMs)
+    try {
+      const res = await this.#agent.request({
+        origin: request.url, path, method: 'GET', headers: { [tokenHeader]: request.token },
+        headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: request.signal,
+      })
+      if (res.statusCode !== 200) {
+        const parsed = parseJson(await readText(res.body, res.headers['content-length'], target))
+        throw errorFromBody(parsed as Partial<ErrorBody> | undefined, res.statusCode)
+      }
+      const lengthHeader = res.headers[chunkLengthHeader]
+      const chunkLengthBytes = typeof lengthHeader === 'string' && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null
+      const body = res.body
+      return {
+        pieces: mapErrors(body, target, timeoutMs, request.signal),
+        chunkLengthBytes,
+        destroy: () => { body.destroy() },
+      }
+    } catch (err) {
+      throw toGranaryError(err, target, timeoutMs, request.signal)
+    }
+  }
+
+  async close (): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    // destroy, not close: a closing client has nothing left worth waiting for, and open streams get an error.
+    await this.#agent.destroy()
+  }
+
+  #checkOpen (): void {
+    if (this.#closed) throw new GranaryError('GRN_ABORTED', ['the client is closed'])
+  }
+}
+
+const timeoutCodes = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT'])
+const unreachableCodes = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN',
+  'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH',
+])
+const closedCodes = new Set(['UND_ERR_DESTROYED', 'UND_ERR_CLOSED', 'UND_ERR_ABORTED', 'ABORT_ERR'])
+
+// Socket and undici errors → GranaryError. An abort carries the reason the caller gave (a GranaryError of
+// ours, e.g. a deadline) when there is one. Errors that are not about the network (bugs) pass unchanged.
+export function toGranaryError (err: unknown, target: string, timeoutMs: number, signal?: AbortSignal): unknown {
+  if (isGranaryError(err)) return err
+  if (signal?.aborted === true) {
+    return isGranaryError(signal.reason) ? signal.reason : new GranaryError('GRN_ABORTED', [describe(signal.reason)])
+  }
+  const code = errorCode(err)
+  if (code !== undefined && timeoutCodes.has(code)) return new GranaryError('GRN_TIMEOUT', [target, timeoutMs], { cause: code })
+  if (code !== undefined && unreachableCodes.has(code)) return new GranaryError('GRN_UNAVAILABLE', [target, describe(err)], { cause: code })
+  if ((code !== undefined && closedCodes.has(code)) || (err as Error)?.name === 'AbortError') {
+    return new GranaryError('GRN_ABORTED', [describe(err)], { cause: code })
+  }
+  const isSystemError = typeof (err as { syscall?: unknown } | null)?.syscall === 'string'
+  if (code !== undefined && (code.startsWith('UND_ERR') || code === 'ERR_STREAM_PREMATURE_CLOSE' || isSystemError)) {
+    return new GranaryError('GRN_UNAVAILABLE', [target, describe(err)], { cause: code })
+  }
+  return err
+}
+
+function errorCode (err: unknown): string | undefined {
+  const e = err as { code?: unknown, errors?: unknown[] } | null
+  if (typeof e?.code === 'string') return e.code
+  // Happy-eyeballs connects fail with an AggregateError of per-address errors.
+  const first = Array.isArray(e?.errors) ? e.errors[0] as { code?: unknown } | undefined : undefined
+  return typeof first?.code === 'string' ? first.code : undefined
+}
+
+function describe (err: unknown): string {
+  if (err instanceof Error) return err.message.length > 0 ? err.message : err.name
+  return String(err)
+}
+
+async function * mapErrors (body: AsyncIterable<Buffer>, target: string, timeoutMs: number, signal?: AbortSignal): AsyncIterable<Buffer> {
+  try {
+    for await (const piece of body) yield piece
+  } catch (err) {
+    throw toGranaryError(err, target, timeoutMs, signal)
+  }
+}
+
+async function readText (body: AsyncIterable<Buffer> & { destroy (): unknown }, contentLength: string | string[] | undefined, target: string): Promise<string> {
+  const declared = typeof contentLength === 'string' ? Number(contentLength) : 0
+  if (declared > limits.jsonReplyBytesMax) {
+    body.destroy()
+    throw new GranaryError('GRN_LIMIT_EXCEEDED', [`reply from ${target}`, limits.jsonReplyBytesMax])
+  }
+  const pieces: Buffer[] = []
+  let totalBytes = 0
+  for await (const piece of body) {
+    totalBytes += piece.length
+    if (totalBytes > limits.jsonReplyBytesMax) {
+      body.destroy()
+      throw new GranaryError('GRN_LIMIT_EXCEEDED', [`reply from ${target}`, limits.jsonReplyBytesMax])
+    }
+    pieces.push(piece)
+  }
+  return Buffer.concat(pieces, totalBytes).toString('utf8')
+}
+
+function parseJson (text: string): unknown {
+  if (text.length === 0) return undefined
+  try { return JSON.parse(text) } catch { return undefined }
+}
+
+export function queryString (query: QueryValues | undefined): string {
+  if (query === undefined) return ''
+  const params = new URLSearchParams()
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined) params.set(key, String(value))
+  }
+  const text = params.toString()
+  return text.length === 0 ? '' : `?${text}`
+}
+
+// undici treats 0 as "no timeout"; a budget that ran out must still time out, at once.
+function clampTimeout (timeoutMs: number): number {
+  return Math.max(1, Math.floor(timeoutMs))
+}

@@ -1,0 +1,261 @@
+// Writing a file: a Writable over the write protocol (shared/protocol.ts).
+//   create → for each chunk: allocate → stream the bytes to pipeline[0] (PUT; the header names the rest of the
+//   pipeline) → check one ack per pipeline server against our own length and CRC32 → commit → … → complete.
+// Bytes stream to the pipeline as they arrive, up to chunksInFlightMax chunks at once (the commit of chunk i
+// overlaps the streaming of chunk i+1). Each in-flight chunk keeps its Buffers until committed so a failed
+// pipeline can be retried on a new one without the failed server; memory stays ≈ chunkSizeBytes × chunksInFlightMax.
+import { Writable } from 'node:stream'
+import { GranaryError, isGranaryError } from '../shared/errors.js'
+import type { FileStat, CreateReply, AllocateReply } from '../shared/protocol.js'
+import * as limits from '../shared/limits.js'
+import { checkChunkSize } from '../shared/config.js'
+import { parentPath } from '../shared/paths.js'
+import { assert } from '../shared/assert.js'
+import { ChunkBuffer } from './chunk-buffer.js'
+import { writeChunk, type ChunkWriterContext } from './write-chunk.js'
+import { abortedError, type RetryPolicy } from './retry.js'
+import type { MasterLink } from './master-link.js'
+import type { Transport } from './transport.js'
+import { publish, describeError } from './diagnostics.js'
+
+export interface WriteOptions {
+  replication?: number
+  chunkSizeBytes?: number
+  overwrite?: boolean           // replace an existing file atomically when the write completes
+  parents?: boolean             // create missing parent directories, like HDFS create (default true)
+  deadlineMs?: number           // budget of each control call, and of retrying one failed chunk
+  signal?: AbortSignal
+  highWaterMark?: number
+}
+
+export interface WriteContext {
+  link: MasterLink
+  transport: Transport
+  policy: RetryPolicy
+  deadlineMs: number
+  requestTimeoutMs: number
+  replication: number
+  chunkSizeBytes: number
+  invalidate: (path: string) => void   // drop cached metadata of a path this client changed
+}
+
+const renewDelayMsMin = 100        // never renew the lease more often than this
+const renewRetryDelayMs = 1_000    // after a failed renewal (master restarting), try again this soon
+const abandonDeadlineMsMax = 2_000 // best-effort cleanup must not hold up an error
+
+export class GranaryWriteStream extends Writable {
+  readonly path: string
+  readonly #context: WriteContext
+  readonly #options: WriteOptions
+  readonly #controller = new AbortController()
+  readonly #inFlight = new Map<number, Promise<void>>()   // chunkIndex → settles (never rejects) when done
+  #file: CreateReply | undefined
+  #current: ChunkBuffer | undefined
+  #chunkCount = 0
+  #sizeBytes = 0
+  #failure: Error | undefined
+  #completed = false
+  #renewTimer: NodeJS.Timeout | undefined
+  #stat: FileStat | undefined
+  #allocationGate: Promise<void> = Promise.resolve()        // settles when the newest chunk was first allocated
+
+  constructor (context: WriteContext, path: string, options: WriteOptions = {}) {
+    // Checked before super(): a Writable schedules _construct as soon as it exists.
+    super(checkWriteOptions(options))
+    this.path = path
+    this.#context = context
+    this.#options = options
+  }
+
+  // The completed file, once 'finish' has been emitted.
+  get stat (): FileStat | undefined { return this.#stat }
+  get bytesWritten (): number { return this.#sizeBytes }
+
+  override _construct (callback: (err?: Error | null) => void): void {
+    this.#context.invalidate(this.path)
+    this.#create().then((reply) => {
+      checkChunkSize(reply.chunkSizeBytes)
+      this.#file = reply
+      this.#onLease(reply.leaseExpiresAtMs)
+      callback()
+    }, (err: Error) => { callback(err) })
+  }
+
+  // The master creates only in an existing directory; a missing parent is made here (mkdir -p) and the
+  // create tried once more, so the common case costs no extra round trip.
+  async #create (): Promise<CreateReply> {
+    const request = {
+      path: this.path,
+      replication: this.#options.replication ?? this.#context.replication,
+      chunkSizeBytes: this.#options.chunkSizeBytes ?? this.#context.chunkSizeBytes,
+      overwrite: this.#options.overwrite ?? false,
+    }
+    try {
+      return await this.#context.link.create(request, this.#callOptions())
+    } catch (err) {
+      const parent = parentPath(this.path)
+      if (this.#options.parents === false || !isGranaryError(err) || err.code !== 'GRN_NOT_FOUND' || parent === '/') throw err
+      await this.#context.link.mkdir(parent, true, this.#callOptions())
+      return await this.#context.link.create(request, this.#callOptions())
+    }
+  }
+
+  override _write (buffer: Buffer, _encoding: BufferEncoding, callback: (err?: Error | null) => void): void {
+    this.#append(buffer).then(() => { callback() }, (err: Error) => { callback(err) })
+  }
+
+  override _final (callback: (err?: Error | null) => void): void {
+    this.#finish().then(() => { callback() }, (err: Error) => { callback(err) })
+  }
+
+  override _destroy (err: Error | null, callback: (err?: Error | null) => void): void {
+    this.#stopRenewing()
+    const error = err !== null && err.name === 'AbortError' && !isGranaryError(err) ? new GranaryError('GRN_ABORTED', [err.message]) : err
+    if (this.#completed || this.#file === undefined) { callback(error); return }
+    this.#controller.abort(error ?? new GranaryError('GRN_ABORTED', [`write of ${this.path} destroyed`]))
+    this.#current?.release()
+    this.#abandon().finally(() => { callback(error) })
+  }
+
+  // Splits the caller's buffer at chunk boundaries (subarray: no copy) and starts a chunk upload on the first
+  // byte of each chunk, waiting for a free slot when chunksInFlightMax chunks are already in flight.
+  async #append (buffer: Buffer): Promise<void> {
+    const file = this.#file
+    assert(file !== undefined, 'writes come after create')
+    let offsetBytes = 0
+    while (offsetBytes < buffer.length) {
+      this.#throwIfStopped()
+      if (this.#current === undefined) {
+        await this.#waitForSlot()
+        this.#throwIfStopped()
+        this.#current = this.#startChunk(file)
+      }
+      const current = this.#current
+      const takeBytes = Math.min(current.roomBytes, buffer.length - offsetBytes)
+      const piece = offsetBytes === 0 && takeBytes === buffer.length ? buffer : buffer.subarray(offsetBytes, offsetBytes + takeBytes)
+      current.append(piece)
+      offsetBytes += takeBytes
+      this.#sizeBytes += takeBytes
+      if (current.roomBytes === 0) {
+        current.end()
+        this.#current = undefined
+      }
+    }
+  }
+
+  #throwIfStopped (): void {
+    if (this.#failure !== undefined) throw this.#failure
+    if (this.destroyed) throw new GranaryError('GRN_ABORTED', [`write of ${this.path} destroyed`])
+  }
+
+  async #waitForSlot (): Promise<void> {
+    // Each pass waits for one in-flight chunk to settle and remove itself, so this loop ends.
+    while (this.#inFlight.size >= limits.chunksInFlightMax) await Promise.race(this.#inFlight.values())
+  }
+
+  #startChunk (file: CreateReply): ChunkBuffer {
+    if (this.#chunkCount >= limits.chunkCountPerFileMax) {
+      throw new GranaryError('GRN_LIMIT_EXCEEDED', [`chunk count of ${this.path}`, limits.chunkCountPerFileMax])
+    }
+    const chunk = new ChunkBuffer(this.#chunkCount++, file.chunkSizeBytes)
+    const previousAllocated = this.#allocationGate
+    let allocated: () => void = () => {}
+    this.#allocationGate = new Promise<void>((resolve) => { allocated = resolve })
+    const settled = writeChunk({ ...this.#chunkContext(file), previousAllocated, allocated }, chunk)
+      .then((leaseExpiresAtMs) => { chunk.release(); this.#onLease(leaseExpiresAtMs) }, (err: Error) => { chunk.release(); this.#fail(err) })
+      .finally(() => { this.#inFlight.delete(chunk.chunkIndex) })
+    this.#inFlight.set(chunk.chunkIndex, settled)
+    return chunk
+  }
+
+  async #finish (): Promise<void> {
+    const file = this.#file
+    assert(file !== undefined, 'finish comes after create')
+    if (this.#current !== undefined) {
+      this.#current.end()
+      this.#current = undefined
+    }
+    while (this.#inFlight.size > 0) await Promise.all(this.#inFlight.values())
+    if (this.#failure !== undefined) throw this.#failure
+    this.#stat = await this.#context.link.complete({
+      inodeId: file.inodeId, leaseId: file.leaseId, sizeBytes: this.#sizeBytes, chunkCount: this.#chunkCount,
+    }, this.#callOptions())
+    this.#completed = true
+    this.#stopRenewing()
+    this.#context.invalidate(this.path)
+  }
+
+  #fail (err: Error): void {
+    if (this.#failure !== undefined) return
+    this.#failure = err
+    this.destroy(err)
+  }
+
+  async #abandon (): Promise<void> {
+    const file = this.#file
+    assert(file !== undefined, 'abandon comes after create')
+    const deadlineMs = Math.min(this.#options.deadlineMs ?? this.#context.deadlineMs, abandonDeadlineMsMax)
+    try {
+      await this.#context.link.abandon({ inodeId: file.inodeId, leaseId: file.leaseId }, { deadlineMs })
+    } catch (err) {
+      publish('abandonError', () => ({ path: this.path, ...describeError(err) }))
+    }
+  }
+
+  // ---- the writer lease: every allocate/commit renews it; a timer renews it when the writer is slow ------
+  #onLease (leaseExpiresAtMs: number): void {
+    if (this.#completed || this.destroyed) return
+    this.#stopRenewing()
+    const delayMs = Math.max(renewDelayMsMin, Math.floor((leaseExpiresAtMs - Date.now()) / 2))
+    this.#renewTimer = setTimeout(() => { this.#renew() }, Math.min(delayMs, 2 ** 31 - 1))
+    this.#renewTimer.unref()
+  }
+
+  #renew (): void {
+    const file = this.#file
+    if (file === undefined || this.#completed || this.destroyed) return
+    this.#context.link.renew({ inodeId: file.inodeId, leaseId: file.leaseId }, this.#callOptions()).then(
+      (reply) => { this.#onLease(reply.leaseExpiresAtMs) },
+      (err: unknown) => {
+        if (isGranaryError(err) && (err.code === 'GRN_LEASE_EXPIRED' || err.code === 'GRN_ABORTED')) { this.#fail(err); return }
+        this.#onLease(Date.now() + 2 * renewRetryDelayMs)   // the master may be restarting: try again soon
+      })
+  }
+
+  #stopRenewing (): void {
+    if (this.#renewTimer !== undefined) clearTimeout(this.#renewTimer)
+    this.#renewTimer = undefined
+  }
+
+  #callOptions (): { deadlineMs: number, signal: AbortSignal } {
+    return { deadlineMs: this.#options.deadlineMs ?? this.#context.deadlineMs, signal: this.#controller.signal }
+  }
+
+  #chunkContext (file: CreateReply): Omit<ChunkWriterContext, 'previousAllocated' | 'allocated'> {
+    return {
+      link: this.#context.link,
+      transport: this.#context.transport,
+      policy: this.#context.policy,
+      path: this.path,
+      inodeId: file.inodeId,
+      leaseId: file.leaseId,
+      deadlineMs: this.#options.deadlineMs ?? this.#context.deadlineMs,
+      requestTimeoutMs: this.#context.requestTimeoutMs,
+      signal: this.#controller.signal,
+      onAllocate: (reply: AllocateReply) => { this.#onLease(reply.leaseExpiresAtMs) },
+    }
+  }
+}
+
+function checkWriteOptions (options: WriteOptions): { highWaterMark: number, signal?: AbortSignal } {
+  const { replication, chunkSizeBytes, deadlineMs } = options
+  if (replication !== undefined && (!Number.isSafeInteger(replication) || replication < limits.replicationMin || replication > limits.replicationMax)) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`replication must be an integer ${limits.replicationMin}..${limits.replicationMax}, got ${String(replication)}`])
+  }
+  if (chunkSizeBytes !== undefined) checkChunkSize(chunkSizeBytes)
+  if (deadlineMs !== undefined && (!Number.isSafeInteger(deadlineMs) || deadlineMs < 1)) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`deadlineMs must be a positive integer, got ${String(deadlineMs)}`])
+  }
+  if (options.signal?.aborted === true) throw abortedError(options.signal)
+  return { highWaterMark: options.highWaterMark ?? limits.forwardQueueBytesMax, signal: options.signal }
+}

@@ -1,0 +1,150 @@
+// npm run bench [-- core|put|small|meta|disk ...]: starts its own cluster in a temp folder and prints figures
+// (median of 3 runs), asserting nothing. Each throughput is also printed as a ratio to this machine's raw disk
+// (dd 1 GiB with fdatasync), because on one 2-core box every replica shares the same disk and cores.
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Readable, Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { randomBytes } from 'node:crypto'
+import { startCluster, type Cluster } from '../test/helpers/cluster.js'
+
+const MiB = 1024 * 1024
+const GiB = 1024 * MiB
+const runs = 3
+
+function median (values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor(sorted.length / 2)] as number
+}
+function fmt (n: number, digits = 0): string { return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) }
+function line (name: string, value: string, extra = ''): void { process.stdout.write(`${name.padEnd(44)} ${value.padStart(14)}  ${extra}\n`) }
+
+function dropPageCache (): boolean {
+  try { execFileSync('sync'); writeFileSync('/proc/sys/vm/drop_caches', '3\n'); return true } catch { return false }
+}
+
+function ddMBps (dir: string): number {
+  const file = join(dir, 'dd.bin')
+  const started = process.hrtime.bigint()
+  execFileSync('dd', ['if=/dev/zero', `of=${file}`, 'bs=1M', 'count=1024', 'conv=fdatasync'], { stdio: 'ignore' })
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  rmSync(file, { force: true })
+  return GiB / MiB / seconds
+}
+
+function source (totalBytes: number, pattern: Buffer): Readable {
+  let sent = 0
+  return new Readable({
+    highWaterMark: 4 * MiB,
+    read () {
+      if (sent >= totalBytes) { this.push(null); return }
+      const size = Math.min(MiB, totalBytes - sent)
+      const offset = sent % (pattern.length - MiB)
+      this.push(pattern.subarray(offset, offset + size))
+      sent += size
+    }
+  })
+}
+
+function sink (): Writable & { bytes: number } {
+  const w = new Writable({ highWaterMark: 4 * MiB, write (piece: Buffer, _enc, done) { w.bytes += piece.length; done() } }) as Writable & { bytes: number }
+  w.bytes = 0
+  return w
+}
+
+async function benchBigFile (cluster: Cluster, diskMBpsValue: number): Promise<void> {
+  const fs = cluster.client({ deadlineMs: 120_000, chunkSizeBytes: 64 * MiB })
+  const pattern = randomBytes(64 * MiB + MiB)
+  const putRates: number[] = []
+  const getRates: number[] = []
+  let cold = true
+  for (let i = 0; i < runs; i++) {
+    const path = `/bench/big-${i}.bin`
+    let started = performance.now()
+    await pipeline(source(GiB, pattern), fs.createWriteStream(path, { overwrite: true }))
+    putRates.push(GiB / MiB / ((performance.now() - started) / 1000))
+    cold = dropPageCache() && cold
+    const out = sink()
+    started = performance.now()
+    await pipeline(fs.createReadStream(path), out)
+    if (out.bytes !== GiB) throw new Error(`read ${out.bytes} bytes, wrote ${GiB}`)
+    getRates.push(GiB / MiB / ((performance.now() - started) / 1000))
+    await fs.rm(path)
+  }
+  const put = median(putRates)
+  const get = median(getRates)
+  line('1 GiB put, replication 3', `${fmt(put)} MB/s`, `ratio to disk ${fmt(put / diskMBpsValue, 2)}  runs ${putRates.map((r) => fmt(r)).join(' / ')}`)
+  line(`1 GiB get (${cold ? 'cold: page cache dropped' : 'WARM: could not drop the page cache'})`, `${fmt(get)} MB/s`, `ratio to disk ${fmt(get / diskMBpsValue, 2)}  runs ${getRates.map((r) => fmt(r)).join(' / ')}`)
+}
+
+async function inFlight<T> (count: number, concurrency: number, fn: (i: number) => Promise<T>): Promise<void> {
+  let next = 0
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < count) { const i = next++; await fn(i) }
+  }))
+}
+
+async function benchSmallFiles (cluster: Cluster): Promise<void> {
+  const fs = cluster.client({ deadlineMs: 60_000 })
+  const count = 2000
+  const data = randomBytes(4096)
+  const putRates: number[] = []
+  const getRates: number[] = []
+  for (let r = 0; r < runs; r++) {
+    await fs.mkdir(`/small-${r}`, { recursive: true })
+    let started = performance.now()
+    await inFlight(count, 16, async (i) => { await fs.writeFile(`/small-${r}/f${i}`, data) })
+    putRates.push(count / ((performance.now() - started) / 1000))
+    started = performance.now()
+    await inFlight(count, 16, async (i) => {
+      const got = await fs.readFile(`/small-${r}/f${i}`)
+      if (got.length !== data.length) throw new Error('short read')
+    })
+    getRates.push(count / ((performance.now() - started) / 1000))
+  }
+  line('4 KiB files put/s (16 in flight)', fmt(median(putRates)), `runs ${putRates.map((r) => fmt(r)).join(' / ')}`)
+  line('4 KiB files get/s (16 in flight)', fmt(median(getRates)), `runs ${getRates.map((r) => fmt(r)).join(' / ')}`)
+}
+
+async function benchMetadata (cluster: Cluster): Promise<void> {
+  const fs = cluster.client({ deadlineMs: 60_000 })
+  const count = 5000
+  const mkdirRates: number[] = []
+  const statRates: number[] = []
+  for (let r = 0; r < runs; r++) {
+    await fs.mkdir(`/meta-${r}`)
+    let started = performance.now()
+    await inFlight(count, 16, async (i) => { await fs.mkdir(`/meta-${r}/d${i}`) })
+    mkdirRates.push(count / ((performance.now() - started) / 1000))
+    started = performance.now()
+    await inFlight(count, 16, async (i) => { await fs.stat(`/meta-${r}/d${i}`) })
+    statRates.push(count / ((performance.now() - started) / 1000))
+  }
+  line('mkdir/s (16 in flight)', fmt(median(mkdirRates)), `runs ${mkdirRates.map((r) => fmt(r)).join(' / ')}`)
+  line('stat/s (16 in flight)', fmt(median(statRates)), `runs ${statRates.map((r) => fmt(r)).join(' / ')}`)
+}
+
+async function main (): Promise<void> {
+  const wanted = new Set(process.argv.slice(2).filter((a) => !a.startsWith('-')))
+  const all = wanted.size === 0 || wanted.has('core')
+  const dir = mkdtempSync(join(tmpdir(), 'granary-bench-'))
+  process.stdout.write(`granary bench: ${new Date().toISOString()}, node ${process.version}, folder ${dir}, median of ${runs}\n`)
+  const disk = median([ddMBps(dir), ddMBps(dir), ddMBps(dir)])
+  line('disk: dd 1 GiB conv=fdatasync', `${fmt(disk)} MB/s`)
+  const cluster = await startCluster({ chunkservers: 3, dataDir: join(dir, 'cluster'), heartbeatIntervalMs: 1000, deadAfterMs: 10_000 })
+  try {
+    if (all || wanted.has('put')) await benchBigFile(cluster, disk)
+    if (all || wanted.has('small')) await benchSmallFiles(cluster)
+    if (all || wanted.has('meta')) await benchMetadata(cluster)
+  } finally {
+    await cluster.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`)
+  process.exitCode = 1
+})

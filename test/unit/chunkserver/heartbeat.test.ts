@@ -1,0 +1,115 @@
+// Proves the heartbeat against fake masters: a full report on first contact and when asked, deltas otherwise
+// (per master), delete commands executed, newer terms adopted and persisted, and a master that fails or goes
+// away neither crashes the chunkserver nor loses changes (the next heartbeat after a failure is a full report).
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { createServer, type Server } from 'node:http'
+import { readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { startFixture, putChunk, newHandle, chunkFiles } from './fixtures/servers.js'
+import type { HeartbeatReply, HeartbeatRequest } from '../../../shared/protocol.js'
+import { heartbeatPath } from '../../../shared/protocol.js'
+
+interface FakeMaster {
+  url: string
+  beats: HeartbeatRequest[]
+  reply: (beat: HeartbeatRequest) => { statusCode: number, body: Partial<HeartbeatReply> | object }
+  close: () => Promise<void>
+  server: Server
+}
+
+async function fakeMaster (): Promise<FakeMaster> {
+  const master: FakeMaster = {
+    url: '', beats: [], server: createServer(),
+    reply: () => ({ statusCode: 200, body: { term: 0, heartbeatIntervalMs: 20, needFullReport: false, commands: [] } }),
+    close: async () => { master.server.closeAllConnections(); await new Promise((resolve) => master.server.close(resolve)) }
+  }
+  master.server.on('request', (req, res) => {
+    let text = ''
+    req.on('data', (d: Buffer) => { text += d.toString() })
+    req.on('end', () => {
+      const beat = JSON.parse(text) as HeartbeatRequest
+      const { statusCode, body } = req.url === heartbeatPath ? master.reply(beat) : { statusCode: 404, body: {} }
+      if (statusCode === 200) master.beats.push(beat)
+      res.writeHead(statusCode, { 'content-type': 'application/json' }).end(JSON.stringify(body))
+    })
+  })
+  await new Promise<void>((resolve) => master.server.listen(0, '127.0.0.1', resolve))
+  master.url = `http://127.0.0.1:${(master.server.address() as { port: number }).port}`
+  return master
+}
+
+async function until (what: string, predicate: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(10)
+  }
+}
+
+t.test('heartbeats: full report, deltas, commands, term', async (t) => {
+  const master = await fakeMaster()
+  const shadow = await fakeMaster()
+  t.teardown(async () => { await master.close(); await shadow.close() })
+  const f = await startFixture(t, 1, { masters: `${master.url},${shadow.url}` })
+  const server = f.servers[0] as typeof f.servers[0]
+
+  await until('first heartbeats', () => master.beats.length > 0 && shadow.beats.length > 0)
+  const first = master.beats[0] as HeartbeatRequest
+  t.match(first, { serverId: server.serverId, url: server.url, chunkCount: 0, activeWrites: 0, term: 0 })
+  t.same(first.fullReport, [], 'first contact sends a full report')
+  t.same(shadow.beats[0]?.fullReport, [], 'every master gets its own')
+  t.ok(first.capacityBytes > 0 && first.freeBytes > 0)
+
+  const handle = newHandle()
+  t.equal((await putChunk(server.url, handle, 4, f.token(handle, 4, 'write'), randomBytes(10_000))).statusCode, 200)
+  const chunk = { chunkHandle: handle, version: 4, lengthBytes: 10_000 }
+  await until('the added delta', () => master.beats.some((b) => b.added?.length === 1))
+  const added = master.beats.find((b) => b.added?.length === 1) as HeartbeatRequest
+  t.same(added.added, [chunk])
+  t.equal(added.fullReport, undefined, 'deltas, not a full report')
+  t.equal(added.chunkCount, 1)
+  t.equal(master.beats.filter((b) => b.added?.length === 1).length, 1, 'a delta is sent once')
+  await until('the shadow delta', () => shadow.beats.some((b) => b.added?.length === 1))
+
+  // The master asks for a delete and announces a newer term.
+  let sentCommand = false
+  master.reply = () => {
+    const commands = sentCommand ? [] : [{ type: 'delete', chunkHandle: handle, version: 4 }]
+    sentCommand = true
+    return { statusCode: 200, body: { term: 9, heartbeatIntervalMs: 20, needFullReport: false, commands } }
+  }
+  await until('the removed delta', () => master.beats.some((b) => b.removed?.length === 1))
+  t.same(chunkFiles(f.dataDirs[0] as string), [], 'the delete command removed the file')
+  t.same(master.beats.find((b) => b.removed?.length === 1)?.removed, [chunk])
+  await until('the new term', () => master.beats.some((b) => b.term === 9))
+  t.equal(readFileSync(`${f.dataDirs[0] as string}/term`, 'utf8').trim(), '9', 'term persisted')
+
+  // Asked for a full report: the next heartbeat carries one.
+  master.reply = () => ({ statusCode: 200, body: { term: 9, heartbeatIntervalMs: 20, needFullReport: true, commands: [] } })
+  const before = master.beats.length
+  await until('a requested full report', () => master.beats.slice(before + 1).some((b) => b.fullReport !== undefined))
+})
+
+t.test('a failing or vanished master is retried and gets a full report', async (t) => {
+  const master = await fakeMaster()
+  t.teardown(async () => { await master.close() })
+  const f = await startFixture(t, 1, { masters: master.url })
+  const server = f.servers[0] as typeof f.servers[0]
+  await until('first heartbeat', () => master.beats.length > 0)
+
+  master.reply = () => ({ statusCode: 503, body: { code: 'GRN_UNAVAILABLE' } })
+  await sleep(150)
+  const handle = newHandle()
+  t.equal((await putChunk(server.url, handle, 1, f.token(handle, 1, 'write'), randomBytes(1000))).statusCode, 200, 'writes go on while the master refuses')
+  const count = master.beats.length
+  master.reply = () => ({ statusCode: 200, body: { term: 0, heartbeatIntervalMs: 20, needFullReport: false, commands: [] } })
+  await until('heartbeats again', () => master.beats.length > count)
+  t.same(master.beats[count]?.fullReport, [{ chunkHandle: handle, version: 1, lengthBytes: 1000 }], 'after a failure: a full report')
+
+  // Gone entirely (connection refused): the chunkserver keeps serving.
+  await master.close()
+  await sleep(150)
+  const other = newHandle()
+  t.equal((await putChunk(server.url, other, 1, f.token(other, 1, 'write'), randomBytes(1000))).statusCode, 200)
+})

@@ -1,0 +1,118 @@
+// Proves the read path against fake chunkservers: a replica that cuts the stream, answers
+// GRN_CHECKSUM_MISMATCH or ends short is left for the next replica, which takes over at the exact byte reached
+// (bytes checked by sha256); a whole chunk whose CRC32 does not match is re-read elsewhere by readFile and
+// fails a plain stream with GRN_INTEGRITY; ranges at and across chunk boundaries give exactly fs semantics;
+// reads pull chunk by chunk (backpressure), and open() metadata is cached.
+import t, { type Test } from 'tap'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { GranaryError } from '../../../shared/errors.js'
+import { connect, type GranaryClient } from '../../../client/index.js'
+import { startFakeCluster, type FakeChunkserver } from './fake-cluster.js'
+import { clientOptions, chunkSizeBytes, pattern, codeOf, sha256 } from './helpers.js'
+
+const C = chunkSizeBytes
+const data = pattern(3 * C + C / 2, 3)
+
+async function setup (t: Test, extra: Record<string, unknown> = {}) {
+  const cluster = await startFakeCluster(3)
+  const fs = connect(clientOptions(cluster.master.url, extra))
+  t.teardown(async () => { await fs.close(); await cluster.stop() })
+  await fs.writeFile('/file.bin', data)
+  // replicas(i)[k]: the k-th replica the client will try for chunk i.
+  const replicas = (chunkIndex: number): FakeChunkserver[] => {
+    const chunk = cluster.master.entries.get('/file.bin')?.chunks[chunkIndex]
+    return (chunk?.replicas ?? []).map((r) => cluster.chunkservers.find((cs) => cs.serverId === r.serverId) as FakeChunkserver)
+  }
+  return { cluster, fs, replicas }
+}
+
+async function readAll (fs: GranaryClient, path: string, options = {}): Promise<Buffer> {
+  return Buffer.concat(await fs.createReadStream(path, options).toArray())
+}
+
+t.test('a replica that cuts the stream: the next one continues from the exact byte', async (t) => {
+  const { cluster, fs, replicas } = await setup(t)
+  const handle = cluster.master.entries.get('/file.bin')?.chunks[1]?.chunkHandle as string
+  const [first, second] = replicas(1) as [FakeChunkserver, FakeChunkserver]
+  first.cutAfterBytes = 10_000
+  first.getFaultsFor.set(handle, ['cut'])
+  t.equal(sha256(await readAll(fs, '/file.bin')), sha256(data))
+  const resumed = second.gets.find((g) => g.chunkHandle === handle)
+    t.equal((resumed?.offset ?? 0) + (resumed?.length ?? 0), C, 'up to the end of the chunk')
+  t.ok((resumed?.offset ?? 0) > 0 && (resumed?.offset ?? 0) <= 10_000, 'from the byte the first replica reached, not from 0')
+})
+
+t.test('GRN_CHECKSUM_MISMATCH, a short body or a refusal send the read to the next replica', async (t) => {
+  const { cluster, fs, replicas } = await setup(t)
+  const handle = (i: number): string => cluster.master.entries.get('/file.bin')?.chunks[i]?.chunkHandle as string
+  replicas(0)[0]!.getFaultsFor.set(handle(0), ['checksum'])
+  replicas(2)[0]!.getFaultsFor.set(handle(2), ['short'])
+  replicas(3)[0]!.getFaultsFor.set(handle(3), ['refuse'])
+  replicas(3)[1]!.getFaultsFor.set(handle(3), ['checksum'])
+  t.equal(sha256(await readAll(fs, '/file.bin')), sha256(data))
+  t.same(replicas(3).map((cs) => cs.gets.filter((g) => g.chunkHandle === handle(3)).length), [1, 1, 1], 'chunk 3 tried on each replica once, served by the third')
+})
+
+t.test('a whole chunk with the wrong CRC32: readFile re-reads it elsewhere; a stream fails', async (t) => {
+  const { cluster, fs, replicas } = await setup(t)
+  const handle = cluster.master.entries.get('/file.bin')?.chunks[1]?.chunkHandle as string
+  replicas(1)[0]!.getFaultsFor.set(handle, ['corrupt'])
+  t.equal(sha256(await fs.readFile('/file.bin')), sha256(data), 'readFile held the chunk and took it from the next replica')
+  t.equal(replicas(1)[1]!.gets.filter((g) => g.chunkHandle === handle).length, 1, 'the chunk was re-read from the second replica')
+  replicas(1)[0]!.getFaultsFor.set(handle, ['corrupt'])
+  const err = await readAll(fs, '/file.bin').catch((e: unknown) => e) as GranaryError
+  t.equal(err.code, 'GRN_INTEGRITY', 'bytes already given out cannot be taken back: the stream fails')
+})
+
+t.test('when every replica fails the read ends within its budget, after re-opening the file', async (t) => {
+  const { cluster, fs, replicas } = await setup(t, { deadlineMs: 300 })
+  for (const cs of replicas(0)) cs.getFaults = Array(1000).fill('refuse')
+  const opensBefore = cluster.master.count('/fs/open')
+  const err = await readAll(fs, '/file.bin').catch((e: unknown) => e) as GranaryError
+  t.equal(err.code, 'GRN_DEADLINE_EXCEEDED')
+  t.match(err.details, { lastCode: 'GRN_UNAVAILABLE' })
+  t.ok(cluster.master.count('/fs/open') > opensBefore, 'fresh metadata was fetched between rounds')
+})
+
+t.test('ranges at and across chunk boundaries', async (t) => {
+  const { fs, cluster } = await setup(t)
+  const size = data.length
+  const cases: Array<[number, number]> = [
+    [0, 0], [0, C - 1], [C - 1, C - 1], [C - 1, C], [C, C], [C, 2 * C - 1], [C - 5, 3 * C + 5],
+    [3 * C, size - 1], [size - 1, size - 1], [size - 1, size + 100], [size, size + 10], [size + 5, size + 10], [2 * C + 7, 3 * C - 1],
+  ]
+  for (const [start, end] of cases) {
+    const got = await readAll(fs, '/file.bin', { start, end })
+    t.ok(got.equals(data.subarray(start, end + 1)), `[${start}, ${end}] gives ${Math.max(0, Math.min(end + 1, size) - start)} bytes`)
+  }
+  t.ok((await readAll(fs, '/file.bin', { start: 100 })).equals(data.subarray(100)), 'start only')
+  t.ok((await readAll(fs, '/file.bin', { end: 99 })).equals(data.subarray(0, 100)), 'end only')
+  const gets = cluster.chunkservers.flatMap((cs) => cs.gets)
+  t.ok(gets.some((g) => g.offset === 0 && g.length === C), 'a whole chunk is fetched in one GET')
+  t.ok(gets.some((g) => g.offset === C - 1 && g.length === 1), 'the last byte of a chunk alone')
+  t.ok(gets.every((g) => g.length > 0), 'no empty GETs')
+  t.equal(cluster.master.count('/fs/open'), 1, 'open() metadata was cached across all these reads')
+  t.throws(() => fs.createReadStream('/file.bin', { start: 10, end: 5 }), { code: 'GRN_INVALID_ARGUMENT' })
+  t.throws(() => fs.createReadStream('/file.bin', { start: -1 }), { code: 'GRN_INVALID_ARGUMENT' })
+})
+
+t.test('reads pull chunk by chunk with backpressure; errors and aborts have codes', async (t) => {
+  const { fs, cluster } = await setup(t)
+  const big = pattern(8 * C, 9)
+  await fs.writeFile('/big.bin', big)
+  const getsBefore = cluster.chunkservers.flatMap((cs) => cs.gets).length
+  const stream = fs.createReadStream('/big.bin', { highWaterMark: 16 * 1024 })
+  const first = await new Promise<Buffer>((resolve) => stream.once('data', (piece: Buffer) => { stream.pause(); resolve(piece) }))
+  t.ok(first.length > 0)
+  await sleep(200)
+  const fetched = cluster.chunkservers.flatMap((cs) => cs.gets).length - getsBefore
+  t.ok(fetched <= 2, `a paused reader fetched ${fetched} chunk(s) of 8, not the whole file`)
+  stream.destroy()
+
+  t.equal(await codeOf(fs.readFile('/nope')), 'GRN_NOT_FOUND')
+  t.equal(await codeOf(fs.readFile('/')), 'GRN_IS_DIR')
+  const controller = new AbortController()
+  const aborted = fs.createReadStream('/big.bin', { signal: controller.signal, highWaterMark: 1024 })
+  aborted.once('data', () => { controller.abort() })
+  t.equal(await codeOf(aborted.toArray()), 'GRN_ABORTED')
+})

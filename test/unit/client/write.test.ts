@@ -1,0 +1,203 @@
+// Proves the write path against fake master and chunkservers: bytes are cut into chunks at exact boundaries
+// and every commit carries the length and CRC32 of its slice; a pipeline that fails (refused, cut, a bad ack)
+// is retried on a new allocation whose excludeServerIds names the failed server; a hopeless write ends in
+// GRN_DEADLINE_EXCEEDED and is abandoned; empty files have no chunks; no more than chunksInFlightMax chunks
+// are buffered; the lease is renewed while a slow writer holds it.
+import t, { type Test } from 'tap'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { crc32 } from '../../../shared/checksum.js'
+import { chunksInFlightMax } from '../../../shared/limits.js'
+import type { GranaryError } from '../../../shared/errors.js'
+import { connect } from '../../../client/index.js'
+import { startFakeCluster } from './fake-cluster.js'
+import { clientOptions, chunkSizeBytes, pattern, codeOf, sha256 } from './helpers.js'
+
+async function setup (t: Test, chunkservers = 3, extra: Record<string, unknown> = {}) {
+  const cluster = await startFakeCluster(chunkservers)
+  const fs = connect(clientOptions(cluster.master.url, extra))
+  t.teardown(async () => { await fs.close(); await cluster.stop() })
+  return { cluster, fs }
+}
+
+t.test('chunks are cut at exact boundaries and committed with their CRC32', async (t) => {
+  const { cluster, fs } = await setup(t)
+  const data = pattern(3 * chunkSizeBytes + chunkSizeBytes / 2)
+  const stat = await fs.writeFile('/dir-less.bin', data)
+  t.match(stat, { path: '/dir-less.bin', sizeBytes: data.length, chunkCount: 4, replication: 3 })
+  const commits = cluster.master.requests.filter((r) => r.route === '/fs/commit').map((r) => r.body).sort((a, b) => Number(a.chunkIndex) - Number(b.chunkIndex))
+  t.same(commits.map((c) => c.lengthBytes), [chunkSizeBytes, chunkSizeBytes, chunkSizeBytes, chunkSizeBytes / 2])
+  commits.forEach((commit, i) => {
+    const slice = data.subarray(i * chunkSizeBytes, Math.min(data.length, (i + 1) * chunkSizeBytes))
+    t.equal(commit.crc32, crc32(slice), `chunk ${i} CRC32 is the CRC32 of its slice`)
+    t.equal((commit.serverIds as string[]).length, 3, `chunk ${i} acked by 3 servers`)
+  })
+  const complete = cluster.master.requests.find((r) => r.route === '/fs/complete')
+  t.match(complete?.body, { sizeBytes: data.length, chunkCount: 4 })
+  // Every replica holds exactly its slice, and the head was told the rest of the pipeline.
+  const entry = cluster.master.entries.get('/dir-less.bin')
+  for (const chunk of entry?.chunks ?? []) {
+    const slice = data.subarray(chunk.chunkIndex * chunkSizeBytes, chunk.chunkIndex * chunkSizeBytes + chunk.lengthBytes)
+    for (const replica of chunk.replicas) {
+      const server = cluster.chunkservers.find((cs) => cs.serverId === replica.serverId)
+      t.ok(server?.chunks.get(`${chunk.chunkHandle}:${chunk.version}`)?.equals(slice), `chunk ${chunk.chunkIndex} on ${replica.serverId}`)
+    }
+  }
+  const headPut = cluster.chunkservers.flatMap((cs) => cs.puts).find((p) => p.pipeline.split(',').length === 2)
+  t.ok(headPut, 'the head got a two-URL pipeline header')
+  t.equal(sha256(await fs.readFile('/dir-less.bin')), sha256(data))
+})
+
+t.test('an exact multiple of the chunk size makes no empty chunk; an empty file makes none at all', async (t) => {
+  const { cluster, fs } = await setup(t)
+  const data = pattern(2 * chunkSizeBytes, 7)
+  // Many small, odd-sized writes: chunk boundaries fall inside them.
+  async function * pieces (): AsyncGenerator<Buffer> { for (let o = 0; o < data.length; o += 1000) yield data.subarray(o, o + 1000) }
+  t.match(await fs.writeFile('/exact.bin', pieces()), { sizeBytes: data.length, chunkCount: 2 })
+  t.equal(cluster.master.count('/fs/allocate'), 2)
+  t.ok((await fs.readFile('/exact.bin')).equals(data))
+
+  t.match(await fs.writeFile('/empty', Buffer.alloc(0)), { sizeBytes: 0, chunkCount: 0 })
+  t.match(await fs.writeFile('/empty-string', ''), { sizeBytes: 0, chunkCount: 0 })
+  t.equal(cluster.master.count('/fs/allocate'), 2, 'no allocation for empty files')
+  t.equal((await fs.readFile('/empty')).length, 0)
+  t.equal(await fs.readFile('/empty-string', 'utf8'), '')
+  t.equal(await fs.readFile('/exact.bin', { encoding: 'hex' }), data.toString('hex'))
+  const u8 = new Uint8Array([1, 2, 3, 4])
+  await fs.writeFile('/u8', u8.subarray(1))
+  t.same([...await fs.readFile('/u8')], [2, 3, 4], 'a Uint8Array view writes just its bytes')
+  await fs.writeFile('/stream', Readable.from([Buffer.from('ab'), Buffer.from('cd')]))
+  t.equal(await fs.readFile('/stream', 'utf8'), 'abcd')
+})
+
+t.test('a failed pipeline is retried without the failed server', async (t) => {
+  const { cluster, fs } = await setup(t, 4)
+  const [cs1, cs2, cs3, cs4] = cluster.chunkservers as [typeof cluster.chunkservers[0], typeof cluster.chunkservers[0], typeof cluster.chunkservers[0], typeof cluster.chunkservers[0]]
+  const allocations = (): Array<Record<string, unknown>> => cluster.master.requests.filter((r) => r.route === '/fs/allocate').map((r) => r.body)
+
+  // 1. The head refuses: the next allocation excludes it.
+  cs1.putFaults = ['refuse']
+  const one = pattern(1000, 11)
+  await fs.writeFile('/refused.bin', one)
+  t.same(allocations().map((a) => a.excludeServerIds ?? []), [[], [cs1.serverId]])
+  t.ok((await fs.readFile('/refused.bin')).equals(one))
+
+  // 2. A downstream server fails: the error names it, and it is the one excluded.
+  const before = allocations().length
+  cluster.master.rotation = 1   // the next pipeline is cs2 → cs3 → cs4
+  cs3.putFaults = ['refuse']
+  await fs.writeFile('/downstream.bin', one)
+  t.same(allocations().slice(before).map((a) => a.excludeServerIds ?? []), [[], [cs3.serverId]], 'the middle server, not the head')
+
+  // 3. The head cuts the connection mid-chunk: the resend starts from the chunk's first byte.
+  const big = pattern(chunkSizeBytes + 5000, 12)
+  cs4.cutAfterBytes = 20_000
+  cs4.putFaults = ['cut']
+  cluster.master.rotation = 3   // the next pipeline starts at cs4
+  await fs.writeFile('/cut.bin', big)
+  t.ok(allocations().some((a) => (a.excludeServerIds as string[] | undefined)?.includes(cs4.serverId) === true), 'the cutting head was excluded')
+  t.equal(sha256(await fs.readFile('/cut.bin')), sha256(big), 'bytes intact after the resend')
+
+  // 4. A server acks a CRC32 that is not ours: GRN_INTEGRITY, and that server is excluded.
+  for (const cs of cluster.chunkservers) cs.putFaults = []
+  cs2.putFaults = ['bad-crc']
+  cluster.master.rotation = 0   // the next pipeline is cs1 → cs2 → cs3
+  const n = allocations().length
+  await fs.writeFile('/bad-ack.bin', one)
+  const retried = allocations().slice(n).map((a) => a.excludeServerIds ?? [])
+  t.ok(retried.some((ids) => (ids as string[]).includes(cs2.serverId)), 'the server with the wrong CRC was excluded')
+})
+
+t.test('exclusions that leave too few servers are dropped rather than failing the write', async (t) => {
+  const { cluster, fs } = await setup(t, 3)
+  cluster.chunkservers[0]!.putFaults = ['disk-full']
+  await fs.writeFile('/tight.bin', 'abc')
+  const allocations = cluster.master.requests.filter((r) => r.route === '/fs/allocate').map((r) => r.body.excludeServerIds ?? [])
+  t.same(allocations, [[], [cluster.chunkservers[0]!.serverId], []], 'excluded once, refused (3 needed), retried without exclusions')
+  t.equal(await fs.readFile('/tight.bin', 'utf8'), 'abc')
+})
+
+t.test('chunks are allocated in index order even when the master is briefly away', async (t) => {
+  const { cluster, fs } = await setup(t)
+  for (let round = 0; round < 5; round++) {
+    cluster.master.failures.push({ route: '/fs/allocate', code: 'GRN_UNAVAILABLE', times: 4 })
+    const data = pattern(5 * chunkSizeBytes + 3, round)
+    await fs.writeFile(`/order-${round}.bin`, data)   // the fake master, like the real one, refuses holes
+    t.ok((await fs.readFile(`/order-${round}.bin`)).equals(data), `round ${round}`)
+  }
+  const indexes = cluster.master.requests.filter((r) => r.route === '/fs/allocate' && r.body.excludeServerIds === undefined).map((r) => Number(r.body.chunkIndex))
+  t.ok(indexes.every((index, i) => i === 0 || index >= (indexes[i - 1] as number) || index === 0), 'first allocations never skip ahead')
+})
+
+t.test('a pipeline that keeps failing ends in GRN_DEADLINE_EXCEEDED and the file is abandoned', async (t) => {
+  const { cluster, fs } = await setup(t, 3, { deadlineMs: 300 })
+  for (const cs of cluster.chunkservers) cs.putFaults = Array(1000).fill('refuse')
+  const err = await fs.writeFile('/doomed.bin', pattern(5000)).catch((e: unknown) => e) as GranaryError
+  t.equal(err.code, 'GRN_DEADLINE_EXCEEDED')
+  t.match(err.details, { lastCode: 'GRN_REPLICA_FAILED' })
+  t.equal(cluster.master.count('/fs/abandon'), 1, 'the unfinished file was abandoned')
+  t.equal(cluster.master.count('/fs/complete'), 0)
+  t.equal(await codeOf(fs.stat('/doomed.bin')), 'GRN_NOT_FOUND')
+})
+
+t.test('at most chunksInFlightMax chunks are buffered while the pipeline is slow', async (t) => {
+  const { cluster, fs } = await setup(t, 1, { replication: 1 })
+  let release: () => void = () => {}
+  cluster.chunkservers[0]!.holdPuts = new Promise<void>((resolve) => { release = resolve })
+  const data = pattern(8 * chunkSizeBytes, 5)
+  const stream = fs.createWriteStream('/slow.bin')
+  const done = pipeline(Readable.from((function * () { for (let o = 0; o < data.length; o += 4096) yield data.subarray(o, o + 4096) })()), stream)
+  await sleep(300)
+  t.ok(stream.bytesWritten > 0, 'writing started')
+  t.ok(stream.bytesWritten <= chunksInFlightMax * chunkSizeBytes, `${stream.bytesWritten} bytes buffered, at most ${chunksInFlightMax} chunks`)
+  t.equal(cluster.master.count('/fs/allocate'), chunksInFlightMax, 'only the in-flight chunks were allocated')
+  cluster.chunkservers[0]!.holdPuts = undefined
+  release()
+  await done
+  t.equal(stream.stat?.sizeBytes, data.length)
+  t.ok((await fs.readFile('/slow.bin')).equals(data))
+})
+
+t.test('destroying a write abandons it; the lease is renewed while a slow writer holds it', async (t) => {
+  const { cluster, fs } = await setup(t)
+  const stream = fs.createWriteStream('/broken.bin')
+  stream.write(pattern(100))
+  await sleep(50)
+  const failed = new Promise((resolve) => stream.once('error', resolve))
+  const closed = new Promise((resolve) => stream.once('close', resolve))
+  stream.destroy(new Error('the source went away'))
+  t.match(await failed, { message: 'the source went away' }, 'the stream fails with the cause it was given')
+  await closed
+  t.equal(cluster.master.count('/fs/abandon'), 1)
+  t.equal(await codeOf(fs.stat('/broken.bin')), 'GRN_NOT_FOUND')
+
+  cluster.master.leaseTtlMs = 300
+  const slow = fs.createWriteStream('/slow-writer.bin')
+  slow.write('a')
+  await sleep(700)
+  slow.end('b')
+  await new Promise((resolve, reject) => { slow.once('finish', resolve); slow.once('error', reject) })
+  t.ok(cluster.master.count('/fs/renew') >= 2, `renewed ${cluster.master.count('/fs/renew')} times`)
+  t.equal(await fs.readFile('/slow-writer.bin', 'utf8'), 'ab')
+})
+
+t.test('overwrite replaces atomically; without it an existing file is refused; parents are made', async (t) => {
+  const { fs } = await setup(t)
+  await fs.writeFile('/f', 'first')
+  t.equal(await fs.readFile('/f', 'utf8'), 'first')   // now cached
+  t.equal(await codeOf(fs.writeFile('/f', 'second')), 'GRN_EXISTS')
+  await fs.writeFile('/f', 'second', { overwrite: true })
+  t.equal(await fs.readFile('/f', 'utf8'), 'second', 'the cache did not serve the old file')
+  t.equal((await fs.writeFile('/new/parents/file', 'x')).path, '/new/parents/file', 'missing parents are made (like HDFS create)')
+  t.equal((await fs.stat('/new/parents')).type, 'dir')
+  t.equal(await codeOf(fs.writeFile('/other/file', 'x', { parents: false })), 'GRN_NOT_FOUND', 'unless parents: false')
+  t.equal(await codeOf(fs.writeFile('/f/below-a-file', 'x')), 'GRN_NOT_DIR', 'a file is not a parent')
+  t.throws(() => fs.createWriteStream('/g', { replication: 9 }), { code: 'GRN_INVALID_ARGUMENT' })
+  t.throws(() => fs.createWriteStream('/g', { chunkSizeBytes: 1000 }), { code: 'GRN_INVALID_ARGUMENT' })
+  t.throws(() => fs.createWriteStream('g'), { code: 'GRN_INVALID_PATH' })
+  const controller = new AbortController()
+  const aborted = fs.writeFile('/h', (async function * () { yield Buffer.from('x'); await sleep(5000, undefined, { signal: controller.signal }).catch(() => {}); yield Buffer.from('y') })(), { signal: controller.signal })
+  setTimeout(() => { controller.abort() }, 50)
+  t.equal(await codeOf(aborted), 'GRN_ABORTED')
+})
