@@ -21,6 +21,9 @@ export interface HeartbeatDeps {
 
 const intervalMsMin = 10
 const intervalMsMax = 60_000
+// While a master does not answer (it is restarting), try again this soon rather than a whole interval later:
+// its placement and replica counts wait for this server's full report, so every ms here delays writes.
+const unreachableRetryMsMax = 100
 
 interface MasterLink {
   url: string
@@ -61,7 +64,8 @@ export class Heartbeats {
     while (!this.#stop.signal.aborted) {
       const startedAtMs = Date.now()
       await this.#beat(link).catch((err: unknown) => this.#deps.log.error({ err, master: link.url }, 'heartbeat failed'))
-      const waitMs = Math.max(0, link.intervalMs - (Date.now() - startedAtMs))
+      const periodMs = link.reachable === false ? Math.min(link.intervalMs, unreachableRetryMsMax) : link.intervalMs
+      const waitMs = Math.max(0, periodMs - (Date.now() - startedAtMs))
       await sleep(waitMs, undefined, { signal: this.#stop.signal }).catch(() => {})
     }
   }

@@ -3,7 +3,7 @@
 // before the cluster is contacted.
 import { parseArgs } from 'node:util'
 import { GranaryError } from '../shared/errors.js'
-import { parseMasterList, checkChunkSize, masterDefaults, chunkserverDefaults, kebab } from '../shared/config.js'
+import { parseMasterList, checkChunkSize, masterDefaults, chunkserverDefaults, shadowDefaults, kebab } from '../shared/config.js'
 import { normalizePath } from '../shared/paths.js'
 import * as limits from '../shared/limits.js'
 
@@ -36,11 +36,14 @@ export const commands: CommandSpec[] = [
   { name: 'up', kind: 'server', summary: 'start a local cluster (master, shadow, 3 chunkservers) and supervise it', usage: 'granary up [flags]',
     options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', notes: ['Keeps running in the foreground; Ctrl-C stops the whole cluster.', "Run 'granary up --help' for its flags."],
     examples: ['granary up', 'GRANARY_MASTER=http://127.0.0.1:9000 granary ls /'], ownHelp: true },
+  { name: 'chaos', kind: 'server', summary: 'SIGKILL the master under a write workload; print each outage and verify every file', usage: 'granary chaos [flags]',
+    options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', notes: ['Starts its own cluster with granary up in a temporary folder.', "Run 'granary chaos --help' for its flags."],
+    examples: ['granary chaos', 'granary chaos --ops-per-second 100 --file-size 4K --duration-ms 20000 --kill-at-ms 5000,12000 --down-ms 1000'], ownHelp: true },
   { name: 'master', kind: 'server', summary: 'run a master', usage: 'granary master [flags]',
     options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', notes: serverFlagNotes(masterDefaults),
     examples: ['granary master --port 9000 --data-dir /var/lib/granary/master --secret-file /var/lib/granary/secret --create-secret'] },
   { name: 'shadow', kind: 'server', summary: "run a shadow master: tails the master's log, serves reads while it is down", usage: 'granary shadow [flags]',
-    options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', notes: ['Takes the master flags, plus --master URL (the master to follow).', ...serverFlagNotes(masterDefaults).slice(1)],
+    options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', notes: ['Takes the master flags, plus --master URL (the master to follow); --promote [--force] promotes it once caught up.', ...serverFlagNotes(shadowDefaults)],
     examples: ['granary shadow --port 9001 --data-dir /var/lib/granary/shadow --secret-file /var/lib/granary/secret --master http://127.0.0.1:9000'] },
   { name: 'chunkserver', kind: 'server', summary: 'run a chunkserver', usage: 'granary chunkserver [flags]',
     options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', notes: serverFlagNotes(chunkserverDefaults),
@@ -48,18 +51,28 @@ export const commands: CommandSpec[] = [
   { name: 'put', kind: 'client', summary: 'copy a local file (or stdin) into Granary', usage: 'granary put [options] LOCAL|- REMOTE',
     options: {
       force: force('replace an existing file (atomically, when the upload completes)'),
+      recursive: { type: 'boolean', short: 'r', help: 'copy a whole folder: LOCAL is a folder, or - for a tar on stdin; REMOTE receives its contents' },
       replication: { type: 'string', placeholder: 'N', help: `copies of each chunk (${limits.replicationMin}..${limits.replicationMax}, default 3)` },
       'chunk-size': { type: 'string', placeholder: 'BYTES', help: 'chunk size: bytes or with a suffix, e.g. 1M, 64MiB (a multiple of 64 KiB)' },
     },
     positionalsMin: 2, positionalsMax: 2, remoteArgs: [1],
     notes: ['Parent directories are created. A REMOTE that ends with / or is a directory gets the file under its local name.',
-      'An existing file is refused unless --force. Nothing is visible until the whole file is stored.'],
-    examples: ['granary put ./movie.mkv /videos/', 'tar c docs | granary put - /backups/docs.tar', 'granary put --force --replication 2 --chunk-size 16M big.bin /data/big.bin'] },
+      'An existing file is refused unless --force. Nothing is visible until the whole file is stored.',
+      'With -r, files keep their mtimes but not their modes (Granary stores none); symlinks are refused; tar entries',
+      "with '..' or absolute names are refused (nothing is written outside REMOTE)."],
+    examples: ['granary put ./movie.mkv /videos/', 'tar c docs | granary put - /backups/docs.tar', 'granary put --force --replication 2 --chunk-size 16M big.bin /data/big.bin',
+      'granary put -r ./photos /backup/photos', 'tar c -C src . | granary put -r - /backup/src'] },
   { name: 'get', kind: 'client', summary: 'copy a Granary file to a local file (or stdout)', usage: 'granary get [options] REMOTE [LOCAL|-]',
-    options: { force: force('replace an existing local file') }, positionalsMin: 1, positionalsMax: 2, remoteArgs: [0],
+    options: {
+      force: force('replace an existing local file'),
+      recursive: { type: 'boolean', short: 'r', help: 'copy a whole folder: LOCAL (made if missing) receives its contents, or - for a tar on stdout' },
+    },
+    positionalsMin: 1, positionalsMax: 2, remoteArgs: [0],
     notes: ['LOCAL defaults to the file name in the current folder; a folder gets the file under its name.',
-      'Bytes go to a temporary file beside LOCAL that is renamed when complete: a failed get leaves nothing behind.'],
-    examples: ['granary get /videos/movie.mkv', 'granary get /data/big.bin /tmp/', 'granary get /logs/today.log - | grep ERROR'] },
+      'Bytes go to a temporary file beside LOCAL that is renamed when complete: a failed get leaves nothing behind.',
+      'With -r, files get mode 0644 and folders 0755 (Granary stores no modes) and keep their Granary mtimes.'],
+    examples: ['granary get /videos/movie.mkv', 'granary get /data/big.bin /tmp/', 'granary get /logs/today.log - | grep ERROR',
+      'granary get -r /backup/photos ./photos', 'granary get -r /backup/src - | tar t'] },
   { name: 'cat', kind: 'client', summary: 'write Granary files to stdout', usage: 'granary cat REMOTE...',
     options: {}, positionalsMin: 1, positionalsMax: 1000, remoteArgs: 'all', examples: ['granary cat /etc/motd', 'granary cat /logs/a.log /logs/b.log | head'] },
   { name: 'ls', kind: 'client', summary: 'list a directory', usage: 'granary ls [options] [REMOTE]',
@@ -82,6 +95,15 @@ export const commands: CommandSpec[] = [
     positionalsMin: 1, positionalsMax: 1000, remoteArgs: 'all', examples: ['granary rm /tmp/a.bin', 'granary rm -r /old-project'] },
   { name: 'du', kind: 'client', summary: 'show the total size of a tree', usage: 'granary du [options] [REMOTE]',
     options: {}, positionalsMin: 0, positionalsMax: 1, remoteArgs: 'all', examples: ['granary du /videos', 'granary du --json /'] },
+  { name: 'admin', kind: 'client', summary: 'cluster administration: promote a shadow to master', usage: 'granary admin promote --shadow URL [--force]',
+    options: {
+      shadow: { type: 'string', placeholder: 'URL', help: 'the shadow to promote' },
+      force: force('promote even if the shadow is behind its master (what it lacks is lost)'),
+    },
+    positionalsMin: 1, positionalsMax: 1, remoteArgs: 'none',
+    notes: ['The shadow becomes the master with term + 1; chunkservers then refuse the old master\'s tokens.',
+      'Refused (GRN_NOT_CAUGHT_UP, with the lag) unless the shadow has applied everything its master had, or --force.'],
+    examples: ['granary admin promote --shadow http://127.0.0.1:9001', 'granary admin promote --shadow http://10.0.0.2:9001 --force'] },
   { name: 'report', kind: 'client', summary: 'show the chunkservers and cluster totals', usage: 'granary report [options]',
     options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', examples: ['granary report', 'granary report --json | jq ".servers[] | select(.alive | not)"'] },
 ]
@@ -170,6 +192,7 @@ function checkRemoteArgs (spec: CommandSpec, positionals: string[]): void {
 function checkCommandOptions (spec: CommandSpec, values: OptionValues): void {
   if (values.replication !== undefined) parseReplication(values.replication as string)
   if (values['chunk-size'] !== undefined) parseSize(values['chunk-size'] as string)
+  if (spec.name === 'admin' && values.shadow === undefined) throw usageError('admin promote needs --shadow URL', 'admin')
 }
 
 function clientFlags (values: OptionValues, env: NodeJS.ProcessEnv, command: string): ClientFlags {

@@ -7,6 +7,7 @@ import { connect, type GranaryClient } from './index.js'
 import { parseCommandLine, type OptionValues, type CommandSpec } from './cli-args.js'
 import { put, get, cat } from './cli-transfer.js'
 import { ls, stat, mkdir, mv, rm, du, report } from './cli-namespace.js'
+import { admin } from './cli-admin.js'
 
 export const exitCodes = { ok: 0, failed: 1, usage: 2 } as const
 
@@ -29,10 +30,11 @@ export interface CommandContext {
   printJson: (value: unknown) => void
 }
 
-const clientCommands: Record<string, (context: CommandContext) => Promise<void>> = { put, get, cat, ls, stat, mkdir, mv, rm, du, report }
+const clientCommands: Record<string, (context: CommandContext) => Promise<void>> = { put, get, cat, ls, stat, mkdir, mv, rm, du, report, admin }
 // Loaded only when run: `granary ls` should not pay for loading the master (SQLite, fastify).
 const serverCommands: Record<string, () => Promise<(argv: string[]) => Promise<void>>> = {
   up: async () => (await import('./up.js')).runUp,
+  chaos: async () => (await import('./chaos.js')).runChaos,
   master: async () => (await import('../master/main.js')).runMaster,
   shadow: async () => {
     // The shadow is the master's code in another mode (master/); its entry point is looked up by name so

@@ -6,6 +6,7 @@ import { normalizePath, joinPath, baseName } from '../shared/paths.js'
 import * as limits from '../shared/limits.js'
 import { formatBytes, formatTime, formatTable, formatAge } from './cli-format.js'
 import type { CommandContext } from './cli-main.js'
+import { formatShadowLines } from './cli-admin.js'
 
 export async function ls (context: CommandContext): Promise<void> {
   const path = normalizePath(context.positionals[0] ?? '/')
@@ -102,7 +103,7 @@ export async function report (context: CommandContext): Promise<void> {
 export function formatReport (cluster: ClusterReport): string {
   const alive = cluster.servers.filter((s) => s.alive)
   const sum = (key: 'capacityBytes' | 'freeBytes' | 'usedBytes'): number => alive.reduce((total, s) => total + s[key], 0)
-  const header = `${cluster.role} term ${cluster.term}, seq ${cluster.seq}${cluster.safeMode ? ', SAFE MODE (read-only until enough chunkservers report)' : ''}\n\n`
+  const header = `${cluster.role} term ${cluster.term}, seq ${cluster.seq}${cluster.safeMode ? ', SAFE MODE (no replica is deleted until every chunkserver has reported)' : ''}\n\n`
   const servers = cluster.servers.length === 0
     ? 'no chunkservers have registered\n'
     : formatTable([
@@ -116,5 +117,5 @@ export function formatReport (cluster: ClusterReport): string {
     ['namespace', `${cluster.fileCount} files, ${cluster.dirCount} directories, ${formatBytes(cluster.sizeBytes)}`],
     ['chunks', `${cluster.chunkCount} (${cluster.underReplicatedChunks} under-replicated, ${cluster.missingChunks} missing)`],
   ])
-  return `${header}${servers}\n${totals}`
+  return `${header}${servers}\n${totals}${formatShadowLines(cluster)}`
 }

@@ -11,8 +11,10 @@ import { normalizePath, parentPath, joinPath, baseName } from '../shared/paths.j
 import { parseReplication, parseSize } from './cli-args.js'
 import { Progress } from './cli-format.js'
 import type { CommandContext } from './cli-main.js'
+import { putTree, getTree } from './cli-tree.js'
 
 export async function put (context: CommandContext): Promise<void> {
+  if (context.values.recursive === true) { await putTree(context); return }
   const { client, io, values, positionals } = context
   const [sourceArg, targetArg] = positionals as [string, string]
   const fromStdin = sourceArg === '-'
@@ -68,6 +70,7 @@ function explainPutError (err: unknown, sourceArg: string, target: string): unkn
 }
 
 export async function get (context: CommandContext): Promise<void> {
+  if (context.values.recursive === true) { await getTree(context); return }
   const { client, io, positionals } = context
   const source = normalizePath(positionals[0] as string)
   const stat = await client.stat(source, { signal: context.signal })

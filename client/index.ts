@@ -16,6 +16,8 @@ import { MetadataCache } from './cache.js'
 import type { RetryPolicy } from './retry.js'
 import { GranaryWriteStream, type WriteOptions, type WriteContext } from './write.js'
 import { createReadStream, type ReadOptions, type ReadContext } from './read.js'
+import { GranaryFs } from './fs.js'
+import { packDirectory, unpackDirectory, type PackOptions, type UnpackOptions, type UnpackResult } from './tar.js'
 
 export { GranaryError, errorCodes, errorSpecs, isGranaryError, type ErrorCode, type ErrorBody } from '../shared/errors.js'
 export type { FileStat, ListReply, DuReply, DeleteReply, ClusterReport, ServerReport, OpenReply, ChunkLocation } from '../shared/protocol.js'
@@ -23,6 +25,13 @@ export type { ClientConfig } from '../shared/config.js'
 export { channelNames } from './diagnostics.js'
 export { GranaryWriteStream, type WriteOptions } from './write.js'
 export type { ReadOptions } from './read.js'
+export { GranaryFs, type FsCallOptions, type FsReadFileOptions, type FsWriteFileOptions, type FsReaddirOptions, type FsMkdirOptions,
+  type FsRmOptions, type FsReadStreamOptions, type FsWriteStreamOptions } from './fs.js'
+export { GranaryStats, GranaryDirent } from './fs-stats.js'
+export { FsWriteStream } from './fs-streams.js'
+export { nodeCodeOf, isFsError, type GranaryFsError } from './fs-errors.js'
+export { tarEntryNames, type PackOptions, type UnpackOptions, type UnpackResult } from './tar.js'
+export { packLocalDirectory, unpackLocalDirectory, type LocalPackOptions, type LocalUnpackOptions } from './tar-local.js'
 
 export interface ConnectOptions {
   masters?: string | readonly string[]   // master first, then shadows; default http://127.0.0.1:9000
@@ -55,6 +64,7 @@ export class GranaryClient {
   readonly #link: MasterLink
   readonly #cache: MetadataCache
   readonly #policy: RetryPolicy
+  #fs: GranaryFs | undefined
   #closed = false
 
   constructor (config: ClientConfig) {
@@ -65,6 +75,25 @@ export class GranaryClient {
       masters: parseMasterList(config.masters), deadlineMs: config.deadlineMs, requestTimeoutMs: config.requestTimeoutMs, policy: this.#policy,
     })
     this.#cache = new MetadataCache({ ttlMs: limits.metadataCacheTtlMs, entriesMax: limits.metadataCacheEntriesMax })
+  }
+
+  // The node:fs/promises-shaped view of this client (client/fs.ts): node-like values, errors with node's codes.
+  get fs (): GranaryFs {
+    this.#fs ??= new GranaryFs(this)
+    return this.#fs
+  }
+
+  // ---- directories as tar streams (client/tar.ts) -------------------------------------------------------
+  // A tar of the tree under `path` (files 0644, folders 0755, Granary's mtimes), streamed with bounded memory.
+  packDirectory (path: string, options: PackOptions = {}): Readable {
+    this.#checkOpen()
+    return packDirectory(this, normalizePath(path), options)
+  }
+
+  // Stores every entry of a tar under `path`; an entry that would land outside it ('..', absolute) is refused.
+  async unpackDirectory (path: string, tar: AsyncIterable<Buffer | Uint8Array> | Readable, options: UnpackOptions = {}): Promise<UnpackResult> {
+    this.#checkOpen()
+    return await unpackDirectory(this, normalizePath(path), tar, options)
   }
 
   // ---- streams ----------------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ export class MasterLink {
     return this.mutate(`commit chunk ${request.chunkIndex}`, protocol.commitPath, request, options)
   }
 
-  complete (request: { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number }, options?: CallOptions): Promise<protocol.CompleteReply> {
+  complete (request: { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs?: number }, options?: CallOptions): Promise<protocol.CompleteReply> {
     return this.mutate(`complete inode ${request.inodeId}`, protocol.completePath, request, options)
   }
 

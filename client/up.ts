@@ -1,4 +1,4 @@
-// `granary up`: a whole local cluster (master + N chunkservers) on 127.0.0.1 from one command, with an
+// `granary up`: a whole local cluster (master, a shadow, N chunkservers) on 127.0.0.1 from one command, with an
 // embedded default data folder, and a supervisor that restarts any part that dies — at once, with a bounded
 // restart rate so a process that cannot start does not hot-loop. DATA/cluster.json always names the role,
 // url, pid and log of every process (temp file + rename, so a reader never sees half of it).
@@ -8,17 +8,22 @@ import { join, resolve } from 'node:path'
 import { spawnRole, type ProcessRole, type SpawnedRole } from '../shared/process.js'
 import { loadSecret } from '../shared/token.js'
 import { GranaryError } from '../shared/errors.js'
+import { SpareMaster, exitReason, lastErrorMessage } from './up-standby.js'
 
 export const upUsage = `Usage: granary up [options]
 
 Starts a local Granary cluster on 127.0.0.1 and supervises it until Ctrl-C (SIGINT) or SIGTERM:
-a master and N chunkservers, each with its own data folder and log under DATA. A process that dies is
-restarted at once (at most ${5} times in ${30} s each). DATA/cluster.json lists every process (role, url, pid, log).
+a master, a shadow master (serves reads while the master is down; can be promoted) and N chunkservers,
+each with its own data folder and log under DATA. A process that dies is
+restarted at once (at most ${5} times in ${30} s each); the master from a warm spare, a second master
+process kept loaded and waiting, so a restart is an open of the database (docs/OPERATIONS.md).
+DATA/cluster.json lists every process (role, url, pid, state, last exit and why, log).
 
 Options:
   --data DIR               data folder (default: ./granary-data)
   --port P                 master port (default: 9000); chunkservers take free ports
   --chunkservers N         number of chunkservers (default: 3)
+  --shadows N              number of shadow masters (default: 1; 0 for none); they take the ports after the master's
   --restart-delay-ms MS    wait this long before restarting a dead process (default: 0; for outage tests)
   --heartbeat-interval-ms MS   chunkserver heartbeat interval (default: 1000)
   --dead-after-ms MS       missed heartbeats before a chunkserver counts as dead (default: 10000)
@@ -47,6 +52,7 @@ interface Member {
   restartTimesMs: number[]
   restarts: number
   state: 'running' | 'restarting' | 'failed' | 'stopped'
+  lastExit?: { pid: number, atMs: number, reason: string }   // when the supervisor saw it die, and why (cluster.json)
 }
 
 export async function runUp (argv: string[]): Promise<void> {
@@ -56,6 +62,7 @@ export async function runUp (argv: string[]): Promise<void> {
       data: { type: 'string', default: 'granary-data' },
       port: { type: 'string', default: '9000' },
       chunkservers: { type: 'string', default: '3' },
+      shadows: { type: 'string', default: '1' },
       'restart-delay-ms': { type: 'string', default: '0' },
       'heartbeat-interval-ms': { type: 'string', default: '1000' },
       'dead-after-ms': { type: 'string', default: '10000' },
@@ -68,12 +75,13 @@ export async function runUp (argv: string[]): Promise<void> {
   const dataDir = resolve(values.data)
   const port = wholeNumber('--port', values.port, 0, 65535)
   const chunkserverCount = wholeNumber('--chunkservers', values.chunkservers, 1, 64)
+  const shadowCount = wholeNumber('--shadows', values.shadows, 0, 4)
   const restartDelayMs = wholeNumber('--restart-delay-ms', values['restart-delay-ms'], 0, 600_000)
   const heartbeatIntervalMs = wholeNumber('--heartbeat-interval-ms', values['heartbeat-interval-ms'], 10, 600_000)
   const deadAfterMs = wholeNumber('--dead-after-ms', values['dead-after-ms'], 30, 3_600_000)
 
   const supervisor = new Supervisor(dataDir, restartDelayMs)
-  await supervisor.start({ port, chunkserverCount, heartbeatIntervalMs, deadAfterMs })
+  await supervisor.start({ port, chunkserverCount, shadowCount, heartbeatIntervalMs, deadAfterMs })
   await supervisor.stopped
 }
 
@@ -81,6 +89,7 @@ class Supervisor {
   readonly #dataDir: string
   readonly #restartDelayMs: number
   readonly #members: Member[] = []
+  readonly #spare = new SpareMaster()
   #stopping = false
   #resolveStopped: () => void = () => {}
   readonly stopped = new Promise<void>((resolve) => { this.#resolveStopped = resolve })
@@ -90,7 +99,7 @@ class Supervisor {
     this.#restartDelayMs = restartDelayMs
   }
 
-  async start (options: { port: number, chunkserverCount: number, heartbeatIntervalMs: number, deadAfterMs: number }): Promise<void> {
+  async start (options: { port: number, chunkserverCount: number, shadowCount: number, heartbeatIntervalMs: number, deadAfterMs: number }): Promise<void> {
     mkdirSync(join(this.#dataDir, 'logs'), { recursive: true })
     const secretFile = join(this.#dataDir, 'secret')
     loadSecret(secretFile, true)
@@ -102,18 +111,21 @@ class Supervisor {
       '--secret-file', secretFile, '--heartbeat-interval-ms', String(options.heartbeatIntervalMs), '--dead-after-ms', String(options.deadAfterMs)
     ])
     await this.#launch(master)
+    // Shadows bootstrap from the master (so after it), and chunkservers heartbeat to them too (so before those).
+    const shadows = Array.from({ length: options.shadowCount }, (_, i) => {
+      const name = `shadow${i}`
+      return this.#member(name, 'shadow', join(this.#dataDir, name), previous.get(name) ?? (options.port === 0 ? 0 : options.port + 1 + i), [
+        '--secret-file', secretFile, '--master', master.url, '--heartbeat-interval-ms', String(options.heartbeatIntervalMs), '--dead-after-ms', String(options.deadAfterMs)
+      ])
+    })
+    await Promise.all(shadows.map(async (member) => await this.#launchAnyPort(member)))
+    const masters = [master, ...shadows].map((m) => m.url).join(',')
     await Promise.all(Array.from({ length: options.chunkserverCount }, async (_, i) => {
       const name = `chunkserver${i}`
       const member = this.#member(name, 'chunkserver', join(this.#dataDir, `cs${i}`), previous.get(name) ?? 0, [
-        '--secret-file', secretFile, '--masters', master.url, '--heartbeat-interval-ms', String(options.heartbeatIntervalMs)
+        '--secret-file', secretFile, '--masters', masters, '--heartbeat-interval-ms', String(options.heartbeatIntervalMs)
       ])
-      try {
-        await this.#launch(member)
-      } catch (err) {
-        if (member.port === 0) throw err
-        member.port = 0   // the port it had last time is taken: any free one will do
-        await this.#launch(member)
-      }
+      await this.#launchAnyPort(member)
     }))
     this.#writeClusterFile()
     this.#printSummary()
@@ -128,20 +140,36 @@ class Supervisor {
     return member
   }
 
+  async #launchAnyPort (member: Member): Promise<void> {
+    try {
+      await this.#launch(member)
+    } catch (err) {
+      if (member.port === 0) throw err
+      member.port = 0   // the port it had last time is taken: any free one will do
+      await this.#launch(member)
+    }
+  }
+
   async #launch (member: Member): Promise<void> {
     const args = ['--data-dir', member.dataDir, '--port', String(member.port), ...member.args]
-    const spawned = await spawnRole({ role: member.role, args, logPath: member.logPath, readyTimeoutMs })
+    // A master is restarted from its warm spare when there is one (up-standby.ts), else started cold.
+    const spare = member.role === 'master' ? await this.#spare.take({ args, logPath: member.logPath, readyTimeoutMs }).catch(() => undefined) : undefined
+    const spawned = spare ?? await spawnRole({ role: member.role, args, logPath: member.logPath, readyTimeoutMs })
     member.spawned = spawned
     member.pid = spawned.pid
     member.port = spawned.ready.port   // keep the port across restarts: clients and peers keep their URLs
     member.url = spawned.ready.url
     member.state = 'running'
+    if (member.role === 'master') {
+      this.#spare.prepare({ args: ['--data-dir', member.dataDir, '--port', String(member.port), ...member.args], logPath: member.logPath, readyTimeoutMs })
+    }
     void spawned.exited.then((how) => { void this.#onExit(member, spawned, how) })
   }
 
   async #onExit (member: Member, spawned: SpawnedRole, how: { code: number | null, signal: NodeJS.Signals | null }): Promise<void> {
     if (this.#stopping || member.spawned !== spawned) return
-    let reason = how.signal !== null ? `killed by ${how.signal}` : `exited with code ${String(how.code)}`
+    let reason = exitReason(how, member.logPath)
+    member.lastExit = { pid: member.pid, atMs: Date.now(), reason }
     member.state = 'restarting'
     this.#writeClusterFile()
     // Bounded: every attempt counts against restartsPerWindowMax, so a master that cannot start stops trying.
@@ -163,7 +191,8 @@ class Supervisor {
         this.#say(`${member.name} restarted as pid ${member.pid} at ${member.url}`)
         break
       } catch (err) {
-        reason = `failed to restart: ${(err as Error).message.split('\n')[0] ?? ''}`
+        const last = lastErrorMessage(member.logPath)
+        reason = `failed to restart: ${(err as Error).message.split('\n')[0] ?? ''}${last === undefined ? '' : ` (${last})`}`
       }
     }
     this.#writeClusterFile()
@@ -172,6 +201,7 @@ class Supervisor {
   async stop (signal: string): Promise<void> {
     if (this.#stopping) return
     this.#stopping = true
+    this.#spare.stop()
     this.#say(`${signal}: stopping the cluster`)
     const running = this.#members.filter((m) => m.spawned !== undefined && m.spawned.child.exitCode === null && m.spawned.child.signalCode === null)
     for (const member of running) member.spawned?.child.kill('SIGTERM')
@@ -192,7 +222,7 @@ class Supervisor {
       supervisorPid: process.pid,
       updatedAtMs: Date.now(),
       processes: this.#members.map((m) => ({
-        name: m.name, role: m.role, url: m.url, pid: m.pid, state: m.state, restarts: m.restarts, dataDir: m.dataDir, logPath: m.logPath
+        name: m.name, role: m.role, url: m.url, pid: m.pid, state: m.state, restarts: m.restarts, dataDir: m.dataDir, logPath: m.logPath, lastExit: m.lastExit
       }))
     }
     const temp = `${file}.tmp-${process.pid}`
@@ -203,6 +233,8 @@ class Supervisor {
   #printSummary (): void {
     const lines = [`granary: cluster up, data in ${this.#dataDir}`]
     for (const m of this.#members) lines.push(`  ${m.name.padEnd(13)} ${m.url.padEnd(24)} pid ${String(m.pid).padEnd(8)} log ${m.logPath}`)
+    const masters = this.#members.filter((m) => m.role !== 'chunkserver').map((m) => m.url)
+    if (masters.length > 1) lines.push(`Clients fall over to the shadow: export GRANARY_MASTER=${masters.join(',')}`)
     lines.push(`Try: npx granary put <local file> /path   ·   npx granary ls /   ·   Ctrl-C stops the cluster`)
     process.stdout.write(lines.join('\n') + '\n')
   }
@@ -218,7 +250,7 @@ function readPreviousPorts (file: string): Map<string, number> {
   try {
     const parsed = JSON.parse(readFileSync(file, 'utf8')) as { processes?: Array<{ name?: string, url?: string, role?: string }> }
     for (const p of parsed.processes ?? []) {
-      if (p.role === 'chunkserver' && typeof p.name === 'string' && typeof p.url === 'string') {
+      if ((p.role === 'chunkserver' || p.role === 'shadow') && typeof p.name === 'string' && typeof p.url === 'string') {
         const port = Number(new URL(p.url).port)
         if (Number.isInteger(port) && port > 0) ports.set(p.name, port)
       }

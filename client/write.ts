@@ -22,6 +22,7 @@ export interface WriteOptions {
   replication?: number
   chunkSizeBytes?: number
   overwrite?: boolean           // replace an existing file atomically when the write completes
+  mtimeMs?: number              // the completed file's modification time (epoch ms); default: when it completes
   parents?: boolean             // create missing parent directories, like HDFS create (default true)
   deadlineMs?: number           // budget of each control call, and of retrying one failed chunk
   signal?: AbortSignal
@@ -178,7 +179,7 @@ export class GranaryWriteStream extends Writable {
     while (this.#inFlight.size > 0) await Promise.all(this.#inFlight.values())
     if (this.#failure !== undefined) throw this.#failure
     this.#stat = await this.#context.link.complete({
-      inodeId: file.inodeId, leaseId: file.leaseId, sizeBytes: this.#sizeBytes, chunkCount: this.#chunkCount,
+      inodeId: file.inodeId, leaseId: file.leaseId, sizeBytes: this.#sizeBytes, chunkCount: this.#chunkCount, mtimeMs: this.#options.mtimeMs,
     }, this.#callOptions())
     this.#completed = true
     this.#stopRenewing()
@@ -255,6 +256,9 @@ function checkWriteOptions (options: WriteOptions): { highWaterMark: number, sig
   if (chunkSizeBytes !== undefined) checkChunkSize(chunkSizeBytes)
   if (deadlineMs !== undefined && (!Number.isSafeInteger(deadlineMs) || deadlineMs < 1)) {
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`deadlineMs must be a positive integer, got ${String(deadlineMs)}`])
+  }
+  if (options.mtimeMs !== undefined && (!Number.isSafeInteger(options.mtimeMs) || options.mtimeMs < 0)) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`mtimeMs must be a non-negative integer (epoch ms), got ${String(options.mtimeMs)}`])
   }
   if (options.signal?.aborted === true) throw abortedError(options.signal)
   return { highWaterMark: options.highWaterMark ?? limits.forwardQueueBytesMax, signal: options.signal }

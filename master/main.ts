@@ -1,15 +1,29 @@
-// `granary master`: config, secret, database, subsystems in a listed order, listen, one ready line.
+// `granary master` and `granary shadow`: config, secret, database, subsystems in a listed order, listen, one
+// ready line. A shadow is the same process code in another role: it bootstraps its database from a snapshot
+// of the master's, then follows the master's oplog (shadow.ts), serves reads, and can be promoted in place.
+import { existsSync, rmSync } from 'node:fs'
 import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { AssertionError } from '../shared/assert.js'
-import { configFromArgv, masterDefaults, resolveMasterConfig, type MasterConfig } from '../shared/config.js'
+import {
+  configFromArgv, masterDefaults, resolveMasterConfig, resolveShadowConfig, shadowDefaults, type MasterConfig, type ShadowConfig
+} from '../shared/config.js'
+import type { ShadowId } from '../shared/ids.js'
+import { watchLifeline } from '../shared/lifeline.js'
 import { createLogger, readyMessage, type Logger } from '../shared/log.js'
 import { loadSecret } from '../shared/token.js'
-import { CommitQueue } from './commit-queue.js'
-import { openMasterDb, type Db } from './db.js'
+import { CommitQueue, notMasterError } from './commit-queue.js'
+import { dbFileName, openMasterDb, readMeta, type Db } from './db.js'
+import { OplogFeed } from './oplog-feed.js'
+import type { RetentionBounds } from './oplog.js'
 import { Registry } from './registry.js'
 import { buildMasterServer } from './server.js'
-import { Ticker } from './tick.js'
+import { bootstrapWaitMsMax, fetchSnapshot, Follower, loadShadowId, type FollowOutcome } from './shadow.js'
+import { ShadowTracker } from './shadow-tracker.js'
+import { installSnapshot } from './snapshot.js'
+import { isStandby, waitForActivation } from './standby.js'
+import { defaultRetention, Ticker } from './tick.js'
 
 export interface MasterOptions {
   logger?: Logger
@@ -17,7 +31,11 @@ export interface MasterOptions {
   onFatal?: (err: Error) => void     // default: log.fatal, exit(1)
   tick?: boolean                     // run the background tick on its timer (default true; tests call tick())
   secret?: Buffer                    // instead of reading config.secretFile
+  retention?: Partial<RetentionBounds>   // oplog retention (tests shrink it); default the limits.ts bounds
+  shadow?: ShadowRole                // open as a shadow following shadow.masterUrl (startShadow sets this)
 }
+
+export interface ShadowRole { masterUrl: string, shadowId: ShadowId, pollWaitMs: number, bootstrapCount: number }
 
 export interface Master {
   app: FastifyInstance
@@ -25,6 +43,9 @@ export interface Master {
   queue: CommitQueue
   registry: Registry
   ticker: Ticker
+  shadows: ShadowTracker
+  feed: OplogFeed
+  follower: Follower | null          // a shadow's tail loop (started by startShadow once it listens)
   log: Logger
   close: () => Promise<void>
 }
@@ -33,27 +54,45 @@ export interface Master {
 //   1. secret         signs chunk tokens; refuse to start without one
 //   2. database       open + pragmas + schema; reads only `meta` (no namespace scan, no oplog replay)
 //   3. registry       empty: every chunkserver must send a full report to this master before it is used
-//   4. commit queue   reads term and seq from meta; its dropped replicas become the registry's delete commands
-//   5. HTTP server    routes, schemas, error handler
-//   6. tick           lease expiry, oplog trim (after the queue it submits to)
+//   4. commit queue   reads term and seq from meta; its dropped replicas become the registry's delete commands;
+//                     a shadow's queue takes replayed records only, until promoted
+//   5. shadow state   the tracker of this master's shadows, the long-poll feed, and (a shadow) its follower
+//   6. HTTP server    routes, schemas, error handler
+//   7. tick           lease expiry, oplog trim (after the queue it submits to)
 export function openMaster (config: MasterConfig, options: MasterOptions = {}): Master {
   const log = options.logger ?? createLogger('master', config.logLevel)
   const now = options.now ?? Date.now
   const onFatal = options.onFatal ?? ((err: Error) => { log.fatal({ err }, 'assertion failed; exiting'); process.exit(1) })
   const secret = options.secret ?? loadSecret(config.secretFile, config.createSecret)
   const db = openMasterDb(config.dataDir, config.syncMode)
+  const snapshotDir = join(config.dataDir, 'snapshots')
+  rmSync(snapshotDir, { recursive: true, force: true })   // backups a crash left half-streamed
   const registry = new Registry({ deadAfterMs: config.deadAfterMs, allocationHalfLifeMs: config.heartbeatIntervalMs })
-  const queue = new CommitQueue(db, {
+  const masterUrl = options.shadow?.masterUrl ?? null
+  const feed = new OplogFeed(readMeta(db).seq)
+  const queue: CommitQueue = new CommitQueue(db, {
+    mode: options.shadow === undefined ? 'master' : 'shadow',
     onApplied: (applied) => { for (const r of applied.dropped) registry.queueDelete(r.serverId, r.chunkHandle, r.version) },
-    onFatal: (err: AssertionError) => onFatal(err)
+    onFatal: (err: AssertionError) => onFatal(err),
+    onCommitted: (seq) => feed.notify(seq),
+    refusal: () => notMasterError(queue, masterUrl)
   })
-  const app = buildMasterServer({ db, queue, registry, secret, config, logger: log, now, startedAtMs: now(), onFatal })
-  const ticker = new Ticker({ db, queue, registry, log: log.child({ component: 'tick' }), now, onFatal })
+  const retention = { ...defaultRetention, ...options.retention }
+  const shadows = new ShadowTracker(retention.recordAgeMsMax)
+  const follower = options.shadow === undefined
+    ? null
+    : new Follower({ db, queue, ...options.shadow, log: log.child({ component: 'follower' }), now, onFatal })
+  const app = buildMasterServer({
+    db, queue, registry, secret, config, logger: log, now, startedAtMs: now(), onFatal, shadows, feed, snapshotDir,
+    ...(follower === null || masterUrl === null ? {} : { follower: { masterUrl, report: (nowMs: number) => follower.report(nowMs), promote: async (force: boolean) => await follower.promote(force) } })
+  })
+  const ticker = new Ticker({ db, queue, registry, log: log.child({ component: 'tick' }), now, onFatal, shadows, retention })
   if (options.tick !== false) ticker.start(config.tickIntervalMs)
   let closing: Promise<void> | null = null
   const close = (): Promise<void> => {
-    // Reverse order: stop new work, let requests finish, commit what is queued, then close the file.
+    // Reverse order: stop following, stop new work, let requests finish, commit what is queued, close the file.
     closing ??= (async () => {
+      await follower?.stop()
       await ticker.stop()
       await app.close()
       queue.close()
@@ -61,34 +100,133 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
     })()
     return closing
   }
-  return { app, db, queue, registry, ticker, log, close }
+  return { app, db, queue, registry, ticker, shadows, feed, follower, log, close }
 }
 
-export async function startMaster (config: MasterConfig, options: MasterOptions = {}): Promise<{ url: string, port: number, close(): Promise<void> }> {
+export async function startMaster (config: MasterConfig, options: MasterOptions = {}): Promise<{ url: string, port: number, master: Master, close(): Promise<void> }> {
   const master = openMaster(config, options)
+  const { port, url } = await listen(master, config.host, config.port)
+  master.log.info({ port, url, term: master.queue.term, seq: master.queue.seq }, readyMessage)
+  return { url, port, master, close: master.close }
+}
+
+async function listen (node: Master, host: string, port: number): Promise<{ port: number, url: string }> {
   try {
-    await master.app.listen({ host: config.host, port: config.port })
+    await node.app.listen({ host, port })
   } catch (err) {
-    await master.close()
+    await node.close()
     throw err
   }
-  const port = (master.app.server.address() as AddressInfo).port
-  const url = `http://${config.host}:${port}`
-  master.log.info({ port, url, term: master.queue.term, seq: master.queue.seq }, readyMessage)
-  return { url, port, close: master.close }
+  const bound = (node.app.server.address() as AddressInfo).port
+  return { port: bound, url: `http://${host}:${bound}` }
 }
 
 export async function runMaster (argv: string[]): Promise<void> {
   const config = resolveMasterConfig(configFromArgv('master', masterDefaults, argv))
   const log = createLogger('master', config.logLevel)
+  if (isStandby()) await waitForActivation(log)   // a warm spare of granary up (standby.ts): wait for "go"
   const master = await startMaster(config, { logger: log })
-  const stop = (signal: NodeJS.Signals): void => {
+  stopOnSignals(log, master.close)
+}
+
+export interface RunningShadow {
+  url: string
+  port: number
+  shadowId: ShadowId
+  readonly node: Master              // the current one: a re-bootstrap replaces it (same port)
+  close: () => Promise<void>
+}
+
+// `granary shadow`: 1. config and secret   2. shadow id   3. bootstrap from a snapshot when there is no database
+// yet   4. openMaster as a shadow   5. listen, ready line   6. follow the oplog. When the master says this
+// shadow fell behind its retention (or diverged), fetch a new snapshot while still serving, then swap the
+// database under a fresh server on the same port. A promoted shadow simply stays up as the master.
+export async function startShadow (config: ShadowConfig, options: MasterOptions = {}): Promise<RunningShadow> {
+  const log = options.logger ?? createLogger('shadow', config.logLevel)
+  const secret = options.secret ?? loadSecret(config.secretFile, config.createSecret)
+  const shadowId = loadShadowId(config.dataDir)
+  let bootstrapCount = 0
+  if (!existsSync(join(config.dataDir, dbFileName))) {
+    await bootstrap(config, shadowId, undefined, 0, log)
+    bootstrapCount += 1
+  }
+  const open = (): Master => openMaster(config, {
+    ...options, logger: log, secret, shadow: { masterUrl: config.master, shadowId, pollWaitMs: config.pollWaitMs, bootstrapCount }
+  })
+  let node = open()
+  const { port, url } = await listen(node, config.host, config.port)
+  node.follower?.start(url)
+  log.info({ port, url, role: 'shadow', master: config.master, shadowId, term: node.queue.term, seq: node.queue.seq }, readyMessage)
+  let closing = false
+  const follow = async (): Promise<void> => {
+    let outcome: FollowOutcome = await (node.follower as Follower).finished
+    while (outcome === 'snapshot-required' && !closing) {
+      const made = await fetchSnapshot({ masterUrl: config.master, shadowId, url, dir: join(config.dataDir, 'bootstrap'), log, waitMsMax: bootstrapWaitMsMax, termAtLeast: node.queue.term })
+      await node.close()
+      if (closing) return
+      installSnapshot(config.dataDir, made.file)
+      bootstrapCount += 1
+      node = open()
+      await listen(node, config.host, port)
+      node.follower?.start(url)
+      log.warn({ seq: node.queue.seq, term: node.queue.term, bootstrapCount }, 'shadow re-bootstrapped from a snapshot')
+      outcome = await (node.follower as Follower).finished
+    }
+  }
+  const following = follow().catch((err: unknown) => {
+    if (closing) return
+    log.fatal({ err }, 'shadow could not re-bootstrap; exiting')
+    ;(options.onFatal ?? (() => process.exit(1)))(err as Error)
+  })
+  return {
+    url, port, shadowId,
+    get node () { return node },
+    close: async () => {
+      closing = true
+      await node.close()
+      await following
+    }
+  }
+}
+
+async function bootstrap (config: ShadowConfig, shadowId: ShadowId, url: string | undefined, termAtLeast: number, log: Logger): Promise<void> {
+  const startedMs = Date.now()
+  const made = await fetchSnapshot({ masterUrl: config.master, shadowId, url, dir: join(config.dataDir, 'bootstrap'), log, waitMsMax: bootstrapWaitMsMax, termAtLeast })
+  installSnapshot(config.dataDir, made.file)
+  log.info({ seq: made.manifest.seq, term: made.manifest.term, sizeBytes: made.manifest.sizeBytes, durationMs: Date.now() - startedMs }, 'bootstrapped from a snapshot')
+}
+
+export async function runShadow (argv: string[]): Promise<void> {
+  // `--data DIR` is the issue's spelling; every other flag is a master flag or --master / --promote / --force.
+  const args = argv.map((arg) => arg === '--data' ? '--data-dir' : arg.startsWith('--data=') ? `--data-dir=${arg.slice('--data='.length)}` : arg)
+  const config = resolveShadowConfig(configFromArgv('shadow', shadowDefaults, args))
+  const log = createLogger('shadow', config.logLevel)
+  const shadow = await startShadow(config, { logger: log })
+  stopOnSignals(log, shadow.close)
+  if (config.promote) void promoteWhenCaughtUp(shadow, config.force, log)
+}
+
+// `granary shadow --promote [--force]`: wait (bounded) for the first polls to catch up, then promote.
+const promoteCatchUpWaitMs = 10_000
+async function promoteWhenCaughtUp (shadow: RunningShadow, force: boolean, log: Logger): Promise<void> {
+  const deadlineMs = Date.now() + promoteCatchUpWaitMs
+  while (Date.now() < deadlineMs && shadow.node.follower?.lagRecords() !== 0) await new Promise((resolve) => setTimeout(resolve, 25))
+  try {
+    await shadow.node.follower?.promote(force)
+  } catch (err) {
+    log.error({ err }, 'promotion refused; still a shadow')
+  }
+}
+
+function stopOnSignals (log: Logger, close: () => Promise<void>): void {
+  const stop = (signal: NodeJS.Signals | 'lifeline'): void => {
     log.info({ signal }, 'stopping')
-    master.close().then(() => process.exit(0), (err: unknown) => {
+    close().then(() => process.exit(0), (err: unknown) => {
       log.error({ err }, 'close failed')
       process.exit(1)
     })
   }
   process.once('SIGTERM', stop)
   process.once('SIGINT', stop)
+  watchLifeline(() => stop('lifeline'))   // spawned by granary up or the test kit: exit when the parent is gone
 }

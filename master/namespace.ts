@@ -217,7 +217,7 @@ export function complete (db: Db, op: CompleteArgs): Applied<FileStat> {
   sql(db, `UPDATE inodes SET parentId = ?, name = ?, state = 'closed', sizeBytes = ?, mtimeMs = ?, leaseId = NULL,
     leaseExpiresAtMs = NULL, pendingParentId = NULL, pendingName = NULL, overwrite = 0 WHERE id = ?`)
     .run(parent.id, name, op.sizeBytes, op.mtimeMs, inode.id)
-  touch(db, parent.id, op.mtimeMs)
+  touch(db, parent.id, op.nowMs)   // the folder changed now, whatever mtime the file was given
   const linked = getInode(db, inode.id)
   assert(linked !== undefined && linked.state === 'closed', 'the completed file reads back closed')
   return { result: statOf(db, linked, path, op.chunkCount), dropped }

@@ -29,7 +29,9 @@ export function applyAndLog (db: Db, op: Op, context: RecordContext): Applied {
   sql(db, 'INSERT INTO oplog (seq, term, atMs, op, result, requestId) VALUES (?, ?, ?, ?, ?, ?)')
     .run(context.seq, context.term, context.atMs, JSON.stringify(op), resultJson, context.requestId)
   if (context.requestId !== null) {
-    sql(db, 'INSERT INTO requests (requestId, reply, atMs) VALUES (?, ?, ?)').run(context.requestId, resultJson, context.atMs)
+    // OR REPLACE: the master never logs a requestId it still holds (the queue answers those from the table), but
+    // a shadow prunes on its own tick and may still hold an id the master pruned and then saw retried.
+    sql(db, 'INSERT OR REPLACE INTO requests (requestId, reply, atMs) VALUES (?, ?, ?)').run(context.requestId, resultJson, context.atMs)
   }
   sql(db, 'UPDATE meta SET seq = ? WHERE id = 1').run(context.seq)
   return applied
@@ -47,6 +49,30 @@ export function readOplog (db: Db, fromSeq: number, countMax: number): OplogReco
   const rows = sql(db, 'SELECT seq, term, atMs, op, result, requestId FROM oplog WHERE seq >= ? ORDER BY seq LIMIT ?')
     .all(fromSeq, countMax) as Array<{ seq: number, term: number, atMs: number, op: string, result: string, requestId: RequestId | null }>
   return rows.map((row) => ({ ...row, op: JSON.parse(row.op) as Op, result: JSON.parse(row.result) as unknown }))
+}
+
+// The same records as readOplog, as the JSON text of an OplogEntry array, without parsing and re-serialising
+// each op (the table already holds JSON). Stops at countMax records or once bytesMax is passed, but always
+// carries at least one record when there is one, so a single large record cannot stall a shadow.
+export function readOplogJson (db: Db, fromSeq: number, countMax: number, bytesMax: number): { json: string, count: number } {
+  assert(Number.isSafeInteger(countMax) && countMax > 0 && bytesMax > 0, 'an oplog read is bounded')
+  const rows = sql(db, 'SELECT seq, term, atMs, op, result, requestId FROM oplog WHERE seq >= ? ORDER BY seq LIMIT ?')
+    .iterate(fromSeq, countMax) as IterableIterator<{ seq: number, term: number, atMs: number, op: string, result: string, requestId: string | null }>
+  const parts: string[] = []
+  let bytes = 2
+  for (const row of rows) {
+    const part = `{"seq":${row.seq},"term":${row.term},"atMs":${row.atMs},"op":${row.op},"result":${row.result},"requestId":${JSON.stringify(row.requestId)}}`
+    if (parts.length > 0 && bytes + part.length + 1 > bytesMax) break   // for-of's return() releases the statement
+    parts.push(part)
+    bytes += part.length + 1
+  }
+  return { json: `[${parts.join(',')}]`, count: parts.length }
+}
+
+// The term of the record at seq, or undefined when it is not (or no longer) in the log.
+export function termAt (db: Db, seq: number): number | undefined {
+  const row = sql(db, 'SELECT term FROM oplog WHERE seq = ?').get(seq) as { term: number } | undefined
+  return row?.term
 }
 
 // A shadow's step: apply one record in its own transaction and assert the result is the one the master
@@ -71,6 +97,34 @@ export function trimOplog (db: Db, keptMax: number, batchMax: number): number {
   const lastSeq = readMeta(db).seq
   return sql(db, 'DELETE FROM oplog WHERE seq IN (SELECT seq FROM oplog WHERE seq <= ? ORDER BY seq LIMIT ?)')
     .run(lastSeq - keptMax, batchMax).changes
+}
+
+export interface RetentionBounds {
+  recordsKeptMin: number   // always kept: a restarted shadow resumes without a snapshot
+  recordsKeptMax: number   // count bound: never more, whatever a shadow needs
+  recordAgeMsMax: number   // age bound: older records go even if a shadow needs them
+}
+
+// Retention with shadows: records every remembered shadow has applied may go, except the newest
+// recordsKeptMin; a shadow holds back the trim from its applied seq (that record stays too, so its next poll
+// can check the term there), but only within the count and age bounds. neededFromSeq = the lowest applied seq
+// of the remembered shadows, or null. Deletes at most batchMax records per call (one call per tick).
+export function trimOplogRetained (db: Db, bounds: RetentionBounds, neededFromSeq: number | null, nowMs: number, batchMax: number): number {
+  assert(bounds.recordsKeptMin >= 1 && bounds.recordsKeptMin <= bounds.recordsKeptMax, 'the newest record is always kept')
+  const lastSeq = readMeta(db).seq
+  const floorCut = lastSeq - bounds.recordsKeptMin
+  const countCut = lastSeq - bounds.recordsKeptMax
+  const holdCut = neededFromSeq === null ? floorCut : Math.min(floorCut, neededFromSeq - 1)
+  // The age bound over the oldest batch only: at most batchMax rows go per call anyway.
+  const oldest = sql(db, 'SELECT seq, atMs FROM oplog WHERE seq <= ? ORDER BY seq LIMIT ?').all(floorCut, batchMax) as Array<{ seq: number, atMs: number }>
+  let ageCut = 0
+  for (const row of oldest) {
+    if (nowMs - row.atMs <= bounds.recordAgeMsMax) break
+    ageCut = row.seq
+  }
+  const cut = Math.max(countCut, holdCut, ageCut)
+  if (cut <= 0) return 0
+  return sql(db, 'DELETE FROM oplog WHERE seq IN (SELECT seq FROM oplog WHERE seq <= ? ORDER BY seq LIMIT ?)').run(cut, batchMax).changes
 }
 
 // Keeps the newest keptMax idempotency rows. Rows are only ever appended and pruned oldest-first, so their

@@ -7,7 +7,7 @@
 import { assert, AssertionError } from '../shared/assert.js'
 import type { ChunkHandle, InodeId, LeaseId, ServerId } from '../shared/ids.js'
 import type { AbandonReply, CommitReply, DeleteReply, FileStat, RenewReply } from '../shared/protocol.js'
-import type { Db } from './db.js'
+import { readMeta, sql, type Db } from './db.js'
 import {
   abandonFile, addReplica, allocateChunk, commitChunk, expireLease, registerServer, removeReplica, renewLease,
   type AddReplicaOutcome, type AllocateArgs, type AllocateResult, type Applied, type CommitArgs
@@ -35,6 +35,7 @@ export type Op =
   | { type: 'delete', path: string, recursive: boolean, mtimeMs: number }
   | HeartbeatOp
   | { type: 'batch', ops: HeartbeatOp[] }   // one heartbeat's replica changes: one oplog record, one savepoint
+  | { type: 'newTerm', term: number }        // a promoted shadow's first record: the master epoch goes up by one
 
 export interface OpResults {
   mkdir: FileStat
@@ -51,6 +52,7 @@ export interface OpResults {
   addReplica: { outcome: AddReplicaOutcome }
   removeReplica: { removed: boolean }
   batch: Array<OpResults[HeartbeatOp['type']]>
+  newTerm: { term: number }
 }
 export type OpType = Op['type']
 export type OpResult<T extends Op> = OpResults[T['type']]
@@ -74,6 +76,7 @@ export function apply (db: Db, op: Op): Applied {
     case 'addReplica': return addReplica(db, op)
     case 'removeReplica': return removeReplica(db, op)
     case 'batch': return applyBatch(db, op.ops)
+    case 'newTerm': return newTerm(db, op.term)
     default: {
       const never: never = op
       throw new AssertionError(`apply() was given an unknown op: ${JSON.stringify(never)}`)
@@ -88,4 +91,13 @@ function applyBatch (db: Db, ops: HeartbeatOp[]): Applied {
     results.push(apply(db, op).result)
   }
   return { result: results, dropped: [] }
+}
+
+// Promotion (master/shadow.ts): the term rises by exactly one, in the same transaction as its oplog record,
+// so a shadow of the new master replays the change and every token signed after it carries the new term.
+function newTerm (db: Db, term: number): Applied {
+  const meta = readMeta(db)
+  assert(Number.isSafeInteger(term) && term === meta.term + 1, 'a promotion raises the term by exactly one')
+  sql(db, 'UPDATE meta SET term = ? WHERE id = 1').run(term)
+  return { result: { term }, dropped: [] }
 }

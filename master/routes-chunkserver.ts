@@ -2,15 +2,19 @@
 // chunks against the database, and hands back the commands queued for it. The master never calls a
 // chunkserver: commands ride on this reply. Heartbeats stay cheap: reads are point lookups by chunk handle
 // or by server, and one heartbeat's replica changes go to the commit queue as one batch op (not one per chunk).
+// A shadow takes heartbeats for liveness only (so it can order replicas for reads): it writes nothing, queues
+// no command and asks for no full report — replica rows reach it through the oplog. A heartbeat carrying a
+// newer term than this server's means a shadow was promoted: a master hearing it is deposed (onNewerTerm).
 import type { FastifyRequest } from 'fastify'
 import { GranaryError } from '../shared/errors.js'
 import type { ChunkHandle, ServerId } from '../shared/ids.js'
 import { commandsPerHeartbeatMax, groupCommitOpsMax } from '../shared/limits.js'
 import type { HeartbeatReply, HeartbeatRequest, StoredChunk } from '../shared/protocol.js'
-import type { CommitQueue } from './commit-queue.js'
+import { notMasterError, type CommitQueue } from './commit-queue.js'
 import { sql, type Db } from './db.js'
 import type { HeartbeatOp } from './ops.js'
 import type { Registry } from './registry.js'
+import type { SafeMode } from './safe-mode.js'
 
 const reconcileChunksPerTurn = 10_000   // event-loop turn granularity, not a bound: the schema bounds the report
 
@@ -20,6 +24,9 @@ export interface ChunkserverRouteDeps {
   registry: Registry
   heartbeatIntervalMs: number
   now: () => number
+  masterUrl: string | null            // a shadow: the master it follows (named when it refuses)
+  onNewerTerm: (term: number) => void // a chunkserver has seen a newer term than this server's
+  safeMode: SafeMode                  // while on, delete commands stay queued: nothing is destroyed on stale counts
 }
 
 export function heartbeatHandler (deps: ChunkserverRouteDeps) {
@@ -27,11 +34,16 @@ export function heartbeatHandler (deps: ChunkserverRouteDeps) {
     const body = request.body as HeartbeatRequest
     const { db, queue, registry } = deps
     // A chunkserver that has seen a newer term has met a newer master: this one must not command it.
-    if (body.term > queue.term) throw new GranaryError('GRN_STALE_TERM', [queue.term, body.term])
+    if (body.term > queue.term) {
+      deps.onNewerTerm(body.term)
+      throw new GranaryError('GRN_STALE_TERM', [queue.term, body.term])
+    }
+    if (queue.mode === 'deposed') throw notMasterError(queue, deps.masterUrl)
     const nowMs = deps.now()
     const wasAlive = registry.isAlive(body.serverId, nowMs)
     const state = registry.heartbeat(body, nowMs)
     if (!wasAlive) request.log.info({ serverId: body.serverId, url: body.url }, 'chunkserver alive')
+    if (queue.mode === 'shadow') return { term: queue.term, heartbeatIntervalMs: deps.heartbeatIntervalMs, needFullReport: false, commands: [] }
     const ops: HeartbeatOp[] = []
     const registered = sql(db, 'SELECT url FROM servers WHERE serverId = ?').get(body.serverId) as { url: string } | undefined
     if (registered?.url !== body.url) ops.push({ type: 'registerServer', serverId: body.serverId, url: body.url })
@@ -51,7 +63,7 @@ export function heartbeatHandler (deps: ChunkserverRouteDeps) {
       term: queue.term,
       heartbeatIntervalMs: deps.heartbeatIntervalMs,
       needFullReport: !state.fullReportSeen,
-      commands: registry.takeCommands(body.serverId, commandsPerHeartbeatMax)
+      commands: deps.safeMode.active(nowMs) ? [] : registry.takeCommands(body.serverId, commandsPerHeartbeatMax)
     }
   }
 }

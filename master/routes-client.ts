@@ -16,6 +16,8 @@ import { diskUsage, listDir, resolvePath, statOf } from './namespace.js'
 import { storedReply } from './oplog.js'
 import { choosePipeline } from './placement.js'
 import type { Registry } from './registry.js'
+import type { SafeMode } from './safe-mode.js'
+import type { ShadowTracker } from './shadow-tracker.js'
 
 export interface ClientRouteDeps {
   db: Db
@@ -26,7 +28,10 @@ export interface ClientRouteDeps {
   tokenTtlMs: number
   deadAfterMs: number
   startedAtMs: number
+  safeMode: SafeMode                                               // shared with the heartbeat handler
   now: () => number
+  shadows?: ShadowTracker                                          // a master's followers (report)
+  follower?: { report: (nowMs: number) => p.FollowReport }         // a shadow's view of its master (health, report)
 }
 
 type Handler<R> = (request: FastifyRequest) => Promise<R>
@@ -105,7 +110,7 @@ function writeHandlers (deps: ClientRouteDeps) {
   const complete: Handler<p.CompleteReply> = async (request) => {
     const b = request.body as p.CompleteRequest
     const nowMs = deps.now()
-    return await queue.submit({ type: 'complete', inodeId: b.inodeId, leaseId: b.leaseId, sizeBytes: b.sizeBytes, chunkCount: b.chunkCount, mtimeMs: nowMs, nowMs }, b.requestId)
+    return await queue.submit({ type: 'complete', inodeId: b.inodeId, leaseId: b.leaseId, sizeBytes: b.sizeBytes, chunkCount: b.chunkCount, mtimeMs: b.mtimeMs ?? nowMs, nowMs }, b.requestId)
   }
   const renew: Handler<p.RenewReply> = async (request) => {
     const b = request.body as p.RenewRequest
@@ -121,7 +126,10 @@ function writeHandlers (deps: ClientRouteDeps) {
 
 function readHandlers (deps: ClientRouteDeps) {
   const open: Handler<p.OpenReply> = async (request) => openFile(deps, normalizePath((request.query as p.OpenQuery).path))
-  const health: Handler<p.HealthReply> = async () => ({ role: 'master', term: deps.queue.term, seq: deps.queue.seq, safeMode: safeMode(deps, deps.now()) })
+  const health: Handler<p.HealthReply> = async () => {
+    const nowMs = deps.now()
+    return { role: roleOf(deps.queue), term: deps.queue.term, seq: deps.queue.seq, safeMode: safeMode(deps, nowMs), ...roleDetails(deps, nowMs, false) }
+  }
   const report: Handler<p.ClusterReport> = async () => clusterReport(deps, deps.now())
   return { open, health, report }
 }
@@ -182,14 +190,9 @@ function openFile (deps: ClientRouteDeps, path: string): p.OpenReply {
   return { stat: statOf(db, resolved.row, resolved.path, chunks.length), chunks, term: queue.term, tokenExpiresAtMs }
 }
 
-// Safe mode (HDFS's word): right after start-up, until every registered chunkserver has sent its full
-// report or deadAfterMs has passed, replica counts are not yet trustworthy (the report says so; background
-// re-replication must wait for it).
+// Safe mode (master/safe-mode.ts): reported in health and the report; it gates deletion, not requests.
 function safeMode (deps: ClientRouteDeps, nowMs: number): boolean {
-  if (nowMs - deps.startedAtMs >= deps.deadAfterMs) return false
-  const registeredCount = (sql(deps.db, 'SELECT count(*) AS n FROM servers').get() as { n: number }).n
-  const reportedCount = deps.registry.all().filter((s) => s.fullReportSeen).length
-  return reportedCount < registeredCount
+  return deps.safeMode.active(nowMs)
 }
 
 function clusterReport (deps: ClientRouteDeps, nowMs: number): p.ClusterReport {
@@ -217,7 +220,20 @@ function clusterReport (deps: ClientRouteDeps, nowMs: number): p.ClusterReport {
     }
   })
   return {
-    role: 'master', term: queue.term, seq: queue.seq, safeMode: safeMode(deps, nowMs), ...counts,
-    underReplicatedChunks: health.under, missingChunks: health.missing, servers
+    role: roleOf(queue), term: queue.term, seq: queue.seq, safeMode: safeMode(deps, nowMs), ...counts,
+    underReplicatedChunks: health.under, missingChunks: health.missing, servers, ...roleDetails(deps, nowMs, true)
   }
+}
+
+// A deposed master still says 'master' (it is one, of an old term) and adds fencedByTerm.
+function roleOf (queue: CommitQueue): p.Role {
+  return queue.mode === 'shadow' ? 'shadow' : 'master'
+}
+
+// The shadows list is for the report only: health stays small and cheap.
+function roleDetails (deps: ClientRouteDeps, nowMs: number, withShadows: boolean): Pick<p.ClusterReport, 'shadows' | 'following' | 'fencedByTerm'> {
+  const { queue } = deps
+  if (queue.mode === 'shadow') return deps.follower === undefined ? {} : { following: deps.follower.report(nowMs) }
+  if (queue.mode === 'deposed') return { fencedByTerm: queue.fencedByTerm ?? undefined }
+  return deps.shadows === undefined || !withShadows ? {} : { shadows: deps.shadows.report(deps.db, queue.seq, nowMs) }
 }

@@ -9,11 +9,16 @@ import { GranaryError, isGranaryError } from '../shared/errors.js'
 import * as limits from '../shared/limits.js'
 import { createLogger, type Logger } from '../shared/log.js'
 import * as p from '../shared/protocol.js'
-import type { CommitQueue } from './commit-queue.js'
+import { notMasterError, type CommitQueue } from './commit-queue.js'
 import type { Db } from './db.js'
+import type { OplogFeed } from './oplog-feed.js'
 import type { Registry } from './registry.js'
 import { clientHandlers } from './routes-client.js'
 import { heartbeatHandler } from './routes-chunkserver.js'
+import { shadowHandlers } from './routes-shadow.js'
+import { SafeMode } from './safe-mode.js'
+import { lazySchemaController } from './lazy-schemas.js'
+import type { ShadowTracker } from './shadow-tracker.js'
 
 export interface MasterDeps {
   db: Db
@@ -25,6 +30,11 @@ export interface MasterDeps {
   now?: () => number                          // injectable clock (tests); default Date.now
   startedAtMs?: number
   onFatal?: (err: Error) => void              // default: log.fatal, then exit(1) — the supervisor restarts us
+  shadows: ShadowTracker                      // the shadows following this master (retention, report)
+  feed: OplogFeed                             // parked oplog long polls
+  snapshotDir: string                         // temporary online backups for bootstrapping shadows
+  // A shadow only (main.ts startShadow): the master it follows, and its Follower's report and promote.
+  follower?: { masterUrl: string, report: (nowMs: number) => p.FollowReport, promote: (force: boolean) => Promise<p.PromoteReply> }
 }
 
 export function buildMasterServer (deps: MasterDeps): FastifyInstance {
@@ -33,7 +43,8 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     loggerInstance: logger,
     bodyLimit: limits.jsonBodyBytesMax,
     logController: new LogController({ disableRequestLogging: true }),   // one line per request at debug instead (onResponse below)
-    ajv: { customOptions: { removeAdditional: false } }   // additionalProperties: false refuses, not strips
+    ajv: { customOptions: { removeAdditional: false } },  // additionalProperties: false refuses, not strips
+    schemaController: lazySchemaController()              // each route's schema compiles on its first request: a restart listens sooner
   }) as unknown as FastifyInstance
   const now = deps.now ?? Date.now
   const onFatal = deps.onFatal ?? ((err: Error) => { logger.fatal({ err }, 'assertion failed; exiting'); process.exit(1) })
@@ -45,35 +56,59 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   app.addHook('onResponse', async (request, reply) => {
     request.log.debug({ method: request.method, url: request.url, statusCode: reply.statusCode, durationMs: reply.elapsedTime }, 'request completed')
   })
+  app.addHook('preClose', async () => { deps.feed.close() })   // parked long polls answer now, not at their timeout
 
+  const startedAtMs = deps.startedAtMs ?? now()
+  const safeMode = new SafeMode({ db: deps.db, registry: deps.registry, startedAtMs, deadAfterMs: deps.config.deadAfterMs })
   const c = clientHandlers({
     db: deps.db, queue: deps.queue, registry: deps.registry, secret: deps.secret, now,
     leaseTtlMs: deps.config.leaseTtlMs, tokenTtlMs: deps.config.tokenTtlMs, deadAfterMs: deps.config.deadAfterMs,
-    startedAtMs: deps.startedAtMs ?? now()
+    startedAtMs, safeMode, shadows: deps.shadows, follower: deps.follower
   })
-  const heartbeat = heartbeatHandler({ db: deps.db, queue: deps.queue, registry: deps.registry, heartbeatIntervalMs: deps.config.heartbeatIntervalMs, now })
+  const masterUrl = deps.follower?.masterUrl ?? null
+  const heartbeat = heartbeatHandler({
+    db: deps.db, queue: deps.queue, registry: deps.registry, heartbeatIntervalMs: deps.config.heartbeatIntervalMs, now, masterUrl, safeMode,
+    onNewerTerm: (term) => {
+      if (deps.queue.mode === 'master' && deps.queue.depose(term)) {
+        logger.error({ term: deps.queue.term, newerTerm: term }, 'a newer master term exists: this master is deposed and refuses every request but health and report')
+      }
+    }
+  })
+  const s = shadowHandlers({
+    db: deps.db, queue: deps.queue, shadows: deps.shadows, feed: deps.feed, snapshotDir: deps.snapshotDir, masterUrl,
+    promote: deps.follower?.promote ?? null, now
+  })
+  // Gates (preHandler: after the schema): a shadow or a deposed master takes no mutation; a deposed master
+  // serves no read either (its copy is stale, and a client falls over to the next URL on GRN_NOT_MASTER).
+  const mutation = { preHandler: async () => { if (deps.queue.mode !== 'master') throw notMasterError(deps.queue, masterUrl) } }
+  const read = { preHandler: async () => { if (deps.queue.mode === 'deposed') throw notMasterError(deps.queue, masterUrl) } }
 
   // client → master: namespace
-  app.post(p.mkdirPath, { schema: p.mkdirSchema }, c.mkdir)
-  app.get(p.statPath, { schema: p.statSchema }, c.stat)
-  app.get(p.listPath, { schema: p.listSchema }, c.list)
-  app.post(p.renamePath, { schema: p.renameSchema }, c.rename)
-  app.post(p.deletePath, { schema: p.deleteSchema }, c.remove)
-  app.get(p.duPath, { schema: p.duSchema }, c.du)
+  app.post(p.mkdirPath, { schema: p.mkdirSchema, ...mutation }, c.mkdir)
+  app.get(p.statPath, { schema: p.statSchema, ...read }, c.stat)
+  app.get(p.listPath, { schema: p.listSchema, ...read }, c.list)
+  app.post(p.renamePath, { schema: p.renameSchema, ...mutation }, c.rename)
+  app.post(p.deletePath, { schema: p.deleteSchema, ...mutation }, c.remove)
+  app.get(p.duPath, { schema: p.duSchema, ...read }, c.du)
   // client → master: writing a file
-  app.post(p.createPath, { schema: p.createSchema }, c.create)
-  app.post(p.allocatePath, { schema: p.allocateSchema }, c.allocate)
-  app.post(p.commitPath, { schema: p.commitSchema }, c.commit)
-  app.post(p.completePath, { schema: p.completeSchema }, c.complete)
-  app.post(p.renewPath, { schema: p.renewSchema }, c.renew)
-  app.post(p.abandonPath, { schema: p.abandonSchema }, c.abandon)
-  // client → master: reading a file
-  app.get(p.openPath, { schema: p.openSchema }, c.open)
-  // anyone → master
+  app.post(p.createPath, { schema: p.createSchema, ...mutation }, c.create)
+  app.post(p.allocatePath, { schema: p.allocateSchema, ...mutation }, c.allocate)
+  app.post(p.commitPath, { schema: p.commitSchema, ...mutation }, c.commit)
+  app.post(p.completePath, { schema: p.completeSchema, ...mutation }, c.complete)
+  app.post(p.renewPath, { schema: p.renewSchema, ...mutation }, c.renew)
+  app.post(p.abandonPath, { schema: p.abandonSchema, ...mutation }, c.abandon)
+  // client → master: reading a file (a shadow serves these too)
+  app.get(p.openPath, { schema: p.openSchema, ...read }, c.open)
+  // anyone → master or shadow
   app.get(p.healthPath, c.health)
   app.get(p.reportPath, c.report)
-  // chunkserver → master (a full report is far bigger than any client request)
+  // chunkserver → master (a full report is far bigger than any client request); a shadow takes it for liveness
   app.post(p.heartbeatPath, { schema: p.heartbeatSchema, bodyLimit: limits.heartbeatBodyBytesMax }, heartbeat)
+  // shadow → master: following the oplog (master only)
+  app.get(p.oplogPath, { schema: p.oplogSchema }, s.oplog)
+  app.get(p.snapshotPath, { schema: p.snapshotSchema }, s.snapshot)
+  // operator → shadow
+  app.post(p.promotePath, { schema: p.promoteSchema }, s.promote)
 
   return app
 }

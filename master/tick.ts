@@ -1,13 +1,20 @@
 // The master's background work, on its own tick (tickIntervalMs) in bounded batches, never inside a request:
-// lease expiry, oplog trim, idempotency-table prune, and logging chunkservers that went dead.
+// lease expiry, oplog trim, idempotency-table prune, and logging chunkservers that went dead. The oplog keeps
+// what the shadows still need, within the retention bounds (oplog.ts trimOplogRetained). A shadow's tick trims
+// its own copy the same way but expires no lease: that is its master's decision, and it arrives as a record.
 import type { Logger } from 'pino'
 import { AssertionError } from '../shared/assert.js'
-import { expiredLeasesPerTickMax, oplogRecordsKeptMax, oplogTrimBatchMax, requestIdsKeptMax } from '../shared/limits.js'
+import { expiredLeasesPerTickMax, oplogRecordAgeMsMax, oplogRecordsKeptMax, oplogRecordsKeptMin, oplogTrimBatchMax, requestIdsKeptMax } from '../shared/limits.js'
 import type { CommitQueue } from './commit-queue.js'
 import type { Db } from './db.js'
 import { expireLeases } from './leases.js'
-import { pruneRequests, trimOplog } from './oplog.js'
+import { pruneRequests, trimOplogRetained, type RetentionBounds } from './oplog.js'
 import type { Registry } from './registry.js'
+import type { ShadowTracker } from './shadow-tracker.js'
+
+export const defaultRetention: RetentionBounds = {
+  recordsKeptMin: oplogRecordsKeptMin, recordsKeptMax: oplogRecordsKeptMax, recordAgeMsMax: oplogRecordAgeMsMax
+}
 
 export interface TickDeps {
   db: Db
@@ -16,6 +23,8 @@ export interface TickDeps {
   log: Logger
   now: () => number
   onFatal: (err: AssertionError) => void
+  shadows: ShadowTracker
+  retention: RetentionBounds
 }
 
 export class Ticker {
@@ -34,15 +43,15 @@ export class Ticker {
 
   // One round of background work; tests call it directly with a chosen clock.
   async tick (): Promise<void> {
-    const { db, queue, registry, log, now } = this.#deps
+    const { db, queue, registry, log, now, shadows, retention } = this.#deps
     const nowMs = now()
     try {
       for (const server of registry.newlyDead(nowMs)) log.info({ serverId: server.serverId, url: server.url }, 'chunkserver dead')
       // Same batch bound for both trims: each is one DELETE by an index range.
-      const trimmed = trimOplog(db, oplogRecordsKeptMax, oplogTrimBatchMax)
+      const trimmed = trimOplogRetained(db, retention, shadows.neededFromSeq(nowMs), nowMs, oplogTrimBatchMax)
       const pruned = pruneRequests(db, requestIdsKeptMax, oplogTrimBatchMax)
       if (trimmed + pruned > 0) log.debug({ trimmed, pruned }, 'oplog trimmed')
-      if (this.#expiring === null) {
+      if (this.#expiring === null && queue.mode === 'master') {
         this.#expiring = expireLeases(db, queue, nowMs, expiredLeasesPerTickMax, log)
         await this.#expiring.finally(() => { this.#expiring = null })
       }

@@ -1,4 +1,4 @@
-// npm run bench [-- core|put|small|meta|disk ...]: starts its own cluster in a temp folder and prints figures
+// npm run bench [-- core|put|small|meta|shadow ...]: starts its own cluster in a temp folder and prints figures
 // (median of 3 runs), asserting nothing. Each throughput is also printed as a ratio to this machine's raw disk
 // (dd 1 GiB with fdatasync), because on one 2-core box every replica shares the same disk and cores.
 import { execFileSync } from 'node:child_process'
@@ -9,6 +9,8 @@ import { Readable, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { randomBytes } from 'node:crypto'
 import { startCluster, type Cluster } from '../test/helpers/cluster.js'
+import { benchShadowBootstrap, benchShadowLag } from './bench-shadow.js'
+import { benchRestart } from './bench-restart.js'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -131,6 +133,20 @@ async function main (): Promise<void> {
   const all = wanted.size === 0 || wanted.has('core')
   const dir = mkdtempSync(join(tmpdir(), 'granary-bench-'))
   process.stdout.write(`granary bench: ${new Date().toISOString()}, node ${process.version}, folder ${dir}, median of ${runs}\n`)
+  try {
+    if (all || wanted.has('put') || wanted.has('small') || wanted.has('meta')) await benchCore(dir, wanted, all)
+    if (all || wanted.has('shadow')) {
+      await benchShadowLag(dir, line)
+      await benchShadowBootstrap(dir, line)
+    }
+    if (wanted.has('restart')) await benchRestart()   // only when named: it fills a 1M-file namespace (minutes)
+    if (wanted.has('fs')) await (await import('./bench-fs.js')).benchFs()   // only when named: its own cluster, a 1 GiB tree
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+async function benchCore (dir: string, wanted: Set<string>, all: boolean): Promise<void> {
   const disk = median([ddMBps(dir), ddMBps(dir), ddMBps(dir)])
   line('disk: dd 1 GiB conv=fdatasync', `${fmt(disk)} MB/s`)
   const cluster = await startCluster({ chunkservers: 3, dataDir: join(dir, 'cluster'), heartbeatIntervalMs: 1000, deadAfterMs: 10_000 })
@@ -140,7 +156,6 @@ async function main (): Promise<void> {
     if (all || wanted.has('meta')) await benchMetadata(cluster)
   } finally {
     await cluster.stop()
-    rmSync(dir, { recursive: true, force: true })
   }
 }
 

@@ -72,6 +72,8 @@ export const connectionsPerOriginMax = 16
 export const retryAttemptsMax = 50
 export const readdirEntriesMax = 1_000_000             // readdir() gathers at most this many entries (page by page)
 export const jsonReplyBytesMax = 64 * MiB             // a JSON reply the client will read (list pages, reports)
+export const tarFileBytesBufferedMax = 1 * MiB         // tar pack/unpack: files up to this size move whole, several at once ...
+export const tarFilesInFlightMax = 16                  // ... at most this many (memory ≈ the product); larger files stream one at a time
 
 assert(chunkSizeBytesDefault % blockSizeBytes === 0, 'a chunk is a whole number of blocks')
 assert(chunkSizeBytesMax % blockSizeBytes === 0, 'the chunk limit is a whole number of blocks')

@@ -138,13 +138,15 @@ export const commitSchema = {
 } as const
 
 // Makes the file visible: every chunk 0..chunkCount-1 committed, all but the last full, total = sizeBytes.
+// mtimeMs (epoch ms) sets the file's modification time (tar unpack keeps the source's); default: the master's clock.
 export const completePath = '/fs/complete' as const
-export interface CompleteRequest { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, requestId?: RequestId }
+export interface CompleteRequest { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs?: number, requestId?: RequestId }
 export type CompleteReply = FileStat
 export const completeSchema = {
   body: body({
     inodeId: inodeIdProp, leaseId: leaseIdProp, sizeBytes: { type: 'integer', minimum: 0, maximum: limits.fileSizeBytesMax },
-    chunkCount: { type: 'integer', minimum: 0, maximum: limits.chunkCountPerFileMax }, requestId: requestIdProp
+    chunkCount: { type: 'integer', minimum: 0, maximum: limits.chunkCountPerFileMax }, mtimeMs: { type: 'integer', minimum: 0, maximum: 8.64e15 },
+    requestId: requestIdProp
   }, ['inodeId', 'leaseId', 'sizeBytes', 'chunkCount'])
 } as const
 
@@ -225,8 +227,9 @@ export const oplogSchema = {
   }, ['after', 'shadowId'])
 } as const
 
-// Reply: application/x-tar with two entries, snapshotManifestName (JSON SnapshotManifest) first, then
-// snapshotDbName (the backup, a self-contained SQLite file). The shadow checks size and sha256 before use.
+// Reply: application/x-tar with two entries, snapshotDbName (the backup, a self-contained SQLite file) first,
+// then snapshotManifestName (JSON SnapshotManifest, whose sha256 the master computed while sending the file).
+// The shadow checks size, sha256 and the file's meta row against the manifest before use.
 export const snapshotPath = '/snapshot' as const
 export const snapshotManifestName = 'snapshot.json'
 export const snapshotDbName = 'master.db'

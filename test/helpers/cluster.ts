@@ -193,7 +193,9 @@ export class Cluster {
     this.master = this.#process('master', 'master', () => [
       ...common, '--dead-after-ms', String(config.deadAfterMs), '--lease-ttl-ms', String(config.leaseTtlMs), ...config.masterArgs
     ])
-    this.shadow = config.shadow ? this.#process('shadow', 'shadow', () => [...common, '--master', this.master.url]) : undefined
+    this.shadow = config.shadow
+      ? this.#process('shadow', 'shadow', () => [...common, '--dead-after-ms', String(config.deadAfterMs), '--master', this.master.url])
+      : undefined
     this.chunkservers = Array.from({ length: config.chunkservers }, (_, i) => this.#process(`chunkserver${i}`, 'chunkserver', () => [
       ...common, '--masters', this.masters.join(','),
       ...(config.capacityBytes > 0 ? ['--capacity-bytes', String(config.capacityBytes)] : []), ...config.chunkserverArgs

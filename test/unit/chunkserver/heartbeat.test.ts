@@ -3,12 +3,12 @@
 // away neither crashes the chunkserver nor loses changes (the next heartbeat after a failure is a full report).
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { createServer, type Server } from 'node:http'
+import { createServer, request as httpRequest, type Server } from 'node:http'
 import { readFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startFixture, putChunk, newHandle, chunkFiles } from './fixtures/servers.js'
 import type { HeartbeatReply, HeartbeatRequest } from '../../../shared/protocol.js'
-import { heartbeatPath } from '../../../shared/protocol.js'
+import { heartbeatPath, tokenHeader } from '../../../shared/protocol.js'
 
 interface FakeMaster {
   url: string
@@ -112,4 +112,33 @@ t.test('a failing or vanished master is retried and gets a full report', async (
   await sleep(150)
   const other = newHandle()
   t.equal((await putChunk(server.url, other, 1, f.token(other, 1, 'write'), randomBytes(1000))).statusCode, 200)
+})
+
+t.test('heartbeats keep going while a write streams, and report it as load', async (t) => {
+  const master = await fakeMaster()
+  t.teardown(async () => { await master.close() })
+  const f = await startFixture(t, 1, { masters: master.url })
+  const server = f.servers[0] as typeof f.servers[0]
+  await until('first heartbeat', () => master.beats.length > 0)
+  const handle = newHandle()
+  const totalBytes = 4 * 1024 * 1024
+  const done = new Promise<number>((resolve, reject) => {
+    const req = httpRequest(`${server.url}/chunks/${handle}?version=1`, {
+      method: 'PUT', headers: { 'content-type': 'application/octet-stream', 'content-length': totalBytes, [tokenHeader]: f.token(handle, 1, 'write') }
+    }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode ?? 0)) })
+    req.on('error', reject)
+    void (async () => {
+      for (let sent = 0; sent < totalBytes; sent += 512 * 1024) {
+        req.write(randomBytes(512 * 1024))
+        await sleep(60)
+      }
+      req.end()
+    })()
+  })
+  await sleep(200)
+  const during = master.beats.length
+  await until('heartbeats during the write', () => master.beats.length >= during + 3)
+  t.ok(master.beats.slice(during).some((b) => b.activeWrites === 1), 'the write in progress is reported as load')
+  t.equal(await done, 200)
+  await until('the added delta', () => master.beats.some((b) => b.added?.some((c) => c.chunkHandle === handle) === true))
 })

@@ -1,0 +1,64 @@
+// `granary admin promote --shadow URL [--force]`: turn a caught-up shadow into the master (term + 1), and the
+// shadow lines of `granary report`. Promotion talks to the shadow named, not to the configured masters: the
+// master may be the very thing that is gone.
+import { request } from 'undici'
+import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../shared/errors.js'
+import { parseMasterList } from '../shared/config.js'
+import { promotePath, type ClusterReport, type PromoteReply } from '../shared/protocol.js'
+import { formatAge, formatTable } from './cli-format.js'
+import type { CommandContext } from './cli-main.js'
+
+const promoteTimeoutMs = 30_000   // promotion waits for the shadow's tail loop to stop: a few ms, a poll at most
+
+export const adminActions = ['promote'] as const
+
+export async function admin (context: CommandContext): Promise<void> {
+  const action = context.positionals[0]
+  if (action !== 'promote') throw new GranaryError('GRN_INVALID_ARGUMENT', [`unknown admin action '${String(action)}' (known: ${adminActions.join(', ')})`])
+  const shadow = context.values.shadow
+  if (typeof shadow !== 'string') throw new GranaryError('GRN_INVALID_ARGUMENT', ['admin promote needs --shadow URL'])
+  const url = parseMasterList(shadow)
+  if (url.length !== 1) throw new GranaryError('GRN_INVALID_ARGUMENT', ['--shadow takes one URL'])
+  const reply = await promote(url[0] as string, context.values.force === true, context.signal)
+  if (context.json) { context.printJson(reply); return }
+  const lag = reply.forced ? ` (forced: ${reply.lagRecords === null ? 'an unknown number of' : reply.lagRecords} records behind its old master were given up)` : ''
+  context.print(`${url[0] as string} is now the master: term ${reply.term}, seq ${reply.seq}${lag}\n` +
+    `Point clients at it first: GRANARY_MASTER=${url[0] as string},...\n`)
+}
+
+async function promote (shadowUrl: string, force: boolean, signal: AbortSignal): Promise<PromoteReply> {
+  let res
+  try {
+    res = await request(shadowUrl + promotePath, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ force }),
+      headersTimeout: promoteTimeoutMs, bodyTimeout: promoteTimeoutMs, signal
+    })
+  } catch (err) {
+    if (isGranaryError(err)) throw err
+    throw new GranaryError('GRN_UNAVAILABLE', [shadowUrl, (err as Error).message])
+  }
+  const body = await res.body.json().catch(() => undefined) as unknown
+  if (res.statusCode !== 200) throw errorFromBody(body as Partial<ErrorBody> | undefined, res.statusCode)
+  return body as PromoteReply
+}
+
+// The report's shadow section: a master lists its shadows, a shadow its master and its lag.
+export function formatShadowLines (cluster: ClusterReport): string {
+  const lines: string[] = []
+  if (cluster.fencedByTerm !== undefined) lines.push(`\nDEPOSED: term ${cluster.fencedByTerm} exists; this master refuses requests`)
+  if (cluster.shadows !== undefined) {
+    lines.push(cluster.shadows.length === 0
+      ? '\nno shadows follow this master'
+      : '\n' + formatTable([
+        ['SHADOW', 'URL', 'APPLIED SEQ', 'LAG RECORDS', 'LAG', 'LAST POLL'],
+        ...cluster.shadows.map((s) => [s.shadowId, s.url ?? '?', String(s.appliedSeq), String(s.lagRecords),
+          s.lagMs === null ? 'trimmed' : `${s.lagMs} ms`, formatAge(s.lastSeenAgeMs)])
+      ], new Set([2, 3, 4])).trimEnd())
+  }
+  const f = cluster.following
+  if (f !== undefined) {
+    lines.push(`\nfollowing ${f.masterUrl}: applied seq ${f.appliedSeq}, master seq ${f.masterSeq ?? '?'}, ${f.lagRecords ?? '?'} records behind, last contact ${formatAge(f.lastContactAgeMs)}`)
+    if (f.lagMsP50 !== null) lines.push(`lag over recent records: p50 ${f.lagMsP50} ms / ${f.lagRecordsP50 ?? 0} records, p99 ${f.lagMsP99 ?? 0} ms / ${f.lagRecordsP99 ?? 0} records`)
+  }
+  return lines.length === 0 ? '' : lines.join('\n') + '\n'
+}
