@@ -172,8 +172,10 @@ export class ChunkStore {
     const previous = this.#term
     this.#term = term
     this.#log.info({ term, previousTerm: previous }, 'term changed')
-    this.#termWrite = this.#termWrite.then(() => writeFileDurably(join(this.dataDir, 'term'), `${this.#term}\n`))
-    await this.#termWrite
+    // Chained so two newer terms never race on the file; a failed write does not poison the ones after it.
+    const write = this.#termWrite.catch(() => {}).then(async () => { await writeFileDurably(join(this.dataDir, 'term'), `${this.#term}\n`) })
+    this.#termWrite = write
+    await write
   }
 
   // ---- corruption -----------------------------------------------------------------------------------

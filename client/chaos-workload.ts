@@ -37,6 +37,7 @@ export interface WorkloadResult {
 }
 
 export const workloadInFlightMaxDefault = 10_000
+export const workloadOpsMax = 1_000_000          // records kept (one per write): opsPerSecond × durationMs is bounded
 export const verifyConcurrency = 16
 
 export class WriteWorkload {
@@ -51,6 +52,7 @@ export class WriteWorkload {
     assert(options.opsPerSecond > 0 && options.opsPerSecond <= 100_000, 'opsPerSecond within 1..100000')
     assert(Number.isSafeInteger(options.fileSizeBytes) && options.fileSizeBytes >= 0, 'fileSizeBytes is a whole number')
     assert(options.durationMs > 0, 'durationMs is positive')
+    assert(options.opsPerSecond * options.durationMs / 1000 <= workloadOpsMax, 'the workload starts at most workloadOpsMax writes')
     this.#client = client
     this.#options = { inFlightMax: workloadInFlightMaxDefault, ...options, deadlineMs: options.deadlineMs }
   }

@@ -14,7 +14,7 @@ import { request } from 'undici'
 import { GranaryError } from '../shared/errors.js'
 import { connect } from './index.js'
 import { UpCluster, processStartMs } from './chaos-cluster.js'
-import { WriteWorkload, verifyAcknowledged, opsDuring, firstSuccessAfter, latencySummary, type OpRecord, type VerifyResult } from './chaos-workload.js'
+import { WriteWorkload, verifyAcknowledged, opsDuring, firstSuccessAfter, latencySummary, workloadOpsMax, type OpRecord, type VerifyResult } from './chaos-workload.js'
 
 export const chaosUsage = `Usage: granary chaos [options]
 
@@ -216,8 +216,10 @@ export function parseChaosArgs (argv: string[]): ChaosOptions | null {
   const durationMs = whole('--duration-ms', values['duration-ms'], 1, 3_600_000)
   const killAtMs = (values['kill-at-ms'] ?? '').split(',').filter((s) => s.trim() !== '').map((s) => whole('--kill-at-ms', s.trim(), 0, durationMs))
   if (killAtMs.some((at, i) => i > 0 && at <= (killAtMs[i - 1] as number))) throw usage('--kill-at-ms must list increasing times')
+  const opsPerSecond = whole('--ops-per-second', values['ops-per-second'], 1, 10_000)
+  if (opsPerSecond * durationMs / 1000 > workloadOpsMax) throw usage(`--ops-per-second × --duration-ms starts more than ${workloadOpsMax} writes`)
   return {
-    opsPerSecond: whole('--ops-per-second', values['ops-per-second'], 1, 10_000),
+    opsPerSecond,
     fileSizeBytes: bytes('--file-size', values['file-size'] ?? ''),
     durationMs, killAtMs,
     downMs: whole('--down-ms', values['down-ms'], 0, 600_000),

@@ -10,7 +10,7 @@ import { Readable } from 'node:stream'
 import { getMaxListeners, setMaxListeners } from 'node:events'
 import { pipeline } from 'node:stream/promises'
 import tarStream, { type Header, type Pack, type Extract } from 'tar-stream'
-import { GranaryError, isGranaryError } from '../shared/errors.js'
+import { GranaryError } from '../shared/errors.js'
 import { joinPath, normalizePath } from '../shared/paths.js'
 import type { FileStat } from '../shared/protocol.js'
 import * as limits from '../shared/limits.js'
@@ -284,8 +284,4 @@ export class InFlight {
   async settle (): Promise<void> {
     while (this.#running.size > 0) await Promise.race(this.#running)
   }
-}
-
-export function isNotFound (err: unknown): boolean {
-  return isGranaryError(err) && err.code === 'GRN_NOT_FOUND'
 }

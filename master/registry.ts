@@ -99,6 +99,15 @@ export class Registry {
     state.commands.set(chunkHandle, { type: 'delete', chunkHandle, version })
   }
 
+  // A replicate command for the target (master/replication.ts). Dropped when the queue is full: the
+  // replicator gives the copy up after replicationInFlightMsMax and plans it again.
+  queueCommand (serverId: ServerId, command: ChunkserverCommand): boolean {
+    const state = this.#servers.get(serverId)
+    if (state === undefined || (state.commands.size >= commandsQueuedPerServerMax && !state.commands.has(command.chunkHandle))) return false
+    state.commands.set(command.chunkHandle, command)
+    return true
+  }
+
   takeCommands (serverId: ServerId, countMax: number): ChunkserverCommand[] {
     const state = this.#servers.get(serverId)
     if (state === undefined) return []

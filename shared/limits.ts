@@ -45,6 +45,15 @@ export const expiredLeasesPerTickMax = 100
 export const chunkserversMax = 10_000                  // registry entries; heartbeats from more servers are refused
 export const commandsQueuedPerServerMax = 100_000      // pending delete commands per chunkserver; past it, ask for a full report instead
 
+// Re-replication and fsck (master/replication.ts, master/fsck.ts, chunkserver/replicator.ts, chunkserver/scrubber.ts)
+export const replicationsPerTickMax = 32               // replicate or over-replication delete commands decided per master tick
+export const replicationScanChunksMax = 10_000         // chunks needing work looked at per tick (fewest live replicas first)
+export const replicationsInFlightPerServerMax = 4      // copies a chunkserver takes part in at once (as source or target)
+export const replicationInFlightMsMax = 60_000         // a copy not reported by then is given up and planned again
+export const replicationsQueuedPerServerMax = 1000     // replicate commands a chunkserver holds waiting to run
+export const fsckFilesMax = 100_000                    // files one fsck request examines (the reply says when truncated)
+export const fsckProblemsMax = 10_000                  // chunks with problems listed in one fsck reply
+
 // Shadows (master/shadow.ts follows, master/shadow-tracker.ts + routes-shadow.ts serve; oplog retention in oplog.ts)
 export const shadowsMax = 16                           // shadows a master remembers; a poll from one more is refused
 export const oplogRecordsKeptMin = 10_000              // always kept, so a restarted shadow resumes without a snapshot
@@ -87,4 +96,5 @@ assert(readBufferBytes % blockSizeBytes === 0, 'reads step in whole blocks')
 assert(syncEveryBytesDefault % blockSizeBytes === 0, 'sync points on block boundaries')
 assert(commandsPerHeartbeatMax <= commandsQueuedPerServerMax, 'one reply drains at most the queued commands')
 assert(oplogRecordsKeptMin >= 1 && oplogRecordsKeptMin <= oplogRecordsKeptMax, 'the newest record is always kept, within the count bound')
+assert(replicationsInFlightPerServerMax >= 1 && replicationsPerTickMax <= replicationScanChunksMax, 'replication makes progress within its scan')
 assert(oplogPollersMax >= shadowsMax, 'every remembered shadow can park a long poll')

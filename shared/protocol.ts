@@ -285,9 +285,19 @@ export interface HeartbeatRequest {
   fullReport?: StoredChunk[]    // every chunk stored here (when asked)
   added?: StoredChunk[]         // chunks finished since the last heartbeat
   removed?: StoredChunk[]       // chunks deleted since the last heartbeat
+  corrupt?: StoredChunk[]       // stored chunks that failed a checksum (read or scrub); sent until deleted
 }
 export type ChunkserverCommand =
   | { type: 'delete', chunkHandle: ChunkHandle, version: number }   // delete this replica (and any older version)
+  | ReplicateCommand
+// Re-replication (master/replication.ts → chunkserver/replicator.ts): the receiving server is the TARGET. It
+// GETs the chunk from the first source that serves it whole (token: a read token for handle + version),
+// writes its own copy (temp file, fsync, rename), checks the whole-chunk CRC against crc32, and reports the
+// chunk in its next heartbeat's `added`.
+export interface ReplicateCommand {
+  type: 'replicate', chunkHandle: ChunkHandle, version: number, lengthBytes: number, crc32: number,
+  sources: ChunkserverAddress[], token: string
+}
 export interface HeartbeatReply {
   term: number
   heartbeatIntervalMs: number
@@ -302,7 +312,8 @@ export const heartbeatSchema = {
     chunkCount: { type: 'integer', minimum: 0 }, activeWrites: { type: 'integer', minimum: 0 }, term: { type: 'integer', minimum: 0 },
     fullReport: { type: 'array', maxItems: limits.reportedChunksPerHeartbeatMax, items: storedChunkItems },
     added: { type: 'array', maxItems: limits.reportedChunksPerHeartbeatMax, items: storedChunkItems },
-    removed: { type: 'array', maxItems: limits.reportedChunksPerHeartbeatMax, items: storedChunkItems }
+    removed: { type: 'array', maxItems: limits.reportedChunksPerHeartbeatMax, items: storedChunkItems },
+    corrupt: { type: 'array', maxItems: limits.corruptChunksKeptMax, items: storedChunkItems }
   }, ['serverId', 'url', 'capacityBytes', 'freeBytes', 'usedBytes', 'chunkCount', 'activeWrites', 'term'])
 } as const
 

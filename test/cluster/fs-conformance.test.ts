@@ -209,7 +209,7 @@ t.test('client.fs conforms to node:fs/promises', async (t) => {
     const expected = await outcome(local, run)
     const actual = await outcome(granary, run)
     t.same(actual, expected, name)
-    if (process.env.SHOW_OUTCOMES === "1") console.error(name, JSON.stringify(actual))
+    if (process.env.SHOW_OUTCOMES === '1') console.error(name, JSON.stringify(actual))   // to see what was compared
   }
 
   await t.test('ranged reads across chunk boundaries equal the same ranges of the local file', async (t) => {
