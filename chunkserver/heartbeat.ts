@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
 import { isGranaryError } from '../shared/errors.js'
 import { commandsPerHeartbeatMax, reportedChunksPerHeartbeatMax } from '../shared/limits.js'
-import { heartbeatPath, type HeartbeatReply, type HeartbeatRequest, type StoredChunk } from '../shared/protocol.js'
+import { heartbeatPath, type HeartbeatReply, type HeartbeatRequest, type ReplicateCommand, type StoredChunk } from '../shared/protocol.js'
 import type { Logger } from '../shared/log.js'
 import type { ChunkStore, StoreEvent } from './store.js'
 
@@ -17,6 +17,7 @@ export interface HeartbeatDeps {
   intervalMs: number
   url: () => string            // this server's advertised URL
   log: Logger
+  onReplicate?: (command: ReplicateCommand) => void   // chunkserver/replicator.ts: copies run outside this loop
 }
 
 const intervalMsMin = 10
@@ -116,18 +117,32 @@ export class Heartbeats {
     }
     link.added.clear()
     link.removed.clear()
+    const corrupt = corruptStored(store)
+    if (corrupt.length > 0) body.corrupt = corrupt
     return body
   }
 
   async #run (commands: HeartbeatReply['commands'] | undefined): Promise<void> {
     if (!Array.isArray(commands)) return
     for (const command of commands.slice(0, commandsPerHeartbeatMax)) {
+      if (command.type === 'replicate') { this.#deps.onReplicate?.(command); continue }
       if (command.type !== 'delete') continue
       await this.#deps.store.delete(command.chunkHandle, command.version).catch((err: unknown) => {
         this.#deps.log.error({ chunkHandle: command.chunkHandle, version: command.version, code: isGranaryError(err) ? err.code : (err as { code?: string }).code }, 'delete command failed')
       })
     }
   }
+}
+
+// Every stored chunk that failed a checksum, sent on each heartbeat until the master has it deleted (the
+// store forgets it then); a bad file the start-up scan could not index is not stored, so not reported.
+function corruptStored (store: ChunkStore): StoredChunk[] {
+  const out: StoredChunk[] = []
+  for (const { chunkHandle, version } of store.corruptChunks()) {
+    const stored = store.get(chunkHandle)
+    if (stored !== undefined && stored.version === version) out.push(stored)
+  }
+  return out
 }
 
 // One set per direction and master; a chunk added then removed before being reported cancels out of `added`

@@ -3,6 +3,7 @@
 //   scan of the chunk folders (nothing is served before the index is complete)   4. listen (port 0 allowed)
 //   5. the one 'ready' line (the supervisor and test harness wait for it)   6. heartbeats (they advertise the URL
 //   learned in 4). Shutdown runs the other way: heartbeats, then the server, then the forwarding agent.
+import { watchLifeline } from '../shared/lifeline.js'
 import { Agent } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { configFromArgv, chunkserverDefaults, parseMasterList, resolveChunkserverConfig, type ChunkserverConfig } from '../shared/config.js'
@@ -13,6 +14,8 @@ import type { ServerId } from '../shared/ids.js'
 import { ChunkStore } from './store.js'
 import { buildChunkserverServer, keepAliveTimeoutMs } from './server.js'
 import { Heartbeats } from './heartbeat.js'
+import { ChunkReplicator } from './replicator.js'
+import { Scrubber } from './scrubber.js'
 
 export interface RunningChunkserver {
   url: string
@@ -45,12 +48,20 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
   const port = (app.server.address() as AddressInfo).port
   url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
   log.info({ port, url, serverId: store.serverId }, readyMessage)
-  const heartbeats = new Heartbeats({ store, masters, intervalMs: config.heartbeatIntervalMs, url: () => url, log: log.child({ component: 'heartbeat' }) })
+  const replicator = new ChunkReplicator({ store, syncEveryBytes: config.syncEveryBytes, log: log.child({ component: 'replicator' }) })
+  const heartbeats = new Heartbeats({
+    store, masters, intervalMs: config.heartbeatIntervalMs, url: () => url, log: log.child({ component: 'heartbeat' }),
+    onReplicate: (command) => { replicator.enqueue(command) }
+  })
   heartbeats.start()
+  const scrubber = new Scrubber({ store, log: log.child({ component: 'scrubber' }), bytesPerSecond: config.scrubBytesPerSecond, passGapMs: config.scrubPassGapMs })
+  scrubber.start()
   let closing: Promise<void> | null = null
   const close = async (): Promise<void> => {
     closing ??= (async () => {
       await heartbeats.stop()
+      await scrubber.stop()
+      await replicator.stop()
       await app.close()
       agent.destroy()
     })()
@@ -70,4 +81,5 @@ export async function runChunkserver (argv: string[]): Promise<void> {
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+  watchLifeline(onSignal)   // spawned by granary up or the test kit: exit when the parent is gone
 }

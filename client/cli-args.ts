@@ -104,6 +104,10 @@ export const commands: CommandSpec[] = [
     notes: ['The shadow becomes the master with term + 1; chunkservers then refuse the old master\'s tokens.',
       'Refused (GRN_NOT_CAUGHT_UP, with the lag) unless the shadow has applied everything its master had, or --force.'],
     examples: ['granary admin promote --shadow http://127.0.0.1:9001', 'granary admin promote --shadow http://10.0.0.2:9001 --force'] },
+  { name: 'fsck', kind: 'client', summary: 'list files whose chunks have fewer live replicas than wanted, or none', usage: 'granary fsck [options] [REMOTE]',
+    options: {}, positionalsMin: 0, positionalsMax: 1, remoteArgs: 'all',
+    notes: ['REMOTE defaults to /. Exits 0 when every chunk has its full replication, 1 (GRN_DATA_AT_RISK) when any chunk is under-replicated or missing.'],
+    examples: ['granary fsck', 'granary fsck /videos --json | jq ".files[].path"'] },
   { name: 'report', kind: 'client', summary: 'show the chunkservers and cluster totals', usage: 'granary report [options]',
     options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', examples: ['granary report', 'granary report --json | jq ".servers[] | select(.alive | not)"'] },
 ]

@@ -8,6 +8,7 @@ import { parseCommandLine, type OptionValues, type CommandSpec } from './cli-arg
 import { put, get, cat } from './cli-transfer.js'
 import { ls, stat, mkdir, mv, rm, du, report } from './cli-namespace.js'
 import { admin } from './cli-admin.js'
+import { fsckCommand } from './cli-fsck.js'
 
 export const exitCodes = { ok: 0, failed: 1, usage: 2 } as const
 
@@ -30,7 +31,7 @@ export interface CommandContext {
   printJson: (value: unknown) => void
 }
 
-const clientCommands: Record<string, (context: CommandContext) => Promise<void>> = { put, get, cat, ls, stat, mkdir, mv, rm, du, report, admin }
+const clientCommands: Record<string, (context: CommandContext) => Promise<void>> = { put, get, cat, ls, stat, mkdir, mv, rm, du, report, admin, fsck: fsckCommand }
 // Loaded only when run: `granary ls` should not pay for loading the master (SQLite, fastify).
 const serverCommands: Record<string, () => Promise<(argv: string[]) => Promise<void>>> = {
   up: async () => (await import('./up.js')).runUp,

@@ -18,6 +18,8 @@ import { dbFileName, openMasterDb, readMeta, type Db } from './db.js'
 import { OplogFeed } from './oplog-feed.js'
 import type { RetentionBounds } from './oplog.js'
 import { Registry } from './registry.js'
+import { Replicator } from './replicator.js'
+import { SafeMode } from './safe-mode.js'
 import { buildMasterServer } from './server.js'
 import { bootstrapWaitMsMax, fetchSnapshot, Follower, loadShadowId, type FollowOutcome } from './shadow.js'
 import { ShadowTracker } from './shadow-tracker.js'
@@ -43,6 +45,7 @@ export interface Master {
   queue: CommitQueue
   registry: Registry
   ticker: Ticker
+  replicator: Replicator             // re-replication and over-replication trims (master/replicator.ts)
   shadows: ShadowTracker
   feed: OplogFeed
   follower: Follower | null          // a shadow's tail loop (started by startShadow once it listens)
@@ -88,11 +91,19 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
   })
   const ticker = new Ticker({ db, queue, registry, log: log.child({ component: 'tick' }), now, onFatal, shadows, retention })
   if (options.tick !== false) ticker.start(config.tickIntervalMs)
+  // Its own safe-mode view (same inputs as the server's, so the same answer): nothing is copied or trimmed on
+  // replica counts a restart left stale.
+  const replicator = new Replicator({
+    db, queue, registry, secret, tokenTtlMs: config.tokenTtlMs, log: log.child({ component: 'replication' }), now, onFatal,
+    safeMode: new SafeMode({ db, registry, startedAtMs: now(), deadAfterMs: config.deadAfterMs })
+  })
+  if (options.tick !== false) replicator.start(config.tickIntervalMs)
   let closing: Promise<void> | null = null
   const close = (): Promise<void> => {
     // Reverse order: stop following, stop new work, let requests finish, commit what is queued, close the file.
     closing ??= (async () => {
       await follower?.stop()
+      await replicator.stop()
       await ticker.stop()
       await app.close()
       queue.close()
@@ -100,7 +111,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
     })()
     return closing
   }
-  return { app, db, queue, registry, ticker, shadows, feed, follower, log, close }
+  return { app, db, queue, registry, ticker, replicator, shadows, feed, follower, log, close }
 }
 
 export async function startMaster (config: MasterConfig, options: MasterOptions = {}): Promise<{ url: string, port: number, master: Master, close(): Promise<void> }> {

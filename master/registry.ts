@@ -96,6 +96,8 @@ export class Registry {
       state.fullReportSeen = false
       return
     }
+    // A queued replicate of the same chunk replaces the server's copy anyway (a corrupt one is deleted first).
+    if (state.commands.get(chunkHandle)?.type === 'replicate') return
     state.commands.set(chunkHandle, { type: 'delete', chunkHandle, version })
   }
 

@@ -11,6 +11,7 @@ import type { ChunkHandle, ServerId } from '../shared/ids.js'
 import { commandsPerHeartbeatMax, groupCommitOpsMax } from '../shared/limits.js'
 import type { HeartbeatReply, HeartbeatRequest, StoredChunk } from '../shared/protocol.js'
 import { notMasterError, type CommitQueue } from './commit-queue.js'
+import { classifyCorrupt } from './corrupt.js'
 import { sql, type Db } from './db.js'
 import type { HeartbeatOp } from './ops.js'
 import type { Registry } from './registry.js'
@@ -53,6 +54,7 @@ export function heartbeatHandler (deps: ChunkserverRouteDeps) {
     for (const chunk of body.removed ?? []) {
       if (replicaRow(db, chunk.chunkHandle, body.serverId)) ops.push({ type: 'removeReplica', serverId: body.serverId, chunkHandle: chunk.chunkHandle, version: chunk.version })
     }
+    for (const chunk of body.corrupt ?? []) classifyCorrupt(db, registry, body.serverId, chunk, nowMs, ops, deletes)
     await submitInBatches(queue, ops, deletes)
     for (const chunk of deletes) registry.queueDelete(body.serverId, chunk.chunkHandle, chunk.version)
     if (body.fullReport !== undefined) {

@@ -14,6 +14,8 @@ import type { Db } from './db.js'
 import type { OplogFeed } from './oplog-feed.js'
 import type { Registry } from './registry.js'
 import { clientHandlers } from './routes-client.js'
+import { fsck } from './fsck.js'
+import { normalizePath } from '../shared/paths.js'
 import { heartbeatHandler } from './routes-chunkserver.js'
 import { shadowHandlers } from './routes-shadow.js'
 import { SafeMode } from './safe-mode.js'
@@ -90,6 +92,8 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   app.post(p.renamePath, { schema: p.renameSchema, ...mutation }, c.rename)
   app.post(p.deletePath, { schema: p.deleteSchema, ...mutation }, c.remove)
   app.get(p.duPath, { schema: p.duSchema, ...read }, c.du)
+  app.get(p.fsckPath, { schema: p.fsckSchema, ...read }, async (request) =>
+    fsck(deps.db, normalizePath((request.query as p.FsckQuery).path), deps.registry.liveServerIds(now())))
   // client → master: writing a file
   app.post(p.createPath, { schema: p.createSchema, ...mutation }, c.create)
   app.post(p.allocatePath, { schema: p.allocateSchema, ...mutation }, c.allocate)

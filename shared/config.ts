@@ -42,6 +42,8 @@ export const chunkserverDefaults = {
   heartbeatIntervalMs: 1000,
   capacityBytes: 0,                               // 0 = the file system's free space
   syncEveryBytes: limits.syncEveryBytesDefault,   // fdatasync while streaming a chunk
+  scrubBytesPerSecond: 8 * limits.MiB,            // background scrubber read rate (chunkserver/scrubber.ts); 0 = off
+  scrubPassGapMs: 60_000,                         // pause between two scrubber passes over every chunk
   logLevel: 'info' as MasterConfig['logLevel'],
 }
 export type ChunkserverConfig = typeof chunkserverDefaults

@@ -84,6 +84,25 @@ export interface DuQuery { path: string }
 export interface DuReply { path: string, fileCount: number, dirCount: number, sizeBytes: number }
 export const duSchema = { querystring: body({ path: pathProp }, ['path']) } as const
 
+// Data at risk under a path (master/fsck.ts): every closed file's chunks against the live chunkservers. Only
+// chunks with a problem are listed (at most limits.fsckProblemsMax); at most limits.fsckFilesMax files are
+// examined, and `truncated` says when the walk stopped early.
+export const fsckPath = '/fs/fsck' as const
+export interface FsckQuery { path: string }
+export interface FsckChunk {
+  chunkIndex: number, chunkHandle: ChunkHandle, version: number
+  liveReplicas: number         // replicas of this version on live chunkservers
+  replicas: number             // replica rows of this version, dead servers included
+}
+export interface FsckFile { path: string, replication: number, chunkCount: number, sizeBytes: number, underReplicated: FsckChunk[], missing: FsckChunk[] }
+export interface FsckReply {
+  path: string, fileCount: number, chunkCount: number
+  healthyChunks: number, underReplicatedChunks: number, missingChunks: number   // missing: no live replica at all
+  liveServers: number, files: FsckFile[]   // files with a problem only
+  truncated: boolean
+}
+export const fsckSchema = { querystring: body({ path: pathProp }, ['path']) } as const
+
 // ---------------------------------------------------------------------------------------------------------
 // client → master: writing a file. create → (allocate → stream to pipeline → commit)* → complete.
 // The new file is invisible under its name until complete; with overwrite, complete replaces the old file

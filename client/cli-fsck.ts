@@ -1,0 +1,63 @@
+// `granary fsck [PATH] [--json]`: which files under PATH have chunks with fewer live replicas than their
+// replication (under-replicated) or none live at all (missing), from the master's GET /fs/fsck. Exits 1 with
+// GRN_DATA_AT_RISK when any chunk is at risk, 0 when every chunk is fully replicated. Asks the configured
+// master URLs in order (a shadow answers too while the master is down).
+import { request } from 'undici'
+import { parseMasterList } from '../shared/config.js'
+import { errorFromBody, GranaryError, isGranaryError } from '../shared/errors.js'
+import { normalizePath } from '../shared/paths.js'
+import { fsckPath, type FsckReply } from '../shared/protocol.js'
+import { formatTable } from './cli-format.js'
+import type { CommandContext } from './cli-main.js'
+
+const problemLinesMax = 1000   // chunk lines printed per run (the JSON has them all)
+
+export async function fsckCommand (context: CommandContext): Promise<void> {
+  const path = normalizePath(context.positionals[0] ?? '/')
+  const reply = await fetchFsck(parseMasterList(context.client.config.masters), path, context.signal)
+  if (context.json) context.printJson(reply)
+  else context.print(formatFsck(reply))
+  if (reply.underReplicatedChunks + reply.missingChunks > 0) {
+    throw new GranaryError('GRN_DATA_AT_RISK', [reply.path, reply.underReplicatedChunks, reply.missingChunks])
+  }
+}
+
+async function fetchFsck (masters: string[], path: string, signal: AbortSignal): Promise<FsckReply> {
+  let lastError: unknown = new GranaryError('GRN_UNAVAILABLE', ['the master', 'no master URL'])
+  for (const master of masters) {
+    try {
+      const res = await request(`${master}${fsckPath}?path=${encodeURIComponent(path)}`, { method: 'GET', signal })
+      const body = await res.body.json() as unknown
+      if (res.statusCode === 200) return body as FsckReply
+      const err = errorFromBody(body as Record<string, string>, res.statusCode)
+      if (err.code !== 'GRN_NOT_MASTER') throw err
+      lastError = err
+    } catch (err) {
+      if (isGranaryError(err) && err.code !== 'GRN_NOT_MASTER') throw err
+      lastError = isGranaryError(err) ? err : new GranaryError('GRN_UNAVAILABLE', [master, (err as Error).message])
+    }
+  }
+  throw lastError
+}
+
+export function formatFsck (reply: FsckReply): string {
+  const lines: string[][] = [['FILE', 'CHUNK', 'HANDLE', 'LIVE', 'WANTED', 'STATE']]
+  for (const file of reply.files) {
+    const rows = [...file.missing.map((c) => ({ c, state: 'MISSING' })), ...file.underReplicated.map((c) => ({ c, state: 'under-replicated' }))]
+      .sort((a, b) => a.c.chunkIndex - b.c.chunkIndex)
+    for (const { c, state } of rows) {
+      if (lines.length > problemLinesMax) break
+      lines.push([file.path, String(c.chunkIndex), c.chunkHandle, String(c.liveReplicas), String(file.replication), state])
+    }
+  }
+  const atRisk = reply.underReplicatedChunks + reply.missingChunks
+  const table = lines.length > 1 ? formatTable(lines, new Set([1, 3, 4])) + '\n' : ''
+  const summary = formatTable([
+    ['path', reply.path],
+    ['files', `${reply.fileCount}${reply.truncated ? ' (walk stopped at the limit)' : ''}`],
+    ['chunks', `${reply.chunkCount}: ${reply.healthyChunks} healthy, ${reply.underReplicatedChunks} under-replicated, ${reply.missingChunks} missing`],
+    ['chunkservers', `${reply.liveServers} alive`],
+    ['status', atRisk === 0 ? 'HEALTHY' : 'DATA AT RISK'],
+  ])
+  return table + summary
+}
