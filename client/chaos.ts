@@ -77,8 +77,12 @@ export async function runChaos (argv: string[]): Promise<void> {
     dataDir, chunkservers: options.chunkservers, shadows: options.shadows, heartbeatIntervalMs: options.heartbeatIntervalMs,
     restartDelayMs: options.downMs, startTimeoutMs
   })
+  // Whatever ends this process, the cluster it started goes too (granary up stops its children on SIGTERM).
   const onExit = (): void => { cluster.killSync() }
+  const onSignal = (signal: NodeJS.Signals): void => { cluster.killSync(); process.exit(signal === 'SIGINT' ? 130 : 143) }
   process.once('exit', onExit)
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
   try {
     say(options, `granary chaos: cluster in ${dataDir}; ${options.opsPerSecond} files/s of ${options.fileSizeBytes} bytes for ${options.durationMs} ms, master SIGKILLed at ${options.killAtMs.join(', ')} ms, down ${options.downMs} ms`)
     await cluster.start()
@@ -88,6 +92,8 @@ export async function runChaos (argv: string[]): Promise<void> {
   } finally {
     await cluster.stop()
     process.removeListener('exit', onExit)
+    process.removeListener('SIGINT', onSignal)
+    process.removeListener('SIGTERM', onSignal)
     if (!options.keep && options.dataDir === null) rmSync(dataDir, { recursive: true, force: true })
   }
 }

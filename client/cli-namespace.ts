@@ -115,7 +115,7 @@ export function formatReport (cluster: ClusterReport): string {
     ['chunkservers', `${alive.length} alive of ${cluster.servers.length}`],
     ['space (alive)', `${formatBytes(sum('usedBytes'))} used, ${formatBytes(sum('freeBytes'))} free of ${formatBytes(sum('capacityBytes'))}`],
     ['namespace', `${cluster.fileCount} files, ${cluster.dirCount} directories, ${formatBytes(cluster.sizeBytes)}`],
-    ['chunks', `${cluster.chunkCount} (${cluster.underReplicatedChunks} under-replicated, ${cluster.missingChunks} missing)`],
+    ['chunks', `${cluster.chunkCount} (${cluster.underReplicatedChunks} under-replicated, ${cluster.missingChunks} missing${cluster.corruptReplicas === undefined ? '' : `, ${cluster.corruptReplicas} corrupt replicas`})`],
   ])
   return `${header}${servers}\n${totals}${formatShadowLines(cluster)}`
 }

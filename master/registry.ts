@@ -15,6 +15,7 @@ export interface ServerState {
   usedBytes: number
   chunkCount: number
   activeWrites: number
+  corruptCount: number             // replicas the last heartbeat reported corrupt (master/corrupt.ts)
   lastHeartbeatMs: number
   fullReportSeen: boolean          // a full report reconciled since this master started
   deadLogged: boolean              // the alive → dead change was reported once
@@ -39,7 +40,7 @@ export class Registry {
     if (state === undefined) {
       if (this.#servers.size >= chunkserversMax) throw new GranaryError('GRN_LIMIT_EXCEEDED', ['chunkservers', chunkserversMax])
       state = {
-        serverId: request.serverId, url: request.url, capacityBytes: 0, freeBytes: 0, usedBytes: 0, chunkCount: 0, activeWrites: 0,
+        serverId: request.serverId, url: request.url, capacityBytes: 0, freeBytes: 0, usedBytes: 0, chunkCount: 0, activeWrites: 0, corruptCount: 0,
         lastHeartbeatMs: nowMs, fullReportSeen: false, deadLogged: false, recentAllocations: 0, recentAtMs: nowMs, commands: new Map()
       }
       this.#servers.set(request.serverId, state)
@@ -51,6 +52,7 @@ export class Registry {
     state.usedBytes = request.usedBytes
     state.chunkCount = request.chunkCount
     state.activeWrites = request.activeWrites
+    state.corruptCount = request.corrupt?.length ?? 0
     state.lastHeartbeatMs = nowMs
     state.deadLogged = false
     return state

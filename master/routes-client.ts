@@ -216,12 +216,13 @@ function clusterReport (deps: ClientRouteDeps, nowMs: number): p.ClusterReport {
       serverId, url: state?.url ?? url, alive: registry.isAlive(serverId, nowMs),
       lastHeartbeatAgeMs: state === undefined ? null : nowMs - state.lastHeartbeatMs,
       capacityBytes: state?.capacityBytes ?? 0, freeBytes: state?.freeBytes ?? 0, usedBytes: state?.usedBytes ?? 0,
-      chunkCount: state?.chunkCount ?? 0, activeWrites: state?.activeWrites ?? 0
+      chunkCount: state?.chunkCount ?? 0, activeWrites: state?.activeWrites ?? 0, corruptReplicas: state?.corruptCount ?? 0
     }
   })
+  const corruptReplicas = servers.reduce((sum, s) => sum + (s.alive ? s.corruptReplicas ?? 0 : 0), 0)
   return {
     role: roleOf(queue), term: queue.term, seq: queue.seq, safeMode: safeMode(deps, nowMs), ...counts,
-    underReplicatedChunks: health.under, missingChunks: health.missing, servers, ...roleDetails(deps, nowMs, true)
+    underReplicatedChunks: health.under, missingChunks: health.missing, corruptReplicas, servers, ...roleDetails(deps, nowMs, true)
   }
 }
 

@@ -202,11 +202,13 @@ export const reportPath = '/cluster/report' as const
 export interface ServerReport {
   serverId: ServerId, url: string, alive: boolean, lastHeartbeatAgeMs: number | null,
   capacityBytes: number, freeBytes: number, usedBytes: number, chunkCount: number, activeWrites: number
+  corruptReplicas?: number     // replicas this server's last heartbeat reported failing a checksum (not yet deleted)
 }
 export interface ClusterReport {
   role: Role, term: number, seq: number, safeMode: boolean,
   fileCount: number, dirCount: number, chunkCount: number, sizeBytes: number,
   underReplicatedChunks: number, missingChunks: number,
+  corruptReplicas?: number     // the sum of the live servers' corruptReplicas
   servers: ServerReport[]
   shadows?: ShadowReport[]     // a master: the shadows that follow it
   following?: FollowReport     // a shadow: its master and its lag

@@ -4,6 +4,8 @@
 // from the master's request-id table, never GRN_EXISTS — and afterwards exactly the acknowledged entries
 // exist: none missing, no extra or duplicate entry, each created file with its bytes.
 import t from 'tap'
+import diagnosticsChannel from 'node:diagnostics_channel'
+import { channelNames } from '../../client/diagnostics.js'
 import { startCluster } from '../helpers/cluster.js'
 import { supervise } from '../helpers/supervise.js'
 
@@ -21,6 +23,10 @@ t.test('kill -9 during 2,000 concurrent mkdir/creates: exactly the acknowledged 
   await fs.mkdir('/files')
 
   const outcomes: Outcome[] = []
+  let retriedCount = 0   // mutations whose request was cut by the kill and sent again with the same request id
+  const onRetry = (message: unknown): void => { if (/^(mkdir|create|complete) /.test((message as { what: string }).what)) retriedCount++ }
+  diagnosticsChannel.subscribe(channelNames.retry, onRetry)
+  t.teardown(() => diagnosticsChannel.unsubscribe(channelNames.retry, onRetry))
   const settle = async (path: string, operation: Promise<unknown>): Promise<void> => {
     try {
       await operation
@@ -44,6 +50,7 @@ t.test('kill -9 during 2,000 concurrent mkdir/creates: exactly the acknowledged 
   await supervisor.restarted(1)
   t.ok(ackedBeforeKill < dirCount + fileCount, `the kill came mid-way (${ackedBeforeKill} acknowledged before it)`)
   t.ok(outcomes.filter((o) => o.endMs > killAtMs).length > 0, 'operations finished after the restart')
+  t.ok(retriedCount > 0, `mutations were retried across the restart (${retriedCount} retries)`)
 
   const failed = outcomes.filter((o) => !o.ok)
   t.same(failed, [], 'every operation succeeded: no GRN_EXISTS from a retry, no error')

@@ -134,6 +134,18 @@ export class ClusterProcess {
     this.#hung = false
   }
 
+  // The arguments start() runs the process with (a supervisor's warm spare is started with the same ones).
+  get startArgs (): string[] { return ['--data-dir', this.dataDir, '--port', String(this.#port), ...this.#args()] }
+
+  // Takes over a process started elsewhere as this one: test/helpers/supervise.ts's warm spare, once activated.
+  adopt (spawned: SpawnedRole): void {
+    if (this.alive) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${this.name} is already running (pid ${this.pid})`])
+    this.#spawned = spawned
+    this.#port = spawned.ready.port
+    this.#url = spawned.ready.url
+    this.#hung = false
+  }
+
   // Sends a signal by pid and, for killing signals, waits until the process is gone.
   async kill (signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const spawned = this.#spawned

@@ -1,0 +1,121 @@
+// Proves the master's re-replication loop end to end through its routes, with fake chunkservers and a
+// hand-moved clock: a holder that stops heartbeating is dead, fsck reports its chunks under-replicated, a
+// tick queues a `replicate` command for a live non-holder (sources: the live holder, a read token, the
+// committed CRC) that rides on the target's heartbeat reply, the target's `added` report makes the chunk
+// healthy again; a returning holder makes it over-replicated and a tick trims one replica; a corrupt report
+// drops the replica row and queues a delete only while another live replica exists; and nothing happens
+// while the master is in safe mode.
+import t from 'tap'
+import type * as p from '../../../shared/protocol.js'
+import { verifyToken } from '../../../shared/token.js'
+import { addServers, heartbeat, serverIdOf, startTestMaster, writeFile, type TestMaster } from './fixture.js'
+
+async function fsck (m: TestMaster, path = '/'): Promise<p.FsckReply> {
+  const res = await m.call<p.FsckReply>('GET', '/fs/fsck', { path })
+  if (res.statusCode !== 200) throw new Error(`fsck: ${JSON.stringify(res.body)}`)
+  return res.body
+}
+
+async function replicaServers (m: TestMaster, path: string): Promise<string[]> {
+  const open = await m.call<p.OpenReply>('GET', '/fs/open', { path })
+  return (open.body.chunks[0]?.replicas ?? []).map((r) => r.serverId).sort()
+}
+
+// Moves time past deadAfterMs while the servers in `alive` keep heartbeating.
+async function passDeadTimeout (m: TestMaster, alive: number[]): Promise<void> {
+  for (let step = 0; step < 11; step++) {
+    m.clock.nowMs += 1000
+    for (const i of alive) await heartbeat(m, i)
+  }
+}
+
+t.test('a dead holder: under-replicated, a replicate command for a live target, healthy after its report', async (t) => {
+  const m = await startTestMaster(t)
+  await addServers(m, 4)
+  await writeFile(m, '/df', [1000], { replication: 2 })
+  const holders = await replicaServers(m, '/df')
+  t.equal(holders.length, 2)
+  t.equal((await fsck(m)).underReplicatedChunks, 0)
+  const holderIndex = [1, 2, 3, 4].map((i) => ({ i, id: serverIdOf(i) }))
+  const dead = holderIndex.find((s) => s.id === holders[0]) as { i: number }
+  const alive = [1, 2, 3, 4].filter((i) => i !== dead.i)
+  await passDeadTimeout(m, alive)
+  const report = await fsck(m)
+  t.equal(report.underReplicatedChunks, 1, 'the chunk is under-replicated once its holder is dead')
+  t.equal(report.files[0]?.path, '/df')
+  t.equal(report.files[0]?.underReplicated[0]?.liveReplicas, 1)
+
+  await m.replicator.tick()
+  t.equal(m.replicator.stats().inFlight, 1, 'one copy in flight')
+  let command: p.ChunkserverCommand | undefined
+  let targetIndex = -1
+  for (const i of alive) {
+    const reply = await heartbeat(m, i)
+    const found = reply.commands.find((c) => c.type === 'replicate')
+    if (found !== undefined) { command = found; targetIndex = i }
+  }
+  if (command?.type !== 'replicate') { t.fail('no replicate command'); return }
+  t.notOk(holders.includes(serverIdOf(targetIndex)), 'the target holds no replica')
+  t.same(command.sources.map((s) => s.serverId), [holders[1]], 'copied from the live holder')
+  t.equal(command.crc32, 7, 'the committed CRC')
+  t.equal(command.lengthBytes, 1000)
+  const claims = verifyToken(m.secret, command.token, m.clock.nowMs)
+  t.equal(claims.mode, 'read')
+  t.equal(claims.chunkHandle, command.chunkHandle)
+
+  await m.replicator.tick()
+  t.equal(m.replicator.stats().inFlight, 1, 'not planned twice while in flight')
+  await heartbeat(m, targetIndex, { added: [{ chunkHandle: command.chunkHandle, version: command.version, lengthBytes: 1000 }] })
+  t.equal((await fsck(m)).underReplicatedChunks, 0, 'healthy again')
+  await m.replicator.tick()
+  t.same(m.replicator.stats(), { inFlight: 0, replicated: 1, trimmed: 0 })
+
+  // The dead holder returns: three live replicas for replication 2 → one trimmed.
+  await heartbeat(m, dead.i)
+  await m.replicator.tick()
+  t.equal(m.replicator.stats().trimmed, 1)
+  t.equal((await replicaServers(m, '/df')).length, 2, 'one replica row removed')
+  let deletes = 0
+  for (const i of [1, 2, 3, 4]) deletes += (await heartbeat(m, i)).commands.filter((c) => c.type === 'delete').length
+  t.equal(deletes, 1, 'its holder is told to delete it')
+})
+
+t.test('a corrupt replica: its row goes; the file is deleted only while another live copy exists', async (t) => {
+  const m = await startTestMaster(t)
+  await addServers(m, 3)
+  await writeFile(m, '/cf', [500], { replication: 2 })
+  const open = await m.call<p.OpenReply>('GET', '/fs/open', { path: '/cf' })
+  const chunk = open.body.chunks[0] as p.ChunkLocation
+  const [a, b] = chunk.replicas.map((r) => Number.parseInt(r.serverId.slice(3), 16))
+  const stored = { chunkHandle: chunk.chunkHandle, version: chunk.version, lengthBytes: 500 }
+  const first = await heartbeat(m, a as number, { corrupt: [stored] })
+  t.same(first.commands, [{ type: 'delete', chunkHandle: chunk.chunkHandle, version: chunk.version }], 'told to delete its bad copy')
+  t.same(await replicaServers(m, '/cf'), [serverIdOf(b as number)], 'the corrupt replica is no longer handed out')
+  // The last live copy is corrupt too: its row goes, its file stays.
+  t.same((await heartbeat(m, b as number, { corrupt: [stored] })).commands, [], 'the last copy is not deleted')
+  const report = await fsck(m)
+  t.equal(report.missingChunks, 1)
+})
+
+t.test('safe mode: no copy is planned until every registered server has reported', async (t) => {
+  const dir = t.testdir()
+  const m1 = await startTestMaster(t, { dir })
+  await addServers(m1, 4)
+  await writeFile(m1, '/sf', [100], { replication: 2 })
+  const open = await m1.call<p.OpenReply>('GET', '/fs/open', { path: '/sf' })
+  const chunk = open.body.chunks[0] as p.ChunkLocation
+  const holders = chunk.replicas.map((r) => Number.parseInt(r.serverId.slice(3), 16))
+  await m1.close()
+  const m2 = await startTestMaster(t, { dir })
+  // One holder and both non-holders report; the other holder stays silent.
+  const reporting = [1, 2, 3, 4].filter((i) => i !== holders[0])
+  for (const i of reporting) {
+    await heartbeat(m2, i, { fullReport: holders.includes(i) ? [{ chunkHandle: chunk.chunkHandle, version: chunk.version, lengthBytes: 100 }] : [] })
+  }
+  t.equal((await fsck(m2)).underReplicatedChunks, 1, 'one live replica of two')
+  await m2.replicator.tick()
+  t.equal(m2.replicator.stats().inFlight, 0, 'nothing planned in safe mode')
+  await passDeadTimeout(m2, reporting)
+  await m2.replicator.tick()
+  t.equal(m2.replicator.stats().inFlight, 1, 'planned once safe mode is over')
+})
