@@ -3,12 +3,8 @@
 // passed in so tests run main() in-process; cli.ts hands it the real process streams.
 import type { Readable, Writable } from 'node:stream'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
-import { connect, type GranaryClient } from './index.js'
+import type { GranaryClient } from './index.js'
 import { parseCommandLine, type OptionValues, type CommandSpec } from './cli-args.js'
-import { put, get, cat } from './cli-transfer.js'
-import { ls, stat, mkdir, mv, rm, du, report } from './cli-namespace.js'
-import { admin } from './cli-admin.js'
-import { fsckCommand } from './cli-fsck.js'
 
 export const exitCodes = { ok: 0, failed: 1, usage: 2 } as const
 
@@ -31,7 +27,26 @@ export interface CommandContext {
   printJson: (value: unknown) => void
 }
 
-const clientCommands: Record<string, (context: CommandContext) => Promise<void>> = { put, get, cat, ls, stat, mkdir, mv, rm, du, report, admin, fsck: fsckCommand }
+// Every command's module is loaded only when that command runs: `granary master` must not pay for loading
+// the client (undici) and the client commands must not pay for loading the master (SQLite, fastify). A
+// restarted master's start-up time is part of every outage.
+type ClientCommand = (context: CommandContext) => Promise<void>
+const transfer = async (): Promise<typeof import('./cli-transfer.js')> => await import('./cli-transfer.js')
+const namespace = async (): Promise<typeof import('./cli-namespace.js')> => await import('./cli-namespace.js')
+const clientCommands: Record<string, () => Promise<ClientCommand>> = {
+  put: async () => (await transfer()).put,
+  get: async () => (await transfer()).get,
+  cat: async () => (await transfer()).cat,
+  ls: async () => (await namespace()).ls,
+  stat: async () => (await namespace()).stat,
+  mkdir: async () => (await namespace()).mkdir,
+  mv: async () => (await namespace()).mv,
+  rm: async () => (await namespace()).rm,
+  du: async () => (await namespace()).du,
+  report: async () => (await namespace()).report,
+  admin: async () => (await import('./cli-admin.js')).admin,
+  fsck: async () => (await import('./cli-fsck.js')).fsckCommand,
+}
 // Loaded only when run: `granary ls` should not pay for loading the master (SQLite, fastify).
 const serverCommands: Record<string, () => Promise<(argv: string[]) => Promise<void>>> = {
   up: async () => (await import('./up.js')).runUp,
@@ -61,6 +76,7 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
   }
   if (parsed.kind === 'server') return await runServer(parsed.spec, parsed.argv, io)
   const { spec, values, positionals, client: flags } = parsed
+  const { connect } = await import('./index.js')
   const client = connect({ masters: flags.masters, deadlineMs: flags.deadlineMs, keepAliveTimeoutMs: 1_000 })
   const context: CommandContext = {
     client, io, values, positionals, json: flags.json, signal: io.signal ?? new AbortController().signal,
@@ -68,9 +84,9 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
     printJson: (value) => { io.stdout.write(JSON.stringify(value, null, 2) + '\n') },
   }
   try {
-    const command = clientCommands[spec.name]
-    if (command === undefined) throw new Error(`command ${spec.name} has no implementation`)
-    await command(context)
+    const load = clientCommands[spec.name]
+    if (load === undefined) throw new Error(`command ${spec.name} has no implementation`)
+    await (await load())(context)
     return exitCodes.ok
   } catch (err) {
     if (isBrokenPipe(err)) return exitCodes.ok    // `granary cat x | head`: the reader has all it wanted
