@@ -161,12 +161,8 @@ export class Follower {
     let failures = 0
     while (!this.#stop.signal.aborted) {
       try {
-        const sentMs = Date.now()
         const reply = await this.#poll()
-        const gotMs = Date.now()
         this.#apply(reply)
-        const doneMs = Date.now()
-        if (reply.records.length > 0) { const r = reply.records[0]!; const g = globalThis as any; g.__lag ??= []; g.__lag.push([gotMs - r.atMs, doneMs - gotMs, reply.records.length, gotMs - sentMs]); if (g.__lag.length % 300 === 0) { const a = g.__lag.slice(-300); const q = (k: number, f: number) => a.map((x: number[]) => x[k]).sort((x: number, y: number) => x - y)[Math.floor(f * 299)]; this.#deps.log.warn({ wait50: q(0, 0.5), wait99: q(0, 0.99), apply50: q(1, 0.5), apply99: q(1, 0.99), n50: q(2, 0.5), n99: q(2, 0.99), rt99: q(3, 0.99) }, 'LAGDBG') } }
         failures = 0
         this.#noteReachable(true)
       } catch (err) {

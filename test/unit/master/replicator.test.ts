@@ -91,10 +91,12 @@ t.test('a corrupt replica: its row goes; the file is deleted only while another 
   const first = await heartbeat(m, a as number, { corrupt: [stored] })
   t.same(first.commands, [{ type: 'delete', chunkHandle: chunk.chunkHandle, version: chunk.version }], 'told to delete its bad copy')
   t.same(await replicaServers(m, '/cf'), [serverIdOf(b as number)], 'the corrupt replica is no longer handed out')
+  const report = await m.call<p.ClusterReport>('GET', '/cluster/report')
+  t.equal(report.body.corruptReplicas, 1, 'the report counts the corrupt replica')
+  t.equal(report.body.servers.find((s) => s.serverId === serverIdOf(a as number))?.corruptReplicas, 1)
   // The last live copy is corrupt too: its row goes, its file stays.
   t.same((await heartbeat(m, b as number, { corrupt: [stored] })).commands, [], 'the last copy is not deleted')
-  const report = await fsck(m)
-  t.equal(report.missingChunks, 1)
+  t.equal((await fsck(m)).missingChunks, 1)
 })
 
 t.test('safe mode: no copy is planned until every registered server has reported', async (t) => {
