@@ -4,7 +4,7 @@
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { constants as bufferConstants } from 'node:buffer'
-import { GranaryError } from '../shared/errors.js'
+import { GranaryError, isGranaryError } from '../shared/errors.js'
 import { resolveClientConfig, parseMasterList, type ClientConfig } from '../shared/config.js'
 import { normalizePath } from '../shared/paths.js'
 import type { FileStat, ListReply, DuReply, DeleteReply, ClusterReport, OpenReply } from '../shared/protocol.js'
@@ -121,6 +121,21 @@ export class GranaryClient {
   readFile (path: string, options: CallOptions): Promise<Buffer>
   async readFile (path: string, options: BufferEncoding | ReadFileOptions = {}): Promise<Buffer | string> {
     const { encoding, ...call } = typeof options === 'string' ? { encoding: options } : options
+    // A file replaced while it is read (GRN_CHUNK_MISMATCH) is read again from the start: readFile hands out
+    // nothing until the end, so the caller gets the old file whole or the new file whole, never a mix. Bounded
+    // by readFileRestartsMax and by the one deadline all attempts share.
+    const deadlineAtMs = Date.now() + (call.deadlineMs ?? this.config.deadlineMs)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const data = await this.#readWhole(path, { ...call, deadlineMs: Math.max(1, deadlineAtMs - Date.now()) })
+        return encoding === undefined ? data : data.toString(encoding)
+      } catch (err) {
+        if (!isGranaryError(err) || err.code !== 'GRN_CHUNK_MISMATCH' || attempt >= limits.readFileRestartsMax || Date.now() >= deadlineAtMs) throw err
+      }
+    }
+  }
+
+  async #readWhole (path: string, call: CallOptions): Promise<Buffer> {
     // readFile buffers the whole file anyway, so it holds each chunk until its CRC32 matched: a corrupt
     // replica is then served from another instead of failing the read.
     const stream = this.createReadStream(path, { ...call, verifyChunks: true })
@@ -134,9 +149,9 @@ export class GranaryClient {
       }
       pieces.push(piece)
     }
-    const data = Buffer.concat(pieces, totalBytes)
-    return encoding === undefined ? data : data.toString(encoding)
+    return Buffer.concat(pieces, totalBytes)
   }
+
 
   // ---- namespace --------------------------------------------------------------------------------------
   async stat (path: string, options: CallOptions = {}): Promise<FileStat> {

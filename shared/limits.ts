@@ -79,6 +79,7 @@ export const metadataCacheEntriesMax = 1000
 export const metadataCacheTtlMs = 30_000
 export const connectionsPerOriginMax = 16
 export const retryAttemptsMax = 50
+export const readFileRestartsMax = 5                   // readFile of a file replaced mid-read starts again at most this often
 export const readdirEntriesMax = 1_000_000             // readdir() gathers at most this many entries (page by page)
 export const jsonReplyBytesMax = 64 * MiB             // a JSON reply the client will read (list pages, reports)
 export const tarFileBytesBufferedMax = 1 * MiB         // tar pack/unpack: files up to this size move whole, several at once ...

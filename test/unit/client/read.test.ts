@@ -70,7 +70,8 @@ t.test('when every replica fails the read ends within its budget, after re-openi
   const opensBefore = cluster.master.count('/fs/open')
   const err = await readAll(fs, '/file.bin').catch((e: unknown) => e) as GranaryError
   t.equal(err.code, 'GRN_DEADLINE_EXCEEDED')
-  t.match(err.details, { lastCode: 'GRN_UNAVAILABLE' })
+  // Refusals are GRN_UNAVAILABLE; on a loaded machine the last attempt may instead be cut by the 300 ms budget.
+  t.match(err.details, { lastCode: /^GRN_(UNAVAILABLE|TIMEOUT)$/ })
   t.ok(cluster.master.count('/fs/open') > opensBefore, 'fresh metadata was fetched between rounds')
 })
 
