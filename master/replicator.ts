@@ -30,7 +30,14 @@ export interface ReplicatorDeps {
   now: () => number
   onFatal: (err: AssertionError) => void
   inFlightMsMax?: number                 // tests shrink it
+  rescanMs?: number                      // a scan with nothing changed at least this often (default rescanMsDefault)
 }
+
+// The scan reads every committed chunk, so it runs only when something that changes replica counts has
+// happened — the set of live servers changed, a server's corrupt count changed, copies are in flight, or the
+// last scan found work — and otherwise every rescanMsDefault as a safety net (a write committed with fewer
+// servers than its replication, rows changed by a full report).
+const rescanMsDefault = 30_000
 
 export interface ReplicatorStats { inFlight: number, replicated: number, trimmed: number }
 
@@ -43,6 +50,9 @@ export class Replicator {
   #running: Promise<void> | null = null
   #replicated = 0
   #trimmed = 0
+  #lastScanMs = Number.NEGATIVE_INFINITY
+  #lastSignature = ''
+  #lastFoundWork = false
 
   constructor (deps: ReplicatorDeps) {
     this.#deps = deps
@@ -73,7 +83,11 @@ export class Replicator {
     try {
       if (queue.mode !== 'master' || safeMode.active(nowMs)) return
       this.#settle(nowMs)
-      const needs = this.#scan(registry.liveServerIds(nowMs))
+      const liveServerIds = registry.liveServerIds(nowMs)
+      if (!this.#scanDue(liveServerIds, nowMs)) return
+      const needs = this.#scan(liveServerIds)
+      this.#lastScanMs = nowMs
+      this.#lastFoundWork = needs.length > 0
       if (needs.length === 0) return
       const actions = planReplication(needs, registry.placementCandidates(nowMs), [...this.#inFlight.values()],
         { actionsMax: replicationsPerTickMax, perServerMax: replicationsInFlightPerServerMax })
@@ -82,6 +96,14 @@ export class Replicator {
       if (err instanceof AssertionError) this.#deps.onFatal(err)
       else log.error({ err }, 'replication round failed')
     }
+  }
+
+  #scanDue (liveServerIds: ServerId[], nowMs: number): boolean {
+    const { registry } = this.#deps
+    const signature = [...liveServerIds].sort().map((id) => `${id}:${registry.get(id)?.corruptCount ?? 0}`).join(',')
+    const changed = signature !== this.#lastSignature
+    this.#lastSignature = signature
+    return changed || this.#lastFoundWork || this.#inFlight.size > 0 || nowMs - this.#lastScanMs >= (this.#deps.rescanMs ?? rescanMsDefault)
   }
 
   // Copies that finished (the target's row is there), died with their target, or took too long leave the

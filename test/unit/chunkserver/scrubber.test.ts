@@ -1,0 +1,68 @@
+// Proves the scrubber reads every stored chunk through the verified read path: a chunk with a flipped byte
+// that nobody reads ends up in the store's corrupt set (what the heartbeat reports) while a good chunk does
+// not; a pass is held to its bytes-per-second bound (it cannot finish sooner than bytes / rate); and a rate
+// of 0 turns the scrubber off.
+import t from 'tap'
+import { randomBytes } from 'node:crypto'
+import { closeSync, openSync, readSync, writeSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { BlockCrcs } from '../../../chunkserver/block-crcs.js'
+import { encodeTrailer } from '../../../chunkserver/chunk-format.js'
+import { ChunkWriter } from '../../../chunkserver/chunk-writer.js'
+import { Scrubber } from '../../../chunkserver/scrubber.js'
+import { ChunkStore } from '../../../chunkserver/store.js'
+import type { ChunkHandle } from '../../../shared/ids.js'
+import { newHandle, quietLog } from './fixtures/servers.js'
+
+async function storeChunk (store: ChunkStore, data: Buffer): Promise<ChunkHandle> {
+  const chunkHandle = newHandle()
+  const slot = await store.beginWrite(chunkHandle, 1, data.length)
+  const writer = await ChunkWriter.open(slot.tempPath, 1024 * 1024)
+  const sums = new BlockCrcs()
+  writer.push(data)
+  sums.update(data)
+  const { blockCrcs, chunkCrc32 } = sums.finish()
+  await writer.finish(encodeTrailer(blockCrcs, data.length, chunkCrc32), data.length, store.chunkPathOf(chunkHandle, 1))
+  await store.commit({ chunkHandle, version: 1, lengthBytes: data.length })
+  slot.release()
+  return chunkHandle
+}
+
+function flipByte (path: string, offset: number): void {
+  const fd = openSync(path, 'r+')
+  const byte = Buffer.alloc(1)
+  readSync(fd, byte, 0, 1, offset)
+  byte[0] = (byte[0] as number) ^ 0xff
+  writeSync(fd, byte, 0, 1, offset)
+  closeSync(fd)
+}
+
+t.test('finds rot nobody reads, within its rate', async (t) => {
+  const store = await ChunkStore.open({ dataDir: t.testdir(), capacityBytes: 0, log: quietLog })
+  const good = await storeChunk(store, randomBytes(512 * 1024))
+  const bad = await storeChunk(store, randomBytes(512 * 1024))
+  flipByte(store.chunkPathOf(bad, 1), 200_000)
+  const bytesPerSecond = 2 * 1024 * 1024
+  const scrubber = new Scrubber({ store, log: quietLog, bytesPerSecond, passGapMs: 60_000 })
+  const startedMs = Date.now()
+  scrubber.start()
+  for (let i = 0; i < 600 && scrubber.stats.passes === 0; i++) await sleep(20)
+  const elapsedMs = Date.now() - startedMs
+  await scrubber.stop()
+  t.equal(scrubber.stats.passes, 1, 'one pass finished')
+  t.same(store.corruptChunks(), [{ chunkHandle: bad, version: 1 }], 'only the rotten chunk is marked corrupt')
+  t.equal(scrubber.stats.corruptFound, 1)
+  t.ok(scrubber.stats.scrubbedBytes >= 512 * 1024, 'the good chunk was read whole')
+  t.ok(elapsedMs >= (512 * 1024 / bytesPerSecond) * 1000 * 0.9, `rate bound held (${elapsedMs} ms for at least 512 KiB at 2 MiB/s)`)
+  t.ok(store.get(good) !== undefined && store.get(bad) !== undefined, 'the scrubber deletes nothing itself')
+})
+
+t.test('a rate of 0 is off', async (t) => {
+  const store = await ChunkStore.open({ dataDir: t.testdir(), capacityBytes: 0, log: quietLog })
+  await storeChunk(store, randomBytes(100 * 1024))
+  const scrubber = new Scrubber({ store, log: quietLog, bytesPerSecond: 0, passGapMs: 10 })
+  scrubber.start()
+  await sleep(100)
+  await scrubber.stop()
+  t.same(scrubber.stats, { passes: 0, scrubbedBytes: 0, corruptFound: 0 })
+})
