@@ -1,12 +1,11 @@
 // node:fs-shaped views of a Granary FileStat: GranaryStats (what stat/lstat return) and GranaryDirent (what
-// readdir({ withFileTypes: true }) returns). Granary keeps no permission bits, owners, links or access times:
-// mode is fixed by type (files 0o100644, directories 0o040755), uid/gid are 0, nlink is 1, and atime, ctime
+// readdir({ withFileTypes: true }) returns). Granary keeps permission bits but no owners, links or access times:
+// mode is the type bits | the stored bits (FileStat.mode), uid/gid are 0, nlink is 1, and atime, ctime
 // and birthtime all equal mtime (docs/API.md lists these differences).
 import { constants as fsConstants } from 'node:fs'
 import type { FileStat } from '../shared/protocol.js'
 
-export const fileModeDefault = 0o644
-export const dirModeDefault = 0o755
+export { fileModeDefault, dirModeDefault } from '../shared/protocol.js'
 const blockSizeBytes = 4096   // what st_blksize reports; Granary's real unit is the chunk (FileStat.chunkSizeBytes)
 
 export class GranaryStats {
@@ -35,7 +34,7 @@ export class GranaryStats {
     this.#type = stat.type
     this.granary = stat
     this.ino = stat.inodeId
-    this.mode = stat.type === 'dir' ? fsConstants.S_IFDIR | dirModeDefault : fsConstants.S_IFREG | fileModeDefault
+    this.mode = (stat.type === 'dir' ? fsConstants.S_IFDIR : fsConstants.S_IFREG) | (stat.mode & 0o7777)
     this.size = stat.sizeBytes
     this.blocks = Math.floor((stat.sizeBytes + 511) / 512)
     this.atimeMs = this.mtimeMs = this.ctimeMs = this.birthtimeMs = stat.mtimeMs

@@ -3,7 +3,7 @@
 // path) and errors (err.code === 'ENOENT' ..., see fs-errors.ts) as node:fs, proven call by call against
 // node:fs/promises in test/cluster/fs-conformance.test.ts. What differs by design is refused with ENOTSUP
 // or listed in docs/API.md: no append or partial overwrite (Granary files are written once, whole), a new
-// file is visible only when its write completes, paths are absolute and normalised, no symlinks or modes.
+// file is visible only when its write completes, paths are absolute and normalised, no symlinks; modes are kept as given (no umask).
 import type { Readable } from 'node:stream'
 import { constants as fsConstants } from 'node:fs'
 import { GranaryError, isGranaryError, type ErrorCode } from '../shared/errors.js'
@@ -17,10 +17,9 @@ import { mappedReadable, FsWriteStream } from './fs-streams.js'
 
 export interface FsCallOptions { signal?: AbortSignal, deadlineMs?: number }
 export interface FsReadFileOptions extends FsCallOptions { encoding?: BufferEncoding | null, flag?: string }
-export interface FsWriteFileOptions extends FsCallOptions, Pick<WriteOptions, 'replication' | 'chunkSizeBytes' | 'mtimeMs'> {
+export interface FsWriteFileOptions extends FsCallOptions, Pick<WriteOptions, 'replication' | 'chunkSizeBytes' | 'mtimeMs' | 'mode'> {
   encoding?: BufferEncoding | null
   flag?: string                 // 'w' (default: replace atomically on completion) or 'wx' (fail with EEXIST)
-  mode?: number                 // accepted and ignored: Granary keeps no permission bits
 }
 export interface FsReaddirOptions extends FsCallOptions { withFileTypes?: boolean, recursive?: boolean, encoding?: BufferEncoding | null }
 export interface FsMkdirOptions extends FsCallOptions { recursive?: boolean, mode?: number }
@@ -31,10 +30,9 @@ export interface FsReadStreamOptions extends FsCallOptions {
   highWaterMark?: number
   encoding?: BufferEncoding | null
 }
-export interface FsWriteStreamOptions extends FsCallOptions, Pick<WriteOptions, 'replication' | 'chunkSizeBytes' | 'mtimeMs' | 'highWaterMark'> {
+export interface FsWriteStreamOptions extends FsCallOptions, Pick<WriteOptions, 'replication' | 'chunkSizeBytes' | 'mtimeMs' | 'highWaterMark' | 'mode'> {
   flags?: string                // 'w' (default) or 'wx'; 'a', 'r+' and a non-zero start are ENOTSUP
   start?: number
-  mode?: number                 // accepted and ignored
 }
 
 export class GranaryFs {
@@ -63,7 +61,7 @@ export class GranaryFs {
   // Stores data as the whole file. flag 'w' replaces an existing file atomically when the write completes
   // (readers see the old or the new file, never a mix); 'wx' fails with EEXIST. The parent must exist (ENOENT).
   async writeFile (path: string, data: WriteData, options?: BufferEncoding | FsWriteFileOptions | null): Promise<void> {
-    const { encoding, flag, mode: _mode, ...rest } = typeof options === 'string' ? { encoding: options } : options ?? {}
+    const { encoding, flag, ...rest } = typeof options === 'string' ? { encoding: options } : options ?? {}
     const overwrite = writeFlag(flag ?? 'w', path)
     const bytes = typeof data === 'string' ? Buffer.from(data, encoding ?? 'utf8') : data
     await asFs({ syscall: 'open', path }, async () => {
@@ -101,16 +99,16 @@ export class GranaryFs {
 
   // Like node: undefined, or with recursive the first directory it created (undefined when all existed).
   async mkdir (path: string, options?: FsMkdirOptions | number | null): Promise<string | undefined> {
-    const { recursive, mode: _mode, ...call } = typeof options === 'number' ? {} : options ?? {}
+    const { recursive, mode, ...call } = typeof options === 'number' ? { mode: options } : options ?? {}
     return await asFs({ syscall: 'mkdir', path }, async () => {
       const target = normalizePath(path)
       if (recursive !== true) {
-        await this.#client.mkdir(target, call)
+        await this.#client.mkdir(target, { ...call, mode })
         return undefined
       }
       const first = await this.#firstMissing(target, call)
       if (first === null) return undefined
-      await this.#client.mkdir(target, { ...call, recursive: true })
+      await this.#client.mkdir(target, { ...call, recursive: true, mode })
       return first
     })
   }
@@ -177,7 +175,7 @@ export class GranaryFs {
     return await asFs({ syscall: 'lstat', path }, async () => new GranaryStats(await this.#client.stat(normalizePath(path), options)))
   }
 
-  // F_OK, R_OK and W_OK pass for anything that exists; X_OK only for folders (files report mode 0644).
+  // F_OK, R_OK and W_OK pass for anything that exists; X_OK only for folders (modes are stored, not enforced).
   async access (path: string, mode: number = fsConstants.F_OK, options: FsCallOptions = {}): Promise<void> {
     const place: ErrorPlace = { syscall: 'access', path }
     const type = await this.#typeOf(normalizePath(path), options, place)
@@ -219,7 +217,7 @@ export class GranaryFs {
   // The file appears under its name when the stream finishes ('finish'), never before: an aborted or failed
   // stream leaves nothing behind. flags 'w' replaces on completion, 'wx' fails with EEXIST.
   createWriteStream (path: string, options: FsWriteStreamOptions | BufferEncoding = {}): FsWriteStream {
-    const { flags, start, mode: _mode, ...rest } = typeof options === 'string' ? {} : options
+    const { flags, start, ...rest } = typeof options === 'string' ? {} : options
     if (start !== undefined && start !== 0) throw notSupported('open', path, `start ${start}: Granary files are written whole, from byte 0`)
     const overwrite = writeFlag(flags ?? 'w', path)
     let inner: GranaryWriteStream

@@ -84,7 +84,7 @@ export class GranaryClient {
   }
 
   // ---- directories as tar streams (client/tar.ts) -------------------------------------------------------
-  // A tar of the tree under `path` (files 0644, folders 0755, Granary's mtimes), streamed with bounded memory.
+  // A tar of the tree under `path` (stored modes, Granary's mtimes), streamed with bounded memory.
   packDirectory (path: string, options: PackOptions = {}): Readable {
     this.#checkOpen()
     return packDirectory(this, normalizePath(path), options)
@@ -183,9 +183,10 @@ export class GranaryClient {
     return options.withStats === true ? entries : entries.map((entry) => baseNameOf(entry.path))
   }
 
-  async mkdir (path: string, options: CallOptions & { recursive?: boolean } = {}): Promise<FileStat> {
+  // mode: the folder's permission bits (0..0o7777, default 0o755); folders made on the way get the default.
+  async mkdir (path: string, options: CallOptions & { recursive?: boolean, mode?: number } = {}): Promise<FileStat> {
     this.#checkOpen()
-    return await this.#link.mkdir(normalizePath(path), options.recursive === true, options)
+    return await this.#link.mkdir(normalizePath(path), options.recursive === true, options, options.mode)
   }
 
   async rename (source: string, target: string, options: CallOptions = {}): Promise<FileStat> {

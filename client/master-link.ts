@@ -76,8 +76,9 @@ export class MasterLink {
   }
 
   // ---- namespace mutations ----------------------------------------------------------------------------
-  mkdir (path: string, parents: boolean, options?: CallOptions): Promise<protocol.MkdirReply> {
-    return this.mutate(`mkdir ${path}`, protocol.mkdirPath, { path, parents }, options)
+  // mode: the new folder's permission bits (intermediate ones get the default); undefined: the default.
+  mkdir (path: string, parents: boolean, options?: CallOptions, mode?: number): Promise<protocol.MkdirReply> {
+    return this.mutate(`mkdir ${path}`, protocol.mkdirPath, { path, parents, mode }, options)
   }
 
   rename (source: string, target: string, options?: CallOptions): Promise<protocol.RenameReply> {
@@ -89,7 +90,7 @@ export class MasterLink {
   }
 
   // ---- the write protocol -----------------------------------------------------------------------------
-  create (request: { path: string, replication?: number, chunkSizeBytes?: number, overwrite?: boolean }, options?: CallOptions): Promise<protocol.CreateReply> {
+  create (request: { path: string, replication?: number, chunkSizeBytes?: number, overwrite?: boolean, mode?: number }, options?: CallOptions): Promise<protocol.CreateReply> {
     return this.mutate(`create ${request.path}`, protocol.createPath, request, options)
   }
 

@@ -1,9 +1,9 @@
 // Folders as tar streams (tar-stream), for `granary put -r` / `get -r` and client.packDirectory /
 // unpackDirectory. Memory stays bounded: files up to tarFileBytesBufferedMax move whole, up to
 // tarFilesInFlightMax at once (read ahead in order when packing, written side by side when unpacking);
-// bigger files stream through one at a time with backpressure. What a tar keeps: names, file bytes and mtimes.
-// Granary has no permission bits, so a packed tar says 0644 for files and 0755 for folders, and modes in an
-// unpacked tar are dropped; folder mtimes are Granary's own (the time of their last change). Symlinks, hard
+// bigger files stream through one at a time with backpressure. What a tar keeps: names, file bytes, modes
+// (permission bits, stored by the master) and file mtimes; folder mtimes are Granary's own (the time of their
+// last change). A folder that already exists keeps its mode, like tar over an existing folder. Symlinks, hard
 // links and devices are refused. An entry whose name is absolute or has a '..' segment is refused with
 // GRN_INVALID_PATH before anything of it is written, so nothing ever lands outside the target.
 import { Readable } from 'node:stream'
@@ -16,7 +16,6 @@ import type { FileStat } from '../shared/protocol.js'
 import * as limits from '../shared/limits.js'
 import { throwIfAborted } from './retry.js'
 import type { GranaryClient } from './index.js'
-import { fileModeDefault, dirModeDefault } from './fs-stats.js'
 
 export interface PackOptions { signal?: AbortSignal, deadlineMs?: number }
 export interface UnpackOptions {
@@ -98,7 +97,7 @@ function readAhead (client: GranaryClient, path: string, call: PackOptions): Pro
 
 async function emit (client: GranaryClient, pack: Pack, item: PackItem, call: PackOptions): Promise<void> {
   const { stat, name } = item
-  const header: EntryHeader = { name, mtime: new Date(stat.mtimeMs), type: stat.type === 'dir' ? 'directory' : 'file', mode: stat.type === 'dir' ? dirModeDefault : fileModeDefault }
+  const header: EntryHeader = { name, mtime: new Date(stat.mtimeMs), type: stat.type === 'dir' ? 'directory' : 'file', mode: stat.mode }
   if (stat.type === 'dir') { await addEntry(pack, header); return }
   if (item.data !== undefined) { await addEntry(pack, header, await item.data); return }
   header.size = stat.sizeBytes
@@ -170,7 +169,7 @@ export async function unpackDirectory (client: GranaryClient, root: string, tar:
       const target = normalizePath(names.length === 0 ? root : joinPath(root, names.join('/')))
       if (header.type === 'directory') {
         await drain(entry)
-        if (names.length > 0) await client.mkdir(target, { ...call, recursive: true })
+        if (names.length > 0) await client.mkdir(target, { ...call, recursive: true, mode: modeOf(header) })
         result.dirCount++
         continue
       }
@@ -178,7 +177,7 @@ export async function unpackDirectory (client: GranaryClient, root: string, tar:
       if (names.length === 0) throw new GranaryError('GRN_INVALID_PATH', [JSON.stringify(header.name), 'a file entry names the target folder itself'])
       const writeOptions = {
         ...call, overwrite: options.overwrite === true, replication: options.replication, chunkSizeBytes: options.chunkSizeBytes,
-        mtimeMs: options.keepMtimes === false ? undefined : mtimeMsOf(header),
+        mtimeMs: options.keepMtimes === false ? undefined : mtimeMsOf(header), mode: modeOf(header)
       }
       const sizeBytes = header.size ?? 0
       if (sizeBytes <= limits.tarFileBytesBufferedMax) {
@@ -221,6 +220,11 @@ export function tarError (err: unknown): unknown {
   const e = err as { code?: unknown, message?: unknown } | null
   if (typeof e?.code === 'string' || !(err instanceof Error)) return err
   return new GranaryError('GRN_INVALID_ARGUMENT', [`not a valid tar stream: ${String(e?.message)}`])
+}
+
+// Permission bits only: a tar's mode field may carry type bits too (some writers set them).
+export function modeOf (header: EntryHeader): number | undefined {
+  return header.mode === undefined ? undefined : header.mode & 0o7777
 }
 
 export function mtimeMsOf (header: EntryHeader): number | undefined {

@@ -24,6 +24,7 @@ export interface WriteOptions {
   overwrite?: boolean           // replace an existing file atomically when the write completes
   mtimeMs?: number              // the completed file's modification time (epoch ms); default: when it completes
   parents?: boolean             // create missing parent directories, like HDFS create (default true)
+  mode?: number                 // permission bits kept with the file (0..0o7777); default 0o644
   deadlineMs?: number           // budget of each control call, and of retrying one failed chunk
   signal?: AbortSignal
   highWaterMark?: number
@@ -90,6 +91,7 @@ export class GranaryWriteStream extends Writable {
       replication: this.#options.replication ?? this.#context.replication,
       chunkSizeBytes: this.#options.chunkSizeBytes ?? this.#context.chunkSizeBytes,
       overwrite: this.#options.overwrite ?? false,
+      mode: this.#options.mode
     }
     try {
       return await this.#context.link.create(request, this.#callOptions())

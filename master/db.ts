@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS inodes (
   pendingParentId INTEGER,                   -- where complete() links the file; not a foreign key on purpose
   pendingName TEXT,
   overwrite INTEGER NOT NULL DEFAULT 0,      -- complete() may replace an existing file at the pending name
+  mode INTEGER NOT NULL DEFAULT 0,           -- permission bits (0..0o7777), set by create and mkdir
   UNIQUE (parentId, name)                    -- child lookup, sorted listing, and the parentId foreign key
 );
 CREATE UNIQUE INDEX IF NOT EXISTS inodes_pending ON inodes (pendingParentId, pendingName) WHERE state = 'writing';
@@ -113,7 +114,7 @@ function migrate (db: Db): void {
     const meta = db.prepare('SELECT schemaVersion FROM meta WHERE id = 1').get() as { schemaVersion: number } | undefined
     if (meta === undefined) {
       db.prepare('INSERT INTO meta (id, schemaVersion, term, seq, nextChunkNumber) VALUES (1, ?, 1, 0, 1)').run(schemaVersion)
-      db.prepare("INSERT INTO inodes (id, parentId, name, type, state, mtimeMs) VALUES (?, NULL, '', 'dir', 'closed', 0)").run(rootInodeId)
+      db.prepare("INSERT INTO inodes (id, parentId, name, type, state, mtimeMs, mode) VALUES (?, NULL, '', 'dir', 'closed', 0, ?)").run(rootInodeId, 0o755)
       return
     }
     if (meta.schemaVersion > schemaVersion) {
@@ -165,6 +166,7 @@ export interface InodeRow {
   pendingParentId: number | null
   pendingName: string | null
   overwrite: number
+  mode: number
 }
 
 export interface ChunkRow {

@@ -6,7 +6,7 @@ import { GranaryError } from '../shared/errors.js'
 import { rootInodeId, type InodeId, type LeaseId } from '../shared/ids.js'
 import { deleteEntriesPerOpMax, pathDepthMax } from '../shared/limits.js'
 import { joinPath, splitPath } from '../shared/paths.js'
-import type { DeleteReply, DuReply, FileStat, ListReply } from '../shared/protocol.js'
+import { dirModeDefault, fileModeDefault, type DeleteReply, type DuReply, type FileStat, type ListReply } from '../shared/protocol.js'
 import { sql, type Db, type InodeRow } from './db.js'
 import {
   chunkCountOf, checkCompleteChunks, deleteInodes, dropChunksOf, dropWritingFile, getInode, requireLease,
@@ -82,7 +82,8 @@ export function statOf (db: Db, row: InodeRow, path: string, chunkCount?: number
     mtimeMs: row.mtimeMs,
     replication: file ? row.replication : 0,
     chunkSizeBytes: file ? row.chunkSizeBytes : 0,
-    chunkCount: file ? (chunkCount ?? chunkCountOf(db, row.id)) : 0
+    chunkCount: file ? (chunkCount ?? chunkCountOf(db, row.id)) : 0,
+    mode: row.mode
   }
 }
 
@@ -132,8 +133,8 @@ function touch (db: Db, inodeId: number | null, mtimeMs: number): void {
   if (inodeId !== null) sql(db, 'UPDATE inodes SET mtimeMs = ? WHERE id = ?').run(mtimeMs, inodeId)
 }
 
-function insertDir (db: Db, parentId: number, name: string, mtimeMs: number): InodeRow {
-  const id = sql(db, "INSERT INTO inodes (parentId, name, type, state, mtimeMs) VALUES (?, ?, 'dir', 'closed', ?)").run(parentId, name, mtimeMs).lastInsertRowid
+function insertDir (db: Db, parentId: number, name: string, mtimeMs: number, mode: number): InodeRow {
+  const id = sql(db, "INSERT INTO inodes (parentId, name, type, state, mtimeMs, mode) VALUES (?, ?, 'dir', 'closed', ?, ?)").run(parentId, name, mtimeMs, mode).lastInsertRowid
   const row = getInode(db, Number(id))
   assert(row !== undefined, 'the inserted directory reads back')
   touch(db, parentId, mtimeMs)
@@ -143,8 +144,13 @@ function insertDir (db: Db, parentId: number, name: string, mtimeMs: number): In
 // ---------------------------------------------------------------------------------------------------------
 // Mutations (called by apply(); deterministic given the db and the op)
 
-export function mkdir (db: Db, op: { path: string, parents: boolean, mtimeMs: number }): Applied<FileStat> {
+// mode: the permission bits of the named folder (optional in old ops and tests: the default is a constant, so
+// replay stays deterministic). Intermediate folders made by `parents` always get dirModeDefault, like mkdir -p.
+export interface MkdirArgs { path: string, parents: boolean, mtimeMs: number, mode?: number }
+
+export function mkdir (db: Db, op: MkdirArgs): Applied<FileStat> {
   const names = splitPath(op.path)
+  const mode = op.mode ?? dirModeDefault
   const path = '/' + names.join('/')
   if (names.length === 0) {
     if (!op.parents) throw new GranaryError('GRN_EXISTS', [path])
@@ -153,12 +159,12 @@ export function mkdir (db: Db, op: { path: string, parents: boolean, mtimeMs: nu
   if (!op.parents) {
     const { parent, name } = resolveParent(db, names)
     if (childOf(db, parent.id, name) !== undefined) throw new GranaryError('GRN_EXISTS', [path])
-    return { result: statOf(db, insertDir(db, parent.id, name, op.mtimeMs), path), dropped: [] }
+    return { result: statOf(db, insertDir(db, parent.id, name, op.mtimeMs, mode), path), dropped: [] }
   }
   let current = rootRow(db)
   for (const [i, name] of names.entries()) {
     const child = childOf(db, current.id, name)
-    if (child === undefined) current = insertDir(db, current.id, name, op.mtimeMs)
+    if (child === undefined) current = insertDir(db, current.id, name, op.mtimeMs, i === names.length - 1 ? mode : dirModeDefault)
     else if (child.type === 'dir') current = child
     else throw new GranaryError(i === names.length - 1 ? 'GRN_EXISTS' : 'GRN_NOT_DIR', ['/' + names.slice(0, i + 1).join('/')])
   }
@@ -167,7 +173,7 @@ export function mkdir (db: Db, op: { path: string, parents: boolean, mtimeMs: nu
 
 export interface CreateArgs {
   path: string, replication: number, chunkSizeBytes: number, overwrite: boolean,
-  leaseId: LeaseId, leaseExpiresAtMs: number, nowMs: number
+  leaseId: LeaseId, leaseExpiresAtMs: number, nowMs: number, mode?: number   // mode: fileModeDefault when absent
 }
 export interface CreateResult { inodeId: InodeId, leaseId: LeaseId, leaseExpiresAtMs: number, replication: number, chunkSizeBytes: number }
 
@@ -188,8 +194,8 @@ export function create (db: Db, op: CreateArgs): Applied<CreateResult> {
     dropped = dropWritingFile(db, pending.id)   // its writer's lease ran out: the upload is dropped, never linked
   }
   const id = sql(db, `INSERT INTO inodes (parentId, name, type, state, replication, chunkSizeBytes, mtimeMs, leaseId, leaseExpiresAtMs,
-    pendingParentId, pendingName, overwrite) VALUES (NULL, NULL, 'file', 'writing', ?, ?, ?, ?, ?, ?, ?, ?)`)
-    .run(op.replication, op.chunkSizeBytes, op.nowMs, op.leaseId, op.leaseExpiresAtMs, parent.id, name, op.overwrite ? 1 : 0).lastInsertRowid
+    pendingParentId, pendingName, overwrite, mode) VALUES (NULL, NULL, 'file', 'writing', ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+    .run(op.replication, op.chunkSizeBytes, op.nowMs, op.leaseId, op.leaseExpiresAtMs, parent.id, name, op.overwrite ? 1 : 0, op.mode ?? fileModeDefault).lastInsertRowid
   const result = { inodeId: Number(id) as InodeId, leaseId: op.leaseId, leaseExpiresAtMs: op.leaseExpiresAtMs, replication: op.replication, chunkSizeBytes: op.chunkSizeBytes }
   return { result, dropped }
 }

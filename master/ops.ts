@@ -12,7 +12,7 @@ import {
   abandonFile, addReplica, allocateChunk, commitChunk, expireLease, registerServer, removeReplica, renewLease,
   type AddReplicaOutcome, type AllocateArgs, type AllocateResult, type Applied, type CommitArgs
 } from './chunks.js'
-import { complete, create, mkdir, remove, rename, type CompleteArgs, type CreateArgs, type CreateResult } from './namespace.js'
+import { complete, create, mkdir, remove, rename, type CompleteArgs, type CreateArgs, type CreateResult, type MkdirArgs } from './namespace.js'
 
 export type { Applied, DroppedReplica } from './chunks.js'
 
@@ -23,7 +23,7 @@ export type HeartbeatOp =
   | ({ type: 'removeReplica' } & ReplicaArgs)
 
 export type Op =
-  | { type: 'mkdir', path: string, parents: boolean, mtimeMs: number }
+  | ({ type: 'mkdir' } & MkdirArgs)
   | ({ type: 'create' } & CreateArgs)
   | ({ type: 'allocate' } & AllocateArgs)
   | ({ type: 'commit' } & CommitArgs)

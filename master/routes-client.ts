@@ -8,6 +8,7 @@ import { newLeaseId, type ChunkHandle, type RequestId, type ServerId } from '../
 import * as limits from '../shared/limits.js'
 import { normalizePath } from '../shared/paths.js'
 import type * as p from '../shared/protocol.js'
+import { dirModeDefault, fileModeDefault } from '../shared/protocol.js'
 import { signToken } from '../shared/token.js'
 import { requireLease, type AllocateResult } from './chunks.js'
 import type { CommitQueue } from './commit-queue.js'
@@ -44,7 +45,7 @@ function namespaceHandlers (deps: ClientRouteDeps) {
   const { db, queue } = deps
   const mkdir: Handler<p.MkdirReply> = async (request) => {
     const body = request.body as p.MkdirRequest
-    return await queue.submit({ type: 'mkdir', path: normalizePath(body.path), parents: body.parents ?? false, mtimeMs: deps.now() }, body.requestId)
+    return await queue.submit({ type: 'mkdir', path: normalizePath(body.path), parents: body.parents ?? false, mtimeMs: deps.now(), mode: body.mode ?? dirModeDefault }, body.requestId)
   }
   const stat: Handler<p.StatReply> = async (request) => {
     const { row, path } = resolvePath(db, normalizePath((request.query as p.StatQuery).path))
@@ -78,6 +79,7 @@ function writeHandlers (deps: ClientRouteDeps) {
       replication: body.replication ?? limits.replicationDefault,
       chunkSizeBytes: body.chunkSizeBytes ?? limits.chunkSizeBytesDefault,
       overwrite: body.overwrite ?? false,
+      mode: body.mode ?? fileModeDefault,
       leaseId: newLeaseId(),
       leaseExpiresAtMs: nowMs + deps.leaseTtlMs,
       nowMs

@@ -17,6 +17,7 @@ const versionProp = { type: 'integer', minimum: 1 } as const
 const chunkIndexProp = { type: 'integer', minimum: 0, maximum: limits.chunkCountPerFileMax - 1 } as const
 const crcProp = { type: 'integer', minimum: 0, maximum: 0xffffffff } as const
 const urlProp = { type: 'string', minLength: 1, maxLength: 256, pattern: '^http://' } as const
+const modeProp = { type: 'integer', minimum: 0, maximum: 0o7777 } as const   // permission bits only
 
 function body<P extends Record<string, unknown>, R extends readonly string[]> (properties: P, required: R) {
   return { type: 'object', additionalProperties: false, required, properties } as const
@@ -27,6 +28,10 @@ function body<P extends Record<string, unknown>, R extends readonly string[]> (p
 
 export interface ChunkserverAddress { serverId: ServerId, url: string }
 
+// Permission bits an entry gets when its create or mkdir named none (and mkdir's intermediate folders).
+export const fileModeDefault = 0o644
+export const dirModeDefault = 0o755
+
 export interface FileStat {
   path: string
   inodeId: InodeId
@@ -36,6 +41,7 @@ export interface FileStat {
   replication: number          // dirs: 0
   chunkSizeBytes: number       // dirs: 0
   chunkCount: number           // dirs: 0
+  mode: number                 // permission bits only (0..0o7777): files 0o644, dirs 0o755 unless given
 }
 
 export interface ChunkLocation {
@@ -53,9 +59,9 @@ export interface ChunkLocation {
 // the original reply (or the original error) instead of running twice.
 
 export const mkdirPath = '/fs/mkdir' as const
-export interface MkdirRequest { path: string, parents?: boolean, requestId?: RequestId }
+export interface MkdirRequest { path: string, parents?: boolean, mode?: number, requestId?: RequestId }   // mode: the new leaf only
 export type MkdirReply = FileStat
-export const mkdirSchema = { body: body({ path: pathProp, parents: { type: 'boolean' }, requestId: requestIdProp }, ['path']) } as const
+export const mkdirSchema = { body: body({ path: pathProp, parents: { type: 'boolean' }, mode: modeProp, requestId: requestIdProp }, ['path']) } as const
 
 export const statPath = '/fs/stat' as const
 export interface StatQuery { path: string }
@@ -109,7 +115,7 @@ export const fsckSchema = { querystring: body({ path: pathProp }, ['path']) } as
 // atomically. Every call renews the writer lease.
 
 export const createPath = '/fs/create' as const
-export interface CreateRequest { path: string, replication?: number, chunkSizeBytes?: number, overwrite?: boolean, requestId?: RequestId }
+export interface CreateRequest { path: string, replication?: number, chunkSizeBytes?: number, overwrite?: boolean, mode?: number, requestId?: RequestId }
 export interface CreateReply { inodeId: InodeId, leaseId: LeaseId, leaseExpiresAtMs: number, replication: number, chunkSizeBytes: number }
 export const createSchema = {
   body: body({
@@ -117,6 +123,7 @@ export const createSchema = {
     replication: { type: 'integer', minimum: limits.replicationMin, maximum: limits.replicationMax },
     chunkSizeBytes: { type: 'integer', minimum: limits.chunkSizeBytesMin, maximum: limits.chunkSizeBytesMax, multipleOf: limits.blockSizeBytes },
     overwrite: { type: 'boolean' },
+    mode: modeProp,
     requestId: requestIdProp
   }, ['path'])
 } as const

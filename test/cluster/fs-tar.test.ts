@@ -1,6 +1,7 @@
 // Proves folders move whole through a real cluster with the spawned `granary` CLI: `put -r` then `get -r` of a
 // tree of 1,000 files (nested folders, empty files and folders, multi-chunk files) gives back the same names
-// and bytes, with file mtimes kept (to the second) and modes 0644/0755; `get -r DIR -` writes a tar that
+// and bytes, with file mtimes kept (to the second) and modes kept (0755 and 0600 files, a 0700 folder, the
+// rest 0644/0755, read back through stat too); `get -r DIR -` writes a tar that
 // `put -r - DIR` reads back identically; a malicious tar on stdin is refused with GRN_INVALID_PATH and writes
 // nothing outside its target; symlinks are refused; existing files need --force.
 import t from 'tap'
@@ -100,11 +101,13 @@ t.test('folders as tar streams through the CLI', async (t) => {
   const dir = t.testdir({})
   const source = join(dir, 'source')
   makeTree(source)
-  chmodSync(join(source, 'd0', 's0', 'f1.bin'), 0o600)   // by design, comes back 0644
+  chmodSync(join(source, 'd0', 's0', 'f1.bin'), 0o600)
+  chmodSync(join(source, 'd0', 's0', 'f3.bin'), 0o755)
+  chmodSync(join(source, 'd0', 's1'), 0o700)
   const expected = localTree(source)
   t.equal(Object.keys(expected).filter((k) => !k.endsWith('/')).length, 1000, '1,000 files in the source tree')
 
-  await t.test('put -r then get -r: same names, bytes and mtimes; modes by type', async (t) => {
+  await t.test('put -r then get -r: same names, bytes, mtimes and modes', async (t) => {
     const put = await granary(['put', '-r', '--json', source, '/trees/a'], env)
     t.equal(put.code, 0, put.stderr)
     t.match(JSON.parse(put.stdout.toString()), { target: '/trees/a', fileCount: 1000, dirCount: 112 })
@@ -112,8 +115,12 @@ t.test('folders as tar streams through the CLI', async (t) => {
     const get = await granary(['get', '-r', '/trees/a', copy], env)
     t.equal(get.code, 0, get.stderr)
     const back = localTree(copy)
-    const want = { ...expected, 'd0/s0/f1.bin': (expected['d0/s0/f1.bin'] as string).replace(/^600/, '644') }
-    t.same(back, want, 'byte-identical, same modes (0644/0755) and file mtimes')
+    const want = expected
+    t.match(want, { 'd0/s0/f1.bin': /^600 /, 'd0/s0/f3.bin': /^755 /, 'd0/s1/': '700' }, 'the source has the odd modes')
+    t.same(back, want, 'byte-identical, same modes and file mtimes')
+    t.equal((await client.stat('/trees/a/d0/s0/f1.bin')).mode, 0o600, 'the master stores a file\'s mode')
+    t.equal((await client.stat('/trees/a/d0/s1')).mode, 0o700, 'and a folder\'s')
+    t.equal((await client.fs.stat('/trees/a/d0/s0/f3.bin')).mode, 0o100755, 'fs.stat reports the type and stored bits')
     const again = await granary(['get', '-r', '/trees/a', copy], env)
     t.equal(again.code, 1, 'existing local files are refused')
     t.match(again.stderr, /GRN_EXISTS/)

@@ -5,7 +5,7 @@ import { MetadataCache } from '../../../client/cache.js'
 import type { OpenReply } from '../../../shared/protocol.js'
 
 function reply (tokenExpiresAtMs: number, sizeBytes = 0): OpenReply {
-  return { stat: { path: '/x', inodeId: 2 as never, type: 'file', sizeBytes, mtimeMs: 0, replication: 3, chunkSizeBytes: 65536, chunkCount: 0 }, chunks: [], term: 1, tokenExpiresAtMs }
+  return { stat: { path: '/x', inodeId: 2 as never, type: 'file', sizeBytes, mtimeMs: 0, replication: 3, chunkSizeBytes: 65536, chunkCount: 0, mode: 0o644 }, chunks: [], term: 1, tokenExpiresAtMs }
 }
 
 t.test('TTL and token expiry bound an entry', async (t) => {

@@ -382,7 +382,7 @@ export class FakeMaster {
     if (sizeBytes !== request.sizeBytes) throw new GranaryError('GRN_INVALID_ARGUMENT', [`size ${request.sizeBytes} but chunks hold ${sizeBytes}`])
     const existing = this.entries.get(pending.path)
     if (existing !== undefined && !pending.overwrite) throw new GranaryError('GRN_EXISTS', [pending.path])
-    const stat: P.FileStat = { path: pending.path, inodeId: pending.inodeId, type: 'file', sizeBytes, mtimeMs: Date.now(), replication: pending.replication, chunkSizeBytes: pending.chunkSizeBytes, chunkCount: request.chunkCount }
+    const stat: P.FileStat = { path: pending.path, inodeId: pending.inodeId, type: 'file', sizeBytes, mtimeMs: Date.now(), replication: pending.replication, chunkSizeBytes: pending.chunkSizeBytes, chunkCount: request.chunkCount, mode: 0o644 }
     this.entries.set(pending.path, { stat, chunks })
     this.pending.delete(request.inodeId)
     return stat
@@ -390,7 +390,7 @@ export class FakeMaster {
 }
 
 function dirStat (path: string, inodeId: InodeId): P.FileStat {
-  return { path, inodeId, type: 'dir', sizeBytes: 0, mtimeMs: Date.now(), replication: 0, chunkSizeBytes: 0, chunkCount: 0 }
+  return { path, inodeId, type: 'dir', sizeBytes: 0, mtimeMs: Date.now(), replication: 0, chunkSizeBytes: 0, chunkCount: 0, mode: 0o755 }
 }
 
 // A master, an optional shadow (sharing the master's state is not needed by these tests) and n chunkservers.

@@ -40,14 +40,15 @@ t.test('message, dest, abort, and foreign errors', async (t) => {
 })
 
 t.test('Stats and Dirent views', async (t) => {
-  const base: FileStat = { path: '/f', inodeId: 7 as InodeId, type: 'file', sizeBytes: 1000, mtimeMs: 1_700_000_000_123, replication: 3, chunkSizeBytes: 1 << 20, chunkCount: 1 }
+  const base: FileStat = { path: '/f', inodeId: 7 as InodeId, type: 'file', sizeBytes: 1000, mtimeMs: 1_700_000_000_123, replication: 3, chunkSizeBytes: 1 << 20, chunkCount: 1, mode: 0o644 }
   const file = new GranaryStats(base)
   t.match(file, { size: 1000, ino: 7, mode: 0o100644, nlink: 1, blocks: 2, mtimeMs: 1_700_000_000_123 })
   t.ok(file.isFile() && !file.isDirectory() && !file.isSymbolicLink())
   t.equal(file.mtime.getTime(), 1_700_000_000_123)
   t.equal(file.granary.replication, 3, 'the master\'s record is kept')
-  const dir = new GranaryStats({ ...base, type: 'dir', sizeBytes: 0 })
-  t.equal(dir.mode, 0o040755)
+  const dir = new GranaryStats({ ...base, type: 'dir', sizeBytes: 0, mode: 0o700 })
+  t.equal(dir.mode, 0o040700, 'a folder\'s stored bits are kept')
+  t.equal(new GranaryStats({ ...base, mode: 0o755 }).mode, 0o100755, 'a file\'s stored bits are kept')
   t.ok(dir.isDirectory() && !dir.isFile())
   const entry = new GranaryDirent('f', '/d', 'file')
   t.match(entry, { name: 'f', parentPath: '/d', path: '/d' })

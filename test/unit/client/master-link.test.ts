@@ -90,7 +90,7 @@ t.test('namespace calls: mkdir -p, rename, rm -r/force, du, readdir over many pa
 
   await fs.mkdir('/many')
   const names = Array.from({ length: 2345 }, (_, i) => `f${String(i).padStart(5, '0')}`)
-  for (const name of names) cluster.master.entries.set(`/many/${name}`, { stat: { path: `/many/${name}`, inodeId: 99 as never, type: 'dir', sizeBytes: 0, mtimeMs: 0, replication: 0, chunkSizeBytes: 0, chunkCount: 0 }, chunks: [] })
+  for (const name of names) cluster.master.entries.set(`/many/${name}`, { stat: { path: `/many/${name}`, inodeId: 99 as never, type: 'dir', sizeBytes: 0, mtimeMs: 0, replication: 0, chunkSizeBytes: 0, chunkCount: 0, mode: 0o755 }, chunks: [] })
   const listed = await fs.readdir('/many')
   t.same(listed, names, 'all pages, in order')
   t.equal(cluster.master.count('/fs/list') >= 3, true, 'more than one page was fetched')

@@ -47,7 +47,7 @@ t.test('a whole write, then open returns chunks, replicas and read tokens', asyn
   }
   m.clock.nowMs += 1000
   const done = await m.call<p.FileStat>('POST', '/fs/complete', { inodeId, leaseId, sizeBytes: smallChunkBytes + 100, chunkCount: 2 })
-  t.same(done.body, { path: '/f', inodeId, type: 'file', sizeBytes: smallChunkBytes + 100, mtimeMs: m.clock.nowMs, replication: 2, chunkSizeBytes: smallChunkBytes, chunkCount: 2 })
+  t.same(done.body, { path: '/f', inodeId, type: 'file', sizeBytes: smallChunkBytes + 100, mtimeMs: m.clock.nowMs, replication: 2, chunkSizeBytes: smallChunkBytes, chunkCount: 2, mode: 0o644 })
   t.same((await m.call('GET', '/fs/stat', { path: '/f' })).body, done.body, 'stat agrees with complete')
 
   await heartbeat(m, 1)   // keep server 1 alive; let the others' heartbeats age past deadAfterMs
