@@ -7,7 +7,7 @@
 // rest; on any failure the local copy is removed and nothing half-written stays visible.
 import type { Agent, IncomingMessage } from 'node:http'
 import { unlink } from 'node:fs/promises'
-import { BlockCrcs } from './block-crcs.js'
+import { BlockCrcs } from '../shared/checksum.js'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import { assert, AssertionError } from '../shared/assert.js'
 import { blockSizeBytes, chunkSizeBytesMax, diskQueueBytesMax, forwardQueueBytesMax } from '../shared/limits.js'

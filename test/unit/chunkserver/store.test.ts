@@ -9,14 +9,14 @@ import { request } from 'undici'
 import { startFixture, putChunk, getChunk, newHandle, chunkFiles, quietLog } from './fixtures/servers.js'
 import { ChunkStore } from '../../../chunkserver/store.js'
 import { blockCountOf, decodeFooter, decodeTable, encodeTrailer, fileBytesOf, footerBytes, parseChunkFileName } from '../../../chunkserver/chunk-format.js'
-import { BlockChecksummer } from '../../../shared/checksum.js'
+import { BlockCrcs } from '../../../shared/checksum.js'
 import { blockSizeBytes } from '../../../shared/limits.js'
 import type { StoredChunk } from '../../../shared/protocol.js'
 
 t.test('chunk file format', async (t) => {
   for (const lengthBytes of [0, 1, blockSizeBytes, blockSizeBytes + 1, 5 * blockSizeBytes - 3]) {
     const data = randomBytes(lengthBytes)
-    const sums = new BlockChecksummer()
+    const sums = new BlockCrcs()
     sums.update(data)
     const { blockCrcs, chunkCrc32 } = sums.finish()
     const trailer = encodeTrailer(blockCrcs, lengthBytes, chunkCrc32)
@@ -78,7 +78,7 @@ t.test('store: deletes, newer versions, corrupt files at scan, capacity', async 
   // Write chunk files the way the writer does, via beginWrite/commit, with a real trailer.
   async function put (version: number, lengthBytes: number): Promise<void> {
     const slot = await store.beginWrite(handle, version, lengthBytes)
-    const sums = new BlockChecksummer()
+    const sums = new BlockCrcs()
     const data = randomBytes(lengthBytes)
     sums.update(data)
     const { blockCrcs, chunkCrc32 } = sums.finish()

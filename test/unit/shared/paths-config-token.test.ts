@@ -6,7 +6,7 @@ import { crc32 } from 'node:zlib'
 import { normalizePath, parentPath, baseName, joinPath } from '../../../shared/paths.js'
 import { resolveMasterConfig, resolveChunkserverConfig, resolveClientConfig, configFromArgv, masterDefaults, parseMasterList } from '../../../shared/config.js'
 import { signToken, verifyToken, loadSecret } from '../../../shared/token.js'
-import { BlockChecksummer, blockCount } from '../../../shared/checksum.js'
+import { BlockCrcs, blockCount } from '../../../shared/checksum.js'
 import { blockSizeBytes } from '../../../shared/limits.js'
 import { chunkHandleFromNumber } from '../../../shared/ids.js'
 
@@ -74,10 +74,10 @@ t.test('tokens: signed claims round-trip; forged, expired and malformed ones are
 
 t.test('block checksums: any split of the input gives the same block and chunk CRCs', async (t) => {
   const data = randomBytes(3 * blockSizeBytes + 1234)
-  const whole = new BlockChecksummer()
+  const whole = new BlockCrcs()
   whole.update(data)
   const a = whole.finish()
-  const pieces = new BlockChecksummer()
+  const pieces = new BlockCrcs()
   for (let i = 0; i < data.length; i += 7_777) pieces.update(data.subarray(i, i + 7_777))
   const b = pieces.finish()
   t.same(b, a)
@@ -87,5 +87,5 @@ t.test('block checksums: any split of the input gives the same block and chunk C
   t.equal(a.blockCrcs[3], crc32(data.subarray(3 * blockSizeBytes)))
   t.equal(a.chunkCrc32, crc32(data))
   t.equal(a.lengthBytes, data.length)
-  t.equal(new BlockChecksummer().finish().blockCrcs.length, 0, 'an empty chunk has no blocks')
+  t.equal(new BlockCrcs().finish().blockCrcs.length, 0, 'an empty chunk has no blocks')
 })
