@@ -5,14 +5,11 @@
 // one competes for the CPU with a master that has just come back to a backlog of retried requests). If no
 // spare is alive, take() returns undefined and the supervisor starts a master cold.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs'
-import { cliPath, formatLogTail, type ReadyLine, type SpawnedRole } from '../shared/process.js'
-import { GranaryError } from '../shared/errors.js'
+import { closeSync, existsSync, openSync } from 'node:fs'
+import { cliPath, readFrom, logSizeBytes, waitForLogLine, type ReadyLine, type SpawnedRole } from '../shared/process.js'
 import { readyMessage } from '../shared/log.js'
 
 export const spareDelayMs = 1_000
-const logPollIntervalMs = 5
-const logScanBytesMax = 1024 * 1024
 const standbyEnvName = 'GRANARY_STANDBY'       // master/standby.ts (not imported: the CLI must not load the master)
 
 export interface SpareOptions { args: string[], logPath: string, readyTimeoutMs: number }
@@ -47,10 +44,13 @@ export class SpareMaster {
     const spare = this.#spare
     this.#spare = undefined
     if (spare === undefined || spare.gone || spare.child.stdin === null) return undefined
-    const fromOffset = logSize(options.logPath)
+    const fromOffset = logSizeBytes(options.logPath)
     spare.child.stdin.write('go\n')
     try {
-      const ready = await waitForLine(options.logPath, fromOffset, spare, options.readyTimeoutMs, (line) => isReadyLine(line, spare.pid))
+      const ready = await waitForLogLine({
+        logPath: options.logPath, fromOffset, timeoutMs: options.readyTimeoutMs, what: 'the spare master',
+        isGone: () => spare.gone, match: (line) => isReadyLine(line, spare.pid)
+      })
       return { child: spare.child, pid: spare.pid, ready, exited: spare.exited }
     } catch (err) {
       spare.child.kill('SIGKILL')
@@ -100,44 +100,6 @@ function isReadyLine (line: string, pid: number): ReadyLine | undefined {
   return undefined
 }
 
-async function waitForLine<T> (logPath: string, fromOffset: number, spare: Spare, timeoutMs: number, match: (line: string) => T | undefined): Promise<T> {
-  const deadlineMs = Date.now() + timeoutMs
-  let offset = fromOffset
-  let partial = ''
-  while (true) {
-    const { text, nextOffset } = readFrom(logPath, offset)
-    offset = nextOffset
-    const lines = (partial + text).split('\n')
-    partial = lines.pop() ?? ''
-    for (const line of lines) {
-      const found = match(line)
-      if (found !== undefined) return found
-    }
-    if (spare.gone) throw new GranaryError('GRN_UNAVAILABLE', ['the spare master', `exited before it was ready\n${formatLogTail(logPath)}`])
-    if (Date.now() > deadlineMs) throw new GranaryError('GRN_TIMEOUT', ['the spare master\'s activation', timeoutMs])
-    await new Promise((resolve) => setTimeout(resolve, logPollIntervalMs))
-  }
-}
-
-function logSize (path: string): number {
-  if (!existsSync(path)) return 0
-  const fd = openSync(path, 'r')
-  try { return fstatSync(fd).size } finally { closeSync(fd) }
-}
-
-function readFrom (path: string, offset: number): { text: string, nextOffset: number } {
-  const fd = openSync(path, 'r')
-  try {
-    const length = Math.min(fstatSync(fd).size - offset, logScanBytesMax)
-    if (length <= 0) return { text: '', nextOffset: offset }
-    const buf = Buffer.alloc(length)
-    const got = readSync(fd, buf, 0, length, offset)
-    return { text: buf.subarray(0, got).toString('utf8'), nextOffset: offset + got }
-  } finally {
-    closeSync(fd)
-  }
-}
-
 // Why a process died, for the supervisor's line: the signal or exit code, and for an exit, the last fatal or
 // error message in its log (an assertion, a database that cannot open).
 export function exitReason (how: { code: number | null, signal: NodeJS.Signals | null }, logPath: string): string {
@@ -148,7 +110,7 @@ export function exitReason (how: { code: number | null, signal: NodeJS.Signals |
 
 export function lastErrorMessage (logPath: string): string | undefined {
   if (!existsSync(logPath)) return undefined
-  const size = logSize(logPath)
+  const size = logSizeBytes(logPath)
   const { text } = readFrom(logPath, Math.max(0, size - 64 * 1024))
   for (const line of text.split('\n').reverse()) {
     // The CLI's own one-line error (a start-up failure: `granary: GRN_X: ...`) or a pino fatal/error line.

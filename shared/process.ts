@@ -19,7 +19,7 @@ export const cliPath = existsSync(join(here, '..', 'client', 'cli.js'))
   ? join(here, '..', 'client', 'cli.js')
   : join(here, '..', 'dist', 'client', 'cli.js')
 export const logTailLinesMax = 40
-const readyPollIntervalMs = 10
+const readyPollIntervalMs = 5   // a restarted master's ready line is part of every outage: poll often
 const logScanBytesMax = 1024 * 1024
 
 export interface ReadyLine { port: number, url: string, serverId?: string, [key: string]: unknown }
@@ -64,10 +64,29 @@ export async function spawnRole (options: SpawnRoleOptions): Promise<SpawnedRole
 }
 
 async function waitForReady (options: SpawnRoleOptions, child: ChildProcess, exited: Promise<unknown>, startOffset: number): Promise<ReadyLine> {
-  const deadlineMs = Date.now() + options.readyTimeoutMs
   let gone = false
   void exited.then(() => { gone = true })
-  let offset = startOffset
+  return await waitForLogLine({
+    logPath: options.logPath, fromOffset: startOffset, timeoutMs: options.readyTimeoutMs, what: `granary ${options.role}`,
+    isGone: () => gone, match: parseReady, onTimeout: () => { child.kill('SIGKILL') }
+  })
+}
+
+export interface WaitForLogLineOptions<T> {
+  logPath: string
+  fromOffset: number               // bytes of the log already there before the wait began
+  timeoutMs: number
+  what: string                     // for the error messages: 'granary master', 'the spare master'
+  isGone: () => boolean            // the process exited: stop waiting
+  match: (line: string) => T | undefined
+  onTimeout?: () => void
+}
+
+// Follows a process's log file from an offset until a line matches, the process is gone, or the deadline
+// passes; both failures carry the log's last lines. Polls (readyPollIntervalMs): no sleeps of guessed length.
+export async function waitForLogLine<T> (options: WaitForLogLineOptions<T>): Promise<T> {
+  const deadlineMs = Date.now() + options.timeoutMs
+  let offset = options.fromOffset
   let partial = ''
   while (true) {
     const { text, nextOffset } = readFrom(options.logPath, offset)
@@ -75,22 +94,28 @@ async function waitForReady (options: SpawnRoleOptions, child: ChildProcess, exi
     const lines = (partial + text).split('\n')
     partial = lines.pop() ?? ''
     for (const line of lines) {
-      const ready = parseReady(line)
-      if (ready !== undefined) return ready
+      const found = options.match(line)
+      if (found !== undefined) return found
     }
-    if (gone) {
-      throw new GranaryError('GRN_UNAVAILABLE', [`granary ${options.role}`, `exited before it was ready\n${formatLogTail(options.logPath)}`])
+    if (options.isGone()) {
+      throw new GranaryError('GRN_UNAVAILABLE', [options.what, `exited before it was ready\n${formatLogTail(options.logPath)}`])
     }
     if (Date.now() > deadlineMs) {
-      child.kill('SIGKILL')
-      throw new GranaryError('GRN_TIMEOUT', [`granary ${options.role} readiness`, options.readyTimeoutMs],
-        undefined, `granary ${options.role} was not ready within ${options.readyTimeoutMs} ms\n${formatLogTail(options.logPath)}`)
+      options.onTimeout?.()
+      throw new GranaryError('GRN_TIMEOUT', [`${options.what} readiness`, options.timeoutMs],
+        undefined, `${options.what} was not ready within ${options.timeoutMs} ms\n${formatLogTail(options.logPath)}`)
     }
     await new Promise((resolve) => setTimeout(resolve, readyPollIntervalMs))
   }
 }
 
-function readFrom (path: string, offset: number): { text: string, nextOffset: number } {
+export function logSizeBytes (path: string): number {
+  if (!existsSync(path)) return 0
+  const fd = openSync(path, 'r')
+  try { return fstatSync(fd).size } finally { closeSync(fd) }
+}
+
+export function readFrom (path: string, offset: number): { text: string, nextOffset: number } {
   const fd = openSync(path, 'r')
   try {
     const size = fstatSync(fd).size
