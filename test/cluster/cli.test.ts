@@ -2,27 +2,12 @@
 // by sha256 through files and through `-` (stdin/stdout), --json output parses, exit codes mean 0 ok /
 // 1 failed / 2 usage, errors print their stable code, and put refuses to overwrite without --force.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, writeFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { startCluster } from '../helpers/cluster.js'
-import { cliPath } from '../../shared/process.js'
+import { granary } from '../helpers/cli.js'
 
-interface Run { code: number | null, stdout: Buffer, stderr: string }
-
-function granary (args: string[], env: NodeJS.ProcessEnv, stdin?: Buffer): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
-    const out: Buffer[] = []
-    let err = ''
-    child.stdout.on('data', (d: Buffer) => out.push(d))
-    child.stderr.on('data', (d: Buffer) => { err += d.toString() })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }))
-    child.stdin.end(stdin)
-  })
-}
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 

@@ -5,31 +5,15 @@
 // `put -r - DIR` reads back identically; a malicious tar on stdin is refused with GRN_INVALID_PATH and writes
 // nothing outside its target; symlinks are refused; existing files need --force.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdirSync, writeFileSync, readFileSync, readdirSync, statSync, symlinkSync, utimesSync, chmodSync } from 'node:fs'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import tarStream from 'tar-stream'
 import { startCluster } from '../helpers/cluster.js'
-import { cliPath } from '../../shared/process.js'
+import { granary } from '../helpers/cli.js'
 import type { GranaryClient } from '../../client/index.js'
 
-interface Run { code: number | null, stdout: Buffer, stderr: string }
-
-function granary (args: string[], env: NodeJS.ProcessEnv, stdin?: Buffer): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
-    const out: Buffer[] = []
-    let err = ''
-    child.stdout.on('data', (d: Buffer) => out.push(d))
-    child.stderr.on('data', (d: Buffer) => { err += d.toString() })
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }))
-    child.stdin.on('error', () => {})
-    child.stdin.end(stdin)
-  })
-}
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 
