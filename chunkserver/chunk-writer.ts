@@ -130,7 +130,7 @@ export class ChunkWriter {
     } finally {
       await this.#file.close()
     }
-    await mkdir(dirname(finalPath), { recursive: true })
+    await ensureFolder(dirname(finalPath))
     await rename(this.#tempPath, finalPath)
     await syncFolder(dirname(finalPath))
   }
@@ -148,6 +148,15 @@ export class ChunkWriter {
       if (err.code !== 'ENOENT') throw err
     })
   }
+}
+
+// The 256 chunk folders are made once per process, not once per chunk (a mkdir per small file showed up in
+// profiles). Bounded: one entry per folder of each data dir this process writes to.
+const foldersMade = new Set<string>()
+async function ensureFolder (folder: string): Promise<void> {
+  if (foldersMade.has(folder)) return
+  await mkdir(folder, { recursive: true })
+  foldersMade.add(folder)
 }
 
 function dropWritten (buffers: Buffer[], writtenBytes: number): Buffer[] {

@@ -25,6 +25,7 @@ interface WriteSlot { reservedBytes: number }
 
 const scanFilesInFlightMax = 64    // footers read at once while indexing a folder
 const folderPattern = /^[0-9a-f]{2}$/
+const statfsCacheMs = 1000          // free space is read from the file system at most this often
 
 export class ChunkStore {
   readonly dataDir: string
@@ -39,6 +40,7 @@ export class ChunkStore {
   #term: number
   #termWrite: Promise<void> = Promise.resolve()
   #tempSeq = 0
+  #statfsCache: { atMs: number, availableBytes: number, totalBytes: number } | undefined
 
   private constructor (options: StoreOptions, serverId: ServerId, term: number) {
     this.dataDir = options.dataDir
@@ -149,8 +151,7 @@ export class ChunkStore {
 
   // Free bytes for new chunks: the file system's, capped by capacity − used, minus writes in progress.
   async freeBytes (): Promise<number> {
-    const fs = await statfs(this.dataDir)
-    let free = fs.bavail * fs.bsize
+    let free = (await this.#fileSystem()).availableBytes
     if (this.#capacityBytes > 0) free = Math.min(free, this.#capacityBytes - this.#usedBytes)
     for (const slot of this.#writes.values()) free -= slot.reservedBytes
     return Math.max(0, free)
@@ -158,8 +159,18 @@ export class ChunkStore {
 
   async capacityBytes (): Promise<number> {
     if (this.#capacityBytes > 0) return this.#capacityBytes
+    return (await this.#fileSystem()).totalBytes
+  }
+
+  // statfs at most once per statfsCacheMs: every write asks for free space, and a small-file workload made
+  // statfs one of the chunkserver's busiest calls. Writes in progress are subtracted live (reservations), so
+  // a second-old reading only misses what other programs wrote meanwhile.
+  async #fileSystem (): Promise<{ availableBytes: number, totalBytes: number }> {
+    const nowMs = Date.now()
+    if (this.#statfsCache !== undefined && nowMs - this.#statfsCache.atMs < statfsCacheMs) return this.#statfsCache
     const fs = await statfs(this.dataDir)
-    return fs.blocks * fs.bsize
+    this.#statfsCache = { atMs: nowMs, availableBytes: fs.bavail * fs.bsize, totalBytes: fs.blocks * fs.bsize }
+    return this.#statfsCache
   }
 
   // ---- term (fencing) ------------------------------------------------------------------------------
