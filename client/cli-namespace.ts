@@ -63,19 +63,24 @@ export async function mkdir (context: CommandContext): Promise<void> {
   }
 }
 
+// Like cp/mv: a target written with a trailing '/' or naming an existing directory receives the source under
+// its own name. Shared by mv and put.
+export async function namesDirectory (context: CommandContext, targetArg: string): Promise<boolean> {
+  const target = normalizePath(targetArg)
+  if (targetArg.endsWith('/') || target === '/') return true
+  try {
+    return (await context.client.stat(target, { signal: context.signal })).type === 'dir'
+  } catch (err) {
+    if (!isGranaryError(err) || err.code !== 'GRN_NOT_FOUND') throw err
+    return false
+  }
+}
+
 export async function mv (context: CommandContext): Promise<void> {
   const [sourceArg, targetArg] = context.positionals as [string, string]
   const source = normalizePath(sourceArg)
   let target = normalizePath(targetArg)
-  let intoDir = targetArg.endsWith('/') || target === '/'
-  if (!intoDir) {
-    try {
-      intoDir = (await context.client.stat(target, { signal: context.signal })).type === 'dir'
-    } catch (err) {
-      if (!isGranaryError(err) || err.code !== 'GRN_NOT_FOUND') throw err
-    }
-  }
-  if (intoDir) target = joinPath(target, baseName(source))
+  if (await namesDirectory(context, targetArg)) target = joinPath(target, baseName(source))
   await context.client.rename(source, target, { signal: context.signal })
 }
 

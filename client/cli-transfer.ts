@@ -12,6 +12,7 @@ import { parseReplication, parseSize } from './cli-args.js'
 import { Progress } from './cli-format.js'
 import type { CommandContext } from './cli-main.js'
 import { putTree, getTree } from './cli-tree.js'
+import { namesDirectory } from './cli-namespace.js'
 
 export async function put (context: CommandContext): Promise<void> {
   if (context.values.recursive === true) { await putTree(context); return }
@@ -49,15 +50,7 @@ export async function put (context: CommandContext): Promise<void> {
 // 'dir/' or an existing directory receives the file under its local name.
 async function resolvePutTarget (context: CommandContext, sourceArg: string, targetArg: string): Promise<string> {
   const target = normalizePath(targetArg)
-  let intoDir = targetArg.endsWith('/') || target === '/'
-  if (!intoDir) {
-    try {
-      intoDir = (await context.client.stat(target, { signal: context.signal })).type === 'dir'
-    } catch (err) {
-      if (!isGranaryError(err) || err.code !== 'GRN_NOT_FOUND') throw err
-    }
-  }
-  if (!intoDir) return target
+  if (!await namesDirectory(context, targetArg)) return target
   if (sourceArg === '-') throw new GranaryError('GRN_INVALID_ARGUMENT', [`${targetArg} is a directory; reading stdin needs a file name to write to`])
   return joinPath(target, basename(sourceArg))
 }
