@@ -12,12 +12,11 @@ import { randomBytes, createHash } from 'node:crypto'
 import { startCluster } from '../test/helpers/cluster.js'
 import { packLocalDirectory, unpackLocalDirectory } from '../client/tar-local.js'
 import type { GranaryClient } from '../client/index.js'
+import { fmt, line } from './bench-format.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
 
-function line (name: string, value: string, extra = ''): void { process.stdout.write(`${name.padEnd(44)} ${value.padStart(14)}  ${extra}\n`) }
-function fmt (n: number, digits = 0): string { return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) }
 
 // Runs fn while sampling this process's RSS; returns fn's result, the seconds it took and the peak RSS in MiB.
 async function measured<T> (fn: () => Promise<T>): Promise<{ value: T, seconds: number, peakRssMiB: number }> {

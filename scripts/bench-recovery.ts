@@ -9,14 +9,13 @@ import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startCluster } from '../test/helpers/cluster.js'
+import { fmt, line } from './bench-format.js'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
 const pollMs = 50
 const recoveryTimeoutMs = 10 * 60_000
 
-function fmt (n: number, digits = 0): string { return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) }
-function line (name: string, value: string, extra = ''): void { process.stdout.write(`${name.padEnd(44)} ${value.padStart(14)}  ${extra}\n`) }
 
 function source (totalBytes: number, pattern: Buffer, hash: ReturnType<typeof createHash>): Readable {
   let sent = 0

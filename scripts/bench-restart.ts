@@ -22,6 +22,7 @@ import { cliPath, spawnRole, type SpawnedRole } from '../shared/process.js'
 import { openMaster } from '../master/main.js'
 import { trimOplog } from '../master/oplog.js'
 import { SpareMaster } from '../client/up-standby.js'
+import { fmt, line, median } from './bench-format.js'
 
 const sizes = [10_000, 100_000, 1_000_000]
 const filesPerDir = 1000
@@ -30,12 +31,6 @@ const submitWaveMax = 10_000          // ops submitted before awaiting them (the
 const probeIntervalMs = 1
 const readyTimeoutMs = 60_000
 
-function median (values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)] as number
-}
-function fmt (n: number, digits = 0): string { return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) }
-function line (name: string, value: string, extra = ''): void { process.stdout.write(`${name.padEnd(44)} ${value.padStart(14)}  ${extra}\n`) }
 
 export async function benchRestart (): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'granary-bench-restart-'))

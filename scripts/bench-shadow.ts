@@ -18,9 +18,9 @@ import { openMaster } from '../master/main.js'
 import { trimOplogRetained } from '../master/oplog.js'
 import { defaultRetention } from '../master/tick.js'
 import { startCluster } from '../test/helpers/cluster.js'
+import { fmt } from './bench-format.js'
 
 type Line = (name: string, value: string, extra?: string) => void
-const fmt = (n: number, digits = 0): string => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits })
 
 async function inFlight (count: number, concurrency: number, fn: (i: number) => Promise<unknown>): Promise<void> {
   let next = 0

@@ -11,17 +11,12 @@ import { randomBytes } from 'node:crypto'
 import { startCluster, type Cluster } from '../test/helpers/cluster.js'
 import { benchShadowBootstrap, benchShadowLag } from './bench-shadow.js'
 import { benchRestart } from './bench-restart.js'
+import { fmt, line, median } from './bench-format.js'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
 const runs = 3
 
-function median (values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b)
-  return sorted[Math.floor(sorted.length / 2)] as number
-}
-function fmt (n: number, digits = 0): string { return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) }
-function line (name: string, value: string, extra = ''): void { process.stdout.write(`${name.padEnd(44)} ${value.padStart(14)}  ${extra}\n`) }
 
 function dropPageCache (): boolean {
   try { execFileSync('sync'); writeFileSync('/proc/sys/vm/drop_caches', '3\n'); return true } catch { return false }
