@@ -178,6 +178,7 @@ class Supervisor {
       member.restartTimesMs = member.restartTimesMs.filter((t) => nowMs - t < restartWindowMs)
       if (member.restartTimesMs.length >= restartsPerWindowMax) {
         member.state = 'failed'
+        this.#writeClusterFile()   // before the line: whoever reads the line finds cluster.json already saying so
         this.#say(`${member.name} (pid ${member.pid}) ${reason}; restarted ${restartsPerWindowMax} times in ${restartWindowMs / 1000} s already, giving up on it — see ${member.logPath}`)
         break
       }
@@ -188,6 +189,7 @@ class Supervisor {
       try {
         await this.#launch(member)
         member.restarts++
+        this.#writeClusterFile()
         this.#say(`${member.name} restarted as pid ${member.pid} at ${member.url}`)
         break
       } catch (err) {

@@ -40,7 +40,7 @@ t.test('a writer killed mid-write: the lease survives a master restart, then the
   const child = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] })
   await new Promise<void>((resolve) => child.stdout.on('data', (d: Buffer) => { if (d.toString().includes('written')) resolve() }))
   // The first chunks reach the chunkservers before the writer dies.
-  await cluster.waitFor(() => cluster.chunkFiles(0).length >= chunksBefore + 2, { what: 'two chunks stored', timeoutMs: 10_000 })
+  await cluster.waitFor(() => [0, 1, 2].every((i) => cluster.chunkFiles(i).length >= chunksBefore + 2), { what: 'two chunks stored on every server', timeoutMs: 10_000 })
   process.kill(child.pid as number, 'SIGKILL')
   await new Promise((resolve) => child.once('exit', resolve))
   const storedByDeadWriter = [0, 1, 2].map((i) => cluster.chunkFiles(i).length)
