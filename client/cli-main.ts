@@ -42,6 +42,7 @@ const clientCommands: Record<string, () => Promise<ClientCommand>> = {
   mkdir: async () => (await namespace()).mkdir,
   mv: async () => (await namespace()).mv,
   rm: async () => (await namespace()).rm,
+  restore: async () => (await namespace()).restore,
   du: async () => (await namespace()).du,
   report: async () => (await namespace()).report,
   admin: async () => (await import('./cli-admin.js')).admin,

@@ -1,7 +1,7 @@
 // The CLI commands about names and the cluster: ls, stat, mkdir, mv, rm, du, report. Human output is
 // aligned text; --json prints the protocol's own objects (FileStat, DuReply, ClusterReport).
 import { isGranaryError } from '../shared/errors.js'
-import type { FileStat, ClusterReport } from '../shared/protocol.js'
+import type { FileStat, ClusterReport, DeleteReply } from '../shared/protocol.js'
 import { normalizePath, joinPath, baseName } from '../shared/paths.js'
 import * as limits from '../shared/limits.js'
 import { formatBytes, formatTime, formatTable, formatAge } from './cli-format.js'
@@ -84,10 +84,25 @@ export async function mv (context: CommandContext): Promise<void> {
   await context.client.rename(source, target, { signal: context.signal })
 }
 
+// Quiet like rm(1) when deleting for good; a move to the trash says where it went and how to undo it.
 export async function rm (context: CommandContext): Promise<void> {
+  const replies: DeleteReply[] = []
   for (const arg of context.positionals) {
-    await context.client.rm(normalizePath(arg), { recursive: context.values.recursive === true, force: context.values.force === true, signal: context.signal })
+    const path = normalizePath(arg)
+    const reply = await context.client.rm(path, {
+      recursive: context.values.recursive === true, force: context.values.force === true, skipTrash: context.values['skip-trash'] === true, signal: context.signal
+    })
+    replies.push(reply)
+    if (!context.json && reply.trashPath !== null) context.print(`moved ${path} to ${reply.trashPath}  (undo: granary restore ${path})\n`)
   }
+  if (context.json) context.printJson(replies)
+}
+
+export async function restore (context: CommandContext): Promise<void> {
+  const [pathArg, targetArg] = context.positionals as [string, string | undefined]
+  const reply = await context.client.restore(normalizePath(pathArg), { target: targetArg === undefined ? undefined : normalizePath(targetArg), signal: context.signal })
+  if (context.json) { context.printJson(reply); return }
+  context.print(`restored ${reply.from} to ${reply.stat.path}\n`)
 }
 
 export async function du (context: CommandContext): Promise<void> {

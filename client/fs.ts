@@ -23,7 +23,8 @@ export interface FsWriteFileOptions extends FsCallOptions, Pick<WriteOptions, 'r
 }
 export interface FsReaddirOptions extends FsCallOptions { withFileTypes?: boolean, recursive?: boolean, encoding?: BufferEncoding | null }
 export interface FsMkdirOptions extends FsCallOptions { recursive?: boolean, mode?: number }
-export interface FsRmOptions extends FsCallOptions { recursive?: boolean, force?: boolean, maxRetries?: number, retryDelay?: number }
+// skipTrash (Granary's own): delete for good instead of moving to /.trash (unlink, rmdir and rm take it).
+export interface FsRmOptions extends FsCallOptions { recursive?: boolean, force?: boolean, skipTrash?: boolean, maxRetries?: number, retryDelay?: number }
 export interface FsReadStreamOptions extends FsCallOptions {
   start?: number                // first byte, default 0
   end?: number                  // last byte, INCLUSIVE, default the end of the file; past EOF reads to EOF
@@ -151,14 +152,14 @@ export class GranaryFs {
     }
   }
 
-  async unlink (path: string, options: FsCallOptions = {}): Promise<void> {
+  async unlink (path: string, options: FsCallOptions & { skipTrash?: boolean } = {}): Promise<void> {
     const target = normalizePath(path)
     const place: ErrorPlace = { syscall: 'unlink', path }
     if (await this.#typeOf(target, options, place) === 'dir') throw fsError('EISDIR', 'GRN_IS_DIR', place)
     await asFs(place, async () => { await this.#client.rm(target, options) })
   }
 
-  async rmdir (path: string, options: FsCallOptions = {}): Promise<void> {
+  async rmdir (path: string, options: FsCallOptions & { skipTrash?: boolean } = {}): Promise<void> {
     const target = normalizePath(path)
     const place: ErrorPlace = { syscall: 'rmdir', path }
     if (await this.#typeOf(target, options, place) === 'file') throw fsError('ENOTDIR', 'GRN_NOT_DIR', place)

@@ -7,7 +7,7 @@ import { constants as bufferConstants } from 'node:buffer'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import { resolveClientConfig, parseMasterList, type ClientConfig } from '../shared/config.js'
 import { normalizePath } from '../shared/paths.js'
-import type { FileStat, ListReply, DuReply, DeleteReply, ClusterReport, OpenReply } from '../shared/protocol.js'
+import type { FileStat, ListReply, DuReply, DeleteReply, RestoreReply, ClusterReport, OpenReply } from '../shared/protocol.js'
 import * as limits from '../shared/limits.js'
 import { assert } from '../shared/assert.js'
 import { Transport } from './transport.js'
@@ -20,7 +20,7 @@ import { GranaryFs } from './fs.js'
 import { packDirectory, unpackDirectory, type PackOptions, type UnpackOptions, type UnpackResult } from './tar.js'
 
 export { GranaryError, errorCodes, errorSpecs, isGranaryError, type ErrorCode, type ErrorBody } from '../shared/errors.js'
-export type { FileStat, ListReply, DuReply, DeleteReply, ClusterReport, ServerReport, OpenReply, ChunkLocation } from '../shared/protocol.js'
+export type { FileStat, ListReply, DuReply, DeleteReply, RestoreReply, ClusterReport, ServerReport, OpenReply, ChunkLocation } from '../shared/protocol.js'
 export type { ClientConfig } from '../shared/config.js'
 export { channelNames } from './diagnostics.js'
 export { GranaryWriteStream, type WriteOptions } from './write.js'
@@ -201,18 +201,31 @@ export class GranaryClient {
     }
   }
 
-  // force: a missing path is not an error (like fs.rm); the reply then counts nothing.
-  async rm (path: string, options: CallOptions & { recursive?: boolean, force?: boolean } = {}): Promise<DeleteReply> {
+  // Moves the entry to the trash (/.trash/<checkpoint>/<path>, restorable for the master's trashRetentionMs);
+  // skipTrash deletes it for good at once (so does deleting inside /.trash). force: a missing path is not an
+  // error (like fs.rm); the reply then counts nothing.
+  async rm (path: string, options: CallOptions & { recursive?: boolean, force?: boolean, skipTrash?: boolean } = {}): Promise<DeleteReply> {
     this.#checkOpen()
     const target = normalizePath(path)
     try {
-      return await this.#link.delete(target, options.recursive === true, options)
+      return await this.#link.delete(target, options.recursive === true, options.skipTrash === true, options)
     } catch (err) {
-      if (options.force === true && (err as GranaryError).code === 'GRN_NOT_FOUND') return { deletedFiles: 0, deletedDirs: 0, deletedChunks: 0 }
+      if (options.force === true && (err as GranaryError).code === 'GRN_NOT_FOUND') return { deletedFiles: 0, deletedDirs: 0, deletedChunks: 0, trashPath: null }
       throw err
     } finally {
       this.#cache.invalidate(target)
     }
+  }
+
+  // Brings a deleted entry back from the trash: `path` is where it was deleted from (the newest trashed copy is
+  // taken) or its place in /.trash; `target` defaults to where it was deleted from. Never replaces (GRN_EXISTS).
+  async restore (path: string, options: CallOptions & { target?: string } = {}): Promise<RestoreReply> {
+    this.#checkOpen()
+    const target = options.target === undefined ? undefined : normalizePath(options.target)
+    const reply = await this.#link.restore(normalizePath(path), target, options)
+    this.#cache.invalidate(reply.from)
+    this.#cache.invalidate(reply.stat.path)
+    return reply
   }
 
   async du (path: string, options: CallOptions = {}): Promise<DuReply> {

@@ -85,8 +85,12 @@ export class MasterLink {
     return this.mutate(`rename ${source}`, protocol.renamePath, { source, target }, options)
   }
 
-  delete (path: string, recursive: boolean, options?: CallOptions): Promise<protocol.DeleteReply> {
-    return this.mutate(`delete ${path}`, protocol.deletePath, { path, recursive }, options)
+  delete (path: string, recursive: boolean, skipTrash: boolean, options?: CallOptions): Promise<protocol.DeleteReply> {
+    return this.mutate(`delete ${path}`, protocol.deletePath, { path, recursive, skipTrash }, options)
+  }
+
+  restore (path: string, target: string | undefined, options?: CallOptions): Promise<protocol.RestoreReply> {
+    return this.mutate(`restore ${path}`, protocol.restorePath, target === undefined ? { path } : { path, target }, options)
   }
 
   // ---- the write protocol -----------------------------------------------------------------------------

@@ -89,7 +89,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
     db, queue, registry, secret, config, logger: log, now, startedAtMs: now(), onFatal, shadows, feed, snapshotDir,
     ...(follower === null || masterUrl === null ? {} : { follower: { masterUrl, report: (nowMs: number) => follower.report(nowMs), promote: async (force: boolean) => await follower.promote(force) } })
   })
-  const ticker = new Ticker({ db, queue, registry, log: log.child({ component: 'tick' }), now, onFatal, shadows, retention })
+  const ticker = new Ticker({ db, queue, registry, log: log.child({ component: 'tick' }), now, onFatal, shadows, retention, trashRetentionMs: config.trashRetentionMs })
   if (options.tick !== false) ticker.start(config.tickIntervalMs)
   // Its own safe-mode view (same inputs as the server's, so the same answer): nothing is copied or trimmed on
   // replica counts a restart left stale.

@@ -125,15 +125,15 @@ function subtree (db: Db, rootId: number): Array<{ id: number, type: 'file' | 'd
     SELECT id, type FROM sub`).all(rootId, deleteEntriesPerOpMax + 1) as Array<{ id: number, type: 'file' | 'dir' }>
 }
 
-function hasChildren (db: Db, inodeId: number): boolean {
+export function hasChildren (db: Db, inodeId: number): boolean {
   return sql(db, 'SELECT 1 FROM inodes WHERE parentId = ? LIMIT 1').get(inodeId) !== undefined
 }
 
-function touch (db: Db, inodeId: number | null, mtimeMs: number): void {
+export function touch (db: Db, inodeId: number | null, mtimeMs: number): void {
   if (inodeId !== null) sql(db, 'UPDATE inodes SET mtimeMs = ? WHERE id = ?').run(mtimeMs, inodeId)
 }
 
-function insertDir (db: Db, parentId: number, name: string, mtimeMs: number, mode: number): InodeRow {
+export function insertDir (db: Db, parentId: number, name: string, mtimeMs: number, mode: number): InodeRow {
   const id = sql(db, "INSERT INTO inodes (parentId, name, type, state, mtimeMs, mode) VALUES (?, ?, 'dir', 'closed', ?, ?)").run(parentId, name, mtimeMs, mode).lastInsertRowid
   const row = getInode(db, Number(id))
   assert(row !== undefined, 'the inserted directory reads back')
@@ -260,7 +260,9 @@ export function rename (db: Db, op: { source: string, target: string, mtimeMs: n
 
 // A file or an empty directory; a non-empty directory only with recursive, and only up to
 // deleteEntriesPerOpMax entries (delete subtrees first beyond that).
-export function remove (db: Db, op: { path: string, recursive: boolean, mtimeMs: number }): Applied<DeleteReply> {
+export interface RemoveArgs { path: string, recursive: boolean, mtimeMs: number }
+
+export function remove (db: Db, op: RemoveArgs): Applied<DeleteReply> {
   const names = splitPath(op.path)
   const path = '/' + names.join('/')
   if (names.length === 0) throw new GranaryError('GRN_INVALID_PATH', [path, 'the root cannot be deleted'])
@@ -277,5 +279,5 @@ export function remove (db: Db, op: { path: string, recursive: boolean, mtimeMs:
   const deletedCount = deleteInodes(db, entries.map((e) => e.id))
   assert(deletedCount === entries.length, 'every collected entry was deleted')
   touch(db, row.parentId, op.mtimeMs)
-  return { result: { deletedFiles: fileIds.length, deletedDirs: entries.length - fileIds.length, deletedChunks: chunkCount }, dropped }
+  return { result: { deletedFiles: fileIds.length, deletedDirs: entries.length - fileIds.length, deletedChunks: chunkCount, trashPath: null }, dropped }
 }

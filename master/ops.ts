@@ -12,7 +12,8 @@ import {
   abandonFile, addReplica, allocateChunk, commitChunk, expireLease, registerServer, removeReplica, renewLease,
   type AddReplicaOutcome, type AllocateArgs, type AllocateResult, type Applied, type CommitArgs
 } from './chunks.js'
-import { complete, create, mkdir, remove, rename, type CompleteArgs, type CreateArgs, type CreateResult, type MkdirArgs } from './namespace.js'
+import { purgeCheckpoint, removeOrTrash, restore, type PurgeArgs, type PurgeResult, type RestoreArgs } from './trash.js'
+import { complete, create, mkdir, rename, type CompleteArgs, type CreateArgs, type CreateResult, type MkdirArgs } from './namespace.js'
 
 export type { Applied, DroppedReplica } from './chunks.js'
 
@@ -32,7 +33,9 @@ export type Op =
   | { type: 'abandon', inodeId: InodeId, leaseId: LeaseId }
   | { type: 'expireLease', inodeId: InodeId, nowMs: number }
   | { type: 'rename', source: string, target: string, mtimeMs: number }
-  | { type: 'delete', path: string, recursive: boolean, mtimeMs: number }
+  | { type: 'delete', path: string, recursive: boolean, mtimeMs: number, trash?: string | null }   // trash: checkpoint name, or none (for good)
+  | ({ type: 'restore' } & RestoreArgs)
+  | ({ type: 'purgeTrash' } & PurgeArgs)
   | HeartbeatOp
   | { type: 'batch', ops: HeartbeatOp[] }   // one heartbeat's replica changes: one oplog record, one savepoint
   | { type: 'newTerm', term: number }        // a promoted shadow's first record: the master epoch goes up by one
@@ -48,6 +51,8 @@ export interface OpResults {
   expireLease: { expired: boolean }
   rename: FileStat
   delete: DeleteReply
+  restore: { from: string, stat: FileStat }
+  purgeTrash: PurgeResult
   registerServer: { registered: boolean }
   addReplica: { outcome: AddReplicaOutcome }
   removeReplica: { removed: boolean }
@@ -71,7 +76,9 @@ export function apply (db: Db, op: Op): Applied {
     case 'abandon': return abandonFile(db, op)
     case 'expireLease': return expireLease(db, op)
     case 'rename': return rename(db, op)
-    case 'delete': return remove(db, op)
+    case 'delete': return removeOrTrash(db, op)
+    case 'restore': return restore(db, op)
+    case 'purgeTrash': return purgeCheckpoint(db, op)
     case 'registerServer': return registerServer(db, op)
     case 'addReplica': return addReplica(db, op)
     case 'removeReplica': return removeReplica(db, op)

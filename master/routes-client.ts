@@ -6,7 +6,7 @@ import type { FastifyRequest } from 'fastify'
 import { GranaryError } from '../shared/errors.js'
 import { newLeaseId, type ChunkHandle, type RequestId, type ServerId } from '../shared/ids.js'
 import * as limits from '../shared/limits.js'
-import { normalizePath } from '../shared/paths.js'
+import { normalizePath, splitPath } from '../shared/paths.js'
 import type * as p from '../shared/protocol.js'
 import { dirModeDefault, fileModeDefault } from '../shared/protocol.js'
 import { signToken } from '../shared/token.js'
@@ -19,6 +19,7 @@ import { choosePipeline } from './placement.js'
 import type { Registry } from './registry.js'
 import type { SafeMode } from './safe-mode.js'
 import type { ShadowTracker } from './shadow-tracker.js'
+import { checkpointName, inTrash, newestTrashed, originalNames, trashRoot } from './trash.js'
 
 export interface ClientRouteDeps {
   db: Db
@@ -27,6 +28,7 @@ export interface ClientRouteDeps {
   secret: Buffer
   leaseTtlMs: number
   tokenTtlMs: number
+  trashRetentionMs: number                                         // 0: deletes skip the trash
   deadAfterMs: number
   startedAtMs: number
   safeMode: SafeMode                                               // shared with the heartbeat handler
@@ -59,12 +61,20 @@ function namespaceHandlers (deps: ClientRouteDeps) {
     const body = request.body as p.RenameRequest
     return await queue.submit({ type: 'rename', source: normalizePath(body.source), target: normalizePath(body.target), mtimeMs: deps.now() }, body.requestId)
   }
+  // The checkpoint (the trash folder's name) is this request's time, decided here so apply() stays deterministic.
   const remove: Handler<p.DeleteReply> = async (request) => {
     const body = request.body as p.DeleteRequest
-    return await queue.submit({ type: 'delete', path: normalizePath(body.path), recursive: body.recursive ?? false, mtimeMs: deps.now() }, body.requestId)
+    const nowMs = deps.now()
+    const trash = body.skipTrash === true || deps.trashRetentionMs === 0 ? null : checkpointName(nowMs)
+    return await queue.submit({ type: 'delete', path: normalizePath(body.path), recursive: body.recursive ?? false, mtimeMs: nowMs, trash }, body.requestId)
+  }
+  const restore: Handler<p.RestoreReply> = async (request) => {
+    const body = request.body as p.RestoreRequest
+    const { source, target } = restoreSource(db, normalizePath(body.path), body.target === undefined ? undefined : normalizePath(body.target))
+    return await queue.submit({ type: 'restore', source, target, mtimeMs: deps.now() }, body.requestId)
   }
   const du: Handler<p.DuReply> = async (request) => diskUsage(db, normalizePath((request.query as p.DuQuery).path))
-  return { mkdir, stat, list, rename, remove, du }
+  return { mkdir, stat, list, rename, remove, restore, du }
 }
 
 // Each handler decides the op's time, lease expiry and lease id here, before apply() (which must be deterministic).
@@ -134,6 +144,21 @@ function readHandlers (deps: ClientRouteDeps) {
   }
   const report: Handler<p.ClusterReport> = async () => clusterReport(deps, deps.now())
   return { open, health, report }
+}
+
+// What restore moves where: a path in the trash names the entry itself; any other path names where it was deleted
+// from, and the newest trashed copy is taken. The target defaults to the path it was deleted from.
+function restoreSource (db: Db, path: string, target: string | undefined): { source: string, target: string } {
+  const names = splitPath(path)
+  if (inTrash(names)) {
+    const original = originalNames(names)
+    if (original === undefined) throw new GranaryError('GRN_INVALID_PATH', [path, `name an entry inside a checkpoint (${trashRoot}/<checkpoint>/...)`])
+    return { source: path, target: target ?? '/' + original.join('/') }
+  }
+  if (names.length === 0) throw new GranaryError('GRN_INVALID_PATH', [path, 'the root is never in the trash'])
+  const source = newestTrashed(db, names)
+  if (source === undefined) throw new GranaryError('GRN_NOT_FOUND', [`${path} in the trash (${trashRoot})`])
+  return { source, target: target ?? path }
 }
 
 // A retried allocate whose first attempt committed gets that allocation back (with a fresh token), even if

@@ -64,7 +64,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   const safeMode = new SafeMode({ db: deps.db, registry: deps.registry, startedAtMs, deadAfterMs: deps.config.deadAfterMs })
   const c = clientHandlers({
     db: deps.db, queue: deps.queue, registry: deps.registry, secret: deps.secret, now,
-    leaseTtlMs: deps.config.leaseTtlMs, tokenTtlMs: deps.config.tokenTtlMs, deadAfterMs: deps.config.deadAfterMs,
+    leaseTtlMs: deps.config.leaseTtlMs, tokenTtlMs: deps.config.tokenTtlMs, trashRetentionMs: deps.config.trashRetentionMs, deadAfterMs: deps.config.deadAfterMs,
     startedAtMs, safeMode, shadows: deps.shadows, follower: deps.follower
   })
   const masterUrl = deps.follower?.masterUrl ?? null
@@ -91,6 +91,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   app.get(p.listPath, { schema: p.listSchema, ...read }, c.list)
   app.post(p.renamePath, { schema: p.renameSchema, ...mutation }, c.rename)
   app.post(p.deletePath, { schema: p.deleteSchema, ...mutation }, c.remove)
+  app.post(p.restorePath, { schema: p.restoreSchema, ...mutation }, c.restore)
   app.get(p.duPath, { schema: p.duSchema, ...read }, c.du)
   app.get(p.fsckPath, { schema: p.fsckSchema, ...read }, async (request) =>
     fsck(deps.db, normalizePath((request.query as p.FsckQuery).path), deps.registry.liveServerIds(now())))

@@ -15,7 +15,8 @@ export const masterDefaults = {
   deadAfterMs: 10_000,                            // missed heartbeats before a chunkserver counts as dead
   leaseTtlMs: 60_000,                             // writer lease; renewed by every allocate/commit/renew
   tokenTtlMs: 10 * 60_000,                        // chunk tokens
-  tickIntervalMs: 500,                            // background work (lease expiry, oplog trim)
+  tickIntervalMs: 500,                            // background work (lease expiry, oplog trim, trash purge)
+  trashRetentionMs: 24 * 60 * 60_000,             // a deleted entry stays restorable in /.trash this long; 0 = no trash
   logLevel: 'info' as 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent',
 }
 export type MasterConfig = typeof masterDefaults
@@ -98,6 +99,7 @@ export function resolveMasterConfig (given: Record<string, unknown>): MasterConf
   if (config.leaseTtlMs < 1000) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'leaseTtlMs' must be at least 1000"])
   if (config.tokenTtlMs < 1000) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'tokenTtlMs' must be at least 1000"])
   if (config.tickIntervalMs < 10) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'tickIntervalMs' must be at least 10"])
+  if (!Number.isSafeInteger(config.trashRetentionMs) || config.trashRetentionMs < 0) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'trashRetentionMs' must be 0 (no trash) or a positive number of ms"])
   return config
 }
 

@@ -80,10 +80,21 @@ export interface RenameRequest { source: string, target: string, requestId?: Req
 export type RenameReply = FileStat   // the moved entry, at its new path
 export const renameSchema = { body: body({ source: pathProp, target: pathProp, requestId: requestIdProp }, ['source', 'target']) } as const
 
+// Deleting moves the entry to the trash (master/trash.ts): /.trash/<checkpoint>/<its path>, kept for the master's
+// trashRetentionMs, then purged. skipTrash, a path already in /.trash, or trashRetentionMs = 0 delete at once.
+// The counts say what was deleted for good now (all 0 when the entry went to the trash); trashPath where it went.
 export const deletePath = '/fs/delete' as const
-export interface DeleteRequest { path: string, recursive?: boolean, requestId?: RequestId }
-export interface DeleteReply { deletedFiles: number, deletedDirs: number, deletedChunks: number }
-export const deleteSchema = { body: body({ path: pathProp, recursive: { type: 'boolean' }, requestId: requestIdProp }, ['path']) } as const
+export interface DeleteRequest { path: string, recursive?: boolean, skipTrash?: boolean, requestId?: RequestId }
+export interface DeleteReply { deletedFiles: number, deletedDirs: number, deletedChunks: number, trashPath: string | null }
+export const deleteSchema = { body: body({ path: pathProp, recursive: { type: 'boolean' }, skipTrash: { type: 'boolean' }, requestId: requestIdProp }, ['path']) } as const
+
+// Brings a trashed entry back. `path` is either its place in the trash (/.trash/<checkpoint>/a/b) or the path it
+// was deleted from (/a/b: the newest trashed copy is taken). `target` defaults to the path it was deleted from;
+// missing parent folders are made; an existing target is never replaced (GRN_EXISTS).
+export const restorePath = '/fs/restore' as const
+export interface RestoreRequest { path: string, target?: string, requestId?: RequestId }
+export interface RestoreReply { from: string, stat: FileStat }
+export const restoreSchema = { body: body({ path: pathProp, target: pathProp, requestId: requestIdProp }, ['path']) } as const
 
 export const duPath = '/fs/du' as const
 export interface DuQuery { path: string }

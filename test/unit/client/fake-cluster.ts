@@ -308,7 +308,7 @@ export class FakeMaster {
   #delete (path: string, recursive: boolean): P.DeleteReply {
     const entry = this.#entry(path)
     if (entry.stat.type === 'dir' && this.#children(path).length > 0 && !recursive) throw new GranaryError('GRN_NOT_EMPTY', [path])
-    const reply = { deletedFiles: 0, deletedDirs: 0, deletedChunks: 0 }
+    const reply = { deletedFiles: 0, deletedDirs: 0, deletedChunks: 0, trashPath: null }   // the fake has no trash: deletes are for good
     for (const [p, e] of [...this.entries]) {
       if (p === path || p.startsWith(`${path}/`)) {
         this.entries.delete(p)

@@ -83,8 +83,8 @@ t.test('namespace calls: mkdir -p, rename, rm -r/force, du, readdir over many pa
   t.equal((await fs.rename('/a/b', '/a/moved')).path, '/a/moved')
   t.same(await fs.readdir('/a'), ['moved'])
   t.equal(await codeOf(fs.rm('/a')), 'GRN_NOT_EMPTY')
-  t.same(await fs.rm('/a', { recursive: true }), { deletedFiles: 0, deletedDirs: 3, deletedChunks: 0 })
-  t.same(await fs.rm('/a', { force: true }), { deletedFiles: 0, deletedDirs: 0, deletedChunks: 0 }, 'force: missing is fine')
+  t.same(await fs.rm('/a', { recursive: true }), { deletedFiles: 0, deletedDirs: 3, deletedChunks: 0, trashPath: null })
+  t.same(await fs.rm('/a', { force: true }), { deletedFiles: 0, deletedDirs: 0, deletedChunks: 0, trashPath: null }, 'force: missing is fine')
   t.equal(await codeOf(fs.stat('relative')), 'GRN_INVALID_PATH', 'paths are checked before any request')
   t.equal(await codeOf(fs.stat('/a/../etc')), 'GRN_INVALID_PATH')
 

@@ -93,7 +93,7 @@ t.test('rename: move, replace, refuse', async (t) => {
   await refused(t, m, 'POST', '/fs/rename', { source: '/f2', target: '/f2/x' }, 'GRN_NOT_DIR')
 })
 
-t.test('delete: file, empty dir, recursive, root', async (t) => {
+t.test('delete for good (skipTrash): file, empty dir, recursive, root', async (t) => {
   const m = await startTestMaster(t)
   await addServers(m, 2)
   await m.call('POST', '/fs/mkdir', { path: '/t/a/b', parents: true })
@@ -102,15 +102,15 @@ t.test('delete: file, empty dir, recursive, root', async (t) => {
   await writeFile(m, '/t/g', [1])
   await writeFile(m, '/h', [2])
 
-  await refused(t, m, 'POST', '/fs/delete', { path: '/t' }, 'GRN_NOT_EMPTY')
-  await refused(t, m, 'POST', '/fs/delete', { path: '/' , recursive: true }, 'GRN_INVALID_PATH')
-  await refused(t, m, 'POST', '/fs/delete', { path: '/zz' }, 'GRN_NOT_FOUND')
+  await refused(t, m, 'POST', '/fs/delete', { path: '/t', skipTrash: true }, 'GRN_NOT_EMPTY')
+  await refused(t, m, 'POST', '/fs/delete', { path: '/', recursive: true, skipTrash: true }, 'GRN_INVALID_PATH')
+  await refused(t, m, 'POST', '/fs/delete', { path: '/zz', skipTrash: true }, 'GRN_NOT_FOUND')
 
-  t.same((await m.call('POST', '/fs/delete', { path: '/h' })).body, { deletedFiles: 1, deletedDirs: 0, deletedChunks: 1 })
-  t.same((await m.call('POST', '/fs/delete', { path: '/e' })).body, { deletedFiles: 0, deletedDirs: 1, deletedChunks: 0 })
+  t.same((await m.call('POST', '/fs/delete', { path: '/h', skipTrash: true })).body, { deletedFiles: 1, deletedDirs: 0, deletedChunks: 1, trashPath: null })
+  t.same((await m.call('POST', '/fs/delete', { path: '/e', skipTrash: true })).body, { deletedFiles: 0, deletedDirs: 1, deletedChunks: 0, trashPath: null })
   const du = await m.call<p.DuReply>('GET', '/fs/du', { path: '/t' })
   t.same(du.body, { path: '/t', fileCount: 2, dirCount: 3, sizeBytes: 65536 + 3 + 1 })
-  t.same((await m.call('POST', '/fs/delete', { path: '/t', recursive: true })).body, { deletedFiles: 2, deletedDirs: 3, deletedChunks: 3 })
+  t.same((await m.call('POST', '/fs/delete', { path: '/t', recursive: true, skipTrash: true })).body, { deletedFiles: 2, deletedDirs: 3, deletedChunks: 3, trashPath: null })
   t.same((m.db.prepare('SELECT count(*) AS n FROM inodes').get() as { n: number }).n, 1, 'only the root is left')
   t.same(m.db.prepare('SELECT count(*) AS n FROM replicas').get(), { n: 0 })
   const commands = m.registry.all().reduce((n, s) => n + s.commands.size, 0)
@@ -118,7 +118,7 @@ t.test('delete: file, empty dir, recursive, root', async (t) => {
   t.same((await m.call('GET', '/fs/du', { path: '/' })).body, { path: '/', fileCount: 0, dirCount: 1, sizeBytes: 0 })
 })
 
-t.test('a recursive delete or du over deleteEntriesPerOpMax entries is refused', async (t) => {
+t.test('a recursive delete for good or du over deleteEntriesPerOpMax entries is refused', async (t) => {
   const m = await startTestMaster(t)
   await m.call('POST', '/fs/mkdir', { path: '/big' })
   const bigId = (m.db.prepare("SELECT id FROM inodes WHERE name = 'big'").get() as { id: number }).id
@@ -126,11 +126,11 @@ t.test('a recursive delete or du over deleteEntriesPerOpMax entries is refused',
   m.db.transaction(() => { for (let i = 0; i < deleteEntriesPerOpMax; i++) insert.run(bigId, `d${i}`) })()
   const count = (): unknown => m.db.prepare('SELECT (SELECT count(*) FROM inodes) AS inodes, (SELECT seq FROM meta) AS seq').get()
   const before = count()
-  const res = await m.call('POST', '/fs/delete', { path: '/big', recursive: true })
+  const res = await m.call('POST', '/fs/delete', { path: '/big', recursive: true, skipTrash: true })
   t.match(res, { statusCode: 413, body: { code: 'GRN_LIMIT_EXCEEDED' } })
   t.same(count(), before, 'nothing deleted, nothing logged')
   t.equal((await m.call('GET', '/fs/du', { path: '/big' })).body.code, 'GRN_LIMIT_EXCEEDED')
-  t.equal((await m.call('POST', '/fs/delete', { path: '/big/d7' })).statusCode, 200, 'smaller deletes still work')
+  t.equal((await m.call('POST', '/fs/delete', { path: '/big/d7', skipTrash: true })).statusCode, 200, 'smaller deletes still work')
   const du = await m.call<p.DuReply>('GET', '/fs/du', { path: '/big' })
   t.same(du.body, { path: '/big', fileCount: 0, dirCount: deleteEntriesPerOpMax, sizeBytes: 0 }, 'exactly at the bound is allowed')
 })
