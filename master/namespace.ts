@@ -57,12 +57,13 @@ export function resolveParent (db: Db, names: readonly string[]): { parent: Inod
   return { parent, name: names[names.length - 1] as string }
 }
 
-// Walks up the parent links: bounded by the depth limit, so a cycle (a bug) fails an assertion instead of spinning.
+// Walks up the parent links, bounded. Renames can nest a deep subtree under a deep folder (and the trash adds two
+// levels), so a path past the depth limit is a refusal the caller's transaction rolls back, not a crash.
 export function pathOf (db: Db, row: InodeRow): string {
   const names: string[] = []
   let current = row
   while (current.id !== rootInodeId) {
-    assert(names.length < pathDepthMax, 'the namespace has no cycles and respects the depth limit')
+    if (names.length >= pathDepthMax) throw new GranaryError('GRN_INVALID_PATH', [`inode ${row.id}`, `deeper than ${pathDepthMax}`])
     assert(current.parentId !== null && current.name !== null, 'a linked entry has a parent and a name')
     names.push(current.name)
     const parent = getInode(db, current.parentId)
