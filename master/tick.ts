@@ -54,15 +54,14 @@ export class Ticker {
       const trimmed = trimOplogRetained(db, retention, shadows.neededFromSeq(nowMs), nowMs, oplogTrimBatchMax)
       const pruned = pruneRequests(db, requestIdsKeptMax, oplogTrimBatchMax)
       if (trimmed + pruned > 0) log.debug({ trimmed, pruned }, 'oplog trimmed')
-      if (this.#purging === null && queue.mode === 'master') {
-        this.#purging = this.#purgeTrash(nowMs)
-        void this.#purging.finally(() => { this.#purging = null })
-      }
       if (this.#expiring === null && queue.mode === 'master') {
         this.#expiring = expireLeases(db, queue, nowMs, expiredLeasesPerTickMax, log)
         await this.#expiring.finally(() => { this.#expiring = null })
       }
-      await this.#purging
+      if (this.#purging === null && queue.mode === 'master') {
+        this.#purging = this.#purgeTrash(nowMs).finally(() => { this.#purging = null })
+        await this.#purging
+      }
     } catch (err) {
       if (err instanceof AssertionError) this.#deps.onFatal(err)
       else log.error({ err }, 'master tick failed')

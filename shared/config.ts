@@ -99,7 +99,9 @@ export function resolveMasterConfig (given: Record<string, unknown>): MasterConf
   if (config.leaseTtlMs < 1000) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'leaseTtlMs' must be at least 1000"])
   if (config.tokenTtlMs < 1000) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'tokenTtlMs' must be at least 1000"])
   if (config.tickIntervalMs < 10) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'tickIntervalMs' must be at least 10"])
-  if (!Number.isSafeInteger(config.trashRetentionMs) || config.trashRetentionMs < 0) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'trashRetentionMs' must be 0 (no trash) or a positive number of ms"])
+  if (!Number.isSafeInteger(config.trashRetentionMs) || config.trashRetentionMs < 0 || config.trashRetentionMs > limits.trashRetentionMsMax) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`master option 'trashRetentionMs' must be 0 (no trash) up to ${limits.trashRetentionMsMax} (10 years)`])
+  }
   return config
 }
 

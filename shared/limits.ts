@@ -24,6 +24,7 @@ export const pathDepthMax = 256
 export const listPageSizeMax = 10_000
 export const listPageSizeDefault = 1000
 export const deleteEntriesPerOpMax = 100_000           // a recursive delete of more entries is refused; delete subtrees first
+export const trashRetentionMsMax = 3650 * 24 * 60 * 60_000   // keeps (now - retention) a valid Date for checkpoint names
 export const trashPurgeEntriesPerOpMax = 10_000        // entries one trash-purge op deletes (a bigger checkpoint takes several)
 export const trashPurgeOpsPerTickMax = 10              // purge ops the master's tick submits per round
 export const trashNameAttemptsMax = 100                // checkpoint-name variants tried when a trashed path is taken
