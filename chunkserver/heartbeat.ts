@@ -3,11 +3,14 @@
 // A full report goes out on first contact and whenever that master's last reply asked for one; otherwise the
 // chunks added and removed since that master's last successful heartbeat. A failed heartbeat (the master may
 // have restarted and lost nothing, or lost our deltas) makes the next one a full report.
+// A reply that says more commands are queued (moreCommands) is followed by the next heartbeat as soon as its
+// commands have run, at most commandFollowUpBeatsMax in a row: a deleted tree's garbage then goes at disk
+// speed (deletes run deletesInFlightMax at a time) rather than commandsPerHeartbeatMax per interval.
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
 import { isGranaryError } from '../shared/errors.js'
-import { commandsPerHeartbeatMax, reportedChunksPerHeartbeatMax } from '../shared/limits.js'
-import { heartbeatPath, type HeartbeatReply, type HeartbeatRequest, type ReplicateCommand, type StoredChunk } from '../shared/protocol.js'
+import { commandFollowUpBeatsMax, commandsPerHeartbeatMax, deletesInFlightMax, reportedChunksPerHeartbeatMax } from '../shared/limits.js'
+import { heartbeatPath, type ChunkserverCommand, type HeartbeatReply, type HeartbeatRequest, type ReplicateCommand, type StoredChunk } from '../shared/protocol.js'
 import type { Logger } from '../shared/log.js'
 import type { ChunkStore, StoreEvent } from './store.js'
 
@@ -33,6 +36,7 @@ interface MasterLink {
   removed: Map<string, StoredChunk>
   reachable: boolean | null           // null until the first attempt; logged when it changes
   intervalMs: number
+  moreCommands: boolean               // the last reply said more commands are queued for us
 }
 
 export class Heartbeats {
@@ -44,7 +48,7 @@ export class Heartbeats {
 
   constructor (deps: HeartbeatDeps) {
     this.#deps = deps
-    this.#links = deps.masters.map((url) => ({ url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, intervalMs: deps.intervalMs }))
+    this.#links = deps.masters.map((url) => ({ url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, intervalMs: deps.intervalMs, moreCommands: false }))
     // A heartbeat that takes longer than a few intervals is as good as lost; never let one hang a loop.
     const timeoutMs = Math.max(1000, 3 * deps.intervalMs)
     this.#agent = new Agent({ connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, keepAliveTimeout: 2 * timeoutMs, connections: 2 })
@@ -62,9 +66,15 @@ export class Heartbeats {
   }
 
   async #loop (link: MasterLink): Promise<void> {
+    let followUps = 0
     while (!this.#stop.signal.aborted) {
       const startedAtMs = Date.now()
+      link.moreCommands = false
       await this.#beat(link).catch((err: unknown) => this.#deps.log.error({ err, master: link.url }, 'heartbeat failed'))
+      // The commands of that reply have run: fetch the next batch now, within the bound (a master that always
+      // says "more" cannot turn this loop into a busy one).
+      if (link.moreCommands && followUps < commandFollowUpBeatsMax) { followUps++; continue }
+      followUps = 0
       const periodMs = link.reachable === false ? Math.min(link.intervalMs, unreachableRetryMsMax) : link.intervalMs
       const waitMs = Math.max(0, periodMs - (Date.now() - startedAtMs))
       await sleep(waitMs, undefined, { signal: this.#stop.signal }).catch(() => {})
@@ -99,6 +109,7 @@ export class Heartbeats {
     if (Number.isSafeInteger(reply.heartbeatIntervalMs)) link.intervalMs = Math.min(Math.max(reply.heartbeatIntervalMs, intervalMsMin), intervalMsMax)
     if (Number.isSafeInteger(reply.term)) await store.observeTerm(reply.term).catch((err: Error) => log.error({ err }, 'term not persisted'))
     await this.#run(reply.commands)
+    link.moreCommands = reply.moreCommands === true
   }
 
   async #requestFor (link: MasterLink): Promise<HeartbeatRequest> {
@@ -124,13 +135,34 @@ export class Heartbeats {
 
   async #run (commands: HeartbeatReply['commands'] | undefined): Promise<void> {
     if (!Array.isArray(commands)) return
+    const deletes: Array<Extract<ChunkserverCommand, { type: 'delete' }>> = []
     for (const command of commands.slice(0, commandsPerHeartbeatMax)) {
-      if (command.type === 'replicate') { this.#deps.onReplicate?.(command); continue }
-      if (command.type !== 'delete') continue
-      await this.#deps.store.delete(command.chunkHandle, command.version).catch((err: unknown) => {
-        this.#deps.log.error({ chunkHandle: command.chunkHandle, version: command.version, code: isGranaryError(err) ? err.code : (err as { code?: string }).code }, 'delete command failed')
-      })
+      if (command.type === 'replicate') this.#deps.onReplicate?.(command)
+      else if (command.type === 'delete') deletes.push(command)
     }
+    if (deletes.length > 0) await this.#runDeletes(deletes)
+  }
+
+  // deletesInFlightMax unlinks at a time (the master queues one command per chunk, so no two here touch the
+  // same file). One info line per batch: a deleted tree is tens of thousands of chunks.
+  async #runDeletes (deletes: Array<Extract<ChunkserverCommand, { type: 'delete' }>>): Promise<void> {
+    const { store, log } = this.#deps
+    const startedAtMs = Date.now()
+    const counts = { deletedCount: 0, absentCount: 0, failedCount: 0 }
+    let next = 0
+    await Promise.all(Array.from({ length: Math.min(deletesInFlightMax, deletes.length) }, async () => {
+      while (next < deletes.length) {
+        const command = deletes[next++] as typeof deletes[number]
+        try {
+          if (await store.delete(command.chunkHandle, command.version)) counts.deletedCount++
+          else counts.absentCount++
+        } catch (err) {
+          counts.failedCount++
+          log.error({ chunkHandle: command.chunkHandle, version: command.version, code: isGranaryError(err) ? err.code : (err as { code?: string }).code }, 'delete command failed')
+        }
+      }
+    }))
+    log.info({ commandCount: deletes.length, ...counts, durationMs: Date.now() - startedAtMs }, 'delete commands run')
   }
 }
 

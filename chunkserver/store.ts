@@ -125,6 +125,21 @@ export class ChunkStore {
   // ---- deletes --------------------------------------------------------------------------------------
 
   // Removes `version` of the handle and any older one; a newer stored version is kept. True if a file went.
+  //
+  // Crash-safe and race-free by construction, with no journal:
+  // - A chunk is ONE self-describing file (chunk-format.ts: data, CRC table and footer together), so a single
+  //   unlink removes it atomically: its name is there, whole, or gone. Nothing is ever truncated or rewritten
+  //   in place, so no chunk file can be left half-deleted.
+  // - The index entry goes first, synchronously, before the unlink is even started: from this call on,
+  //   lookup() refuses the chunk (GRN_CHUNK_NOT_FOUND), so a new read, a scrub or a replication source never
+  //   starts on it. A read that passed lookup() but opens after the unlink gets ENOENT, which chunk-reader.ts
+  //   turns into the same GRN_CHUNK_NOT_FOUND (the client tries another replica). A read that opened before the
+  //   unlink holds the inode, so it streams the whole verified file to its end: never partial data.
+  // - A crash (or a failed unlink) between the two steps leaves a whole, valid file that the index no longer
+  //   names. The start-up scan indexes it again, the full report names it, and the master, which no longer
+  //   knows the chunk, orders it deleted again. That is also why the folder is not fsynced after the unlink: a
+  //   file a power cut brings back is the same orphan, found the same way.
+  // - `removed` is reported to the master only after the unlink succeeded.
   async delete (chunkHandle: ChunkHandle, version: number): Promise<boolean> {
     const stored = this.#index.get(chunkHandle)
     if (stored === undefined || stored.version > version) return false
@@ -132,7 +147,8 @@ export class ChunkStore {
     this.#usedBytes -= fileBytesOf(stored.lengthBytes)
     this.#corrupt.delete(`${chunkHandle}_${stored.version}`)
     await this.#removeFile(stored)
-    this.#log.info({ chunkHandle, version: stored.version }, 'chunk deleted')
+    // debug: a deleted tree is tens of thousands of these; the heartbeat logs one line per batch at info.
+    this.#log.debug({ chunkHandle, version: stored.version }, 'chunk deleted')
     return true
   }
 

@@ -124,6 +124,11 @@ export class Registry {
     return taken
   }
 
+  // Commands still queued for the server (the heartbeat reply says so, and the server comes back at once).
+  queuedCommandCount (serverId: ServerId): number {
+    return this.#servers.get(serverId)?.commands.size ?? 0
+  }
+
   // Servers that went from alive to dead since the last call (each reported once), for the tick to log.
   newlyDead (nowMs: number): ServerState[] {
     const dead: ServerState[] = []

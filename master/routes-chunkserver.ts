@@ -61,12 +61,13 @@ export function heartbeatHandler (deps: ChunkserverRouteDeps) {
       state.fullReportSeen = true
       request.log.info({ serverId: body.serverId, chunkCount: body.fullReport.length, deleteCount: deletes.length }, 'chunkserver full report reconciled')
     }
-    return {
-      term: queue.term,
-      heartbeatIntervalMs: deps.heartbeatIntervalMs,
-      needFullReport: !state.fullReportSeen,
-      commands: deps.safeMode.active(nowMs) ? [] : registry.takeCommands(body.serverId, commandsPerHeartbeatMax)
-    }
+    const reply: HeartbeatReply = { term: queue.term, heartbeatIntervalMs: deps.heartbeatIntervalMs, needFullReport: !state.fullReportSeen, commands: [] }
+    if (deps.safeMode.active(nowMs)) return reply   // queued deletes wait, and no follow-up is asked for: nothing would come of it
+    reply.commands = registry.takeCommands(body.serverId, commandsPerHeartbeatMax)
+    // A deleted tree can queue tens of thousands of deletes per server: the server asks again as soon as it
+    // has run this batch, so garbage goes at disk speed instead of commandsPerHeartbeatMax per interval.
+    if (registry.queuedCommandCount(body.serverId) > 0) reply.moreCommands = true
+    return reply
   }
 }
 

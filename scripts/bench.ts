@@ -137,6 +137,7 @@ async function main (): Promise<void> {
     if (wanted.has('restart')) await benchRestart()   // only when named: it fills a 1M-file namespace (minutes)
     if (wanted.has('fs')) await (await import('./bench-fs.js')).benchFs()   // only when named: its own cluster, a 1 GiB tree
     if (wanted.has('recovery')) await (await import('./bench-recovery.js')).benchRecovery()   // only when named: its own cluster, 1 GiB, a SIGKILLed chunkserver
+    if (wanted.has('gc')) await (await import('./bench-gc.js')).benchGc()   // only when named: its own cluster, 10,000 files deleted
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

@@ -342,6 +342,9 @@ export interface HeartbeatReply {
   heartbeatIntervalMs: number
   needFullReport: boolean
   commands: ChunkserverCommand[]
+  // Present (true) when more commands are queued than this reply holds: the chunkserver heartbeats again as
+  // soon as it has run these (at most limits.commandFollowUpBeatsMax times in a row), not an interval later.
+  moreCommands?: boolean
 }
 const storedChunkItems = body({ chunkHandle: handleProp, version: versionProp, lengthBytes: { type: 'integer', minimum: 0, maximum: limits.chunkSizeBytesMax } }, ['chunkHandle', 'version', 'lengthBytes'])
 export const heartbeatSchema = {

@@ -1,6 +1,8 @@
 // Proves the heartbeat against fake masters: a full report on first contact and when asked, deltas otherwise
 // (per master), delete commands executed, newer terms adopted and persisted, and a master that fails or goes
 // away neither crashes the chunkserver nor loses changes (the next heartbeat after a failure is a full report).
+// A reply saying moreCommands brings the next heartbeat as soon as its deletes have run, not an interval later,
+// and at most commandFollowUpBeatsMax such heartbeats follow in a row before the server rests an interval.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { createServer, request as httpRequest, type Server } from 'node:http'
@@ -9,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { startFixture, putChunk, newHandle, chunkFiles } from './fixtures/servers.js'
 import type { HeartbeatReply, HeartbeatRequest } from '../../../shared/protocol.js'
 import { heartbeatPath, tokenHeader } from '../../../shared/protocol.js'
+import { commandFollowUpBeatsMax } from '../../../shared/limits.js'
 
 interface FakeMaster {
   url: string
@@ -141,4 +144,41 @@ t.test('heartbeats keep going while a write streams, and report it as load', asy
   t.ok(master.beats.slice(during).some((b) => b.activeWrites === 1), 'the write in progress is reported as load')
   t.equal(await done, 200)
   await until('the added delta', () => master.beats.some((b) => b.added?.some((c) => c.chunkHandle === handle) === true))
+})
+
+t.test('moreCommands: the next heartbeat comes as soon as the deletes ran, within a bound', async (t) => {
+  const master = await fakeMaster()
+  t.teardown(async () => { await master.close() })
+  const f = await startFixture(t, 1, { masters: master.url })
+  const server = f.servers[0] as typeof f.servers[0]
+  const handles = Array.from({ length: 5 }, () => newHandle())
+  for (const handle of handles) t.equal((await putChunk(server.url, handle, 1, f.token(handle, 1, 'write'), randomBytes(5000))).statusCode, 200)
+  t.equal(chunkFiles(f.dataDirs[0] as string).length, 5)
+
+  // One delete per reply, with a 3 s interval: without follow-ups the five would take 12 s.
+  const intervalMs = 3000
+  const pending = handles.map((chunkHandle) => ({ type: 'delete', chunkHandle, version: 1 }))
+  let replies = 0
+  master.reply = () => {
+    replies++
+    const commands = pending.splice(0, 1)
+    return { statusCode: 200, body: { term: 0, heartbeatIntervalMs: intervalMs, needFullReport: false, commands, moreCommands: pending.length > 0 } }
+  }
+  const startedMs = Date.now()
+  await until('every chunk deleted', () => chunkFiles(f.dataDirs[0] as string).length === 0, 2000)
+  t.ok(Date.now() - startedMs < intervalMs, `five batches in ${Date.now() - startedMs} ms, under one interval`)
+  await until('the last follow-up', () => replies >= 5)
+  await sleep(300)
+  t.equal(replies, 5, 'the reply without moreCommands is followed by a normal interval, not another heartbeat')
+
+  // A master that always says "more" gets 1 + commandFollowUpBeatsMax heartbeats, then an interval's rest.
+  await until('the resting heartbeat', () => replies === 6, intervalMs + 2000)
+  let always = 0
+  master.reply = () => {
+    always++
+    return { statusCode: 200, body: { term: 0, heartbeatIntervalMs: intervalMs, needFullReport: false, commands: [], moreCommands: true } }
+  }
+  await until('the follow-up burst', () => always >= 1 + commandFollowUpBeatsMax, intervalMs + 5000)
+  await sleep(500)
+  t.equal(always, 1 + commandFollowUpBeatsMax, 'the burst is bounded')
 })

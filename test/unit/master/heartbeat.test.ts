@@ -1,7 +1,8 @@
 // Proves heartbeat handling: first contact and a restarted master ask for a full report; the full report is
 // reconciled (unknown chunk → delete command, older version → delete command, same version without a row →
 // replica row, rows the report lacks → removed, newer version → left alone); deltas do the same per chunk;
-// commands are bounded per reply; a newer term is refused; a moved server is re-registered.
+// commands are bounded per reply, and a reply that leaves some queued says moreCommands (never in safe mode,
+// when none go out); a newer term is refused; a moved server is re-registered.
 import t from 'tap'
 import type { ChunkHandle } from '../../../shared/ids.js'
 import { commandsPerHeartbeatMax, commandsQueuedPerServerMax } from '../../../shared/limits.js'
@@ -100,8 +101,11 @@ t.test('commands are bounded per reply; a newer term is refused', async (t) => {
   const fullReport = Array.from({ length: commandsPerHeartbeatMax + 5 }, (_, i) => ({ chunkHandle: handle(0x1000 + i), version: 1, lengthBytes: 1 }))
   const first = await heartbeat(m, 1, { fullReport })
   t.equal(first.commands.length, commandsPerHeartbeatMax)
+  t.equal(first.moreCommands, true, 'five are left: the server is told to come back at once')
+  t.equal(m.registry.queuedCommandCount(serverIdOf(1)), 5)
   const second = await heartbeat(m, 1)
   t.same(second.commands.map((c) => c.chunkHandle), fullReport.slice(commandsPerHeartbeatMax).map((c) => c.chunkHandle))
+  t.equal(second.moreCommands, undefined, 'drained: nothing more to fetch')
   t.same((await heartbeat(m, 1)).commands, [])
 
   const res = await m.call('POST', '/chunkservers/heartbeat', heartbeatBody(1, { term: 2 }))
@@ -123,4 +127,21 @@ t.test('a server whose delete queue overflows is asked for a full report instead
   t.equal((await heartbeat(m, 1)).needFullReport, true, 'and reconciliation will find the same chunks again')
   m.registry.queueDelete(serverIdOf(9), handle(1), 1)
   t.equal(m.registry.get(serverIdOf(9)), undefined, 'nothing is queued for a server not heard from')
+})
+
+t.test('in safe mode no command goes out and no follow-up is asked for', async (t) => {
+  const dir = t.testdir()
+  const m1 = await startTestMaster(t, { dir })
+  await addServers(m1, 2)
+  await m1.close()
+  const m2 = await startTestMaster(t, { dir })
+  const fullReport = Array.from({ length: commandsPerHeartbeatMax + 5 }, (_, i) => ({ chunkHandle: handle(0x1000 + i), version: 1, lengthBytes: 1 }))
+  const held = await heartbeat(m2, 1, { fullReport })
+  t.same(held.commands, [], 'server 2 has not reported: deletes wait')
+  t.equal(held.moreCommands, undefined, 'and the server is not asked to spin on an empty reply')
+  t.equal(m2.registry.queuedCommandCount(serverIdOf(1)), commandsPerHeartbeatMax + 5)
+  await heartbeat(m2, 2, { fullReport: [] })
+  const sent = await heartbeat(m2, 1)
+  t.equal(sent.commands.length, commandsPerHeartbeatMax)
+  t.equal(sent.moreCommands, true)
 })
