@@ -3,10 +3,10 @@
 // A full report goes out on first contact and whenever that master's last reply asked for one; otherwise the
 // chunks added and removed since that master's last successful heartbeat. A failed heartbeat (the master may
 // have restarted and lost nothing, or lost our deltas) makes the next one a full report.
+// beatSoon() cuts the wait short: a finished copy is reported at once, and the reply brings the next commands.
 // A reply that says more commands are queued (moreCommands) is followed by the next heartbeat as soon as its
 // commands have run, at most commandFollowUpBeatsMax in a row: a deleted tree's garbage then goes at disk
 // speed (deletes run deletesInFlightMax at a time) rather than commandsPerHeartbeatMax per interval.
-import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
 import { isGranaryError } from '../shared/errors.js'
 import { commandFollowUpBeatsMax, commandsPerHeartbeatMax, deletesInFlightMax, reportedChunksPerHeartbeatMax } from '../shared/limits.js'
@@ -37,6 +37,8 @@ interface MasterLink {
   reachable: boolean | null           // null until the first attempt; logged when it changes
   intervalMs: number
   moreCommands: boolean               // the last reply said more commands are queued for us
+  soon: boolean                       // beatSoon() was called since this link's last beat started
+  wake: (() => void) | null           // ends the current wait between beats
 }
 
 export class Heartbeats {
@@ -48,7 +50,9 @@ export class Heartbeats {
 
   constructor (deps: HeartbeatDeps) {
     this.#deps = deps
-    this.#links = deps.masters.map((url) => ({ url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, intervalMs: deps.intervalMs, moreCommands: false }))
+    this.#links = deps.masters.map((url) => ({
+      url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, intervalMs: deps.intervalMs, moreCommands: false, soon: false, wake: null
+    }))
     // A heartbeat that takes longer than a few intervals is as good as lost; never let one hang a loop.
     const timeoutMs = Math.max(1000, 3 * deps.intervalMs)
     this.#agent = new Agent({ connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, keepAliveTimeout: 2 * timeoutMs, connections: 2 })
@@ -57,6 +61,15 @@ export class Heartbeats {
 
   start (): void {
     this.#loops = this.#links.map(async (link) => await this.#loop(link))
+  }
+
+  // The next heartbeat to every master goes now rather than at its interval; one called during a beat makes
+  // another follow at once. Calls coalesce (one flag per link), so this adds at most one beat per call.
+  beatSoon (): void {
+    for (const link of this.#links) {
+      link.soon = true
+      link.wake?.()
+    }
   }
 
   async stop (): Promise<void> {
@@ -70,15 +83,31 @@ export class Heartbeats {
     while (!this.#stop.signal.aborted) {
       const startedAtMs = Date.now()
       link.moreCommands = false
+      link.soon = false
       await this.#beat(link).catch((err: unknown) => this.#deps.log.error({ err, master: link.url }, 'heartbeat failed'))
       // The commands of that reply have run: fetch the next batch now, within the bound (a master that always
       // says "more" cannot turn this loop into a busy one).
       if (link.moreCommands && followUps < commandFollowUpBeatsMax) { followUps++; continue }
       followUps = 0
       const periodMs = link.reachable === false ? Math.min(link.intervalMs, unreachableRetryMsMax) : link.intervalMs
-      const waitMs = Math.max(0, periodMs - (Date.now() - startedAtMs))
-      await sleep(waitMs, undefined, { signal: this.#stop.signal }).catch(() => {})
+      await this.#wait(link, Math.max(0, periodMs - (Date.now() - startedAtMs)))
     }
+  }
+
+  // Until waitMs pass, stop() is called or beatSoon() wakes this link.
+  async #wait (link: MasterLink, waitMs: number): Promise<void> {
+    if (link.soon || this.#stop.signal.aborted) return
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.#stop.signal.removeEventListener('abort', done)
+        link.wake = null
+        resolve()
+      }
+      const timer = setTimeout(done, waitMs)
+      this.#stop.signal.addEventListener('abort', done, { once: true })
+      link.wake = done
+    })
   }
 
   async #beat (link: MasterLink): Promise<void> {

@@ -48,7 +48,10 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
   const port = (app.server.address() as AddressInfo).port
   url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
   log.info({ port, url, serverId: store.serverId }, readyMessage)
-  const replicator = new ChunkReplicator({ store, syncEveryBytes: config.syncEveryBytes, log: log.child({ component: 'replicator' }) })
+  // onCopied reaches `heartbeats` only after a copy, and copies come from heartbeat replies: it exists by then.
+  const replicator = new ChunkReplicator({
+    store, syncEveryBytes: config.syncEveryBytes, log: log.child({ component: 'replicator' }), onCopied: () => { heartbeats.beatSoon() }
+  })
   const heartbeats = new Heartbeats({
     store, masters, intervalMs: config.heartbeatIntervalMs, url: () => url, log: log.child({ component: 'heartbeat' }),
     onReplicate: (command) => { replicator.enqueue(command) }

@@ -2,8 +2,10 @@
 // copies one chunk from a live source. The source verifies every block's CRC as it serves (chunk-reader.ts);
 // this server computes its own block CRCs while writing a temp file, checks the length and whole-chunk CRC
 // against what the master committed, then fsyncs, renames and indexes the chunk, so the next heartbeat
-// reports it `added` and the master adds the replica row. Copies run in the background, never inside the
-// heartbeat loop (a 64 MiB copy must not make this server look dead), bounded in number and queue length.
+// reports it `added` and the master adds the replica row (onCopied asks for that heartbeat at once, so the
+// master counts the replica and its reply brings the next command without waiting for the interval). Copies run
+// in the background, never inside the heartbeat loop (a 64 MiB copy must not make this server look dead),
+// bounded in number and queue length.
 import { Agent, request } from 'undici'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import type { Logger } from '../shared/log.js'
@@ -14,7 +16,12 @@ import { encodeTrailer } from './chunk-format.js'
 import { ChunkWriter } from './chunk-writer.js'
 import type { ChunkStore } from './store.js'
 
-export interface ReplicatorDeps { store: ChunkStore, syncEveryBytes: number, log: Logger }
+export interface ReplicatorDeps {
+  store: ChunkStore
+  syncEveryBytes: number
+  log: Logger
+  onCopied?: () => void      // a chunk was copied and stored (main.ts: Heartbeats.beatSoon)
+}
 
 export class ChunkReplicator {
   readonly #deps: ReplicatorDeps
@@ -79,6 +86,7 @@ export class ChunkReplicator {
       try {
         await this.#copyFrom(source, command)
         log.info({ chunkHandle, version, source: source.url, lengthBytes: command.lengthBytes, durationMs: Date.now() - startedMs }, 'chunk replicated from a peer')
+        this.#deps.onCopied?.()
         return
       } catch (err) {
         log.warn({ chunkHandle, version, source: source.url, code: isGranaryError(err) ? err.code : (err as { code?: string }).code, err: (err as Error).message }, 'replication source failed')

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path'
 import { spawnRole, type ProcessRole, type SpawnedRole } from '../shared/process.js'
 import { loadSecret } from '../shared/token.js'
 import { GranaryError } from '../shared/errors.js'
+import { masterDefaults } from '../shared/config.js'
 import { SpareMaster, exitReason, lastErrorMessage } from './up-standby.js'
 
 export const upUsage = `Usage: granary up [options]
@@ -25,8 +26,8 @@ Options:
   --chunkservers N         number of chunkservers (default: 3)
   --shadows N              number of shadow masters (default: 1; 0 for none); they take the ports after the master's
   --restart-delay-ms MS    wait this long before restarting a dead process (default: 0; for outage tests)
-  --heartbeat-interval-ms MS   chunkserver heartbeat interval (default: 1000)
-  --dead-after-ms MS       missed heartbeats before a chunkserver counts as dead (default: 10000)
+  --heartbeat-interval-ms MS   chunkserver heartbeat interval (default: ${masterDefaults.heartbeatIntervalMs})
+  --dead-after-ms MS       silence before a chunkserver counts as dead (default: ${masterDefaults.deadAfterMs})
   -h, --help               this text
 
 Example:
@@ -64,8 +65,8 @@ export async function runUp (argv: string[]): Promise<void> {
       chunkservers: { type: 'string', default: '3' },
       shadows: { type: 'string', default: '1' },
       'restart-delay-ms': { type: 'string', default: '0' },
-      'heartbeat-interval-ms': { type: 'string', default: '1000' },
-      'dead-after-ms': { type: 'string', default: '10000' },
+      'heartbeat-interval-ms': { type: 'string', default: String(masterDefaults.heartbeatIntervalMs) },
+      'dead-after-ms': { type: 'string', default: String(masterDefaults.deadAfterMs) },
       help: { type: 'boolean', short: 'h', default: false }
     },
     strict: true,

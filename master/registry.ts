@@ -70,6 +70,18 @@ export class Registry {
     return this.all().filter((s) => this.isAlive(s.serverId, nowMs)).map((s) => s.serverId)
   }
 
+  // When the next live server turns dead if it stays silent (null: none alive). Death is a moment the master
+  // can compute, so the replicator runs right then instead of up to a tick later.
+  nextDeathAtMs (nowMs: number): number | null {
+    let earliestMs: number | null = null
+    for (const state of this.#servers.values()) {
+      if (!this.isAlive(state.serverId, nowMs)) continue
+      const deathAtMs = state.lastHeartbeatMs + this.#options.deadAfterMs
+      if (earliestMs === null || deathAtMs < earliestMs) earliestMs = deathAtMs
+    }
+    return earliestMs
+  }
+
   // Live servers whose chunks the master has reconciled (so they are registered in the database too).
   placementCandidates (nowMs: number): PlacementCandidate[] {
     return this.all()

@@ -1,15 +1,18 @@
 // Re-replication on the master's clock: each tick finds the committed chunks whose live replica count is not
 // their file's replication (a bounded scan, fewest live first), plans with replication.ts, and acts: a
 // `replicate` command queued for the target (it rides on the target's next heartbeat reply), or an extra
-// replica's row removed and a delete queued for its server. A copy is "in flight" until the target's
-// heartbeat reports it (its replica row appears), the target dies, or replicationInFlightMsMax passes; then it
-// is planned again if still needed. Nothing runs while the master is in safe mode (replica counts are not
-// trustworthy yet) or is not the master (a shadow, a deposed master).
+// replica's row removed and a delete queued for its server. Besides the periodic tick, a round runs at the
+// moment a silent server turns dead (registry.nextDeathAtMs), so its chunks are planned when it is declared
+// dead, not up to a tick later. A server is handed up to replicationsAssignedPerServerMax copies, more than a
+// target runs at once (replicationsInFlightPerServerMax), so its next copy is already queued when one ends.
+// A copy is "in flight" until the target's heartbeat reports it (its replica row appears), the target dies, or
+// replicationInFlightMsMax passes; then it is planned again if still needed. Nothing runs while the master is
+// in safe mode (replica counts are not trustworthy yet) or is not the master (a shadow, a deposed master).
 import type { Logger } from 'pino'
 import { AssertionError } from '../shared/assert.js'
 import type { ChunkHandle, ServerId } from '../shared/ids.js'
 import {
-  replicationInFlightMsMax, replicationScanChunksMax, replicationsInFlightPerServerMax, replicationsPerTickMax
+  replicationInFlightMsMax, replicationScanChunksMax, replicationsAssignedPerServerMax, replicationsPerTickMax
 } from '../shared/limits.js'
 import type { ChunkserverAddress } from '../shared/protocol.js'
 import { signToken } from '../shared/token.js'
@@ -47,6 +50,8 @@ export class Replicator {
   readonly #deps: ReplicatorDeps
   readonly #inFlight = new Map<string, CopyInFlight>()   // `${handle}:${target}`; bounded by servers × perServerMax
   #timer: NodeJS.Timeout | null = null
+  #deathTimer: NodeJS.Timeout | undefined
+  #tickIntervalMs = 0
   #running: Promise<void> | null = null
   #replicated = 0
   #trimmed = 0
@@ -59,17 +64,38 @@ export class Replicator {
   }
 
   start (tickIntervalMs: number): void {
-    this.#timer = setInterval(() => {
-      if (this.#running !== null) return        // a slow round is not stacked
-      this.#running = this.tick().finally(() => { this.#running = null })
-    }, tickIntervalMs)
+    this.#tickIntervalMs = tickIntervalMs
+    this.#timer = setInterval(() => { this.#round() }, tickIntervalMs)
     this.#timer.unref()
+    this.#armDeathTimer()
   }
 
   async stop (): Promise<void> {
     if (this.#timer !== null) clearInterval(this.#timer)
+    clearTimeout(this.#deathTimer)
     this.#timer = null
     await this.#running
+  }
+
+  #round (): void {
+    if (this.#running !== null || this.#timer === null) return   // a slow round is not stacked
+    this.#running = this.tick().finally(() => {
+      this.#running = null
+      this.#armDeathTimer()
+    })
+  }
+
+  // A server silent since its last heartbeat turns dead at lastHeartbeatMs + deadAfterMs; if that comes before
+  // the next periodic tick, a round is also run then (+1 ms so timer rounding cannot land it just before).
+  // Re-armed after every round; at most one is pending.
+  #armDeathTimer (): void {
+    if (this.#timer === null) return
+    const nowMs = this.#deps.now()
+    const deathAtMs = this.#deps.registry.nextDeathAtMs(nowMs)
+    if (deathAtMs === null || deathAtMs - nowMs >= this.#tickIntervalMs) return
+    clearTimeout(this.#deathTimer)
+    this.#deathTimer = setTimeout(() => { this.#round() }, deathAtMs - nowMs + 1)
+    this.#deathTimer.unref()
   }
 
   stats (): ReplicatorStats {
@@ -90,7 +116,7 @@ export class Replicator {
       this.#lastFoundWork = needs.length > 0
       if (needs.length === 0) return
       const actions = planReplication(needs, registry.placementCandidates(nowMs), [...this.#inFlight.values()],
-        { actionsMax: replicationsPerTickMax, perServerMax: replicationsInFlightPerServerMax })
+        { actionsMax: replicationsPerTickMax, perServerMax: replicationsAssignedPerServerMax })
       for (const action of actions) await this.#act(action, nowMs)
     } catch (err) {
       if (err instanceof AssertionError) this.#deps.onFatal(err)

@@ -54,7 +54,12 @@ export const commandsQueuedPerServerMax = 100_000      // pending delete command
 // Re-replication and fsck (master/replication.ts, master/fsck.ts, chunkserver/replicator.ts, chunkserver/scrubber.ts)
 export const replicationsPerTickMax = 32               // replicate or over-replication delete commands decided per master tick
 export const replicationScanChunksMax = 10_000         // chunks needing work looked at per tick (fewest live replicas first)
-export const replicationsInFlightPerServerMax = 4      // copies a chunkserver takes part in at once (as source or target)
+export const replicationsInFlightPerServerMax = 2      // copies a chunkserver runs at once as their target. HDFS's default too; on 2
+                                                       // cores 1, 2 and 4 copied equally fast, and a second stream covers one's fsync
+export const replicationsAssignedPerServerMax = 12     // copies the master has handed a server (as source or target) and not yet seen
+                                                       // reported: deeper than a target runs, so its next copy is already queued there
+                                                       // when one ends instead of a heartbeat round trip later (all queued copies must
+                                                       // still finish within replicationInFlightMsMax)
 export const replicationInFlightMsMax = 60_000         // a copy not reported by then is given up and planned again
 export const replicationsQueuedPerServerMax = 1000     // replicate commands a chunkserver holds waiting to run
 export const fsckFilesMax = 100_000                    // files one fsck request examines (the reply says when truncated)
@@ -105,4 +110,5 @@ assert(syncEveryBytesDefault % blockSizeBytes === 0, 'sync points on block bound
 assert(commandsPerHeartbeatMax <= commandsQueuedPerServerMax, 'one reply drains at most the queued commands')
 assert(oplogRecordsKeptMin >= 1 && oplogRecordsKeptMin <= oplogRecordsKeptMax, 'the newest record is always kept, within the count bound')
 assert(replicationsInFlightPerServerMax >= 1 && replicationsPerTickMax <= replicationScanChunksMax, 'replication makes progress within its scan')
+assert(replicationsAssignedPerServerMax >= replicationsInFlightPerServerMax, 'a server is handed at least as many copies as it runs at once')
 assert(oplogPollersMax >= shadowsMax, 'every remembered shadow can park a long poll')

@@ -1,6 +1,7 @@
 // Proves the heartbeat against fake masters: a full report on first contact and when asked, deltas otherwise
 // (per master), delete commands executed, newer terms adopted and persisted, and a master that fails or goes
-// away neither crashes the chunkserver nor loses changes (the next heartbeat after a failure is a full report).
+// away neither crashes the chunkserver nor loses changes (the next heartbeat after a failure is a full report);
+// a copy finished on a replicate command is reported at once rather than a heartbeat interval later.
 // A reply saying moreCommands brings the next heartbeat as soon as its deletes have run, not an interval later,
 // and at most commandFollowUpBeatsMax such heartbeats follow in a row before the server rests an interval.
 import t from 'tap'
@@ -12,6 +13,7 @@ import { startFixture, putChunk, newHandle, chunkFiles } from './fixtures/server
 import type { HeartbeatReply, HeartbeatRequest } from '../../../shared/protocol.js'
 import { heartbeatPath, tokenHeader } from '../../../shared/protocol.js'
 import { commandFollowUpBeatsMax } from '../../../shared/limits.js'
+import { crc32 } from '../../../shared/checksum.js'
 
 interface FakeMaster {
   url: string
@@ -181,4 +183,30 @@ t.test('moreCommands: the next heartbeat comes as soon as the deletes ran, withi
   await until('the follow-up burst', () => always >= 1 + commandFollowUpBeatsMax, intervalMs + 5000)
   await sleep(500)
   t.equal(always, 1 + commandFollowUpBeatsMax, 'the burst is bounded')
+})
+
+t.test('a finished copy is reported at once, not at the next interval', async (t) => {
+  const master = await fakeMaster()
+  t.teardown(async () => { await master.close() })
+  const f = await startFixture(t, 2, { masters: master.url })
+  const [source, target] = f.servers as [typeof f.servers[0], typeof f.servers[0]]
+  await until('first heartbeats', () => master.beats.some((b) => b.serverId === target.serverId))
+  const handle = newHandle()
+  const data = randomBytes(200_000)
+  t.equal((await putChunk(source.url, handle, 2, f.token(handle, 2, 'write'), data)).statusCode, 200)
+  // From now on a minute between heartbeats; the target's next reply carries one replicate command.
+  let sentCommand = false
+  master.reply = (beat) => {
+    const commands = beat.serverId !== target.serverId || sentCommand ? [] : [{
+      type: 'replicate', chunkHandle: handle, version: 2, lengthBytes: data.length, crc32: crc32(data),
+      sources: [{ serverId: source.serverId, url: source.url }], token: f.token(handle, 2, 'read')
+    }]
+    if (commands.length > 0) sentCommand = true
+    return { statusCode: 200, body: { term: 0, heartbeatIntervalMs: 60_000, needFullReport: false, commands } }
+  }
+  await until('the command sent', () => sentCommand)
+  const sentAtMs = Date.now()
+  await until('the copy reported', () => master.beats.some((b) => b.serverId === target.serverId && b.added?.some((c) => c.chunkHandle === handle) === true))
+  t.ok(Date.now() - sentAtMs < 5000, 'reported within seconds, though the interval is a minute')
+  t.equal(chunkFiles(f.dataDirs[1] as string).length, 1, 'the target stores the copy')
 })

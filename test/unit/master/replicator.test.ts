@@ -3,8 +3,8 @@
 // tick queues a `replicate` command for a live non-holder (sources: the live holder, a read token, the
 // committed CRC) that rides on the target's heartbeat reply, the target's `added` report makes the chunk
 // healthy again; a returning holder makes it over-replicated and a tick trims one replica; a corrupt report
-// drops the replica row and queues a delete only while another live replica exists; and nothing happens
-// while the master is in safe mode.
+// drops the replica row and queues a delete only while another live replica exists; nothing happens
+// while the master is in safe mode; and a silent server's chunks are planned the moment it turns dead.
 import t from 'tap'
 import type * as p from '../../../shared/protocol.js'
 import { verifyToken } from '../../../shared/token.js'
@@ -120,4 +120,34 @@ t.test('safe mode: no copy is planned until every registered server has reported
   await passDeadTimeout(m2, reporting)
   await m2.replicator.tick()
   t.equal(m2.replicator.stats().inFlight, 1, 'planned once safe mode is over')
+})
+
+t.test('a silent server is planned for the moment it turns dead, not at the next tick', async (t) => {
+  const m = await startTestMaster(t)
+  await addServers(m, 4)
+  await writeFile(m, '/dt', [100], { replication: 2 })
+  const holders = await replicaServers(m, '/dt')
+  const dead = [1, 2, 3, 4].find((i) => serverIdOf(i) === holders[0]) as number
+  const alive = [1, 2, 3, 4].filter((i) => i !== dead)
+  const deathAtMs = m.clock.nowMs + m.config.deadAfterMs   // its last heartbeat was at nowMs
+  t.equal(m.registry.nextDeathAtMs(m.clock.nowMs), deathAtMs, 'the earliest death among the live servers')
+  while (m.clock.nowMs < deathAtMs - 1000) {
+    m.clock.nowMs += 1000
+    for (const i of alive) await heartbeat(m, i)
+  }
+  t.equal(m.registry.nextDeathAtMs(m.clock.nowMs), deathAtMs, 'still the silent one')
+  m.clock.nowMs = deathAtMs - 150
+  // From here the master's clock runs in real time; the periodic tick is a minute away.
+  const realStartMs = Date.now()
+  const fakeStartMs = m.clock.nowMs
+  Object.defineProperty(m.clock, 'nowMs', { get: () => fakeStartMs + (Date.now() - realStartMs), configurable: true })
+  m.replicator.start(60_000)
+  t.teardown(async () => { await m.replicator.stop() })
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(m.replicator.stats().inFlight, 0, 'nothing before the death')
+  const deadline = Date.now() + 3000
+  while (m.replicator.stats().inFlight === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(m.replicator.stats().inFlight, 1, 'planned once dead')
+  t.ok(Date.now() - realStartMs < 1000, `planned ${Date.now() - realStartMs} ms after start, at the death (150 ms), not at the tick (60 s)`)
+  t.equal(m.registry.nextDeathAtMs(deathAtMs + 10_000), null, 'nobody left alive to die')
 })

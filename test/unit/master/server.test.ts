@@ -59,7 +59,7 @@ t.test('a failed assertion reaches onFatal and answers GRN_INTERNAL', async (t) 
 })
 
 t.test('health and report', async (t) => {
-  const m = await startTestMaster(t)
+  const m = await startTestMaster(t, { deadAfterMs: 10_000 })   // the ages below are picked around it
   t.same((await m.call('GET', '/healthz')).body, { role: 'master', term: 1, seq: 0, safeMode: false })
   await addServers(m, 2)
   await writeFile(m, '/f', [5])

@@ -25,7 +25,10 @@ t.test('bootstrapped while the master takes writes, then tailing: the tables end
 
   const health = await call<p.HealthReply>(shadow.node, 'GET', '/healthz')
   t.match(health.body, { role: 'shadow', term: 1, seq: master.queue.seq, following: { masterUrl: pair.masterUrl, appliedSeq: master.queue.seq, lagRecords: 0, bootstrapCount: 1 } })
-  const report = await call<p.ClusterReport>(master, 'GET', '/cluster/report')
+  // The master learns the shadow's applied seq from its next poll, which may come just after caughtUp().
+  const reportNow = async (): Promise<p.ClusterReport> => (await call<p.ClusterReport>(master, 'GET', '/cluster/report')).body
+  await waitFor(async () => (await reportNow()).shadows?.[0]?.appliedSeq === master.queue.seq, 'the master to hear the shadow caught up')
+  const report = { body: await reportNow() }
   t.match(report.body.shadows, [{ shadowId: shadow.shadowId, url: shadow.url, appliedSeq: master.queue.seq, lagRecords: 0, lagMs: 0 }])
 })
 
