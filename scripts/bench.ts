@@ -1,6 +1,15 @@
-// npm run bench [-- core|put|small|meta|shadow ...]: starts its own cluster in a temp folder and prints figures
-// (median of 3 runs), asserting nothing. Each throughput is also printed as a ratio to this machine's raw disk
-// (dd 1 GiB with fdatasync), because on one 2-core box every replica shares the same disk and cores.
+// npm run bench [-- section ...]: prints figures (median of 3 runs), asserting nothing. With no section named it
+// runs every one (tens of minutes); name sections to run a subset. Each starts what it needs in a temp folder:
+//   core      = put + small + meta on one 3-chunkserver cluster (after dd 1 GiB, the disk baseline)
+//     put       1 GiB put and get; throughput also as a ratio to the raw disk, because on one 2-core box every
+//               replica shares the same disk and cores
+//     small     4 KiB files put/get per second        meta   mkdir/stat per second
+//   shadow    shadow lag and bootstrap (bench-shadow.ts)
+//   restart   master restart over a 1M-file namespace (bench-restart.ts; minutes to fill)
+//   fs        fs API and a 1 GiB tree put -r / get -r (bench-fs.ts)
+//   recovery  re-replication after a SIGKILLed chunkserver, 1 GiB (bench-recovery.ts)
+//   gc        10,000 files deleted until every replica file is gone (bench-gc.ts)
+//   scrub     scrubber verify rate, the default cap, a flipped byte found (bench-scrub.ts; in-process, 1 GiB)
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -123,21 +132,28 @@ async function benchMetadata (cluster: Cluster): Promise<void> {
   line('stat/s (16 in flight)', fmt(median(statRates)), `runs ${statRates.map((r) => fmt(r)).join(' / ')}`)
 }
 
+const sections = ['core', 'put', 'small', 'meta', 'shadow', 'restart', 'fs', 'recovery', 'gc', 'scrub']
+
 async function main (): Promise<void> {
-  const wanted = new Set(process.argv.slice(2).filter((a) => !a.startsWith('-')))
-  const all = wanted.size === 0 || wanted.has('core')
+  const named = process.argv.slice(2).filter((a) => !a.startsWith('-'))
+  const unknown = named.filter((n) => !sections.includes(n))
+  if (unknown.length > 0) throw new Error(`unknown bench section ${unknown.join(', ')}; sections: ${sections.join(' ')}`)
+  const everything = named.length === 0
+  const run = (section: string): boolean => everything || named.includes(section)
+  const core = run('core')
   const dir = mkdtempSync(join(tmpdir(), 'granary-bench-'))
-  process.stdout.write(`granary bench: ${new Date().toISOString()}, node ${process.version}, folder ${dir}, median of ${runs}\n`)
+  process.stdout.write(`granary bench: ${new Date().toISOString()}, node ${process.version}, folder ${dir}, median of ${runs}, sections ${everything ? 'all' : named.join(' ')}\n`)
   try {
-    if (all || wanted.has('put') || wanted.has('small') || wanted.has('meta')) await benchCore(dir, wanted, all)
-    if (all || wanted.has('shadow')) {
+    if (core || run('put') || run('small') || run('meta')) await benchCore(dir, new Set(named), core)
+    if (run('shadow')) {
       await benchShadowLag(dir, line)
       await benchShadowBootstrap(dir, line)
     }
-    if (wanted.has('restart')) await benchRestart()   // only when named: it fills a 1M-file namespace (minutes)
-    if (wanted.has('fs')) await (await import('./bench-fs.js')).benchFs()   // only when named: its own cluster, a 1 GiB tree
-    if (wanted.has('recovery')) await (await import('./bench-recovery.js')).benchRecovery()   // only when named: its own cluster, 1 GiB, a SIGKILLed chunkserver
-    if (wanted.has('gc')) await (await import('./bench-gc.js')).benchGc()   // only when named: its own cluster, 10,000 files deleted
+    if (run('restart')) await benchRestart()   // fills a 1M-file namespace (minutes)
+    if (run('fs')) await (await import('./bench-fs.js')).benchFs()   // its own cluster, a 1 GiB tree
+    if (run('recovery')) await (await import('./bench-recovery.js')).benchRecovery()   // its own cluster, 1 GiB, a SIGKILLed chunkserver
+    if (run('gc')) await (await import('./bench-gc.js')).benchGc()   // its own cluster, 10,000 files deleted
+    if (run('scrub')) await (await import('./bench-scrub.js')).benchScrub()   // in this process, a 1 GiB chunk store
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
