@@ -71,7 +71,7 @@ function printPhases (cluster: Cluster, victimIndex: number, killedAtEpochMs: nu
   const firstStartMs = Math.min(...copies.map((c) => c.timeMs - c.durationMs)) - deadAtMs
   const lastDoneMs = Math.max(...copies.map((c) => c.timeMs)) - deadAtMs
   const copyingSeconds = copies.reduce((sum, c) => sum + c.durationMs, 0) / 1000
-  line('recovery:   dead → first copy queued', `${fmt(firstQueuedMs)} ms`, 'planning')
+  line('recovery:   dead → first copy queued', `${fmt(firstQueuedMs)} ms`, 'planning (counted from when the bench\'s 50 ms poll saw it dead: ≤ 0 means at once)')
   line('recovery:   → first copy started on a target', `${fmt(firstStartMs)} ms`, 'command delivery on a heartbeat reply')
   line('recovery:   → last copy finished', `${fmt(lastDoneMs)} ms`, `${copies.length} copies, on average ${fmt(copyingSeconds / (lastDoneMs - firstStartMs) * 1000, 1)} running at once`)
   line('recovery:   → last replica counted', `${fmt(recoveredMs - detectedMs)} ms`, 'reported back by heartbeat (bench polls every 50 ms)')
