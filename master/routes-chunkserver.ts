@@ -15,7 +15,7 @@ import { classifyCorrupt } from './corrupt.js'
 import { sql, type Db } from './db.js'
 import type { HeartbeatOp } from './ops.js'
 import type { Registry } from './registry.js'
-import type { SafeMode } from './safe-mode.js'
+import type { SafeMode, StartupFence } from './safe-mode.js'
 
 const reconcileChunksPerTurn = 10_000   // event-loop turn granularity, not a bound: the schema bounds the report
 
@@ -28,6 +28,7 @@ export interface ChunkserverRouteDeps {
   masterUrl: string | null            // a shadow: the master it follows (named when it refuses)
   onNewerTerm: (term: number) => void // a chunkserver has seen a newer term than this server's
   safeMode: SafeMode                  // while on, delete commands stay queued: nothing is destroyed on stale counts
+  fence: StartupFence                 // a heartbeat that does not depose this master opens its mutations
 }
 
 export function heartbeatHandler (deps: ChunkserverRouteDeps) {
@@ -40,6 +41,7 @@ export function heartbeatHandler (deps: ChunkserverRouteDeps) {
       throw new GranaryError('GRN_STALE_TERM', [queue.term, body.term])
     }
     if (queue.mode === 'deposed') throw notMasterError(queue, deps.masterUrl)
+    deps.fence.confirmed()
     const nowMs = deps.now()
     const wasAlive = registry.isAlive(body.serverId, nowMs)
     const state = registry.heartbeat(body, nowMs)

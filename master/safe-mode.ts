@@ -39,3 +39,29 @@ function registeredCount (db: Db): number {
 function reportedCount (registry: Registry): number {
   return registry.all().filter((s) => s.fullReportSeen).length
 }
+
+// The start-up fence on mutations. A master restarted after its shadow was promoted (while it was down) does not
+// know it has been superseded until a chunkserver tells it the newer term; mutations it acknowledged meanwhile
+// would be lost. So a master whose database names chunkservers takes no mutation until one of them has sent a
+// heartbeat that did not depose it (they retry an unreachable master every 100 ms, so this costs ~0.1 s after
+// a restart), or deadAfterMs has passed (every chunkserver silent: none can tell it anything). A fresh cluster
+// (no chunkserver registered yet) is open at once. Reads are never fenced.
+export class StartupFence {
+  readonly #options: Omit<SafeModeOptions, 'registry'>
+  #open: boolean
+
+  constructor (options: Omit<SafeModeOptions, 'registry'>) {
+    this.#options = options
+    this.#open = registeredCount(options.db) === 0
+  }
+
+  // A chunkserver's heartbeat carried no newer term than this master's.
+  confirmed (): void {
+    this.#open = true
+  }
+
+  open (nowMs: number): boolean {
+    if (!this.#open && nowMs - this.#options.startedAtMs >= this.#options.deadAfterMs) this.#open = true
+    return this.#open
+  }
+}

@@ -18,7 +18,7 @@ import { fsck } from './fsck.js'
 import { normalizePath } from '../shared/paths.js'
 import { heartbeatHandler } from './routes-chunkserver.js'
 import { shadowHandlers } from './routes-shadow.js'
-import { SafeMode } from './safe-mode.js'
+import { SafeMode, StartupFence } from './safe-mode.js'
 import { lazySchemaController } from './lazy-schemas.js'
 import type { ShadowTracker } from './shadow-tracker.js'
 
@@ -62,6 +62,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
 
   const startedAtMs = deps.startedAtMs ?? now()
   const safeMode = new SafeMode({ db: deps.db, registry: deps.registry, startedAtMs, deadAfterMs: deps.config.deadAfterMs })
+  const fence = new StartupFence({ db: deps.db, startedAtMs, deadAfterMs: deps.config.deadAfterMs })
   const c = clientHandlers({
     db: deps.db, queue: deps.queue, registry: deps.registry, secret: deps.secret, now,
     leaseTtlMs: deps.config.leaseTtlMs, tokenTtlMs: deps.config.tokenTtlMs, trashRetentionMs: deps.config.trashRetentionMs, deadAfterMs: deps.config.deadAfterMs,
@@ -69,7 +70,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   })
   const masterUrl = deps.follower?.masterUrl ?? null
   const heartbeat = heartbeatHandler({
-    db: deps.db, queue: deps.queue, registry: deps.registry, heartbeatIntervalMs: deps.config.heartbeatIntervalMs, now, masterUrl, safeMode,
+    db: deps.db, queue: deps.queue, registry: deps.registry, heartbeatIntervalMs: deps.config.heartbeatIntervalMs, now, masterUrl, safeMode, fence,
     onNewerTerm: (term) => {
       if (deps.queue.mode === 'master' && deps.queue.depose(term)) {
         logger.error({ term: deps.queue.term, newerTerm: term }, 'a newer master term exists: this master is deposed and refuses every request but health and report')
@@ -82,7 +83,17 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   })
   // Gates (preHandler: after the schema): a shadow or a deposed master takes no mutation; a deposed master
   // serves no read either (its copy is stale, and a client falls over to the next URL on GRN_NOT_MASTER).
-  const mutation = { preHandler: async () => { if (deps.queue.mode !== 'master') throw notMasterError(deps.queue, masterUrl) } }
+  // A master just restarted also waits for a chunkserver to confirm no newer term exists (StartupFence): a
+  // client told GRN_NOT_MASTER tries the next URL, which is the promoted shadow if there is one.
+  const mutation = {
+    preHandler: async () => {
+      if (deps.queue.mode !== 'master') throw notMasterError(deps.queue, masterUrl)
+      if (!fence.open(now())) {
+        throw new GranaryError('GRN_NOT_MASTER', [`master of term ${deps.queue.term} that has just started and no chunkserver has yet confirmed no newer master exists`, 'unknown to it'],
+          { role: 'master', masterUrl: null, term: deps.queue.term, fencedByTerm: null })
+      }
+    }
+  }
   const read = { preHandler: async () => { if (deps.queue.mode === 'deposed') throw notMasterError(deps.queue, masterUrl) } }
 
   // client → master: namespace

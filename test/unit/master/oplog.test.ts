@@ -128,6 +128,8 @@ t.test('a reopened database has everything, and start-up reads only meta', async
   const opened = (await m2.call<p.OpenReply>('GET', '/fs/open', { path: '/d/f' })).body
   t.equal(opened.chunks.length, 2)
   t.ok(opened.chunks.every((c) => c.replicas.length === 2), 'replica locations persisted (listed although not yet heard from)')
+  t.equal((await m2.call('POST', '/fs/create', { path: '/d/p' })).body.code, 'GRN_NOT_MASTER', 'no mutation until a chunkserver confirms the term')
+  await heartbeat(m2, 2)
   t.equal((await m2.call('POST', '/fs/create', { path: '/d/p' })).body.code, 'GRN_LEASE_HELD', 'leases persisted')
   t.equal((await m2.call('POST', '/fs/renew', { inodeId: pending.inodeId, leaseId: pending.leaseId })).statusCode, 200)
   t.equal(m2.queue.seq, seq + 1, 'seq continues')
