@@ -181,6 +181,9 @@ t.test('master killed: reads go on through the shadow; promotion fences the old 
 
   // The old master comes back on its old data, still believing it is term 1.
   await cluster.master.start()
+  // From its first moment (before or after a chunkserver tells it of term 2) it acknowledges no mutation.
+  const early = await request(`${cluster.master.url}/fs/mkdir`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ path: '/early-on-old-master' }) })
+  t.equal((await early.body.json() as { code: string }).code, 'GRN_NOT_MASTER', 'a mkdir sent the moment the old master is back is refused')
   await cluster.waitFor(async () => (await health(cluster.master.url)).fencedByTerm === 2, { what: 'the old master to learn of term 2' })
   const oldOnly = connect({ masters: [cluster.master.url], deadlineMs: 1500, keepAliveTimeoutMs: 10 })
   t.teardown(() => oldOnly.close())
