@@ -50,8 +50,14 @@ t.test('a writer killed mid-write: the lease survives a master restart, then the
   t.ok(supervisor.restarts[0]?.readyAtMs !== null, 'the master restarted')
   t.equal(await codeOf(fs.stat('/up/half.bin')), 'GRN_NOT_FOUND', 'the unfinished file is not visible')
   // A bare create (no client retries, nothing left behind): refused while the dead writer's lease lasts.
-  const create = await request(`${cluster.master.url}/fs/create`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ path: '/up/half.bin' }) })
-  t.match(await create.body.json(), { code: 'GRN_LEASE_HELD' }, 'the dead writer still holds its lease after the restart')
+  // Until a chunkserver has confirmed its term (~0.1 s) the restarted master answers GRN_NOT_MASTER: ask again.
+  let createCode: string | undefined
+  await cluster.waitFor(async () => {
+    const create = await request(`${cluster.master.url}/fs/create`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ path: '/up/half.bin' }) })
+    createCode = (await create.body.json() as { code?: string }).code
+    return createCode !== 'GRN_NOT_MASTER'
+  }, { timeoutMs: 10_000, what: 'the restarted master to take mutations' })
+  t.equal(createCode, 'GRN_LEASE_HELD', 'the dead writer still holds its lease after the restart')
 
   // After expiry the master's tick drops the upload; the path then takes a new file without --force.
   await cluster.waitFor(async () => (await codeOf(fs.writeFile('/up/half.bin', 'complete'))) === undefined, { timeoutMs: 40_000, what: 'path usable again' })
