@@ -9,7 +9,7 @@
 // MB/s means MiB per second here, as in bench.ts, so the figures compare with its dd line.
 import { execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync, writeSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -21,7 +21,7 @@ import { ChunkStore } from '../chunkserver/store.js'
 import { BlockCrcs } from '../shared/checksum.js'
 import { chunkserverDefaults } from '../shared/config.js'
 import { chunkHandleFromNumber, type ChunkHandle } from '../shared/ids.js'
-import { fmt, line, median } from './bench-format.js'
+import { dropPageCache, fmt, line, median } from './bench-format.js'
 
 const MiB = 1024 * 1024
 const TiB = 1024 * 1024 * MiB
@@ -174,10 +174,6 @@ function flipByte (path: string, offsetBytes: number): void {
   }
 }
 
-// Same approach as bench.ts (not imported: importing bench.ts would run its main()).
-function dropPageCache (): boolean {
-  try { execFileSync('sync'); writeFileSync('/proc/sys/vm/drop_caches', '3\n'); return true } catch { return false }
-}
 
 // Share of the store's chunk file bytes in the page cache (util-linux fincore), NaN when fincore is missing.
 function cachedFraction (store: ChunkStore): number {

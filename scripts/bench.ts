@@ -11,7 +11,7 @@
 //   gc        10,000 files deleted until every replica file is gone (bench-gc.ts)
 //   scrub     scrubber verify rate, the default cap, a flipped byte found (bench-scrub.ts; in-process, 1 GiB)
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable, Writable } from 'node:stream'
@@ -20,16 +20,13 @@ import { randomBytes } from 'node:crypto'
 import { startCluster, type Cluster } from '../test/helpers/cluster.js'
 import { benchShadowBootstrap, benchShadowLag } from './bench-shadow.js'
 import { benchRestart } from './bench-restart.js'
-import { fmt, line, median } from './bench-format.js'
+import { dropPageCache, fmt, line, median } from './bench-format.js'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
 const runs = 3
 
 
-function dropPageCache (): boolean {
-  try { execFileSync('sync'); writeFileSync('/proc/sys/vm/drop_caches', '3\n'); return true } catch { return false }
-}
 
 function ddMBps (dir: string): number {
   const file = join(dir, 'dd.bin')
