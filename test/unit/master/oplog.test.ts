@@ -9,7 +9,7 @@ import type { ChunkHandle, InodeId, LeaseId, RequestId } from '../../../shared/i
 import { groupCommitQueueMax } from '../../../shared/limits.js'
 import type * as p from '../../../shared/protocol.js'
 import { openDb } from '../../../master/db.js'
-import { pruneRequests, readOplog, replayRecord, trimOplog } from '../../../master/oplog.js'
+import { applyAndLog, pruneRequests, readOplog, replayRecord, storedReply, trimOplog } from '../../../master/oplog.js'
 import { addServers, dumpTables, heartbeat, serverIdOf, smallChunkBytes, startTestMaster, writeFile, type TestMaster } from './fixture.js'
 
 t.test('concurrent submits share one transaction and get consecutive seqs', async (t) => {
@@ -173,4 +173,30 @@ t.test('oplog trim and request prune keep the newest rows in bounded batches', a
   t.equal(pruneRequests(m.db, 8, 5), 0)
   t.same(m.db.prepare('SELECT requestId FROM requests ORDER BY rowid').pluck().all(), Array.from({ length: 8 }, (_, i) => `r${12 + i}`))
   t.equal(serverIdOf(1), 'cs-000000000001')
+})
+
+// Issue 14 item 5. A shadow's INSERT OR REPLACE (the master pruned an id, saw it retried and logged it again while
+// the shadow still held it) leaves a hole in the requests rowids. Proves the prune still keeps the newest keptMax
+// ids, the re-recorded one among them, instead of dropping one extra row per hole: the old span arithmetic
+// deleted r0 here although the table held exactly keptMax rows, so r0's retry would have run twice.
+t.test('a replaced request row does not make the prune drop a row still inside the window', async (t) => {
+  const db = openDb(':memory:', 'normal')
+  t.teardown(() => db.close())
+  const record = (seq: number, path: string, requestId: string): void => {
+    db.transaction(() => applyAndLog(db, { type: 'mkdir', path, parents: false, mtimeMs: 1 }, { seq, term: 1, atMs: seq, requestId: requestId as RequestId })).immediate()
+  }
+  for (let i = 0; i < 10; i++) record(i + 1, `/d${i}`, `r${i}`)
+  record(11, '/again3', 'r3')   // replaces r3's row: a hole in the middle
+  record(12, '/again6', 'r6')   // and a second one
+  const ids = (): unknown[] => db.prepare('SELECT requestId FROM requests ORDER BY rowid').pluck().all()
+  t.equal(ids().length, 10)
+  t.equal(pruneRequests(db, 10, 100), 0, 'exactly keptMax rows: nothing pruned')
+  t.equal(pruneRequests(db, 9, 100), 1, 'one over: one pruned')
+  t.same(ids(), ['r1', 'r2', 'r4', 'r5', 'r7', 'r8', 'r9', 'r3', 'r6'], 'the oldest went; the re-recorded ids count as new')
+  t.match(storedReply(db, 'r3' as RequestId), { path: '/again3' }, 'r3 answers with its latest reply')
+  t.equal(pruneRequests(db, 4, 2), 2, 'bounded batch')
+  t.equal(pruneRequests(db, 4, 100), 3)
+  t.same(ids(), ['r8', 'r9', 'r3', 'r6'], 'the newest four')
+  t.equal(pruneRequests(db, 0, 100), 4, 'keptMax 0 empties the table')
+  t.equal(pruneRequests(db, 0, 100), 0)
 })
