@@ -5,6 +5,11 @@
 // server passed (the `ajv` option): the same checks, only later. The compilers are resolved from fastify's
 // own dependencies, so no other copy of ajv is involved. test/unit/master/lazy-schemas.test.ts checks that
 // every master schema compiles and validates exactly as eagerly compiled.
+//
+// One difference from fastify's defaults, by request part: fastify's ajv coerces types ('array'), which a
+// querystring needs (every value in it is a string) but a JSON body does not: there it turned "1" and null
+// into numbers and "true" into a boolean, and the coerced mutation was applied and logged. So body validators
+// come from a second compiler with coercion off (bodyAjvCustomOptions); the other parts keep the server's options.
 import { createRequire } from 'node:module'
 import type { FastifyServerOptions } from 'fastify'
 
@@ -41,10 +46,25 @@ export function lazyValidator (compile: () => ValidateFn): ValidateFn {
   return validate
 }
 
+// A JSON body carries its own types: a wrong one is refused (GRN_INVALID_ARGUMENT), never converted.
+export const bodyAjvCustomOptions = { coerceTypes: false } as const
+
+// The ajv options for one request part: the server's, with coercion off for the body.
+export function ajvOptionsFor (httpPart: string | undefined, ajvOptions: unknown): unknown {
+  if (httpPart !== 'body') return ajvOptions
+  const given = ajvOptions as { customOptions?: Record<string, unknown> }
+  return { ...given, customOptions: { ...given.customOptions, ...bodyAjvCustomOptions } }
+}
+
 const buildValidator: BuildValidator = (externalSchemas, ajvOptions) => {
-  let compiler: ValidatorCompiler | undefined
+  const compilers = new Map<boolean, ValidatorCompiler>()   // body or not: two ajv instances at most
   return (route) => lazyValidator(() => {
-    compiler ??= loadValidatorBuilder()(externalSchemas, ajvOptions)
+    const isBody = route.httpPart === 'body'
+    let compiler = compilers.get(isBody)
+    if (compiler === undefined) {
+      compiler = loadValidatorBuilder()(externalSchemas, ajvOptionsFor(route.httpPart, ajvOptions))
+      compilers.set(isBody, compiler)
+    }
     return compiler(route)
   })
 }
@@ -70,8 +90,11 @@ export function lazySchemaController (): FastifyServerOptions['schemaController'
 // A warm spare (master/standby.ts) loads ajv and compiles one throwaway schema before it is needed, so the
 // first requests after it takes over pay a few ms per route instead of ajv's ~200 ms first-use cost.
 export function warmSchemaCompilers (): void {
-  const compile = loadValidatorBuilder()({}, { customOptions: { removeAdditional: false }, plugins: [] })
-  const validate = compile({ schema: { type: 'object', properties: { path: { type: 'string', maxLength: 8 } }, required: ['path'] }, method: 'GET', url: '/warm', httpPart: 'querystring' })
-  validate({ path: '/' })
+  const ajvOptions = { customOptions: { removeAdditional: false }, plugins: [] }
+  const schema = { type: 'object', properties: { path: { type: 'string', maxLength: 8 } }, required: ['path'] }
+  for (const httpPart of ['querystring', 'body']) {
+    const compile = loadValidatorBuilder()({}, ajvOptionsFor(httpPart, ajvOptions))
+    compile({ schema, method: 'GET', url: '/warm', httpPart })({ path: '/' })
+  }
   loadSerializerBuilder()
 }

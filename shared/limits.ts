@@ -36,6 +36,8 @@ export const heartbeatBodyBytesMax = 64 * MiB          // a full chunk report: ~
 export const leaseIdLengthMax = 64
 export const requestIdLengthMax = 64
 export const tokenLengthMax = 1024
+export const wireIntegerMax = Number.MAX_SAFE_INTEGER  // any integer on the wire (ids, versions, terms, seqs, byte counts): past it a JS number
+                                                       // loses precision, and 1e308 is an "integer" to JSON Schema
 export const pipelineLengthMax = replicationMax
 export const commandsPerHeartbeatMax = 1000
 export const commandFollowUpBeatsMax = 100             // heartbeats in a row sent at once because the reply said moreCommands; then one interval's rest

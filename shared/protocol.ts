@@ -12,8 +12,10 @@ const requestIdProp = { type: 'string', minLength: 1, maxLength: limits.requestI
 const leaseIdProp = { type: 'string', minLength: 1, maxLength: limits.leaseIdLengthMax } as const
 const handleProp = { type: 'string', pattern: '^[0-9a-f]{16}$' } as const
 const serverIdProp = { type: 'string', pattern: '^cs-[0-9a-f]{12}$' } as const
-const inodeIdProp = { type: 'integer', minimum: 1 } as const
-const versionProp = { type: 'integer', minimum: 1 } as const
+// Every integer has a maximum: JSON Schema's 'integer' admits 1e308.
+const countProp = { type: 'integer', minimum: 0, maximum: limits.wireIntegerMax } as const
+const inodeIdProp = { type: 'integer', minimum: 1, maximum: limits.wireIntegerMax } as const
+const versionProp = { type: 'integer', minimum: 1, maximum: limits.wireIntegerMax } as const
 const chunkIndexProp = { type: 'integer', minimum: 0, maximum: limits.chunkCountPerFileMax - 1 } as const
 const crcProp = { type: 'integer', minimum: 0, maximum: 0xffffffff } as const
 const urlProp = { type: 'string', minLength: 1, maxLength: 256, pattern: '^http://' } as const
@@ -242,7 +244,7 @@ export interface ClusterReport {
 // A shadow or a deposed master answers both routes with GRN_NOT_MASTER.
 
 const shadowIdProp = { type: 'string', pattern: '^sh-[0-9a-f]{12}$' } as const
-const seqProp = { type: 'integer', minimum: 0 } as const
+const seqProp = countProp
 
 export const oplogPath = '/oplog' as const
 export interface OplogQuery {
@@ -261,7 +263,7 @@ export interface OplogReply {
 }
 export const oplogSchema = {
   querystring: body({
-    after: seqProp, afterTerm: { type: 'integer', minimum: 1 }, waitMs: { type: 'integer', minimum: 0, maximum: limits.oplogPollWaitMsMax },
+    after: seqProp, afterTerm: { type: 'integer', minimum: 1, maximum: limits.wireIntegerMax }, waitMs: { type: 'integer', minimum: 0, maximum: limits.oplogPollWaitMsMax },
     limit: { type: 'integer', minimum: 1, maximum: limits.oplogRecordsPerPollMax }, shadowId: shadowIdProp, url: urlProp
   }, ['after', 'shadowId'])
 } as const
@@ -350,8 +352,7 @@ const storedChunkItems = body({ chunkHandle: handleProp, version: versionProp, l
 export const heartbeatSchema = {
   body: body({
     serverId: serverIdProp, url: urlProp,
-    capacityBytes: { type: 'integer', minimum: 0 }, freeBytes: { type: 'integer', minimum: 0 }, usedBytes: { type: 'integer', minimum: 0 },
-    chunkCount: { type: 'integer', minimum: 0 }, activeWrites: { type: 'integer', minimum: 0 }, term: { type: 'integer', minimum: 0 },
+    capacityBytes: countProp, freeBytes: countProp, usedBytes: countProp, chunkCount: countProp, activeWrites: countProp, term: countProp,
     fullReport: { type: 'array', maxItems: limits.reportedChunksPerHeartbeatMax, items: storedChunkItems },
     added: { type: 'array', maxItems: limits.reportedChunksPerHeartbeatMax, items: storedChunkItems },
     removed: { type: 'array', maxItems: limits.reportedChunksPerHeartbeatMax, items: storedChunkItems },

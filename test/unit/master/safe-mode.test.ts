@@ -7,7 +7,7 @@
 import t from 'tap'
 import { createRequire } from 'node:module'
 import * as p from '../../../shared/protocol.js'
-import { lazyValidator, lazySchemaController } from '../../../master/lazy-schemas.js'
+import { ajvOptionsFor, lazyValidator, lazySchemaController } from '../../../master/lazy-schemas.js'
 import { addServers, heartbeat, heartbeatBody, startTestMaster } from './fixture.js'
 
 const unknownHandle = 'ffffffffffffff01'
@@ -77,7 +77,8 @@ t.test('safe mode ends after deadAfterMs even if a server never reports, and doe
 t.test('lazily compiled schemas accept and refuse exactly what eagerly compiled ones do', async (t) => {
   const requireFromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'))
   const ajvOptions = { customOptions: { removeAdditional: false }, plugins: [] }
-  const eagerBuild = (requireFromFastify('@fastify/ajv-compiler') as () => (e: unknown, o: unknown) => (r: unknown) => ((d: unknown) => boolean) & { errors?: unknown })()({}, ajvOptions)
+  const eagerCompilers = (requireFromFastify('@fastify/ajv-compiler') as () => (e: unknown, o: unknown) => (r: unknown) => ((d: unknown) => boolean) & { errors?: unknown })()
+  const eagerBuild = (route: { httpPart: string }) => eagerCompilers({}, ajvOptionsFor(route.httpPart, ajvOptions))(route)   // bodies: no coercion
   const controller = lazySchemaController() as unknown as { compilersFactory: { buildValidator: (e: unknown, o: unknown) => (r: unknown) => ((d: unknown) => boolean) & { errors?: unknown } } }
   const lazyBuild = controller.compilersFactory.buildValidator({}, ajvOptions)
   const inputs: unknown[] = [{}, { path: '/a' }, { path: '/a', extra: 1 }, { path: 5 }, { path: '/a', limit: '7' }, { path: '' },

@@ -37,6 +37,46 @@ t.test('bad requests become GRN_* bodies and change nothing', async (t) => {
   t.same(dumpTables(m.db), before, 'nothing changed')
 })
 
+// Issue 14 item 6. Proves a JSON body's types are checked, never converted: "1", null and "true" used to be
+// coerced by fastify's ajv into numbers and booleans, and inodeId 1e308 passed as an integer, so each of these
+// mutations was applied and logged. Each is now 400 GRN_INVALID_ARGUMENT with the oplog seq and every table
+// unchanged, the same mutations with proper types still succeed, and a querystring integer is still coerced.
+t.test('mutation bodies refuse coerced types and unbounded integers; querystrings still coerce', async (t) => {
+  const m = await startTestMaster(t)
+  await addServers(m, 3)
+  const { inodeId, leaseId } = (await m.call<p.CreateReply>('POST', '/fs/create', { path: '/f' })).body
+  const alloc = (await m.call<p.AllocateReply>('POST', '/fs/allocate', { inodeId, leaseId, chunkIndex: 0 })).body
+  const commit = { inodeId, leaseId, chunkIndex: 0, chunkHandle: alloc.chunkHandle, version: alloc.version, lengthBytes: 5, crc32: 7, serverIds: alloc.pipeline.map((s) => s.serverId) }
+  const seq = m.queue.seq
+  const before = dumpTables(m.db)
+  const bad: Array<[string, object]> = [
+    ['/fs/allocate', { inodeId: String(inodeId), leaseId, chunkIndex: 1 }],
+    ['/fs/allocate', { inodeId, leaseId, chunkIndex: null }],
+    ['/fs/allocate', { inodeId, leaseId, chunkIndex: '1' }],
+    ['/fs/commit', { ...commit, version: String(alloc.version) }],
+    ['/fs/commit', { ...commit, lengthBytes: '5' }],
+    ['/fs/commit', { ...commit, crc32: null }],
+    ['/fs/abandon', { inodeId: 1e308, leaseId }],
+    ['/fs/abandon', { inodeId: String(inodeId), leaseId }],
+    ['/fs/abandon', { inodeId: null, leaseId }],
+    ['/fs/complete', { inodeId, leaseId, sizeBytes: '0', chunkCount: 0 }],
+    ['/fs/mkdir', { path: '/d', parents: 'true' }],
+    ['/fs/mkdir', { path: '/d', mode: '493' }],
+    ['/chunkservers/heartbeat', heartbeatBody(1, { capacityBytes: 1e308 })]
+  ]
+  for (const [url, payload] of bad) {
+    const res = await m.call('POST', url, payload)
+    t.match(res, { statusCode: 400, body: { code: 'GRN_INVALID_ARGUMENT', message: /^invalid argument: body\// } }, `${url} ${JSON.stringify(payload)}`)
+    t.equal(m.queue.seq, seq, `${url}: nothing logged`)
+  }
+  t.same(dumpTables(m.db), before, 'nothing changed')
+  t.equal((await m.call('POST', '/fs/commit', commit)).statusCode, 200, 'the same commit with numbers is applied')
+  t.equal((await m.call('POST', '/fs/mkdir', { path: '/d', parents: true, mode: 0o700 })).statusCode, 200)
+  t.equal(m.queue.seq, seq + 2)
+  const listed = await m.call<p.ListReply>('GET', '/fs/list', { path: '/', limit: '1' })
+  t.match(listed, { statusCode: 200, body: { entries: [{ path: '/d' }] } }, 'a querystring limit is still a number')
+})
+
 t.test('a heartbeat may be far larger than a client request', async (t) => {
   const m = await startTestMaster(t)
   await m.call('POST', '/chunkservers/heartbeat', heartbeatBody(1))
