@@ -93,6 +93,21 @@ t.test('overwrite: the old file stays readable until complete swaps it in one tr
   t.equal(m.registry.all().reduce((n, s) => n + s.commands.size, 0), 2, 'its two replicas get delete commands')
 })
 
+// Issue 14 item 7. Proves create itself refuses a directory at the name, empty or not, with or without
+// overwrite: GRN_IS_DIR before any lease is taken or op logged, so no data is streamed only for complete
+// to refuse it. (complete still checks, for a directory made at the name while the file was being written.)
+t.test('create over a directory is GRN_IS_DIR at create, with or without overwrite', async (t) => {
+  const m = await startTestMaster(t)
+  await m.call('POST', '/fs/mkdir', { path: '/full/child', parents: true })
+  await m.call('POST', '/fs/mkdir', { path: '/empty' })
+  const seq = m.queue.seq
+  for (const path of ['/full', '/full/', '/empty']) {
+    for (const overwrite of [true, false]) await refused(t, m, '/fs/create', { path, overwrite }, 'GRN_IS_DIR')
+  }
+  t.equal(m.queue.seq, seq, 'nothing logged')
+  t.equal(m.db.prepare("SELECT count(*) FROM inodes WHERE state = 'writing'").pluck().get(), 0, 'no lease taken')
+})
+
 t.test('complete links into a directory that may have changed meanwhile', async (t) => {
   const m = await startTestMaster(t)
   await m.call('POST', '/fs/mkdir', { path: '/d' })
