@@ -1,9 +1,15 @@
-// JSON calls to the masters. config.masters lists the master first, then its shadows.
-// - Reads (stat, list, open, du, report) go to the master and fall over at once to the next URL when one
-//   cannot answer, so reads keep working while the master restarts (the shadow serves them).
-// - Mutations go to the master only, retried with backoff inside the operation's budget. Each carries a
-//   client-chosen requestId that every retry REUSES: a master that already applied it answers with the
-//   original reply instead of applying it twice.
+// JSON calls to the masters. config.masters lists the master and its shadows, in any order. The link
+// remembers which URL is the master: the last one that accepted a mutation (at first, the first URL).
+// - Reads (stat, list, open, du, report) go to the remembered master first and fall over at once to the next
+//   URL when one cannot answer (unreachable, timed out, or a deposed master's GRN_NOT_MASTER), so reads keep
+//   working while the master restarts (a shadow serves them).
+// - Mutations go to the remembered master, retried with backoff inside the operation's budget. One refused
+//   with GRN_NOT_MASTER goes next to the master the refusal names (details.masterUrl, learned into the list
+//   when new), else to the next URL round robin; one that cannot reach its URL moves on round robin too. A
+//   shadow names its master, so a client configured [shadow, master], or whose master was deposed by a
+//   promotion, finds the master either way. Each mutation carries a client-chosen requestId that every retry
+//   REUSES, on whichever URL: a master that already applied it answers with the original reply instead of
+//   applying it twice.
 import { newRequestId, type InodeId, type LeaseId, type ServerId, type ChunkHandle } from '../shared/ids.js'
 import { isGranaryError, type ErrorCode, type GranaryError } from '../shared/errors.js'
 import * as protocol from '../shared/protocol.js'
@@ -30,25 +36,42 @@ export interface MasterLinkOptions {
 // cost every read a connect attempt.
 const downSkipMs = 1_000
 
+// URLs the link knows: the configured ones (shared/config.ts parseMasterList allows 8) plus masters learned
+// from GRN_NOT_MASTER refusals. When full, a newly named master overwrites a learned URL, oldest first; the
+// configured URLs stay, and so does the remembered master.
+export const mastersKnownMax = 16
+const learnedSlotsMin = 2   // so one learned slot that is not the remembered master is always free to overwrite
+
+// Errors that say "this URL is not where mutations go": try another one on the next attempt. Other retryable
+// errors (GRN_LEASE_HELD, GRN_NO_CHUNKSERVERS, GRN_INTERNAL) are the master's own answer: retry it there.
+const movesOnCodes: ReadonlySet<ErrorCode> = new Set(['GRN_NOT_MASTER', 'GRN_UNAVAILABLE', 'GRN_TIMEOUT'])
+const unreachableCodes: ReadonlySet<ErrorCode> = new Set(['GRN_UNAVAILABLE', 'GRN_TIMEOUT'])
+
 export class MasterLink {
   readonly #transport: Transport
-  readonly #masters: string[]
+  readonly #masters: string[]          // configured URLs first, then learned ones; bounded by mastersKnownMax
+  readonly #configuredCount: number
   readonly #deadlineMs: number
   readonly #requestTimeoutMs: number
   readonly #policy: RetryPolicy
-  readonly #downUntilMs: number[]
+  readonly #downUntilMs: number[]      // per URL, like #masters
+  #masterIndex = 0                     // the remembered master: the last URL that accepted a mutation
+  #learnedOverwriteCount = 0           // picks the learned slot to overwrite once the list is full
 
   constructor (transport: Transport, options: MasterLinkOptions) {
     assert(options.masters.length >= 1, 'at least one master URL')
+    assert(options.masters.length <= mastersKnownMax - learnedSlotsMin, 'room to learn masters past the configured URLs')
     this.#transport = transport
     this.#masters = [...options.masters]
+    this.#configuredCount = this.#masters.length
     this.#deadlineMs = options.deadlineMs
     this.#requestTimeoutMs = options.requestTimeoutMs
     this.#policy = options.policy
     this.#downUntilMs = this.#masters.map(() => 0)
   }
 
-  get masters (): readonly string[] { return this.#masters }
+  get masters (): readonly string[] { return [...this.#masters] }
+  get masterUrl (): string { return this.#masters[this.#masterIndex] as string }
 
   deadline (options: CallOptions | undefined): Deadline {
     return options?.deadline ?? new Deadline(options?.deadlineMs ?? this.#deadlineMs)
@@ -119,9 +142,7 @@ export class MasterLink {
 
   // Renewing is idempotent by nature (it only moves an expiry forward), so it carries no requestId.
   renew (request: { inodeId: InodeId, leaseId: LeaseId }, options?: CallOptions): Promise<protocol.RenewReply> {
-    const deadline = this.deadline(options)
-    return retry(() => this.#post(protocol.renewPath, request, deadline, options?.signal),
-      { what: `renew inode ${request.inodeId}`, deadline, policy: this.#policy, signal: options?.signal })
+    return this.#toMaster(`renew inode ${request.inodeId}`, protocol.renewPath, request, { ...options, giveUpOn: undefined })
   }
 
   // ---- the two call shapes ----------------------------------------------------------------------------
@@ -132,10 +153,75 @@ export class MasterLink {
   }
 
   async mutate<T> (what: string, route: string, body: object, options?: CallOptions): Promise<T> {
+    const request = { ...body, requestId: newRequestId() }   // chosen once: the same id on every retry, on every URL
+    return await this.#toMaster<T>(what, route, request, options)
+  }
+
+  // Attempts go to the remembered master first; after each failure #nextForMutation picks the next URL. The
+  // backoff and the deadline are retry()'s, so a call that finds no master ends at its deadline with the last error.
+  async #toMaster<T> (what: string, route: string, body: object, options: CallOptions | undefined): Promise<T> {
     const deadline = this.deadline(options)
     const signal = options?.signal
-    const request = { ...body, requestId: newRequestId() }   // chosen once: the same id on every retry
-    return retry(() => this.#post<T>(route, request, deadline, signal), { what, deadline, policy: this.#policy, signal, giveUpOn: options?.giveUpOn })
+    let index = this.#masterIndex
+    const tried = new Set<number>()   // URLs that were not the master in this lap over the list
+    const attempt = async (): Promise<T> => {
+      const reply = await this.#post<T>(this.#masters[index] as string, route, body, deadline, signal)
+      this.#masterIndex = index   // it took a mutation: it is the master
+      this.#downUntilMs[index] = 0
+      return reply
+    }
+    const onRetry = (err: GranaryError): void => {
+      if (unreachableCodes.has(err.code)) this.#downUntilMs[index] = Date.now() + downSkipMs
+      const next = this.#nextForMutation(index, err, tried)
+      if (next !== index) publish('failover', () => ({ what, from: this.#masters[index], to: this.#masters[next], ...describeError(err) }))
+      index = next
+    }
+    return await retry(attempt, { what, deadline, policy: this.#policy, signal, giveUpOn: options?.giveUpOn, onRetry })
+  }
+
+  // Where a mutation goes after masters[index] failed with err: the master a refusal names, unless it already
+  // refused in this lap; else the next URL round robin that has not. When every URL has failed, a new lap
+  // starts (a promotion may be under way). The named master is never followed blindly, so two shadows naming
+  // each other cannot keep a mutation from the URLs after them.
+  #nextForMutation (index: number, err: GranaryError, tried: Set<number>): number {
+    if (!movesOnCodes.has(err.code)) return index
+    tried.add(index)
+    const named = err.code === 'GRN_NOT_MASTER' ? namedMasterUrl(err.details) : undefined
+    if (named !== undefined) {
+      const known = this.#masters.indexOf(named)
+      if (known === -1) {
+        const learned = this.#learn(named)
+        tried.delete(learned)   // a full list reuses a slot: the URL in it now has not refused this mutation
+        return learned
+      }
+      if (!tried.has(known)) return known
+    }
+    const count = this.#masters.length
+    for (let step = 1; step < count; step++) {
+      const candidate = (index + step) % count
+      if (!tried.has(candidate)) return candidate
+    }
+    tried.clear()
+    const known = named === undefined ? -1 : this.#masters.indexOf(named)
+    return known !== -1 && known !== index ? known : (index + 1) % count
+  }
+
+  // Adds a master URL a refusal named. When the list is full it overwrites a learned URL instead, in turn,
+  // skipping the remembered master; the configured URLs are never dropped.
+  #learn (url: string): number {
+    assert(!this.#masters.includes(url), 'only a new URL is learned')
+    if (this.#masters.length < mastersKnownMax) {
+      this.#masters.push(url)
+      this.#downUntilMs.push(0)
+      return this.#masters.length - 1
+    }
+    const slotCount = mastersKnownMax - this.#configuredCount
+    let index = this.#configuredCount + (this.#learnedOverwriteCount++ % slotCount)
+    if (index === this.#masterIndex) index = this.#configuredCount + (this.#learnedOverwriteCount++ % slotCount)
+    assert(index !== this.#masterIndex && index >= this.#configuredCount, 'a learned slot other than the master is overwritten')
+    this.#masters[index] = url
+    this.#downUntilMs[index] = 0
+    return index
   }
 
   // One pass over the URLs, master first. A retryable failure moves on to the next URL at once; a
@@ -164,18 +250,33 @@ export class MasterLink {
     throw last
   }
 
-  // Masters not recently failed first, in configured order; then the recently failed ones.
+  // The remembered master first, then the list in order from it; URLs not recently failed before the rest.
   #readOrder (): number[] {
     const nowMs = Date.now()
     const up: number[] = []
     const down: number[] = []
-    this.#masters.forEach((_, index) => { ((this.#downUntilMs[index] ?? 0) > nowMs ? down : up).push(index) })
+    const count = this.#masters.length
+    for (let step = 0; step < count; step++) {
+      const index = (this.#masterIndex + step) % count
+      if ((this.#downUntilMs[index] ?? 0) > nowMs) down.push(index)
+      else up.push(index)
+    }
     return [...up, ...down]
   }
 
-  #post<T> (route: string, body: object, deadline: Deadline, signal: AbortSignal | undefined): Promise<T> {
+  #post<T> (origin: string, route: string, body: object, deadline: Deadline, signal: AbortSignal | undefined): Promise<T> {
     return this.#transport.json<T>({
-      method: 'POST', origin: this.#masters[0] as string, path: route, body, timeoutMs: deadline.timeoutMs(this.#requestTimeoutMs), signal,
+      method: 'POST', origin, path: route, body, timeoutMs: deadline.timeoutMs(this.#requestTimeoutMs), signal,
     })
   }
+}
+
+// details.masterUrl of a GRN_NOT_MASTER (master/commit-queue.ts notMasterError): the origin of an http URL,
+// or undefined when the refuser does not know its master (null) or names something that is not a master URL.
+export function namedMasterUrl (details: unknown): string | undefined {
+  const value = (details as { masterUrl?: unknown } | null | undefined)?.masterUrl
+  if (typeof value !== 'string') return undefined
+  let parsed: URL
+  try { parsed = new URL(value) } catch { return undefined }
+  return parsed.protocol === 'http:' ? parsed.origin : undefined
 }

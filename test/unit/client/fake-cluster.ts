@@ -160,6 +160,9 @@ interface Entry { stat: P.FileStat, chunks: P.ChunkLocation[] }
 interface PendingChunk { chunkHandle: ChunkHandle, version: number, pipeline: P.ChunkserverAddress[], committed?: { lengthBytes: number, crc32: number, serverIds: ServerId[] } }
 interface Pending { path: string, inodeId: InodeId, leaseId: LeaseId, replication: number, chunkSizeBytes: number, overwrite: boolean, chunks: Map<number, PendingChunk> }
 export interface InjectedFailure { route: string, code: ErrorCode, times: number, afterApply?: boolean }
+// Set: this server is not the master and answers like master/commit-queue.ts notMasterError. A shadow refuses
+// mutations (POST) and serves reads; a deposed master refuses both. masterUrl: the master it names, if any.
+export interface NotMasterRole { role: 'shadow' | 'deposed', masterUrl: string | null }
 
 export class FakeMaster {
   url = ''
@@ -172,9 +175,12 @@ export class FakeMaster {
   #nextInode = 2
   #nextHandle = 1
   rotation = 0                                     // where the next pipeline starts among the candidates
+  notMaster: NotMasterRole | undefined
   #server: Server | undefined
 
-  constructor (readonly chunkservers: FakeChunkserver[], readonly role: P.Role = 'master') {}
+  constructor (readonly chunkservers: FakeChunkserver[], readonly role: P.Role = 'master', masterUrl: string | null = null) {
+    if (role === 'shadow') this.notMaster = { role: 'shadow', masterUrl }
+  }
 
   async start (port = 0): Promise<void> {
     const { server, url } = await listen(async (req, res, url) => { await this.#handle(req, res, url) })
@@ -193,6 +199,12 @@ export class FakeMaster {
     const query = Object.fromEntries(url.searchParams.entries())
     this.requests.push({ method: req.method ?? '', route: url.pathname, body, query })
     const requestId = typeof body.requestId === 'string' ? body.requestId : undefined
+    const refusal = this.notMaster
+    if (refusal !== undefined && url.pathname !== '/healthz' && (req.method === 'POST' || refusal.role === 'deposed')) {
+      const fencedByTerm = refusal.role === 'deposed' ? 2 : null
+      sendError(res, new GranaryError('GRN_NOT_MASTER', [refusal.role, refusal.masterUrl ?? 'unknown to it'], { role: refusal.role, masterUrl: refusal.masterUrl, term: 1, fencedByTerm }))
+      return
+    }
     const injected = this.failures.find((f) => f.route === url.pathname && f.times > 0)
     if (injected !== undefined && injected.afterApply !== true) { injected.times--; sendError(res, new GranaryError(injected.code, ['injected', 'injected'])); return }
     const replay = requestId === undefined ? undefined : this.replies.get(requestId)
