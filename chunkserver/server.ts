@@ -4,15 +4,16 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { Agent } from 'node:http'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import { AssertionError } from '../shared/assert.js'
-import { dataIdleTimeoutMs, jsonBodyBytesMax } from '../shared/limits.js'
+import { dataIdleTimeoutMs, httpKeepAliveTimeoutMs, jsonBodyBytesMax } from '../shared/limits.js'
 import type { Logger } from '../shared/log.js'
+import { chunkserverServerTimeouts, fastifyTimeoutOptions, type ServerTimeouts } from '../shared/server-timeouts.js'
 import type { ChunkStore } from './store.js'
 import { chunkRoutes, statusRoutes } from './routes.js'
 import { serverIdHeader } from './next-hop.js'
 
 // Idle keep-alive connections close after this; the forwarding agent (main.ts) drops its idle sockets sooner,
 // so it never reuses a socket at the moment the next hop closes it (a spurious pipeline failure).
-export const keepAliveTimeoutMs = 5_000
+export const keepAliveTimeoutMs = httpKeepAliveTimeoutMs
 
 export interface ChunkserverDeps {
   store: ChunkStore
@@ -23,6 +24,7 @@ export interface ChunkserverDeps {
   log: Logger
   onFatal: (err: Error) => void  // a failed assertion: our own bug; main logs fatal and exits
   nowMs?: () => number           // tests move the clock for token expiry
+  serverTimeouts?: ServerTimeouts // default chunkserverServerTimeouts (tests shrink them)
 }
 
 export function buildChunkserverServer (deps: ChunkserverDeps): FastifyInstance {
@@ -30,9 +32,10 @@ export function buildChunkserverServer (deps: ChunkserverDeps): FastifyInstance 
     loggerInstance: deps.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }), // per-request lines are noise on the data path
     bodyLimit: jsonBodyBytesMax,          // JSON only; chunk bodies bypass it and are limited in pipeline.ts
-    connectionTimeout: dataIdleTimeoutMs, // idle socket (not whole-request) timeout
-    requestTimeout: 0,                    // a 256 MiB chunk on a slow link may take minutes; idleness is what we cut
-    keepAliveTimeout: keepAliveTimeoutMs,
+    connectionTimeout: dataIdleTimeoutMs, // idle socket timeout: a stalled upload is cut after this
+    // The whole request: long enough for a 256 MiB chunk on a slow link (limits.chunkRequestTimeoutMs), so it cuts
+    // only a body that trickles; headers and idle keep-alive connections have their own, shorter bounds.
+    ...fastifyTimeoutOptions({ ...chunkserverServerTimeouts, keepAliveTimeoutMs, ...deps.serverTimeouts }),
     forceCloseConnections: true,          // close() ends streams in flight; their writers clean up their temp files
     return503OnClosing: true,
     exposeHeadRoutes: false

@@ -12,6 +12,7 @@ import {
 import type { ShadowId } from '../shared/ids.js'
 import { watchLifeline } from '../shared/lifeline.js'
 import { createLogger, readyMessage, type Logger } from '../shared/log.js'
+import type { ServerTimeouts } from '../shared/server-timeouts.js'
 import { loadSecret } from '../shared/token.js'
 import { CommitQueue, notMasterError } from './commit-queue.js'
 import { dbFileName, openMasterDb, readMeta, type Db } from './db.js'
@@ -35,6 +36,7 @@ export interface MasterOptions {
   secret?: Buffer                    // instead of reading config.secretFile
   retention?: Partial<RetentionBounds>   // oplog retention (tests shrink it); default the limits.ts bounds
   shadow?: ShadowRole                // open as a shadow following shadow.masterUrl (startShadow sets this)
+  serverTimeouts?: ServerTimeouts    // the HTTP server's timeouts (tests shrink them); default masterServerTimeouts
 }
 
 export interface ShadowRole { masterUrl: string, shadowId: ShadowId, pollWaitMs: number, bootstrapCount: number }
@@ -86,7 +88,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
     ? null
     : new Follower({ db, queue, ...options.shadow, log: log.child({ component: 'follower' }), now, onFatal })
   const app = buildMasterServer({
-    db, queue, registry, secret, config, logger: log, now, startedAtMs: now(), onFatal, shadows, feed, snapshotDir,
+    db, queue, registry, secret, config, logger: log, now, startedAtMs: now(), onFatal, shadows, feed, snapshotDir, serverTimeouts: options.serverTimeouts,
     ...(follower === null || masterUrl === null ? {} : { follower: { masterUrl, report: (nowMs: number) => follower.report(nowMs), promote: async (force: boolean) => await follower.promote(force) } })
   })
   const ticker = new Ticker({ db, queue, registry, log: log.child({ component: 'tick' }), now, onFatal, shadows, retention, trashRetentionMs: config.trashRetentionMs })

@@ -8,6 +8,7 @@ import type { MasterConfig } from '../shared/config.js'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import * as limits from '../shared/limits.js'
 import { createLogger, type Logger } from '../shared/log.js'
+import { fastifyTimeoutOptions, masterServerTimeouts, type ServerTimeouts } from '../shared/server-timeouts.js'
 import * as p from '../shared/protocol.js'
 import { notMasterError, type CommitQueue } from './commit-queue.js'
 import type { Db } from './db.js'
@@ -37,6 +38,7 @@ export interface MasterDeps {
   snapshotDir: string                         // temporary online backups for bootstrapping shadows
   // A shadow only (main.ts startShadow): the master it follows, and its Follower's report and promote.
   follower?: { masterUrl: string, report: (nowMs: number) => p.FollowReport, promote: (force: boolean) => Promise<p.PromoteReply> }
+  serverTimeouts?: ServerTimeouts             // default masterServerTimeouts (tests shrink them)
 }
 
 export function buildMasterServer (deps: MasterDeps): FastifyInstance {
@@ -44,6 +46,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: limits.jsonBodyBytesMax,
+    ...fastifyTimeoutOptions(deps.serverTimeouts ?? masterServerTimeouts),   // a half-sent request is cut, not held open
     logController: new LogController({ disableRequestLogging: true }),   // one line per request at debug instead (onResponse below)
     ajv: { customOptions: { removeAdditional: false } },  // additionalProperties: false refuses, not strips
     schemaController: lazySchemaController()              // each route's schema compiles on its first request: a restart listens sooner

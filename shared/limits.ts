@@ -43,6 +43,18 @@ export const commandsPerHeartbeatMax = 1000
 export const commandFollowUpBeatsMax = 100             // heartbeats in a row sent at once because the reply said moreCommands; then one interval's rest
 export const reportedChunksPerHeartbeatMax = 500_000
 
+// HTTP servers (every fastify server: master, shadow, chunkserver; shared/server-timeouts.ts). Node checks the request
+// and headers timeouts every httpTimeoutCheckIntervalMs, so a connection is cut between a timeout and one interval later.
+export const httpHeadersTimeoutMs = 10_000             // request line and headers (a few KiB), from the request's first byte
+export const httpRequestTimeoutMs = 60_000             // a whole request to a master or shadow (JSON): the largest body, a 64 MiB full
+                                                       // chunk report, fits at 9 Mbit/s; a client body (1 MiB) at 140 kbit/s
+export const chunkRequestTimeoutMs = 20 * 60_000       // a whole request to a chunkserver: a 256 MiB chunk upload fits at 1.8 Mbit/s.
+                                                       // An upload that stalls is cut sooner, by dataIdleTimeoutMs; this bounds one
+                                                       // that trickles, which the idle timeout never sees
+export const httpKeepAliveTimeoutMs = 5_000            // an idle keep-alive connection; undici clients read the server's Keep-Alive
+                                                       // hint and close theirs first (chunkserver/main.ts sets its node Agent below it)
+export const httpTimeoutCheckIntervalMs = 1_000        // node's connectionsCheckingInterval (its default, 30 s, would add up to 30 s)
+
 // Master
 export const groupCommitOpsMax = 1000                  // ops in one transaction (one fsync)
 export const groupCommitQueueMax = 50_000              // queued mutations before new ones are refused
@@ -114,3 +126,7 @@ assert(oplogRecordsKeptMin >= 1 && oplogRecordsKeptMin <= oplogRecordsKeptMax, '
 assert(replicationsInFlightPerServerMax >= 1 && replicationsPerTickMax <= replicationScanChunksMax, 'replication makes progress within its scan')
 assert(replicationsAssignedPerServerMax >= replicationsInFlightPerServerMax, 'a server is handed at least as many copies as it runs at once')
 assert(oplogPollersMax >= shadowsMax, 'every remembered shadow can park a long poll')
+assert(httpHeadersTimeoutMs <= httpRequestTimeoutMs && httpRequestTimeoutMs <= chunkRequestTimeoutMs, 'headers come within the request, a JSON request within a chunk upload')
+assert(heartbeatBodyBytesMax * 8 <= 10e6 * (httpRequestTimeoutMs / 1000), 'a full chunk report fits in the request timeout at 10 Mbit/s')
+assert(chunkSizeBytesMax * 8 <= 2e6 * (chunkRequestTimeoutMs / 1000), 'a whole chunk fits in the chunkserver request timeout at 2 Mbit/s')
+assert(httpTimeoutCheckIntervalMs < httpHeadersTimeoutMs, 'the check interval is small next to the timeouts it enforces')
