@@ -79,7 +79,16 @@ export class ChunkReplicator {
     if (stored !== undefined && stored.version === version) {
       // Only a copy that failed its checksum is replaced; a good one is already reported.
       if (!store.corruptChunks().some((c) => c.chunkHandle === chunkHandle && c.version === version)) return
-      await store.delete(chunkHandle, version)
+      // A failing disk (EIO, EPERM, EROFS) can refuse the unlink: this copy fails like any other, logged and
+      // not reported, and the master plans it again after its in-flight timeout. The index entry is gone
+      // already (store.delete), so the file left is the orphan a crash would leave: indexed again at the next
+      // start, where a read or the scrubber meets its bad block again.
+      try {
+        await store.delete(chunkHandle, version)
+      } catch (err) {
+        log.error({ chunkHandle, version, code: (err as { code?: string }).code, err: (err as Error).message }, 'corrupt replica not deleted; copy abandoned')
+        return
+      }
     }
     const startedMs = Date.now()
     for (const source of command.sources) {

@@ -2,11 +2,15 @@
 // indexed and announced ('added') with the bytes intact; a copy whose whole-chunk CRC differs from the
 // master's, or that comes up short, is refused and leaves no file; a failing source falls over to the next
 // one; the read token from the command is what the source receives; a corrupt local copy is replaced.
+// A corrupt local copy whose delete fails (EIO on a failing disk) ends the copy cleanly and logged: no
+// unhandled rejection takes the server down, the source is not asked, and the next command still runs.
 import t from 'tap'
 import { createServer, type Server } from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { randomBytes } from 'node:crypto'
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
 import { ChunkReplicator } from '../../../chunkserver/replicator.js'
 import { ChunkStore } from '../../../chunkserver/store.js'
 import { readChunk } from '../../../chunkserver/chunk-reader.js'
@@ -37,8 +41,8 @@ function command (data: Buffer, urls: string[], over: Partial<ReplicateCommand> 
   }
 }
 
-async function run (store: ChunkStore, cmd: ReplicateCommand): Promise<void> {
-  const replicator = new ChunkReplicator({ store, syncEveryBytes: 1024 * 1024, log: quietLog })
+async function run (store: ChunkStore, cmd: ReplicateCommand, log = quietLog): Promise<void> {
+  const replicator = new ChunkReplicator({ store, syncEveryBytes: 1024 * 1024, log })
   replicator.enqueue(cmd)
   await replicator.stop()   // waits for the running copy
 }
@@ -87,4 +91,64 @@ t.test('copies, checks, falls over, refuses bad copies', async (t) => {
   await run(store, again)
   t.same(store.corruptChunks(), [], 'the corrupt local copy was deleted ...')
   t.ok((await readAll(store, again)).equals(data), '... and replaced by a good one')
+})
+
+// A pino logger whose lines are kept, parsed, for the test to assert on fields.
+function recordingLog (): { log: typeof quietLog, lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = []
+  const sink = new Writable({
+    write (chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString().split('\n')) if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
+      done()
+    }
+  })
+  return { log: pino({ level: 'info' }, sink), lines }
+}
+
+t.test('a corrupt copy that cannot be deleted (EIO) fails the copy cleanly', async (t) => {
+  const dataDir = t.testdir()
+  const store = await ChunkStore.open({ dataDir, capacityBytes: 0, log: quietLog })
+  const data = randomBytes(100 * 1024 + 3)
+  const good = await source(t, () => ({ status: 200, body: data }))
+  const first = command(data, [good.url])
+  await run(store, first)
+  store.noteCorrupt(first.chunkHandle, first.version)
+  const askedBefore = good.tokens.length
+
+  // The disk starts failing: unlink answers EIO, which store.delete rethrows (only ENOENT is ignored).
+  const realDelete = store.delete.bind(store)
+  let deleteCalls = 0
+  store.delete = async () => {
+    deleteCalls++
+    throw Object.assign(new Error('EIO: i/o error, unlink'), { code: 'EIO', errno: -5, syscall: 'unlink' })
+  }
+  const rejections: unknown[] = []
+  const onRejection = (reason: unknown): void => { rejections.push(reason) }
+  process.on('unhandledRejection', onRejection)
+  t.teardown(() => { process.off('unhandledRejection', onRejection) })
+
+  const { log, lines } = recordingLog()
+  let copiedCount = 0
+  const replicator = new ChunkReplicator({ store, syncEveryBytes: 1024 * 1024, log, onCopied: () => { copiedCount++ } })
+  replicator.enqueue(command(data, [good.url], { chunkHandle: first.chunkHandle }))
+  // The copy is still running in the background when enqueue returns; let a few turns pass so a rejection
+  // from it would surface as unhandled before stop() waits for it.
+  await new Promise((resolve) => setImmediate(resolve))
+  await new Promise((resolve) => setImmediate(resolve))
+
+  // The replicator is not wedged: the next command, for another chunk, is copied.
+  store.delete = realDelete
+  const next = command(data, [good.url])
+  replicator.enqueue(next)
+  await replicator.stop()
+  await new Promise((resolve) => setImmediate(resolve))
+
+  t.same(rejections, [], 'no unhandled rejection')
+  t.equal(deleteCalls, 1, 'the corrupt copy\'s delete was tried once')
+  t.equal(good.tokens.length, askedBefore + 1, 'the source was not asked for the chunk whose old copy could not go')
+  const failed = lines.find((l) => l.msg === 'corrupt replica not deleted; copy abandoned')
+  t.match(failed, { level: 50, chunkHandle: first.chunkHandle, version: first.version, code: 'EIO' }, 'the failure is logged with its code')
+  t.ok((await readAll(store, next)).equals(data), 'the next command is copied')
+  t.equal(copiedCount, 1, 'only that copy is reported as copied')
+  t.same(tmpFiles(dataDir), [], 'no temp file left behind')
 })
