@@ -5,7 +5,8 @@
 import { parseArgs } from 'node:util'
 import { mkdirSync, writeFileSync, renameSync, existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { spawnRole, type ProcessRole, type SpawnedRole } from '../shared/process.js'
+import { setTimeout as delay } from 'node:timers/promises'
+import { spawnRole, type ProcessRole, type SpawnedRole, type SpawnRoleOptions } from '../shared/process.js'
 import { loadSecret } from '../shared/token.js'
 import { GranaryError } from '../shared/errors.js'
 import { masterDefaults } from '../shared/config.js'
@@ -86,18 +87,29 @@ export async function runUp (argv: string[]): Promise<void> {
   await supervisor.stopped
 }
 
-class Supervisor {
+// What the supervisor starts processes with; a test passes stand-ins (test/unit/client/up.test.ts).
+export interface SupervisorDeps {
+  spawnRole: (options: SpawnRoleOptions) => Promise<SpawnedRole>
+  spare: Pick<SpareMaster, 'prepare' | 'take' | 'stop'>
+}
+
+export class Supervisor {
   readonly #dataDir: string
   readonly #restartDelayMs: number
   readonly #members: Member[] = []
-  readonly #spare = new SpareMaster()
+  readonly #deps: SupervisorDeps
   #stopping = false
+  // Aborted by stop(): a restart waiting out --restart-delay-ms (up to 10 min) gives up at once instead of
+  // holding the process open, and stop() awaits the restarts under way (a launch is bounded by readyTimeoutMs).
+  readonly #stop = new AbortController()
+  readonly #restarting = new Set<Promise<void>>()
   #resolveStopped: () => void = () => {}
   readonly stopped = new Promise<void>((resolve) => { this.#resolveStopped = resolve })
 
-  constructor (dataDir: string, restartDelayMs: number) {
+  constructor (dataDir: string, restartDelayMs: number, deps: SupervisorDeps = { spawnRole, spare: new SpareMaster() }) {
     this.#dataDir = dataDir
     this.#restartDelayMs = restartDelayMs
+    this.#deps = deps
   }
 
   async start (options: { port: number, chunkserverCount: number, shadowCount: number, heartbeatIntervalMs: number, deadAfterMs: number }): Promise<void> {
@@ -154,17 +166,21 @@ class Supervisor {
   async #launch (member: Member): Promise<void> {
     const args = ['--data-dir', member.dataDir, '--port', String(member.port), ...member.args]
     // A master is restarted from its warm spare when there is one (up-standby.ts), else started cold.
-    const spare = member.role === 'master' ? await this.#spare.take({ args, logPath: member.logPath, readyTimeoutMs }).catch(() => undefined) : undefined
-    const spawned = spare ?? await spawnRole({ role: member.role, args, logPath: member.logPath, readyTimeoutMs })
+    const spare = member.role === 'master' ? await this.#deps.spare.take({ args, logPath: member.logPath, readyTimeoutMs }).catch(() => undefined) : undefined
+    const spawned = spare ?? await this.#deps.spawnRole({ role: member.role, args, logPath: member.logPath, readyTimeoutMs })
     member.spawned = spawned
     member.pid = spawned.pid
     member.port = spawned.ready.port   // keep the port across restarts: clients and peers keep their URLs
     member.url = spawned.ready.url
     member.state = 'running'
     if (member.role === 'master') {
-      this.#spare.prepare({ args: ['--data-dir', member.dataDir, '--port', String(member.port), ...member.args], logPath: member.logPath, readyTimeoutMs })
+      this.#deps.spare.prepare({ args: ['--data-dir', member.dataDir, '--port', String(member.port), ...member.args], logPath: member.logPath, readyTimeoutMs })
     }
-    void spawned.exited.then((how) => { void this.#onExit(member, spawned, how) })
+    void spawned.exited.then((how) => {
+      if (this.#stopping) return
+      const restarting = this.#onExit(member, spawned, how).finally(() => { this.#restarting.delete(restarting) })
+      this.#restarting.add(restarting)
+    })
   }
 
   async #onExit (member: Member, spawned: SpawnedRole, how: { code: number | null, signal: NodeJS.Signals | null }): Promise<void> {
@@ -185,7 +201,7 @@ class Supervisor {
       }
       member.restartTimesMs.push(nowMs)
       this.#say(`${member.name} (pid ${member.pid}) ${reason}; restarting`)
-      if (this.#restartDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, this.#restartDelayMs))
+      if (this.#restartDelayMs > 0) await delay(this.#restartDelayMs, undefined, { signal: this.#stop.signal }).catch(() => {})
       if (this.#stopping) break
       try {
         await this.#launch(member)
@@ -198,23 +214,24 @@ class Supervisor {
         reason = `failed to restart: ${(err as Error).message.split('\n')[0] ?? ''}${last === undefined ? '' : ` (${last})`}`
       }
     }
+    if (this.#stopping && member.state === 'restarting') member.state = 'stopped'   // stop() came during the delay
     this.#writeClusterFile()
   }
 
+  // Stops what runs now at once, and what a restart under way starts once that launch settles (a restart
+  // waiting out its delay gives up at once: #stop is aborted).
   async stop (signal: string): Promise<void> {
     if (this.#stopping) return
     this.#stopping = true
-    this.#spare.stop()
+    this.#stop.abort()
+    this.#deps.spare.stop()
     this.#say(`${signal}: stopping the cluster`)
-    const running = this.#members.filter((m) => m.spawned !== undefined && m.spawned.child.exitCode === null && m.spawned.child.signalCode === null)
-    for (const member of running) member.spawned?.child.kill('SIGTERM')
-    await Promise.all(running.map(async (member) => {
-      const spawned = member.spawned as SpawnedRole
-      const timer = setTimeout(() => spawned.child.kill('SIGKILL'), stopGraceMs)
-      await spawned.exited
-      clearTimeout(timer)
-      member.state = 'stopped'
-    }))
+    const live = (m: Member): boolean => m.spawned !== undefined && m.spawned.child.exitCode === null && m.spawned.child.signalCode === null
+    const running = this.#members.filter(live)
+    const stopping = running.map(async (member) => { await stopMember(member) })
+    await Promise.all(this.#restarting)
+    const late = this.#members.filter((m) => live(m) && !running.includes(m))
+    await Promise.all([...stopping, ...late.map(async (member) => { await stopMember(member) })])
     this.#writeClusterFile()
     this.#resolveStopped()
   }
@@ -245,6 +262,16 @@ class Supervisor {
   #say (message: string): void {
     process.stdout.write(`granary up: ${message}\n`)
   }
+}
+
+// SIGTERM, then SIGKILL past stopGraceMs.
+async function stopMember (member: Member): Promise<void> {
+  const spawned = member.spawned as SpawnedRole
+  spawned.child.kill('SIGTERM')
+  const timer = setTimeout(() => spawned.child.kill('SIGKILL'), stopGraceMs)
+  await spawned.exited
+  clearTimeout(timer)
+  member.state = 'stopped'
 }
 
 function readPreviousPorts (file: string): Map<string, number> {
