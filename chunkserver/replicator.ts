@@ -5,7 +5,8 @@
 // reports it `added` and the master adds the replica row (onCopied asks for that heartbeat at once, so the
 // master counts the replica and its reply brings the next command without waiting for the interval). Copies run
 // in the background, never inside the heartbeat loop (a 64 MiB copy must not make this server look dead),
-// bounded in number and queue length.
+// bounded in number and queue length. A command naming a good copy this server already holds is answered
+// the same way, by reporting that copy `added` again: the master asks only because it has no row for it.
 import { Agent, request } from 'undici'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import type { Logger } from '../shared/log.js'
@@ -77,8 +78,16 @@ export class ChunkReplicator {
     const stored = store.get(chunkHandle)
     if (stored !== undefined && stored.version > version) return
     if (stored !== undefined && stored.version === version) {
-      // Only a copy that failed its checksum is replaced; a good one is already reported.
-      if (!store.corruptChunks().some((c) => c.chunkHandle === chunkHandle && c.version === version)) return
+      const corrupt = store.corruptChunks().some((c) => c.chunkHandle === chunkHandle && c.version === version)
+      if (!corrupt && stored.lengthBytes === command.lengthBytes) {
+        // A good copy is here, but the master has no row for it (or it would not ask): report it the way a
+        // finished copy is reported, or the master plans this copy again every in-flight timeout.
+        store.announce(chunkHandle, version)
+        log.info({ chunkHandle, version, lengthBytes: stored.lengthBytes }, 'replicate command for a copy held here; reported again')
+        this.#deps.onCopied?.()
+        return
+      }
+      // A copy that failed its checksum, or is not the length the master committed, is replaced.
       // A failing disk (EIO, EPERM, EROFS) can refuse the unlink: this copy fails like any other, logged and
       // not reported, and the master plans it again after its in-flight timeout. The index entry is gone
       // already (store.delete), so the file left is the orphan a crash would leave: indexed again at the next

@@ -79,6 +79,16 @@ export class ChunkStore {
     return { path: this.chunkPathOf(chunkHandle, version), lengthBytes: chunk.lengthBytes }
   }
 
+  // Reports this exact stored version again as `added`, so the next heartbeat to every master carries it as
+  // it carries a finished copy: for a replicate command naming a good copy the master has no row for.
+  // False when that version is not stored here.
+  announce (chunkHandle: ChunkHandle, version: number): boolean {
+    const chunk = this.#index.get(chunkHandle)
+    if (chunk === undefined || chunk.version !== version) return false
+    this.#emit('added', chunk)
+    return true
+  }
+
   chunkPathOf (chunkHandle: ChunkHandle, version: number): string {
     return join(this.dataDir, 'chunks', chunkFolderOf(chunkHandle), chunkFileNameOf(chunkHandle, version))
   }

@@ -1,7 +1,8 @@
 // Proves the heartbeat against fake masters: a full report on first contact and when asked, deltas otherwise
 // (per master), delete commands executed, newer terms adopted and persisted, and a master that fails or goes
 // away neither crashes the chunkserver nor loses changes (the next heartbeat after a failure is a full report);
-// a copy finished on a replicate command is reported at once rather than a heartbeat interval later.
+// a copy finished on a replicate command is reported at once rather than a heartbeat interval later, and so
+// is the copy already held when a replicate command names it (the master had lost its replica row).
 // A reply saying moreCommands brings the next heartbeat as soon as its deletes have run, not an interval later,
 // and at most commandFollowUpBeatsMax such heartbeats follow in a row before the server rests an interval.
 import t from 'tap'
@@ -209,4 +210,32 @@ t.test('a finished copy is reported at once, not at the next interval', async (t
   await until('the copy reported', () => master.beats.some((b) => b.serverId === target.serverId && b.added?.some((c) => c.chunkHandle === handle) === true))
   t.ok(Date.now() - sentAtMs < 5000, 'reported within seconds, though the interval is a minute')
   t.equal(chunkFiles(f.dataDirs[1] as string).length, 1, 'the target stores the copy')
+})
+
+t.test('a replicate command for a copy already held: that copy is reported at once', async (t) => {
+  const master = await fakeMaster()
+  t.teardown(async () => { await master.close() })
+  const f = await startFixture(t, 1, { masters: master.url })
+  const server = f.servers[0] as typeof f.servers[0]
+  const handle = newHandle()
+  const data = randomBytes(50_000)
+  t.equal((await putChunk(server.url, handle, 3, f.token(handle, 3, 'write'), data)).statusCode, 200)
+  const chunk = { chunkHandle: handle, version: 3, lengthBytes: data.length }
+  await until('the added delta', () => master.beats.some((b) => b.added?.some((c) => c.chunkHandle === handle) === true))
+  // The master lost the row (say, a report it refused) and plans a copy onto this server, a minute apart.
+  let sentAtBeat = -1
+  master.reply = () => {
+    const commands = sentAtBeat >= 0 ? [] : [{
+      type: 'replicate', chunkHandle: handle, version: 3, lengthBytes: data.length, crc32: crc32(data),
+      sources: [{ serverId: 'cs-000000000009', url: 'http://127.0.0.1:9' }], token: f.token(handle, 3, 'read')
+    }]
+    if (commands.length > 0) sentAtBeat = master.beats.length
+    return { statusCode: 200, body: { term: 0, heartbeatIntervalMs: 60_000, needFullReport: false, commands } }
+  }
+  await until('the command sent', () => sentAtBeat >= 0)
+  const sentAtMs = Date.now()
+  await until('the held copy reported', () => master.beats.slice(sentAtBeat + 1).some((b) => b.added?.some((c) => c.chunkHandle === handle) === true))
+  t.ok(Date.now() - sentAtMs < 5000, 'reported within seconds, though the interval is a minute')
+  t.same(master.beats.slice(sentAtBeat + 1).find((b) => (b.added?.length ?? 0) > 0)?.added, [chunk], 'as the chunk it is, the way a finished copy is reported')
+  t.equal(chunkFiles(f.dataDirs[0] as string).length, 1, 'the copy is kept, not fetched again')
 })

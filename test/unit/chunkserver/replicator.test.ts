@@ -4,6 +4,8 @@
 // one; the read token from the command is what the source receives; a corrupt local copy is replaced.
 // A corrupt local copy whose delete fails (EIO on a failing disk) ends the copy cleanly and logged: no
 // unhandled rejection takes the server down, the source is not asked, and the next command still runs.
+// A command for a copy this server already holds whole (the master lost its replica row) is answered by
+// reporting that copy again ('added', as a finished copy is), not by silence; one of the wrong length is replaced.
 import t from 'tap'
 import { createServer, type Server } from 'node:http'
 import { once } from 'node:events'
@@ -151,4 +153,33 @@ t.test('a corrupt copy that cannot be deleted (EIO) fails the copy cleanly', asy
   t.ok((await readAll(store, next)).equals(data), 'the next command is copied')
   t.equal(copiedCount, 1, 'only that copy is reported as copied')
   t.same(tmpFiles(dataDir), [], 'no temp file left behind')
+})
+
+t.test('a command for a good copy already held reports it again, like a finished copy', async (t) => {
+  const dataDir = t.testdir()
+  const store = await ChunkStore.open({ dataDir, capacityBytes: 0, log: quietLog })
+  const data = randomBytes(64 * 1024 + 5)
+  const good = await source(t, () => ({ status: 200, body: data }))
+  const held = command(data, [good.url])
+  await run(store, held)
+  const added: StoredChunk[] = []
+  store.onChange((event, chunk) => { if (event === 'added') added.push(chunk) })
+  const askedBefore = good.tokens.length
+
+  let copiedCount = 0
+  const replicator = new ChunkReplicator({ store, syncEveryBytes: 1024 * 1024, log: quietLog, onCopied: () => { copiedCount++ } })
+  replicator.enqueue({ ...held, token: 'another-read-token' })
+  await replicator.stop()
+  t.same(added, [{ chunkHandle: held.chunkHandle, version: held.version, lengthBytes: data.length }], 'the held copy is announced for the next heartbeat')
+  t.equal(copiedCount, 1, 'and the heartbeat is asked to go at once, as after a copy')
+  t.equal(good.tokens.length, askedBefore, 'nothing is fetched: the copy here is good')
+  t.equal(chunkFiles(dataDir).length, 1)
+
+  // Same version, but not the length the master committed: not a good copy, so it is replaced.
+  const longer = Buffer.concat([data, randomBytes(100)])
+  const other = await source(t, () => ({ status: 200, body: longer }))
+  added.length = 0
+  await run(store, command(longer, [other.url], { chunkHandle: held.chunkHandle }))
+  t.same(store.get(held.chunkHandle), { chunkHandle: held.chunkHandle, version: held.version, lengthBytes: longer.length }, 'a copy of the wrong length is replaced')
+  t.same(added.map((c) => c.lengthBytes), [longer.length], 'and the new copy announced')
 })
