@@ -10,9 +10,10 @@
 import { Agent, request } from 'undici'
 import { isGranaryError } from '../shared/errors.js'
 import { commandFollowUpBeatsMax, commandsPerHeartbeatMax, deletesInFlightMax, reportedChunksPerHeartbeatMax } from '../shared/limits.js'
-import { heartbeatPath, type ChunkserverCommand, type HeartbeatReply, type HeartbeatRequest, type ReplicateCommand, type StoredChunk } from '../shared/protocol.js'
+import { heartbeatPath, type ChunkserverCommand, type HeartbeatReply, type HeartbeatRequest, type LeaseEcho, type ReplicateCommand, type StoredChunk } from '../shared/protocol.js'
 import type { Logger } from '../shared/log.js'
 import type { ChunkStore, StoreEvent } from './store.js'
+import type { Voter } from './voter.js'
 
 export interface HeartbeatDeps {
   store: ChunkStore
@@ -21,6 +22,7 @@ export interface HeartbeatDeps {
   url: () => string            // this server's advertised URL
   log: Logger
   onReplicate?: (command: ReplicateCommand) => void   // chunkserver/replicator.ts: copies run outside this loop
+  voter?: Voter                // the lease and the vote: master replies renew a promise, and the next heartbeat echoes it
 }
 
 const intervalMsMin = 10
@@ -39,6 +41,8 @@ interface MasterLink {
   moreCommands: boolean               // the last reply said more commands are queued for us
   soon: boolean                       // beatSoon() was called since this link's last beat started
   wake: (() => void) | null           // ends the current wait between beats
+  echo: LeaseEcho | null              // the last master reply from this URL that renewed its lease: sent with the next beat
+  leaseWanted: boolean                // that reply asked for the echo at once (a master just started or just won)
 }
 
 export class Heartbeats {
@@ -51,7 +55,7 @@ export class Heartbeats {
   constructor (deps: HeartbeatDeps) {
     this.#deps = deps
     this.#links = deps.masters.map((url) => ({
-      url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, intervalMs: deps.intervalMs, moreCommands: false, soon: false, wake: null
+      url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, intervalMs: deps.intervalMs, moreCommands: false, soon: false, wake: null, echo: null, leaseWanted: false
     }))
     // A heartbeat that takes longer than a few intervals is as good as lost; never let one hang a loop.
     const timeoutMs = Math.max(1000, 3 * deps.intervalMs)
@@ -83,11 +87,12 @@ export class Heartbeats {
     while (!this.#stop.signal.aborted) {
       const startedAtMs = Date.now()
       link.moreCommands = false
+      link.leaseWanted = false
       link.soon = false
       await this.#beat(link).catch((err: unknown) => this.#deps.log.error({ err, master: link.url }, 'heartbeat failed'))
       // The commands of that reply have run: fetch the next batch now, within the bound (a master that always
       // says "more" cannot turn this loop into a busy one).
-      if (link.moreCommands && followUps < commandFollowUpBeatsMax) { followUps++; continue }
+      if ((link.moreCommands || link.leaseWanted) && followUps < commandFollowUpBeatsMax) { followUps++; continue }
       followUps = 0
       const periodMs = link.reachable === false ? Math.min(link.intervalMs, unreachableRetryMsMax) : link.intervalMs
       await this.#wait(link, Math.max(0, periodMs - (Date.now() - startedAtMs)))
@@ -124,6 +129,7 @@ export class Heartbeats {
       reply = json as HeartbeatReply
     } catch (err) {
       link.needFullReport = true
+      link.echo = null
       link.added.clear()
       link.removed.clear()
       if (link.reachable !== false && !this.#stop.signal.aborted) {
@@ -137,8 +143,23 @@ export class Heartbeats {
     link.needFullReport = reply.needFullReport === true
     if (Number.isSafeInteger(reply.heartbeatIntervalMs)) link.intervalMs = Math.min(Math.max(reply.heartbeatIntervalMs, intervalMsMin), intervalMsMax)
     if (Number.isSafeInteger(reply.term)) await store.observeTerm(reply.term).catch((err: Error) => log.error({ err }, 'term not persisted'))
+    await this.#renew(link, reply)
     await this.#run(reply.commands)
     link.moreCommands = reply.moreCommands === true
+  }
+
+  // A master's reply renews the promise this server gives it (voter.ts); the echo goes with the next beat to
+  // that URL only. A shadow's reply renews nothing. A reply from a master below a term this server has seen
+  // or voted in renews nothing either, and then no older echo is sent.
+  async #renew (link: MasterLink, reply: HeartbeatReply): Promise<void> {
+    const { voter } = this.#deps
+    link.echo = null
+    if (voter === undefined || reply.role !== 'master' || typeof reply.instanceId !== 'string' || typeof reply.sentAtMs !== 'number') return
+    link.echo = await voter.onMasterReply(link.url, {
+      term: reply.term, instanceId: reply.instanceId, sentAtMs: reply.sentAtMs, isrEpoch: reply.isrEpoch ?? 0,
+      isr: Array.isArray(reply.isr) ? reply.isr : [], released: reply.released === true
+    }).catch((err: Error) => { this.#deps.log.error({ err }, 'vote state not persisted; no renewal sent'); return null })
+    link.leaseWanted = reply.leaseWanted === true && link.echo !== null
   }
 
   async #requestFor (link: MasterLink): Promise<HeartbeatRequest> {
@@ -157,6 +178,9 @@ export class Heartbeats {
     }
     link.added.clear()
     link.removed.clear()
+    if (link.echo !== null) body.lease = link.echo
+    const masterUrl = this.#deps.voter?.masterUrl
+    if (masterUrl !== undefined) body.masterUrl = masterUrl
     const corrupt = corruptStored(store)
     if (corrupt.length > 0) body.corrupt = corrupt
     return body

@@ -16,6 +16,7 @@ import { buildChunkserverServer, keepAliveTimeoutMs } from './server.js'
 import { Heartbeats } from './heartbeat.js'
 import { ChunkReplicator } from './replicator.js'
 import { Scrubber } from './scrubber.js'
+import { Voter } from './voter.js'
 
 export interface RunningChunkserver {
   url: string
@@ -43,7 +44,8 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
     log.fatal({ err }, 'assertion failed')
     process.exit(70)
   })
-  const app = buildChunkserverServer({ store, secret, agent, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal })
+  const voter = await Voter.open({ store, leaseMs: config.leaseMs, secret, log: log.child({ component: 'voter' }) })
+  const app = buildChunkserverServer({ store, secret, agent, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal, voter })
   await app.listen({ host: config.host, port: config.port })
   const port = (app.server.address() as AddressInfo).port
   url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
@@ -54,7 +56,7 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
   })
   const heartbeats = new Heartbeats({
     store, masters, intervalMs: config.heartbeatIntervalMs, url: () => url, log: log.child({ component: 'heartbeat' }),
-    onReplicate: (command) => { replicator.enqueue(command) }
+    onReplicate: (command) => { replicator.enqueue(command) }, voter
   })
   heartbeats.start()
   const scrubber = new Scrubber({ store, log: log.child({ component: 'scrubber' }), bytesPerSecond: config.scrubBytesPerSecond, passGapMs: config.scrubPassGapMs })

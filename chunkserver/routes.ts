@@ -6,11 +6,12 @@ import type { Agent } from 'node:http'
 import { GranaryError } from '../shared/errors.js'
 import { pipelineLengthMax } from '../shared/limits.js'
 import {
-  chunkLengthHeader, chunkQuerySchema, chunkRoutePath, chunkserverStatusPath, pipelineHeader, tokenHeader,
-  type ChunkserverStatus, type WriteChunkReply
+  chunkLengthHeader, chunkQuerySchema, chunkRoutePath, chunkserverStatusPath, pipelineHeader, tokenHeader, votePath, voteSchema,
+  type ChunkserverStatus, type VoteReply, type VoteRequest, type WriteChunkReply
 } from '../shared/protocol.js'
 import type { Logger } from '../shared/log.js'
 import type { ChunkStore } from './store.js'
+import type { Voter } from './voter.js'
 import { chunkAccessHook, type ChunkRequest } from './access.js'
 import { writeChunk } from './pipeline.js'
 import { parseRangeHeader, readChunk, type ByteRange } from './chunk-reader.js'
@@ -68,6 +69,14 @@ export async function statusRoutes (app: FastifyInstance, deps: { store: ChunkSt
   app.get(chunkserverStatusPath, async (): Promise<ChunkserverStatus> => {
     const { store } = deps
     return { role: 'chunkserver', serverId: store.serverId, term: store.term, chunkCount: store.chunkCount, freeBytes: await store.freeBytes(), activeWrites: store.activeWrites }
+  })
+}
+
+// candidate shadow → chunkserver: one vote per term (voter.ts). Absent voter (a unit test's server): 404.
+export async function voteRoutes (app: FastifyInstance, deps: { store: ChunkStore, voter: Voter }): Promise<void> {
+  app.post(votePath, { schema: voteSchema }, async (request): Promise<VoteReply> => {
+    const { term } = await deps.voter.vote(request.body as VoteRequest)
+    return { granted: true, term, serverId: deps.store.serverId }
   })
 }
 

@@ -8,7 +8,8 @@ import { dataIdleTimeoutMs, httpKeepAliveTimeoutMs, jsonBodyBytesMax } from '../
 import type { Logger } from '../shared/log.js'
 import { chunkserverServerTimeouts, fastifyTimeoutOptions, type ServerTimeouts } from '../shared/server-timeouts.js'
 import type { ChunkStore } from './store.js'
-import { chunkRoutes, statusRoutes } from './routes.js'
+import { chunkRoutes, statusRoutes, voteRoutes } from './routes.js'
+import type { Voter } from './voter.js'
 import { serverIdHeader } from './next-hop.js'
 
 // Idle keep-alive connections close after this; the forwarding agent (main.ts) drops its idle sockets sooner,
@@ -25,6 +26,7 @@ export interface ChunkserverDeps {
   onFatal: (err: Error) => void  // a failed assertion: our own bug; main logs fatal and exits
   nowMs?: () => number           // tests move the clock for token expiry
   serverTimeouts?: ServerTimeouts // default chunkserverServerTimeouts (tests shrink them)
+  voter?: Voter                  // POST /vote (main.ts always passes one)
 }
 
 export function buildChunkserverServer (deps: ChunkserverDeps): FastifyInstance {
@@ -67,5 +69,6 @@ export function buildChunkserverServer (deps: ChunkserverDeps): FastifyInstance 
 
   void app.register(chunkRoutes, deps)
   void app.register(statusRoutes, { store: deps.store })
+  if (deps.voter !== undefined) void app.register(voteRoutes, { store: deps.store, voter: deps.voter })
   return app
 }

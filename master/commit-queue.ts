@@ -168,11 +168,13 @@ export class CommitQueue {
     this.#options.onCommitted?.(this.#seq)
   }
 
-  // Shadow → master: logs a newTerm op (term + 1) as the next record and starts taking submits.
-  promote (atMs: number): { term: number, seq: number } {
+  // Shadow → master: logs a newTerm op (the term it won, by default term + 1) as the next record and starts
+  // taking submits.
+  promote (atMs: number, wonTerm?: number): { term: number, seq: number } {
     assert(this.#mode === 'shadow', 'only a shadow is promoted')
     assert(this.#queue.length === 0, 'a shadow has nothing queued')
-    const term = this.#term + 1
+    const term = wonTerm ?? this.#term + 1
+    assert(term > this.#term, 'a promotion starts a newer term')
     const seq = this.#seq + 1
     this.#db.transaction(() => applyAndLog(this.#db, { type: 'newTerm', term }, { seq, term, atMs, requestId: null })).immediate()
     this.#term = term

@@ -2,6 +2,7 @@
 // ready line. A shadow is the same process code in another role: it bootstraps its database from a snapshot
 // of the master's, then follows the master's oplog (shadow.ts), serves reads, and can be promoted in place.
 import { existsSync, rmSync } from 'node:fs'
+import { performance } from 'node:perf_hooks'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
@@ -10,6 +11,8 @@ import {
   configFromArgv, masterDefaults, resolveMasterConfig, resolveShadowConfig, shadowDefaults, type MasterConfig, type ShadowConfig
 } from '../shared/config.js'
 import type { ShadowId } from '../shared/ids.js'
+import { GranaryError } from '../shared/errors.js'
+import type * as p from '../shared/protocol.js'
 import { watchLifeline } from '../shared/lifeline.js'
 import { createLogger, readyMessage, type Logger } from '../shared/log.js'
 import type { ServerTimeouts } from '../shared/server-timeouts.js'
@@ -27,10 +30,14 @@ import { ShadowTracker } from './shadow-tracker.js'
 import { installSnapshot } from './snapshot.js'
 import { isStandby, waitForActivation } from './standby.js'
 import { defaultRetention, Ticker } from './tick.js'
+import { Election } from './election.js'
+import { InSyncSet } from './isr.js'
+import { MasterLease } from './lease.js'
 
 export interface MasterOptions {
   logger?: Logger
   now?: () => number                 // tests move time by hand
+  monoNow?: () => number             // the lease's monotonic clock (default performance.now)
   onFatal?: (err: Error) => void     // default: log.fatal, exit(1)
   tick?: boolean                     // run the background tick on its timer (default true; tests call tick())
   secret?: Buffer                    // instead of reading config.secretFile
@@ -51,6 +58,9 @@ export interface Master {
   shadows: ShadowTracker
   feed: OplogFeed
   follower: Follower | null          // a shadow's tail loop (started by startShadow once it listens)
+  election: Election | null          // a shadow's candidacy (started with the follower)
+  lease: MasterLease
+  isr: InSyncSet
   log: Logger
   close: () => Promise<void>
 }
@@ -86,25 +96,59 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
   const shadows = new ShadowTracker(retention.recordAgeMsMax)
   const follower = options.shadow === undefined
     ? null
-    : new Follower({ db, queue, ...options.shadow, log: log.child({ component: 'follower' }), now, onFatal })
+    : new Follower({ db, queue, ...options.shadow, leaseMs: config.leaseMs, log: log.child({ component: 'follower' }), now, onFatal })
+  const monoNow = options.monoNow ?? (() => performance.now())
+  const lease = new MasterLease({ db, leaseMs: config.leaseMs, now: monoNow })
+  const isr = new InSyncSet({ dataDir: config.dataDir, term: queue.term, log: log.child({ component: 'isr' }), echoes: () => ({ epochs: lease.isrEchoes(), voterCount: lease.voterCount }) })
+  // One safe-mode view for the heartbeat handler and the replicator: nothing is copied, trimmed or deleted on
+  // replica counts a restart (or a promotion) left stale.
+  const safeMode = new SafeMode({ db, registry, startedAtMs: now(), deadAfterMs: config.deadAfterMs })
+  const election = follower === null || options.shadow === undefined
+    ? null
+    : new Election({
+      db, queue, shadowId: options.shadow.shadowId, url: () => follower.url, leaseMs: config.leaseMs, autoPromote: config.autoPromote,
+      log: log.child({ component: 'election' }), now: monoNow,
+      masterSilentForMs: (nowMs) => follower.masterSilentForMs(nowMs), inSync: () => follower.inSync, masterUrl: () => follower.masterUrl,
+      takeOver: async (term, voterIds, sentAtMs) => {
+        await follower.takeOver(term)
+        isr.reset(term)
+        lease.refreshVoters()
+        lease.onVotes(voterIds, sentAtMs)
+        safeMode.restart(now())
+      }
+    })
   const app = buildMasterServer({
     db, queue, registry, secret, config, logger: log, now, startedAtMs: now(), onFatal, shadows, feed, snapshotDir, serverTimeouts: options.serverTimeouts,
-    ...(follower === null || masterUrl === null ? {} : { follower: { masterUrl, report: (nowMs: number) => follower.report(nowMs), promote: async (force: boolean) => await follower.promote(force) } })
+    lease, isr, safeMode,
+    ...(follower === null || election === null
+      ? {}
+      : {
+          follower: {
+            get masterUrl () { return follower.masterUrl },
+            report: (nowMs: number) => follower.report(nowMs),
+            promote: async (force: boolean): Promise<p.PromoteReply> => {
+              const lagRecords = follower.lagRecords()
+              const won = await election.promote(force)
+              return { term: won.term, seq: won.seq, lagRecords, forced: force }
+            }
+          }
+        })
   })
   const ticker = new Ticker({ db, queue, registry, log: log.child({ component: 'tick' }), now, onFatal, shadows, retention, trashRetentionMs: config.trashRetentionMs })
   if (options.tick !== false) ticker.start(config.tickIntervalMs)
   // Its own safe-mode view (same inputs as the server's, so the same answer): nothing is copied or trimmed on
   // replica counts a restart left stale.
   const replicator = new Replicator({
-    db, queue, registry, secret, tokenTtlMs: config.tokenTtlMs, log: log.child({ component: 'replication' }), now, onFatal,
-    safeMode: new SafeMode({ db, registry, startedAtMs: now(), deadAfterMs: config.deadAfterMs })
+    db, queue, registry, secret, tokenTtlMs: config.tokenTtlMs, log: log.child({ component: 'replication' }), now, onFatal, safeMode
   })
   if (options.tick !== false) replicator.start(config.tickIntervalMs)
   let closing: Promise<void> | null = null
   const close = (): Promise<void> => {
     // Reverse order: stop following, stop new work, let requests finish, commit what is queued, close the file.
     closing ??= (async () => {
+      await election?.stop()
       await follower?.stop()
+      isr.close(new GranaryError('GRN_UNAVAILABLE', ['the master', 'it is shutting down']))
       await replicator.stop()
       await ticker.stop()
       await app.close()
@@ -113,7 +157,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
     })()
     return closing
   }
-  return { app, db, queue, registry, ticker, replicator, shadows, feed, follower, log, close }
+  return { app, db, queue, registry, ticker, replicator, shadows, feed, follower, election, lease, isr, log, close }
 }
 
 export async function startMaster (config: MasterConfig, options: MasterOptions = {}): Promise<{ url: string, port: number, master: Master, close(): Promise<void> }> {
@@ -169,6 +213,7 @@ export async function startShadow (config: ShadowConfig, options: MasterOptions 
   let node = open()
   const { port, url } = await listen(node, config.host, config.port)
   node.follower?.start(url)
+  node.election?.start()
   log.info({ port, url, role: 'shadow', master: config.master, shadowId, term: node.queue.term, seq: node.queue.seq }, readyMessage)
   let closing = false
   const follow = async (): Promise<void> => {
@@ -182,6 +227,7 @@ export async function startShadow (config: ShadowConfig, options: MasterOptions 
       node = open()
       await listen(node, config.host, port)
       node.follower?.start(url)
+      node.election?.start()
       log.warn({ seq: node.queue.seq, term: node.queue.term, bootstrapCount }, 'shadow re-bootstrapped from a snapshot')
       outcome = await (node.follower as Follower).finished
     }
@@ -225,7 +271,7 @@ async function promoteWhenCaughtUp (shadow: RunningShadow, force: boolean, log: 
   const deadlineMs = Date.now() + promoteCatchUpWaitMs
   while (Date.now() < deadlineMs && shadow.node.follower?.lagRecords() !== 0) await new Promise((resolve) => setTimeout(resolve, 25))
   try {
-    await shadow.node.follower?.promote(force)
+    await shadow.node.election?.promote(force)
   } catch (err) {
     log.error({ err }, 'promotion refused; still a shadow')
   }

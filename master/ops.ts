@@ -38,7 +38,7 @@ export type Op =
   | ({ type: 'purgeTrash' } & PurgeArgs)
   | HeartbeatOp
   | { type: 'batch', ops: HeartbeatOp[] }   // one heartbeat's replica changes: one oplog record, one savepoint
-  | { type: 'newTerm', term: number }        // a promoted shadow's first record: the master epoch goes up by one
+  | { type: 'newTerm', term: number }        // a promoted shadow's first record: the term it won
 
 export interface OpResults {
   mkdir: FileStat
@@ -100,11 +100,12 @@ function applyBatch (db: Db, ops: HeartbeatOp[]): Applied {
   return { result: results, dropped: [] }
 }
 
-// Promotion (master/shadow.ts): the term rises by exactly one, in the same transaction as its oplog record,
-// so a shadow of the new master replays the change and every token signed after it carries the new term.
+// Promotion (master/election.ts): the term rises to the one the shadow won (a lost election uses a term up, so
+// it may skip some), in the same transaction as its oplog record, so a shadow of the new master replays the
+// change and every token signed after it carries the new term.
 function newTerm (db: Db, term: number): Applied {
   const meta = readMeta(db)
-  assert(Number.isSafeInteger(term) && term === meta.term + 1, 'a promotion raises the term by exactly one')
+  assert(Number.isSafeInteger(term) && term > meta.term, 'a promotion raises the term')
   sql(db, 'UPDATE meta SET term = ? WHERE id = 1').run(term)
   return { result: { term }, dropped: [] }
 }

@@ -15,7 +15,9 @@ import { classifyCorrupt } from './corrupt.js'
 import { sql, type Db } from './db.js'
 import type { HeartbeatOp } from './ops.js'
 import type { Registry } from './registry.js'
-import type { SafeMode, StartupFence } from './safe-mode.js'
+import type { InSyncSet } from './isr.js'
+import type { MasterLease } from './lease.js'
+import type { SafeMode } from './safe-mode.js'
 
 const reconcileChunksPerTurn = 10_000   // event-loop turn granularity, not a bound: the schema bounds the report
 
@@ -25,10 +27,11 @@ export interface ChunkserverRouteDeps {
   registry: Registry
   heartbeatIntervalMs: number
   now: () => number
-  masterUrl: string | null            // a shadow: the master it follows (named when it refuses)
-  onNewerTerm: (term: number) => void // a chunkserver has seen a newer term than this server's
+  masterUrl: () => string | null      // who a refusal names as the master (a shadow's master, a deposed one's successor)
+  onNewerTerm: (term: number, masterUrl: string | undefined) => void // a chunkserver has seen a newer term than this server's
   safeMode: SafeMode                  // while on, delete commands stay queued: nothing is destroyed on stale counts
-  fence: StartupFence                 // a heartbeat that does not depose this master opens its mutations
+  lease: MasterLease                  // each echo of this process's reply renews it (master/lease.ts)
+  isr: InSyncSet                      // echoed in-sync epochs may complete a removal
 }
 
 export function heartbeatHandler (deps: ChunkserverRouteDeps) {
@@ -37,16 +40,16 @@ export function heartbeatHandler (deps: ChunkserverRouteDeps) {
     const { db, queue, registry } = deps
     // A chunkserver that has seen a newer term has met a newer master: this one must not command it.
     if (body.term > queue.term) {
-      deps.onNewerTerm(body.term)
+      deps.onNewerTerm(body.term, body.masterUrl)
       throw new GranaryError('GRN_STALE_TERM', [queue.term, body.term])
     }
-    if (queue.mode === 'deposed') throw notMasterError(queue, deps.masterUrl)
-    deps.fence.confirmed()
+    if (queue.mode === 'deposed') throw notMasterError(queue, deps.masterUrl())
     const nowMs = deps.now()
     const wasAlive = registry.isAlive(body.serverId, nowMs)
     const state = registry.heartbeat(body, nowMs)
     if (!wasAlive) request.log.info({ serverId: body.serverId, url: body.url }, 'chunkserver alive')
-    if (queue.mode === 'shadow') return { term: queue.term, heartbeatIntervalMs: deps.heartbeatIntervalMs, needFullReport: false, commands: [] }
+    if (queue.mode === 'shadow') return { term: queue.term, heartbeatIntervalMs: deps.heartbeatIntervalMs, needFullReport: false, commands: [], role: 'shadow' }
+    const renewed = deps.lease.onHeartbeat(body.serverId, body.lease, queue.term)
     const ops: HeartbeatOp[] = []
     const registered = sql(db, 'SELECT url FROM servers WHERE serverId = ?').get(body.serverId) as { url: string } | undefined
     if (registered?.url !== body.url) ops.push({ type: 'registerServer', serverId: body.serverId, url: body.url })
@@ -58,19 +61,35 @@ export function heartbeatHandler (deps: ChunkserverRouteDeps) {
     }
     for (const chunk of body.corrupt ?? []) classifyCorrupt(db, registry, body.serverId, chunk, nowMs, ops, deletes)
     await submitInBatches(queue, ops, deletes)
+    if (ops.some((op) => op.type === 'registerServer')) deps.lease.refreshVoters()
+    deps.isr.onEchoes()
     for (const chunk of deletes) registry.queueDelete(body.serverId, chunk.chunkHandle, chunk.version)
     if (body.fullReport !== undefined) {
       state.fullReportSeen = true
       request.log.info({ serverId: body.serverId, chunkCount: body.fullReport.length, deleteCount: deletes.length }, 'chunkserver full report reconciled')
     }
     const reply: HeartbeatReply = { term: queue.term, heartbeatIntervalMs: deps.heartbeatIntervalMs, needFullReport: !state.fullReportSeen, commands: [] }
-    if (deps.safeMode.active(nowMs)) return reply   // queued deletes wait, and no follow-up is asked for: nothing would come of it
+    if (deps.safeMode.active(nowMs)) return leased(reply, deps, renewed)   // queued deletes wait, and no follow-up is asked for
     reply.commands = registry.takeCommands(body.serverId, commandsPerHeartbeatMax)
     // A deleted tree can queue tens of thousands of deletes per server: the server asks again as soon as it
     // has run this batch, so garbage goes at disk speed instead of commandsPerHeartbeatMax per interval.
     if (registry.queuedCommandCount(body.serverId) > 0) reply.moreCommands = true
-    return reply
+    return leased(reply, deps, renewed)
   }
+}
+
+// The lease fields of a master's reply, read last: sentAtMs is this process's clock as late as possible before
+// the reply leaves, so it is never after the chunkserver receives it (which is what makes it safe to count).
+function leased (reply: HeartbeatReply, deps: ChunkserverRouteDeps, renewed: boolean): HeartbeatReply {
+  const { epoch, isr } = deps.isr.announced()
+  reply.role = 'master'
+  reply.instanceId = deps.lease.instanceId
+  reply.isrEpoch = epoch
+  reply.isr = isr
+  if (deps.lease.released) reply.released = true
+  if (!renewed) reply.leaseWanted = true
+  reply.sentAtMs = deps.lease.now()
+  return reply
 }
 
 // Every chunk the server holds, against the database: each reported chunk is classified, and every replica

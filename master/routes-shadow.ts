@@ -11,6 +11,7 @@ import { notMasterError, type CommitQueue } from './commit-queue.js'
 import type { Db } from './db.js'
 import type { OplogFeed } from './oplog-feed.js'
 import { readOplogJson, termAt } from './oplog.js'
+import type { InSyncSet } from './isr.js'
 import type { ShadowTracker } from './shadow-tracker.js'
 import { makeSnapshot, packSnapshot } from './snapshot.js'
 
@@ -23,6 +24,8 @@ export interface ShadowRouteDeps {
   masterUrl: string | null     // a shadow: the master it follows (named in GRN_NOT_MASTER)
   promote: ((force: boolean) => Promise<p.PromoteReply>) | null   // a shadow's Follower; null on a master
   now: () => number
+  isr: InSyncSet               // every poll confirms what the shadow applied
+  handOver: (request: p.HandOverRequest) => Promise<p.HandOverReply>
 }
 
 export function shadowHandlers (deps: ShadowRouteDeps) {
@@ -35,6 +38,7 @@ export function shadowHandlers (deps: ShadowRouteDeps) {
     requireMaster()
     deps.shadows.seen(query.shadowId, query.url, query.after, deps.now())
     checkHistory(db, queue.seq, query)
+    deps.isr.onPoll(query.shadowId, query.after, queue.seq)
     if (queue.seq <= query.after) await deps.feed.wait(query.after, query.waitMs ?? 0, abortOnClose(reply))
     requireMaster()   // deposed while the poll was parked: nothing more from here
     const first = query.after + 1
@@ -44,7 +48,7 @@ export function shadowHandlers (deps: ShadowRouteDeps) {
     }
     const { json } = readOplogJson(db, first, query.limit ?? oplogRecordsPerPollMax, oplogPollBytesMax)
     void reply.type('application/json')
-    return `{"term":${queue.term},"seq":${queue.seq},"records":${json}}`
+    return `{"term":${queue.term},"seq":${queue.seq},"isr":${JSON.stringify(deps.isr.members)},"records":${json}}`
   }
 
   const snapshot = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
@@ -86,7 +90,12 @@ export function shadowHandlers (deps: ShadowRouteDeps) {
     return await deps.promote((request.body as p.PromoteRequest | undefined)?.force === true)
   }
 
-  return { oplog, snapshot, promote }
+  const handOver = async (request: FastifyRequest): Promise<p.HandOverReply> => {
+    requireMaster()
+    return await deps.handOver(request.body as p.HandOverRequest)
+  }
+
+  return { oplog, snapshot, promote, handOver }
 }
 
 // The shadow's history must be a prefix of this master's: its last seq exists here (not past the end, not

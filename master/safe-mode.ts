@@ -11,7 +11,7 @@ import type { Registry } from './registry.js'
 export interface SafeModeOptions {
   db: Db
   registry: Registry
-  startedAtMs: number
+  startedAtMs: number       // restart() moves it (a shadow promoted: its registry has never asked for full reports)
   deadAfterMs: number       // the longest safe mode lasts
 }
 
@@ -20,7 +20,14 @@ export class SafeMode {
   #over = false
 
   constructor (options: SafeModeOptions) {
-    this.#options = options
+    this.#options = { ...options }
+  }
+
+  // A promoted shadow's replica rows are as old as its copy, and no chunkserver has sent it a full report:
+  // safe mode starts again from the promotion.
+  restart (nowMs: number): void {
+    this.#options.startedAtMs = nowMs
+    this.#over = false
   }
 
   // Two small reads (the servers table and the registry, both bounded by chunkserversMax) until it is over.
@@ -38,30 +45,4 @@ function registeredCount (db: Db): number {
 
 function reportedCount (registry: Registry): number {
   return registry.all().filter((s) => s.fullReportSeen).length
-}
-
-// The start-up fence on mutations. A master restarted after its shadow was promoted (while it was down) does not
-// know it has been superseded until a chunkserver tells it the newer term; mutations it acknowledged meanwhile
-// would be lost. So a master whose database names chunkservers takes no mutation until one of them has sent a
-// heartbeat that did not depose it (they retry an unreachable master every 100 ms, so this costs ~0.1 s after
-// a restart), or deadAfterMs has passed (every chunkserver silent: none can tell it anything). A fresh cluster
-// (no chunkserver registered yet) is open at once. Reads are never fenced.
-export class StartupFence {
-  readonly #options: Omit<SafeModeOptions, 'registry'>
-  #open: boolean
-
-  constructor (options: Omit<SafeModeOptions, 'registry'>) {
-    this.#options = options
-    this.#open = registeredCount(options.db) === 0
-  }
-
-  // A chunkserver's heartbeat carried no newer term than this master's.
-  confirmed (): void {
-    this.#open = true
-  }
-
-  open (nowMs: number): boolean {
-    if (!this.#open && nowMs - this.#options.startedAtMs >= this.#options.deadAfterMs) this.#open = true
-    return this.#open
-  }
 }

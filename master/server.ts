@@ -2,7 +2,7 @@
 // handler that turns every failure into { statusCode, code, error, message }, and no listen(): main.ts
 // listens, tests call inject(). The route table is written out here, not hidden in plugins, so one screen
 // answers "what does the master serve and with which schema".
-import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify'
 import { AssertionError } from '../shared/assert.js'
 import type { MasterConfig } from '../shared/config.js'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
@@ -19,7 +19,10 @@ import { fsck } from './fsck.js'
 import { normalizePath } from '../shared/paths.js'
 import { heartbeatHandler } from './routes-chunkserver.js'
 import { shadowHandlers } from './routes-shadow.js'
-import { SafeMode, StartupFence } from './safe-mode.js'
+import { SafeMode } from './safe-mode.js'
+import type { InSyncSet } from './isr.js'
+import type { MasterLease } from './lease.js'
+import { signRelease } from '../shared/token.js'
 import { lazySchemaController } from './lazy-schemas.js'
 import type { ShadowTracker } from './shadow-tracker.js'
 
@@ -37,9 +40,14 @@ export interface MasterDeps {
   feed: OplogFeed                             // parked oplog long polls
   snapshotDir: string                         // temporary online backups for bootstrapping shadows
   // A shadow only (main.ts startShadow): the master it follows, and its Follower's report and promote.
-  follower?: { masterUrl: string, report: (nowMs: number) => p.FollowReport, promote: (force: boolean) => Promise<p.PromoteReply> }
+  follower?: { readonly masterUrl: string, report: (nowMs: number) => p.FollowReport, promote: (force: boolean) => Promise<p.PromoteReply> }
+  lease: MasterLease                          // no ack and no master read without it (master/lease.ts)
+  isr: InSyncSet                              // every ack waits for the in-sync shadows (master/isr.ts)
+  safeMode?: SafeMode                         // shared with the replicator and restarted on promotion (main.ts)
   serverTimeouts?: ServerTimeouts             // default masterServerTimeouts (tests shrink them)
 }
+
+const handOverPollMs = 5                     // a hand-over's drain looks again this often (bounded by handOverDrainMsMax)
 
 export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   const logger = deps.logger ?? createLogger('master', deps.config.logLevel)
@@ -64,68 +72,131 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   app.addHook('preClose', async () => { deps.feed.close() })   // parked long polls answer now, not at their timeout
 
   const startedAtMs = deps.startedAtMs ?? now()
-  const safeMode = new SafeMode({ db: deps.db, registry: deps.registry, startedAtMs, deadAfterMs: deps.config.deadAfterMs })
-  const fence = new StartupFence({ db: deps.db, startedAtMs, deadAfterMs: deps.config.deadAfterMs })
+  const safeMode = deps.safeMode ?? new SafeMode({ db: deps.db, registry: deps.registry, startedAtMs, deadAfterMs: deps.config.deadAfterMs })
+  const { lease, isr, queue } = deps
+  // Who a refusal names as the master: a shadow's master, or the successor a chunkserver named to a deposed
+  // master, or the shadow this master is handing over to.
+  let successorUrl: string | null = null
+  let handingOverTo: string | null = null
+  let mutationsInFlight = 0
+  const refusalUrl = (): string | null => handingOverTo ?? successorUrl ?? deps.follower?.masterUrl ?? null
+  const notLeased = (): GranaryError => new GranaryError('GRN_NOT_MASTER',
+    [`master of term ${queue.term} without its lease (${lease.describe()})`, refusalUrl() ?? 'unknown to it'],
+    { role: 'master', masterUrl: refusalUrl(), term: queue.term, fencedByTerm: queue.fencedByTerm, lease: false })
+  const refuseUnlessLeased = (): void => {
+    if (queue.mode !== 'master') throw notMasterError(queue, refusalUrl())
+    if (!lease.held()) throw notLeased()
+  }
   const c = clientHandlers({
     db: deps.db, queue: deps.queue, registry: deps.registry, secret: deps.secret, now,
     leaseTtlMs: deps.config.leaseTtlMs, tokenTtlMs: deps.config.tokenTtlMs, trashRetentionMs: deps.config.trashRetentionMs, deadAfterMs: deps.config.deadAfterMs,
     startedAtMs, safeMode, shadows: deps.shadows, follower: deps.follower
   })
-  const masterUrl = deps.follower?.masterUrl ?? null
   const heartbeat = heartbeatHandler({
-    db: deps.db, queue: deps.queue, registry: deps.registry, heartbeatIntervalMs: deps.config.heartbeatIntervalMs, now, masterUrl, safeMode, fence,
-    onNewerTerm: (term) => {
+    db: deps.db, queue: deps.queue, registry: deps.registry, heartbeatIntervalMs: deps.config.heartbeatIntervalMs, now, masterUrl: refusalUrl, safeMode, lease, isr,
+    onNewerTerm: (term, url) => {
+      if (url !== undefined) successorUrl = url
       if (deps.queue.mode === 'master' && deps.queue.depose(term)) {
-        logger.error({ term: deps.queue.term, newerTerm: term }, 'a newer master term exists: this master is deposed and refuses every request but health and report')
+        isr.close(notMasterError(queue, refusalUrl()))
+        logger.error({ term: deps.queue.term, newerTerm: term, successor: successorUrl }, 'a newer master term exists: this master is deposed and refuses every request but health and report')
       }
     }
   })
+  // A planned hand-over (shadow → master): stop taking mutations, let the ones in flight be acknowledged, wait
+  // for the shadow to have applied everything, release the lease, and hand the shadow a signed release.
+  const handOver = async (request: p.HandOverRequest): Promise<p.HandOverReply> => {
+    if (handingOverTo !== null) throw new GranaryError('GRN_INVALID_ARGUMENT', [`a hand-over to ${handingOverTo} is already under way`])
+    refuseUnlessLeased()
+    handingOverTo = request.url
+    const startedMs = Date.now()
+    try {
+      while (mutationsInFlight > 0 || queue.queuedCount > 0 || (isr.confirmedSeq(request.shadowId) ?? -1) < queue.seq) {
+        if (Date.now() - startedMs >= limits.handOverDrainMsMax) {
+          throw new GranaryError('GRN_NOT_CAUGHT_UP', [`within ${limits.handOverDrainMsMax} ms: ${mutationsInFlight} mutations in flight, shadow applied ${String(isr.confirmedSeq(request.shadowId))} of ${queue.seq}`])
+        }
+        await new Promise((resolve) => setTimeout(resolve, handOverPollMs))
+      }
+      refuseUnlessLeased()
+      lease.release()
+    } catch (err) {
+      handingOverTo = null
+      throw err
+    }
+    logger.warn({ term: queue.term, seq: queue.seq, to: request.url, shadowId: request.shadowId, drainMs: Date.now() - startedMs }, 'lease released: handing over to a shadow')
+    return { term: queue.term, seq: queue.seq, release: signRelease(deps.secret, { term: queue.term, shadowId: request.shadowId }) }
+  }
   const s = shadowHandlers({
-    db: deps.db, queue: deps.queue, shadows: deps.shadows, feed: deps.feed, snapshotDir: deps.snapshotDir, masterUrl,
-    promote: deps.follower?.promote ?? null, now
+    db: deps.db, queue: deps.queue, shadows: deps.shadows, feed: deps.feed, snapshotDir: deps.snapshotDir, masterUrl: deps.follower?.masterUrl ?? null,
+    promote: deps.follower?.promote ?? null, now, isr, handOver
   })
   // Gates (preHandler: after the schema): a shadow or a deposed master takes no mutation; a deposed master
   // serves no read either (its copy is stale, and a client falls over to the next URL on GRN_NOT_MASTER).
   // A master just restarted also waits for a chunkserver to confirm no newer term exists (StartupFence): a
   // client told GRN_NOT_MASTER tries the next URL, which is the promoted shadow if there is one.
+  // The lease replaces a start-up wait: a restarted master holds none until a majority echoed one of its own
+  // replies, and a chunkserver that met a newer master deposes it instead.
   const mutation = {
     preHandler: async () => {
-      if (deps.queue.mode !== 'master') throw notMasterError(deps.queue, masterUrl)
-      if (!fence.open(now())) {
-        throw new GranaryError('GRN_NOT_MASTER', [`master of term ${deps.queue.term} that has just started and no chunkserver has yet confirmed no newer master exists`, 'unknown to it'],
-          { role: 'master', masterUrl: null, term: deps.queue.term, fencedByTerm: null })
+      refuseUnlessLeased()
+      if (handingOverTo !== null) {
+        throw new GranaryError('GRN_NOT_MASTER', [`master of term ${queue.term} handing over`, handingOverTo], { role: 'master', masterUrl: handingOverTo, term: queue.term, fencedByTerm: null })
       }
     }
   }
-  const read = { preHandler: async () => { if (deps.queue.mode === 'deposed') throw notMasterError(deps.queue, masterUrl) } }
+  const read = {
+    preHandler: async () => {
+      if (queue.mode === 'deposed') throw notMasterError(queue, refusalUrl())
+      if (queue.mode === 'master' && !lease.held()) throw notLeased()
+    }
+  }
+  // An acknowledgement: committed here (the handler awaited the commit queue), then applied by every in-sync
+  // shadow, then this master's clock is read once more — a master whose lease lapsed meanwhile (or that was
+  // frozen and has just woken) refuses; the client retries elsewhere with the same request id.
+  const acked = <R>(handler: (request: FastifyRequest) => Promise<R>) => async (request: FastifyRequest): Promise<R> => {
+    mutationsInFlight += 1
+    try {
+      const result = await handler(request)
+      await isr.waitConfirmed(queue.seq)
+      refuseUnlessLeased()
+      return result
+    } finally {
+      mutationsInFlight -= 1
+    }
+  }
 
   // client → master: namespace
-  app.post(p.mkdirPath, { schema: p.mkdirSchema, ...mutation }, c.mkdir)
+  app.post(p.mkdirPath, { schema: p.mkdirSchema, ...mutation }, acked(c.mkdir))
   app.get(p.statPath, { schema: p.statSchema, ...read }, c.stat)
   app.get(p.listPath, { schema: p.listSchema, ...read }, c.list)
-  app.post(p.renamePath, { schema: p.renameSchema, ...mutation }, c.rename)
-  app.post(p.deletePath, { schema: p.deleteSchema, ...mutation }, c.remove)
-  app.post(p.restorePath, { schema: p.restoreSchema, ...mutation }, c.restore)
+  app.post(p.renamePath, { schema: p.renameSchema, ...mutation }, acked(c.rename))
+  app.post(p.deletePath, { schema: p.deleteSchema, ...mutation }, acked(c.remove))
+  app.post(p.restorePath, { schema: p.restoreSchema, ...mutation }, acked(c.restore))
   app.get(p.duPath, { schema: p.duSchema, ...read }, c.du)
   app.get(p.fsckPath, { schema: p.fsckSchema, ...read }, async (request) =>
     fsck(deps.db, normalizePath((request.query as p.FsckQuery).path), deps.registry.liveServerIds(now())))
   // client → master: writing a file
-  app.post(p.createPath, { schema: p.createSchema, ...mutation }, c.create)
-  app.post(p.allocatePath, { schema: p.allocateSchema, ...mutation }, c.allocate)
-  app.post(p.commitPath, { schema: p.commitSchema, ...mutation }, c.commit)
-  app.post(p.completePath, { schema: p.completeSchema, ...mutation }, c.complete)
-  app.post(p.renewPath, { schema: p.renewSchema, ...mutation }, c.renew)
-  app.post(p.abandonPath, { schema: p.abandonSchema, ...mutation }, c.abandon)
+  app.post(p.createPath, { schema: p.createSchema, ...mutation }, acked(c.create))
+  app.post(p.allocatePath, { schema: p.allocateSchema, ...mutation }, acked(c.allocate))
+  app.post(p.commitPath, { schema: p.commitSchema, ...mutation }, acked(c.commit))
+  app.post(p.completePath, { schema: p.completeSchema, ...mutation }, acked(c.complete))
+  app.post(p.renewPath, { schema: p.renewSchema, ...mutation }, acked(c.renew))
+  app.post(p.abandonPath, { schema: p.abandonSchema, ...mutation }, acked(c.abandon))
   // client → master: reading a file (a shadow serves these too)
   app.get(p.openPath, { schema: p.openSchema, ...read }, c.open)
   // anyone → master or shadow
   app.get(p.healthPath, c.health)
-  app.get(p.reportPath, c.report)
+  app.get(p.reportPath, async (request: FastifyRequest): Promise<p.ClusterReport> => {
+    const report = await c.report(request)
+    if (queue.mode !== 'master') return report
+    const remainingMs = Number.isFinite(lease.endsAtMs) ? Math.max(0, Math.round(lease.endsAtMs - lease.now())) : null
+    return { ...report, isr: [...isr.members], lease: { held: lease.held(), voters: lease.voterCount, remainingMs } }
+  })
   // chunkserver → master (a full report is far bigger than any client request); a shadow takes it for liveness
   app.post(p.heartbeatPath, { schema: p.heartbeatSchema, bodyLimit: limits.heartbeatBodyBytesMax }, heartbeat)
   // shadow → master: following the oplog (master only)
   app.get(p.oplogPath, { schema: p.oplogSchema }, s.oplog)
   app.get(p.snapshotPath, { schema: p.snapshotSchema }, s.snapshot)
+  app.post(p.handOverPath, { schema: p.handOverSchema }, s.handOver)
   // operator → shadow
   app.post(p.promotePath, { schema: p.promoteSchema }, s.promote)
 

@@ -7,6 +7,7 @@
 // logs it at fatal, loudly, and stops (onFatal exits non-zero) instead of serving reads from a wrong copy.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
 import { AssertionError } from '../shared/assert.js'
@@ -84,6 +85,7 @@ export interface FollowerDeps {
   masterUrl: string
   shadowId: ShadowId
   pollWaitMs: number
+  leaseMs: number              // polls park at most half of it, so a live master is never silent for a lease
   bootstrapCount: number       // snapshots installed by this process so far (for the report)
   log: Logger
   now: () => number
@@ -101,9 +103,13 @@ export class Follower {
   #lastContactMs: number | null = null
   #reachable: boolean | null = null
   #promoting = false
+  #lastContactMono: number | null = null   // monotonic: when a poll last succeeded (elections measure silence on it)
+  #inSync = false                          // the master's last reply named this shadow in its in-sync set
+  #masterUrl: string                       // the master followed; moves when a refusal names a newer one
 
   constructor (deps: FollowerDeps) {
     this.#deps = deps
+    this.#masterUrl = deps.masterUrl
     const timeoutMs = deps.pollWaitMs + requestTimeoutMs
     this.#agent = new Agent({ connectTimeout: requestTimeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, keepAliveTimeout: 2 * timeoutMs, connections: 2 })
   }
@@ -131,29 +137,37 @@ export class Follower {
   report (nowMs: number): p.FollowReport {
     const percentiles = this.#samples.percentiles()
     return {
-      masterUrl: this.#deps.masterUrl, appliedSeq: this.#deps.queue.seq, masterSeq: this.#masterSeq, lagRecords: this.lagRecords(),
+      masterUrl: this.#masterUrl, appliedSeq: this.#deps.queue.seq, masterSeq: this.#masterSeq, lagRecords: this.lagRecords(),
       lastContactAgeMs: this.#lastContactMs === null ? null : nowMs - this.#lastContactMs, bootstrapCount: this.#deps.bootstrapCount,
       ...percentiles
     }
   }
 
-  // Shadow → master with term + 1. Refused unless caught up with the master as of the last poll, or forced.
-  async promote (force: boolean): Promise<p.PromoteReply> {
-    const { queue, log } = this.#deps
-    if (queue.mode !== 'shadow' || this.#promoting) {
-      const what = queue.mode === 'master' || this.#promoting ? 'already the master (or becoming it)' : 'a deposed master'
-      throw new GranaryError('GRN_INVALID_ARGUMENT', [`this server is ${what} at term ${queue.term}; only a shadow is promoted`])
-    }
+  get masterUrl (): string { return this.#masterUrl }
+  get url (): string { return this.#url ?? '' }
+  get inSync (): boolean { return this.#inSync }
+  // Monotonic ms since the last successful poll; null when none succeeded since this process started.
+  masterSilentForMs (monoNowMs: number): number | null {
+    return this.#lastContactMono === null ? null : monoNowMs - this.#lastContactMono
+  }
+
+  // Refused unless caught up as of the last poll (a planned promotion checks this before asking the master).
+  checkCaughtUp (): void {
     const lagRecords = this.lagRecords()
-    if (!force && lagRecords !== 0) {
-      throw new GranaryError('GRN_NOT_CAUGHT_UP', [this.#describeLag()], { appliedSeq: queue.seq, masterSeq: this.#masterSeq, lagRecords })
-    }
+    if (lagRecords !== 0) throw new GranaryError('GRN_NOT_CAUGHT_UP', [this.#describeLag()], { appliedSeq: this.#deps.queue.seq, masterSeq: this.#masterSeq, lagRecords })
+  }
+
+  // The election (election.ts) was won: stop following — no record from the old master is applied after
+  // this — and become the master of `term`.
+  async takeOver (term: number): Promise<{ term: number, seq: number }> {
+    const { queue, log } = this.#deps
+    if (queue.mode !== 'shadow' || this.#promoting) throw new GranaryError('GRN_INVALID_ARGUMENT', [`this server is not a shadow (it is a ${queue.mode} at term ${queue.term})`])
     this.#promoting = true
-    await this.stop()   // no record from the old master is applied after this point
-    const { term, seq } = queue.promote(this.#deps.now())
-    const forced = lagRecords !== 0
-    log.warn({ term, seq, lagRecords, forced, formerMaster: this.#deps.masterUrl }, 'promoted to master')
-    return { term, seq, lagRecords, forced }
+    const lagRecords = this.lagRecords()
+    await this.stop()
+    const promoted = queue.promote(this.#deps.now(), term)
+    log.warn({ ...promoted, lagRecords, formerMaster: this.#masterUrl }, 'promoted to master')
+    return promoted
   }
 
   async #run (): Promise<FollowOutcome> {
@@ -173,7 +187,14 @@ export class Follower {
           this.#deps.onFatal(err)
           return 'stopped'
         }
-        const failure = asGranaryError(err, this.#deps.masterUrl)
+        const failure = asGranaryError(err, this.#masterUrl)
+        // The master we followed was deposed and names its successor: follow that one from where we are
+        // (a history that diverged is caught by the next poll's term check and re-bootstrapped).
+        const named = (failure.details as { masterUrl?: unknown } | undefined)?.masterUrl
+        if (failure.code === 'GRN_NOT_MASTER' && typeof named === 'string' && named !== this.#masterUrl && named !== this.#url) {
+          log.warn({ from: this.#masterUrl, to: named }, 'the master moved; following the new one')
+          this.#masterUrl = named
+        }
         if (failure.code === 'GRN_SNAPSHOT_REQUIRED') {
           log.warn({ appliedSeq: this.#deps.queue.seq, err: failure.message }, 'the master no longer has what this shadow needs; re-bootstrapping')
           return 'snapshot-required'
@@ -191,10 +212,10 @@ export class Follower {
     const after = queue.seq
     const afterTerm = after > 0 ? termAt(db, after) : undefined
     const query = new URLSearchParams({
-      after: String(after), waitMs: String(this.#deps.pollWaitMs), limit: String(oplogRecordsPerPollMax), shadowId: this.#deps.shadowId,
+      after: String(after), waitMs: String(Math.min(this.#deps.pollWaitMs, Math.floor(this.#deps.leaseMs / 2))), limit: String(oplogRecordsPerPollMax), shadowId: this.#deps.shadowId,
       ...(afterTerm === undefined ? {} : { afterTerm: String(afterTerm) }), ...(this.#url === undefined ? {} : { url: this.#url })
     })
-    const res = await request(`${this.#deps.masterUrl}${p.oplogPath}?${query.toString()}`, { dispatcher: this.#agent, signal: this.#stop.signal })
+    const res = await request(`${this.#masterUrl}${p.oplogPath}?${query.toString()}`, { dispatcher: this.#agent, signal: this.#stop.signal })
     const body = await res.body.json() as unknown
     if (res.statusCode !== 200) throw errorFromBody(body as Partial<ErrorBody> | undefined, res.statusCode)
     return body as p.OplogReply
@@ -206,13 +227,15 @@ export class Follower {
     const { queue } = this.#deps
     if (reply.term < queue.term) {
       throw new GranaryError('GRN_STALE_TERM', [reply.term, queue.term], undefined,
-        `the master at ${this.#deps.masterUrl} has term ${reply.term}, older than this shadow's ${queue.term}: not following it`)
+        `the master at ${this.#masterUrl} has term ${reply.term}, older than this shadow's ${queue.term}: not following it`)
     }
     queue.replay(reply.records as OplogRecord[])
     const doneMs = this.#deps.now()
     for (const record of reply.records) this.#samples.add(doneMs - record.atMs, reply.seq - record.seq)
     this.#masterSeq = reply.seq
     this.#lastContactMs = doneMs
+    this.#lastContactMono = performance.now()
+    this.#inSync = Array.isArray(reply.isr) && reply.isr.includes(this.#deps.shadowId)
   }
 
   #noteReachable (reachable: boolean, err?: GranaryError): void {

@@ -11,7 +11,9 @@ export const masterDefaults = {
   secretFile: 'granary-data/secret',
   createSecret: false,                            // make the secret file if missing (granary up does)
   syncMode: 'normal' as 'normal' | 'full',        // SQLite synchronous: normal survives kill -9, full also power loss
-  heartbeatIntervalMs: 1000,                      // told to chunkservers
+  heartbeatIntervalMs: 250,                       // told to chunkservers; each reply renews the master lease
+  leaseMs: limits.leaseMsDefault,                 // the master lease (shared/failover.ts); chunkservers must use the same
+  autoPromote: true,                              // a shadow: stand for election when the master's lease lapses
   // Silence before a chunkserver counts as dead and its chunks are copied. 6 s = 6 heartbeats: it rides out one
   // lost heartbeat exchange (the chunkserver gives one up after 3 s and retries at once, a ~4 s gap) plus ~2 s
   // of stall (the worst gap measured on a loaded 2-core box during a 1 GiB write was 1.9 s), and a chunkserver
@@ -47,7 +49,8 @@ export const chunkserverDefaults = {
   dataDir: 'granary-data/cs0',
   secretFile: 'granary-data/secret',
   masters: 'http://127.0.0.1:9000',               // comma-separated master (and shadow) URLs
-  heartbeatIntervalMs: 1000,
+  heartbeatIntervalMs: 250,
+  leaseMs: limits.leaseMsDefault,                 // promised to the master with each echoed reply; no vote before it lapses
   capacityBytes: 0,                               // 0 = the file system's free space
   syncEveryBytes: limits.syncEveryBytesDefault,   // fdatasync while streaming a chunk
   scrubBytesPerSecond: 8 * limits.MiB,            // background scrubber read rate (chunkserver/scrubber.ts); 0 = off
@@ -103,6 +106,7 @@ export function resolveMasterConfig (given: Record<string, unknown>): MasterConf
   if (config.deadAfterMs < 3 * config.heartbeatIntervalMs) {
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`master option 'deadAfterMs' (${config.deadAfterMs}) must be at least 3 × heartbeatIntervalMs (${3 * config.heartbeatIntervalMs})`])
   }
+  if (config.leaseMs < limits.leaseMsMin) throw new GranaryError('GRN_INVALID_ARGUMENT', [`master option 'leaseMs' must be at least ${limits.leaseMsMin}`])
   if (config.leaseTtlMs < 1000) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'leaseTtlMs' must be at least 1000"])
   if (config.tokenTtlMs < 1000) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'tokenTtlMs' must be at least 1000"])
   if (config.tickIntervalMs < 10) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'tickIntervalMs' must be at least 10"])
@@ -169,7 +173,7 @@ export function parseMasterList (masters: string | readonly string[]): string[] 
 
 // Turns '--heartbeat-interval-ms 100 --sync-mode=full' into { heartbeatIntervalMs: '100', syncMode: 'full' }
 // for the keys of `defaults`; an unknown flag is refused with the list of known ones. Boolean options take
-// no value (--create-secret). resolveConfig then checks types.
+// no value (--create-secret) and --no-NAME turns one off. resolveConfig then checks types.
 export function configFromArgv (what: string, defaults: Record<string, unknown>, argv: readonly string[]): Record<string, unknown> {
   const byFlag = new Map(Object.keys(defaults).map((key) => [kebab(key), key]))
   const out: Record<string, unknown> = {}
@@ -178,6 +182,9 @@ export function configFromArgv (what: string, defaults: Record<string, unknown>,
     if (!arg.startsWith('--')) throw new GranaryError('GRN_INVALID_ARGUMENT', [`unexpected argument '${arg}' for ${what}`])
     const eq = arg.indexOf('=')
     const flag = eq === -1 ? arg.slice(2) : arg.slice(2, eq)
+    // --no-FLAG turns a boolean option off (--no-auto-promote).
+    const negated = eq === -1 && flag.startsWith('no-') ? byFlag.get(flag.slice(3)) : undefined
+    if (negated !== undefined && typeof defaults[negated] === 'boolean') { out[negated] = false; continue }
     const key = byFlag.get(flag)
     if (key === undefined) {
       throw new GranaryError('GRN_INVALID_ARGUMENT', [`unknown ${what} flag --${flag} (known: ${[...byFlag.keys()].map((f) => `--${f}`).join(' ')})`])

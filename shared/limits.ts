@@ -90,6 +90,20 @@ export const oplogPollersMax = 64                      // long polls parked at o
 export const snapshotsInFlightMax = 2                  // online backups streaming at once
 export const lagSamplesKeptMax = 10_000                // a shadow's per-record lag samples (newest kept)
 
+// Failover (shared/failover.ts: the master lease, the vote, the in-sync set)
+export const clockRateErrorMax = 0.05                  // any process's monotonic clock runs within ±5% of real time (NTP-free
+                                                       // hosts drift ~1e-4; 5% also covers a VM's stolen time)
+export const leaseMsDefault = 1_000                    // a chunkserver's promise to its master; the master trusts a renewal
+                                                       // masterLeaseMs(leaseMs) = 904 ms of it (see failover.ts)
+export const leaseMsMin = 100
+export const isrConfirmWaitMsMax = 1_000               // an ack waits this long for the in-sync shadows, then proposes dropping
+                                                       // the silent ones (they leave once a chunkserver majority echoed it)
+export const isrChangeWaitMsMax = 5_000                // an ack waits at most this long in all; then GRN_UNAVAILABLE (retryable)
+export const isrMembersMax = 16                        // = shadowsMax: every shadow may be in sync
+export const voteRoundMsMax = 500                      // a candidate's vote requests are answered within this or count as refused
+export const electionBackoffMsMax = 500                // a candidate that lost waits a random 0..this before the next term
+export const handOverDrainMsMax = 2_000                // a planned hand-over waits this long for queued mutations to be acked
+
 // Chunkserver
 export const forwardQueueBytesMax = 1 * MiB            // pause the upstream source when the next hop has more than this queued
 export const diskQueueBytesMax = 8 * MiB               // ... or when the disk has more than this queued (absorbs thread-pool stalls)
@@ -126,6 +140,9 @@ assert(oplogRecordsKeptMin >= 1 && oplogRecordsKeptMin <= oplogRecordsKeptMax, '
 assert(replicationsInFlightPerServerMax >= 1 && replicationsPerTickMax <= replicationScanChunksMax, 'replication makes progress within its scan')
 assert(replicationsAssignedPerServerMax >= replicationsInFlightPerServerMax, 'a server is handed at least as many copies as it runs at once')
 assert(oplogPollersMax >= shadowsMax, 'every remembered shadow can park a long poll')
+assert(isrMembersMax >= shadowsMax, 'every shadow may be in sync')
+assert(isrConfirmWaitMsMax < isrChangeWaitMsMax, 'a silent shadow is proposed out before the ack gives up')
+assert(clockRateErrorMax > 0 && clockRateErrorMax < 0.5, 'a lease survives the clock bound')
 assert(httpHeadersTimeoutMs <= httpRequestTimeoutMs && httpRequestTimeoutMs <= chunkRequestTimeoutMs, 'headers come within the request, a JSON request within a chunk upload')
 assert(heartbeatBodyBytesMax * 8 <= 10e6 * (httpRequestTimeoutMs / 1000), 'a full chunk report fits in the request timeout at 10 Mbit/s')
 assert(chunkSizeBytesMax * 8 <= 2e6 * (chunkRequestTimeoutMs / 1000), 'a whole chunk fits in the chunkserver request timeout at 2 Mbit/s')

@@ -233,6 +233,8 @@ export interface ClusterReport {
   shadows?: ShadowReport[]     // a master: the shadows that follow it
   following?: FollowReport     // a shadow: its master and its lag
   fencedByTerm?: number        // a deposed master: the newer term it heard of
+  isr?: string[]               // a master: the in-sync shadows its acknowledgements wait for
+  lease?: { held: boolean, voters: number, remainingMs: number | null }   // a master: its lease from the chunkservers
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -260,6 +262,7 @@ export interface OplogReply {
   term: number                 // the master's term
   seq: number                  // the master's last seq when it replied
   records: OplogEntry[]        // consecutive from after + 1, possibly none
+  isr?: string[]               // the master's in-sync set (its acks wait for these shadows): may this shadow stand for election
 }
 export const oplogSchema = {
   querystring: body({
@@ -300,6 +303,14 @@ export interface FollowReport {
   lagRecordsP99: number | null
 }
 
+// shadow → master: a planned hand-over (granary admin promote). The master stops taking mutations, waits for
+// the ones in flight to be acknowledged and for the shadow to have applied everything (handOverDrainMsMax),
+// releases its lease and answers with a signed release the shadow shows the chunkservers to win at once.
+export const handOverPath = '/admin/hand-over' as const
+export interface HandOverRequest { shadowId: string, url: string }
+export interface HandOverReply { term: number, seq: number, release: string }
+export const handOverSchema = { body: body({ shadowId: shadowIdProp, url: urlProp }, ['shadowId', 'url']) } as const
+
 // operator → shadow: become the master with term + 1. Refused with GRN_NOT_CAUGHT_UP (naming the lag) unless
 // the shadow has applied everything its master had at the last poll, or force is set.
 export const promotePath = '/admin/promote' as const
@@ -327,7 +338,12 @@ export interface HeartbeatRequest {
   added?: StoredChunk[]         // chunks finished since the last heartbeat
   removed?: StoredChunk[]       // chunks deleted since the last heartbeat
   corrupt?: StoredChunk[]       // stored chunks that failed a checksum (read or scrub); sent until deleted
+  lease?: LeaseEcho             // renews the lease of the master whose last reply this echoes (shared/failover.ts)
+  masterUrl?: string            // the master of `term` as this server knows it (a deposed master names it in refusals)
 }
+// The echo of a master's heartbeat reply: which process sent it (instanceId), in which term, when on ITS clock
+// (sentAtMs), and the in-sync set epoch it announced. Only the master process that sent it counts it.
+export interface LeaseEcho { instanceId: string, term: number, sentAtMs: number, isrEpoch: number }
 export type ChunkserverCommand =
   | { type: 'delete', chunkHandle: ChunkHandle, version: number }   // delete this replica (and any older version)
   | ReplicateCommand
@@ -347,6 +363,16 @@ export interface HeartbeatReply {
   // Present (true) when more commands are queued than this reply holds: the chunkserver heartbeats again as
   // soon as it has run these (at most limits.commandFollowUpBeatsMax times in a row), not an interval later.
   moreCommands?: boolean
+  // The lease (shared/failover.ts), on a master's replies only: its process, its monotonic clock when it sent
+  // this reply, the in-sync set the chunkserver may elect from, and released on a planned hand-over.
+  // leaseWanted: the master holds no renewal from this server yet; the server heartbeats again at once.
+  role?: Role
+  instanceId?: string
+  sentAtMs?: number
+  isrEpoch?: number
+  isr?: string[]
+  released?: boolean
+  leaseWanted?: boolean
 }
 const storedChunkItems = body({ chunkHandle: handleProp, version: versionProp, lengthBytes: { type: 'integer', minimum: 0, maximum: limits.chunkSizeBytesMax } }, ['chunkHandle', 'version', 'lengthBytes'])
 export const heartbeatSchema = {
@@ -356,7 +382,12 @@ export const heartbeatSchema = {
     fullReport: { type: 'array', maxItems: limits.reportedChunksPerHeartbeatMax, items: storedChunkItems },
     added: { type: 'array', maxItems: limits.reportedChunksPerHeartbeatMax, items: storedChunkItems },
     removed: { type: 'array', maxItems: limits.reportedChunksPerHeartbeatMax, items: storedChunkItems },
-    corrupt: { type: 'array', maxItems: limits.corruptChunksKeptMax, items: storedChunkItems }
+    corrupt: { type: 'array', maxItems: limits.corruptChunksKeptMax, items: storedChunkItems },
+    lease: body({
+      instanceId: { type: 'string', pattern: '^[0-9a-f]{16}$' }, term: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER },
+      sentAtMs: { type: 'number', minimum: 0, maximum: 1e15 }, isrEpoch: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER }
+    }, ['instanceId', 'term', 'sentAtMs', 'isrEpoch']),
+    masterUrl: urlProp
   }, ['serverId', 'url', 'capacityBytes', 'freeBytes', 'usedBytes', 'chunkCount', 'activeWrites', 'term'])
 } as const
 
@@ -387,6 +418,20 @@ export const chunkQuerySchema = {
 } as const
 export interface ReplicaAck { serverId: ServerId, url: string, lengthBytes: number, crc32: number }
 export interface WriteChunkReply { replicas: ReplicaAck[] }   // this server first, then downstream in pipeline order
+
+// candidate shadow → chunkserver: a vote for `term` (shared/failover.ts decideVote). Granted: 200. Refused:
+// GRN_STALE_TERM, GRN_VOTE_TAKEN, GRN_NOT_IN_SYNC or GRN_MASTER_LEASE_HELD, and nothing changes. The grant is
+// on disk before the reply. force (operator's --force) skips the in-sync check, never the vote or the lease;
+// release (shared/token.ts signRelease) is a planned hand-over's proof that the master gave its lease up.
+export const votePath = '/vote' as const
+export interface VoteRequest { term: number, candidateId: string, candidateUrl: string, force?: boolean, release?: string }
+export interface VoteReply { granted: true, term: number, serverId: ServerId }
+export const voteSchema = {
+  body: body({
+    term: { type: 'integer', minimum: 1, maximum: Number.MAX_SAFE_INTEGER }, candidateId: { type: 'string', pattern: '^sh-[0-9a-f]{12}$' },
+    candidateUrl: urlProp, force: { type: 'boolean' }, release: { type: 'string', maxLength: limits.tokenLengthMax }
+  }, ['term', 'candidateId', 'candidateUrl'])
+} as const
 
 export const chunkserverStatusPath = '/status' as const
 export interface ChunkserverStatus { role: 'chunkserver', serverId: ServerId, term: number, chunkCount: number, freeBytes: number, activeWrites: number }

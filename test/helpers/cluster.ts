@@ -40,6 +40,7 @@ export const startClusterDefaults = {
   readyTimeoutMs: 20_000,
   capacityBytes: 0,                  // per chunkserver; 0 = the disk's free space
   masterArgs: [] as string[],        // extra flags for `granary master`
+  shadowArgs: [] as string[],        // extra flags for `granary shadow` (e.g. --no-auto-promote)
   chunkserverArgs: [] as string[],   // extra flags for every `granary chunkserver`
   keepDirs: false,
   test: undefined as TestContextLike | undefined
@@ -206,7 +207,7 @@ export class Cluster {
       ...common, '--dead-after-ms', String(config.deadAfterMs), '--lease-ttl-ms', String(config.leaseTtlMs), ...config.masterArgs
     ])
     this.shadow = config.shadow
-      ? this.#process('shadow', 'shadow', () => [...common, '--dead-after-ms', String(config.deadAfterMs), '--master', this.master.url])
+      ? this.#process('shadow', 'shadow', () => [...common, '--dead-after-ms', String(config.deadAfterMs), '--master', this.master.url, ...config.shadowArgs])
       : undefined
     this.chunkservers = Array.from({ length: config.chunkservers }, (_, i) => this.#process(`chunkserver${i}`, 'chunkserver', () => [
       ...common, '--masters', this.masters.join(','),

@@ -1,0 +1,189 @@
+// A shadow standing for election (the rules are shared/failover.ts's; the voters are chunkserver/voter.ts).
+// Automatic: a shadow that its master last named in sync, and that has not heard from that master for a lease
+// (plus a random 0..leaseMs/2, so two shadows rarely stand at once), asks every registered chunkserver for its
+// vote in a new term. A majority of the registered servers makes it the master of that term; anything less and
+// it waits a random 0..electionBackoffMsMax and tries the next term while the master stays silent.
+// Planned (`granary admin promote`): first a hand-over — the master stops, drains and releases its lease with a
+// signed release — then the same vote, which the release lets the chunkservers grant at once. --force skips the
+// in-sync check (what the shadow lacks is lost), never the vote.
+import { performance } from 'node:perf_hooks'
+import { Agent, request } from 'undici'
+import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../shared/errors.js'
+import { majorityOf } from '../shared/failover.js'
+import type { ServerId, ShadowId } from '../shared/ids.js'
+import { electionBackoffMsMax, handOverDrainMsMax, voteRoundMsMax } from '../shared/limits.js'
+import type { Logger } from '../shared/log.js'
+import * as p from '../shared/protocol.js'
+import type { CommitQueue } from './commit-queue.js'
+import { sql, type Db } from './db.js'
+
+export interface ElectionDeps {
+  db: Db
+  queue: CommitQueue
+  shadowId: ShadowId
+  url: () => string                   // where this shadow serves (candidateUrl)
+  leaseMs: number
+  autoPromote: boolean
+  log: Logger
+  now?: () => number                  // monotonic ms
+  // The follower's view of its master: silent for how long (monotonic ms; null: never heard), and whether the
+  // master's last reply named this shadow in sync.
+  masterSilentForMs: (nowMs: number) => number | null
+  inSync: () => boolean
+  masterUrl: () => string
+  // Stops following and becomes master of `term`; voterIds granted at sentAtMs (the lease starts there).
+  takeOver: (term: number, voterIds: ServerId[], sentAtMs: number) => Promise<void>
+}
+
+export interface ElectionOutcome { term: number, seq: number, votes: number, voters: number, forced: boolean, handedOver: boolean }
+
+const checkEveryMsMin = 25
+
+export class Election {
+  readonly #deps: ElectionDeps
+  readonly #now: () => number
+  readonly #agent = new Agent({ connectTimeout: voteRoundMsMax, headersTimeout: voteRoundMsMax, bodyTimeout: voteRoundMsMax, connections: 2 })
+  #timer: NodeJS.Timeout | null = null
+  #running: Promise<ElectionOutcome | null> | null = null
+  #highestTriedTerm = 0
+  #notBeforeMs = 0
+  #jitterMs: number
+  #stopped = false
+
+  constructor (deps: ElectionDeps) {
+    this.#deps = deps
+    this.#now = deps.now ?? (() => performance.now())
+    this.#jitterMs = Math.random() * deps.leaseMs / 2
+  }
+
+  start (): void {
+    if (!this.#deps.autoPromote) return
+    const everyMs = Math.max(checkEveryMsMin, Math.floor(this.#deps.leaseMs / 8))
+    this.#timer = setInterval(() => { void this.#check() }, everyMs)
+    this.#timer.unref()
+  }
+
+  async stop (): Promise<void> {
+    this.#stopped = true
+    if (this.#timer !== null) clearInterval(this.#timer)
+    await this.#running?.catch(() => null)
+    await this.#agent.close().catch(() => {})
+  }
+
+  async #check (): Promise<void> {
+    const { queue, log } = this.#deps
+    if (this.#stopped || this.#running !== null || queue.mode !== 'shadow' || !this.#deps.inSync()) return
+    const nowMs = this.#now()
+    const silentMs = this.#deps.masterSilentForMs(nowMs)
+    if (silentMs === null || silentMs < this.#deps.leaseMs + this.#jitterMs || nowMs < this.#notBeforeMs) return
+    log.warn({ master: this.#deps.masterUrl(), silentMs: Math.round(silentMs) }, 'master silent for a lease: standing for election')
+    this.#running = this.#round({ force: false, release: undefined })
+    try {
+      const won = await this.#running
+      if (won === null) {
+        this.#notBeforeMs = this.#now() + Math.random() * electionBackoffMsMax
+        this.#jitterMs = Math.random() * this.#deps.leaseMs / 2
+      }
+    } catch (err) {
+      log.error({ err }, 'election round failed')
+    } finally {
+      this.#running = null
+    }
+  }
+
+  // `granary admin promote`: a hand-over when the master answers, then the vote. Retries the vote within
+  // handOverDrainMsMax (a chunkserver that has not yet seen the release refuses with GRN_MASTER_LEASE_HELD).
+  async promote (force: boolean): Promise<ElectionOutcome> {
+    const { queue, log } = this.#deps
+    if (queue.mode !== 'shadow' || this.#running !== null) {
+      throw new GranaryError('GRN_INVALID_ARGUMENT', [`this server is ${queue.mode === 'shadow' ? 'already standing for election' : `a ${queue.mode}`} at term ${queue.term}; only a shadow is promoted`])
+    }
+    const deadlineMs = this.#now() + handOverDrainMsMax + this.#deps.leaseMs
+    let release: string | undefined
+    try {
+      release = (await this.#handOver()).release
+    } catch (err) {
+      const failure = isGranaryError(err) ? err : new GranaryError('GRN_UNAVAILABLE', [this.#deps.masterUrl(), (err as Error).message])
+      if (failure.code !== 'GRN_UNAVAILABLE' && failure.code !== 'GRN_TIMEOUT' && !(force && failure.code === 'GRN_NOT_CAUGHT_UP')) throw failure
+      log.warn({ master: this.#deps.masterUrl(), code: failure.code }, 'no hand-over from the master; asking for votes once its lease lapses')
+    }
+    let lastRefusal = 'no round ran'
+    const run = async (): Promise<ElectionOutcome | null> => {
+      while (!this.#stopped) {
+        const won = await this.#round({ force, release, handedOver: release !== undefined })
+        if (won !== null) return won
+        lastRefusal = this.#lastRefusal
+        if (this.#now() >= deadlineMs) return null
+        await new Promise((resolve) => setTimeout(resolve, checkEveryMsMin))
+      }
+      return null
+    }
+    this.#running = run()
+    try {
+      const won = await this.#running
+      if (won === null) throw new GranaryError('GRN_UNAVAILABLE', ['a majority of chunkservers', `no majority voted for this shadow: ${lastRefusal}`])
+      return won
+    } finally {
+      this.#running = null
+    }
+  }
+
+  #lastRefusal = ''
+
+  async #handOver (): Promise<p.HandOverReply> {
+    const res = await request(this.#deps.masterUrl() + p.handOverPath, {
+      method: 'POST', dispatcher: this.#agent, headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ shadowId: this.#deps.shadowId, url: this.#deps.url() } satisfies p.HandOverRequest),
+      headersTimeout: handOverDrainMsMax + voteRoundMsMax, bodyTimeout: handOverDrainMsMax + voteRoundMsMax
+    })
+    const body = await res.body.json() as unknown
+    if (res.statusCode !== 200) throw errorFromBody(body as Partial<ErrorBody> | undefined, res.statusCode)
+    return body as p.HandOverReply
+  }
+
+  // One round: every registered chunkserver at once, each answer within voteRoundMsMax. Null: not won.
+  async #round (options: { force: boolean, release: string | undefined, handedOver?: boolean }): Promise<ElectionOutcome | null> {
+    const { db, queue, log } = this.#deps
+    const voters = sql(db, 'SELECT serverId, url FROM servers').all() as Array<{ serverId: ServerId, url: string }>
+    if (voters.length === 0) {
+      this.#lastRefusal = 'no chunkserver is registered, so no majority can vote'
+      return null
+    }
+    const term = Math.max(queue.term, this.#highestTriedTerm) + 1
+    this.#highestTriedTerm = term
+    const sentAtMs = this.#now()
+    const body: p.VoteRequest = {
+      term, candidateId: this.#deps.shadowId, candidateUrl: this.#deps.url(),
+      ...(options.force ? { force: true } : {}), ...(options.release === undefined ? {} : { release: options.release })
+    }
+    const answers = await Promise.all(voters.map(async (voter) => await this.#ask(voter.url, body)))
+    const granted = voters.filter((_, i) => answers[i]?.granted === true).map((voter) => voter.serverId)
+    const refusals = answers.filter((a): a is { granted: false, code: string, message: string } => a.granted === false)
+    const newerTerm = refusals.length > 0 ? Math.max(0, ...answers.map((a) => a.granted ? 0 : a.term ?? 0)) : 0
+    if (newerTerm >= this.#highestTriedTerm) this.#highestTriedTerm = newerTerm
+    this.#lastRefusal = refusals.map((r) => `${r.code}: ${r.message}`).slice(0, 3).join('; ')
+    const need = majorityOf(voters.length)
+    if (granted.length < need || queue.mode !== 'shadow' || this.#stopped) {
+      log.warn({ term, votes: granted.length, need, voters: voters.length, refusals: this.#lastRefusal }, 'election lost')
+      return null
+    }
+    await this.#deps.takeOver(term, granted, sentAtMs)
+    log.warn({ term, seq: queue.seq, votes: granted.length, voters: voters.length, forced: options.force, handedOver: options.handedOver === true }, 'elected master')
+    return { term, seq: queue.seq, votes: granted.length, voters: voters.length, forced: options.force, handedOver: options.handedOver === true }
+  }
+
+  async #ask (url: string, body: p.VoteRequest): Promise<{ granted: true } | { granted: false, code: string, message: string, term?: number }> {
+    try {
+      const res = await request(url + p.votePath, {
+        method: 'POST', dispatcher: this.#agent, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+        signal: AbortSignal.timeout(voteRoundMsMax)
+      })
+      const json = await res.body.json() as { granted?: boolean, code?: string, message?: string, details?: { term?: number, votedTerm?: number } }
+      if (res.statusCode === 200 && json.granted === true) return { granted: true }
+      const term = Math.max(json.details?.term ?? 0, json.details?.votedTerm ?? 0)
+      return { granted: false, code: json.code ?? `HTTP ${res.statusCode}`, message: json.message ?? '', term }
+    } catch (err) {
+      return { granted: false, code: 'GRN_UNAVAILABLE', message: `${url}: ${(err as Error).message}` }
+    }
+  }
+}
