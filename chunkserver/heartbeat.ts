@@ -181,7 +181,9 @@ export class Heartbeats {
     if (link.echo !== null) body.lease = link.echo
     const masterUrl = this.#deps.voter?.masterUrl
     if (masterUrl !== undefined) body.masterUrl = masterUrl
-    const corrupt = corruptStored(store)
+    // Every stored chunk that failed a checksum and every chunk file the start-up scan could not read, until
+    // the master has it deleted or a good copy replaces it.
+    const corrupt = store.corruptReport()
     if (corrupt.length > 0) body.corrupt = corrupt
     return body
   }
@@ -217,17 +219,6 @@ export class Heartbeats {
     }))
     log.info({ commandCount: deletes.length, ...counts, durationMs: Date.now() - startedAtMs }, 'delete commands run')
   }
-}
-
-// Every stored chunk that failed a checksum, sent on each heartbeat until the master has it deleted (the
-// store forgets it then); a bad file the start-up scan could not index is not stored, so not reported.
-function corruptStored (store: ChunkStore): StoredChunk[] {
-  const out: StoredChunk[] = []
-  for (const { chunkHandle, version } of store.corruptChunks()) {
-    const stored = store.get(chunkHandle)
-    if (stored !== undefined && stored.version === version) out.push(stored)
-  }
-  return out
 }
 
 // One set per direction and master; a chunk added then removed before being reported cancels out of `added`

@@ -22,6 +22,7 @@ export type StoreListener = (event: StoreEvent, chunk: StoredChunk) => void
 export interface StoreOptions { dataDir: string, capacityBytes: number, log: Logger }
 
 interface WriteSlot { reservedBytes: number }
+interface UnreadableFile { version: number, fileBytes: number }
 
 const scanFilesInFlightMax = 64    // footers read at once while indexing a folder
 const folderPattern = /^[0-9a-f]{2}$/
@@ -36,6 +37,10 @@ export class ChunkStore {
   readonly #writes = new Map<string, WriteSlot>()       // `${handle}_${version}` → reservation
   readonly #listeners: StoreListener[] = []
   readonly #corrupt = new Set<string>()                  // `${handle}_${version}`, insertion-ordered
+  // Chunk files the start-up scan could not read (footer): not indexed, reported corrupt until the master's
+  // delete removes them or a good copy is written over them. At most corruptChunksKeptMax files in all.
+  readonly #unreadable = new Map<ChunkHandle, UnreadableFile[]>()
+  #unreadableCount = 0
   #usedBytes = 0
   #term: number
   #termWrite: Promise<void> = Promise.resolve()
@@ -125,6 +130,10 @@ export class ChunkStore {
     assert(previous === undefined || previous.version < chunk.version, 'commit never replaces an equal or newer version')
     this.#index.set(chunk.chunkHandle, chunk)
     this.#usedBytes += fileBytesOf(chunk.lengthBytes)
+    // The new file is verified: a mark left on this version (say, an unreadable file the rename has just
+    // replaced) is not carried over to it. An older unreadable version stays reported: the master deletes it.
+    this.#corrupt.delete(`${chunk.chunkHandle}_${chunk.version}`)
+    this.#forgetUnreadable(chunk.chunkHandle, (v) => v === chunk.version)
     this.#emit('added', chunk)
     if (previous === undefined) return
     this.#usedBytes -= fileBytesOf(previous.lengthBytes)
@@ -150,13 +159,20 @@ export class ChunkStore {
   //   knows the chunk, orders it deleted again. That is also why the folder is not fsynced after the unlink: a
   //   file a power cut brings back is the same orphan, found the same way.
   // - `removed` is reported to the master only after the unlink succeeded.
+  // - A file the start-up scan could not read goes the same way (forgotten first, then unlinked), but
+  //   unreported: the master never had it from here, it was only ever reported corrupt.
   async delete (chunkHandle: ChunkHandle, version: number): Promise<boolean> {
     const stored = this.#index.get(chunkHandle)
-    if (stored === undefined || stored.version > version) return false
+    const unreadable = this.#forgetUnreadable(chunkHandle, (v) => v <= version)
+    if (stored === undefined || stored.version > version) {
+      for (const file of unreadable) await this.#removeUnreadable(chunkHandle, file)
+      return unreadable.length > 0
+    }
     this.#index.delete(chunkHandle)
     this.#usedBytes -= fileBytesOf(stored.lengthBytes)
     this.#corrupt.delete(`${chunkHandle}_${stored.version}`)
     await this.#removeFile(stored)
+    for (const file of unreadable) await this.#removeUnreadable(chunkHandle, file)
     // debug: a deleted tree is tens of thousands of these; the heartbeat logs one line per batch at info.
     this.#log.debug({ chunkHandle, version: stored.version }, 'chunk deleted')
     return true
@@ -167,6 +183,31 @@ export class ChunkStore {
       if (err.code !== 'ENOENT') throw err
     })
     this.#emit('removed', chunk)
+  }
+
+  // Takes the handle's unreadable files of the versions picked out of the books (synchronously, like an
+  // index entry): their bytes, their corrupt marks. The caller unlinks the ones whose file is still there.
+  #forgetUnreadable (chunkHandle: ChunkHandle, picked: (version: number) => boolean): UnreadableFile[] {
+    const files = this.#unreadable.get(chunkHandle)
+    if (files === undefined) return []
+    const gone = files.filter((f) => picked(f.version))
+    const kept = files.filter((f) => !picked(f.version))
+    if (kept.length > 0) this.#unreadable.set(chunkHandle, kept)
+    else this.#unreadable.delete(chunkHandle)
+    for (const file of gone) {
+      this.#unreadableCount--
+      this.#usedBytes -= file.fileBytes
+      this.#corrupt.delete(`${chunkHandle}_${file.version}`)
+    }
+    assert(this.#unreadableCount >= 0, 'unreadable files are forgotten once each')
+    return gone
+  }
+
+  async #removeUnreadable (chunkHandle: ChunkHandle, file: UnreadableFile): Promise<void> {
+    await unlink(this.chunkPathOf(chunkHandle, file.version)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err
+    })
+    this.#log.info({ chunkHandle, version: file.version, fileBytes: file.fileBytes }, 'unreadable chunk file deleted')
   }
 
   #emit (event: StoreEvent, chunk: StoredChunk): void {
@@ -227,6 +268,20 @@ export class ChunkStore {
     }
   }
 
+  // What the heartbeat sends as `corrupt`, oldest first: each stored chunk that failed a checksum and each
+  // chunk file the start-up scan could not read (lengthBytes 0: the footer that holds it is what failed),
+  // so the master replaces the replica and orders the file deleted. Repeated on every heartbeat until the
+  // file is deleted or a good copy replaces it. No longer than corruptChunksKeptMax (the schema's bound).
+  corruptReport (): StoredChunk[] {
+    const out: StoredChunk[] = []
+    for (const { chunkHandle, version } of this.corruptChunks()) {
+      const stored = this.#index.get(chunkHandle)
+      if (stored !== undefined && stored.version === version) out.push(stored)
+      else if (this.#unreadable.get(chunkHandle)?.some((f) => f.version === version) === true) out.push({ chunkHandle, version, lengthBytes: 0 })
+    }
+    return out
+  }
+
   // Chunks that failed a checksum since start, oldest first (for the heartbeat to report).
   corruptChunks (): Array<{ chunkHandle: ChunkHandle, version: number }> {
     return [...this.#corrupt].map((key) => {
@@ -257,13 +312,32 @@ export class ChunkStore {
       return null
     }
     const path = this.chunkPathOf(parsed.chunkHandle, parsed.version)
-    const reason = await readFooter(path).then(({ footer, fileBytes }) => decodeFooter(footer, fileBytes), (err: Error) => err.message)
+    let fileBytes = 0
+    const reason = await readFooter(path).then((read) => { fileBytes = read.fileBytes; return decodeFooter(read.footer, read.fileBytes) },
+      (err: NodeJS.ErrnoException) => err.code === 'ENOENT' ? null : err.message)
+    if (reason === null) return null   // gone since the folder was listed: nothing to index or report
     if (typeof reason === 'string') {
-      this.#log.warn({ chunkHandle: parsed.chunkHandle, version: parsed.version, reason }, 'unreadable chunk file skipped')
-      this.noteCorrupt(parsed.chunkHandle, parsed.version)
+      this.#noteUnreadable(parsed.chunkHandle, parsed.version, fileBytes, reason)
       return null
     }
     return { chunkHandle: parsed.chunkHandle, version: parsed.version, lengthBytes: reason.lengthBytes }
+  }
+
+  // Not served (the block CRCs and length are behind the bad footer), not deleted here (it may hold the
+  // last copy of most blocks, and the master decides that, as for any corrupt replica): reported corrupt.
+  // Past the bound the file is left as before, unreported, and logged.
+  #noteUnreadable (chunkHandle: ChunkHandle, version: number, fileBytes: number, reason: string): void {
+    if (this.#unreadableCount >= corruptChunksKeptMax) {
+      this.#log.warn({ chunkHandle, version, reason, unreadableCountMax: corruptChunksKeptMax }, 'unreadable chunk file skipped: too many to report')
+      return
+    }
+    const files = this.#unreadable.get(chunkHandle) ?? []
+    files.push({ version, fileBytes })
+    this.#unreadable.set(chunkHandle, files)
+    this.#unreadableCount++
+    this.#usedBytes += fileBytes
+    this.noteCorrupt(chunkHandle, version)
+    this.#log.warn({ chunkHandle, version, fileBytes, reason }, 'unreadable chunk file reported corrupt')
   }
 
   // Two versions of one handle: the newest wins and the older file is deleted (it is stale by definition).

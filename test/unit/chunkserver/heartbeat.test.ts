@@ -3,12 +3,13 @@
 // away neither crashes the chunkserver nor loses changes (the next heartbeat after a failure is a full report);
 // a copy finished on a replicate command is reported at once rather than a heartbeat interval later, and so
 // is the copy already held when a replicate command names it (the master had lost its replica row).
+// A chunk file whose footer is unreadable at start-up is reported corrupt, and the master's delete removes it.
 // A reply saying moreCommands brings the next heartbeat as soon as its deletes have run, not an interval later,
 // and at most commandFollowUpBeatsMax such heartbeats follow in a row before the server rests an interval.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { createServer, request as httpRequest, type Server } from 'node:http'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startFixture, putChunk, newHandle, chunkFiles } from './fixtures/servers.js'
 import type { HeartbeatReply, HeartbeatRequest } from '../../../shared/protocol.js'
@@ -238,4 +239,34 @@ t.test('a replicate command for a copy already held: that copy is reported at on
   t.ok(Date.now() - sentAtMs < 5000, 'reported within seconds, though the interval is a minute')
   t.same(master.beats.slice(sentAtBeat + 1).find((b) => (b.added?.length ?? 0) > 0)?.added, [chunk], 'as the chunk it is, the way a finished copy is reported')
   t.equal(chunkFiles(f.dataDirs[0] as string).length, 1, 'the copy is kept, not fetched again')
+})
+
+t.test('a chunk file with a bad footer at start-up is reported corrupt, and the master\'s delete removes it', async (t) => {
+  const master = await fakeMaster()
+  t.teardown(async () => { await master.close() })
+  const f = await startFixture(t, 1, { masters: master.url })
+  const handle = newHandle()
+  t.equal((await putChunk((f.servers[0] as typeof f.servers[0]).url, handle, 5, f.token(handle, 5, 'write'), randomBytes(20_000))).statusCode, 200)
+  const file = `${f.dataDirs[0] as string}/chunks/${chunkFiles(f.dataDirs[0] as string)[0] as string}`
+  const bytes = readFileSync(file)
+  ;(bytes[bytes.length - 3] as number) ^= 0xff   // in the footer
+  writeFileSync(file, bytes)
+
+  // The master (another good replica exists) orders the reported replica deleted.
+  let deleteSent = false
+  master.reply = (beat) => {
+    const commands = deleteSent || beat.corrupt === undefined ? [] : [{ type: 'delete', chunkHandle: handle, version: 5 }]
+    if (commands.length > 0) deleteSent = true
+    return { statusCode: 200, body: { term: 0, heartbeatIntervalMs: 20, needFullReport: false, commands } }
+  }
+  const before = master.beats.length
+  await f.restart(0)
+  await until('the corrupt report', () => master.beats.slice(before).some((b) => b.corrupt !== undefined))
+  const first = master.beats.slice(before).find((b) => b.fullReport !== undefined)
+  t.same(first?.fullReport, [], 'the unreadable file is not offered as a replica')
+  t.same(master.beats.slice(before).find((b) => b.corrupt !== undefined)?.corrupt, [{ chunkHandle: handle, version: 5, lengthBytes: 0 }], 'it is reported corrupt')
+  await until('the file deleted', () => chunkFiles(f.dataDirs[0] as string).length === 0)
+  const after = master.beats.length
+  await until('two more heartbeats', () => master.beats.length >= after + 2)
+  t.ok(master.beats.slice(after).every((b) => b.corrupt === undefined), 'and is no longer reported once deleted')
 })

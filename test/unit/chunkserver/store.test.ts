@@ -1,6 +1,9 @@
 // Proves the on-disk side: the chunk file format round-trips and rejects damage, a restarted chunkserver
 // indexes its chunks again (keeping the newest of two versions), tmp/ is emptied at start, deletes remove the
-// version asked for and any older one, and a newer version replaces an older one.
+// version asked for and any older one, and a newer version replaces an older one. A chunk file whose footer
+// cannot be read at start-up is kept out of the index but not forgotten: it is reported corrupt (for the
+// master to replace), its bytes count as used, and the master's delete removes it; a good copy written
+// over it clears the mark.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -130,4 +133,59 @@ t.test('delete through the store is visible over HTTP', async (t) => {
   t.same(chunkFiles(f.dataDirs[0] as string), [])
   const again = await ChunkStore.open({ dataDir: f.dataDirs[0] as string, capacityBytes: 0, log: quietLog })
   t.equal(again.chunkCount, 0)
+})
+
+t.test('a chunk file with a bad footer at start-up: reported corrupt, deleted on the master\'s word', async (t) => {
+  const dataDir = t.testdir()
+  const store = await ChunkStore.open({ dataDir, capacityBytes: 0, log: quietLog })
+  const handle = newHandle()
+  const other = newHandle()
+  async function put (target: ChunkStore, chunkHandle: typeof handle, version: number, lengthBytes: number): Promise<void> {
+    const slot = await target.beginWrite(chunkHandle, version, lengthBytes)
+    const data = randomBytes(lengthBytes)
+    const sums = new BlockCrcs()
+    sums.update(data)
+    const { blockCrcs, chunkCrc32 } = sums.finish()
+    const path = target.chunkPathOf(chunkHandle, version)
+    mkdirSync(join(path, '..'), { recursive: true })
+    writeFileSync(path, Buffer.concat([data, encodeTrailer(blockCrcs, lengthBytes, chunkCrc32)]))
+    await target.commit({ chunkHandle, version, lengthBytes })
+    slot.release()
+  }
+  function damageFooter (path: string): void {
+    const bytes = readFileSync(path)
+    ;(bytes[bytes.length - 3] as number) ^= 0xff
+    writeFileSync(path, bytes)
+  }
+  await put(store, handle, 7, 5000)
+  await put(store, other, 4, 3000)
+  damageFooter(store.chunkPathOf(handle, 7))
+  damageFooter(store.chunkPathOf(other, 4))
+
+  const reopened = await ChunkStore.open({ dataDir, capacityBytes: 0, log: quietLog })
+  t.equal(reopened.chunkCount, 0, 'neither is indexed (neither can be served)')
+  const byHandle = (a: StoredChunk, b: StoredChunk): number => a.chunkHandle.localeCompare(b.chunkHandle)
+  t.same(reopened.corruptReport().sort(byHandle), [{ chunkHandle: handle, version: 7, lengthBytes: 0 }, { chunkHandle: other, version: 4, lengthBytes: 0 }].sort(byHandle),
+    'both are reported corrupt for the heartbeat (length unknown: the footer is what failed)')
+  t.equal(reopened.usedBytes, fileBytesOf(5000) + fileBytesOf(3000), 'their bytes count as used until they go')
+  const events: string[] = []
+  reopened.onChange((event, chunk) => events.push(`${event} ${chunk.chunkHandle}`))
+
+  // The master orders the first deleted (another good replica exists): the file goes, and so does the report.
+  t.equal(await reopened.delete(handle, 7), true, 'the delete command removes the unindexed file')
+  t.notOk(existsSync(reopened.chunkPathOf(handle, 7)), 'no file left on disk')
+  t.same(reopened.corruptReport().map((c) => c.chunkHandle), [other])
+  t.equal(reopened.usedBytes, fileBytesOf(3000))
+
+  // The master copies a good replica of the second onto this server instead: the copy replaces the file and clears the mark.
+  await put(reopened, other, 4, 3000)
+  t.same(reopened.corruptReport(), [], 'a good copy written over it is not reported corrupt')
+  t.same(reopened.corruptChunks(), [])
+  t.same(reopened.get(other), { chunkHandle: other, version: 4, lengthBytes: 3000 })
+  t.equal(reopened.usedBytes, fileBytesOf(3000), 'the replaced file is not counted twice')
+  t.same(events, [`added ${other}`], 'the unindexed file\'s removal is not reported removed (the master never had it from here)')
+
+  const again = await ChunkStore.open({ dataDir, capacityBytes: 0, log: quietLog })
+  t.same(again.corruptReport(), [], 'nothing corrupt is left on disk')
+  t.equal(again.chunkCount, 1)
 })
