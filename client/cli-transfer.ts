@@ -1,7 +1,8 @@
 // The CLI commands that move bytes: put, get, cat. A failed put leaves nothing visible in Granary (the
-// master abandons the unfinished file); a failed get leaves nothing on disk (temp file, renamed at the end).
+// master abandons the unfinished file); a failed get leaves nothing on disk (temp file, fsynced, renamed at
+// the end, then the folder fsynced: after a power cut the target is the old file or the whole new one).
 import { createReadStream, createWriteStream } from 'node:fs'
-import { stat as localStat, rename, rm } from 'node:fs/promises'
+import { open, stat as localStat, rename, rm } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { pipeline } from 'node:stream/promises'
@@ -81,7 +82,11 @@ export async function get (context: CommandContext): Promise<void> {
     const input = client.createReadStream(source, { signal: context.signal })
     const output = createWriteStream(temp, { flags: 'wx' })
     await (progress === undefined ? pipeline(input, output) : pipeline(input, progress.counter(), output))
+    // The data reaches the disk before the name points at it: renamed unsynced, a power cut can leave the
+    // target empty (the rename journaled, the data not yet written). fsync acts on the file, whatever the fd.
+    await syncFile(temp)
     await rename(temp, target)
+    await syncDirectory(dirname(target))   // and the rename itself
   } catch (err) {
     await rm(temp, { force: true })
     throw localError(err, target)
@@ -91,6 +96,31 @@ export async function get (context: CommandContext): Promise<void> {
   if (context.json) {
     const elapsedMs = Date.now() - startMs
     context.printJson({ path: source, target, sizeBytes: stat.sizeBytes, elapsedMs, bytesPerSecond: rate(stat.sizeBytes, elapsedMs) })
+  }
+}
+
+async function syncFile (path: string): Promise<void> {
+  const file = await open(path, 'r+')
+  try {
+    await file.sync()
+  } finally {
+    await file.close()
+  }
+}
+
+// A rename is on disk once its folder is: fsync the folder (POSIX). Where a folder cannot be opened or
+// fsynced (Windows: EISDIR or EPERM; some network and FUSE file systems: EINVAL; a folder we may write but
+// not read: EACCES), the rename is as durable as that file system makes it; the get itself succeeded.
+async function syncDirectory (path: string): Promise<void> {
+  const unsupported = (err: unknown): boolean => ['EISDIR', 'EPERM', 'EINVAL', 'EACCES'].includes((err as { code?: string }).code ?? '')
+  const folder = await open(path, 'r').catch((err: unknown) => { if (unsupported(err)) return undefined; throw err })
+  if (folder === undefined) return
+  try {
+    await folder.sync()
+  } catch (err) {
+    if (!unsupported(err)) throw err
+  } finally {
+    await folder.close()
   }
 }
 

@@ -7,6 +7,8 @@ import t, { type Test } from 'tap'
 import { Readable, Writable } from 'node:stream'
 import { spawn } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync, readdirSync, mkdirSync } from 'node:fs'
+import fsp from 'node:fs/promises'
+import { syncBuiltinESMExports } from 'node:module'
 import { join } from 'node:path'
 import { parseCommandLine, parseSize, generalHelp } from '../../../client/cli-args.js'
 import { main, type CliIo } from '../../../client/cli-main.js'
@@ -111,6 +113,50 @@ t.test('put, get, cat, ls, stat round-trip files and print JSON', async (t) => {
   t.same(JSON.parse((await run(['ls', '--json', '/in/big.bin'], env)).stdout.toString()).map((e: { path: string }) => e.path), ['/in/big.bin'], 'ls of a file lists the file')
   t.match(JSON.parse((await run(['stat', '--json', '/in/big.bin'], env)).stdout.toString()), { type: 'file', sizeBytes: data.length })
   t.match((await run(['stat', '/in/big.bin'], env)).stdout.toString(), /size\s+200000 bytes \(195 KiB\)/)
+})
+
+// Issue 14 item 10. A get renamed its temp file without fsyncing it, so a power cut could leave an empty
+// target. Proves the order by spying on node:fs/promises (open, rename, FileHandle.sync; the ES module
+// bindings re-synced with syncBuiltinESMExports): the temp file is fsynced before the rename, and the
+// folder after it.
+t.test('get fsyncs its temp file before the rename and the folder after it', async (t) => {
+  const { dir, env } = await setup(t)
+  t.equal((await run(['put', '-', '/f.bin'], env, Readable.from([pattern(100_000, 5)]))).code, 0)
+  const probe = await fsp.open(join(dir, 'probe'), 'w')
+  const fileHandle = Object.getPrototypeOf(probe) as { sync: () => Promise<void> }
+  await probe.close()
+  const original = { open: fsp.open, rename: fsp.rename, sync: fileHandle.sync }
+  const pathOf = new WeakMap<object, string>()
+  const events: string[] = []
+  fsp.open = (async (path: Parameters<typeof fsp.open>[0], ...rest: unknown[]) => {
+    const handle = await (original.open as (...a: unknown[]) => Promise<fsp.FileHandle>)(path, ...rest)
+    pathOf.set(handle, String(path))
+    return handle
+  }) as typeof fsp.open
+  fsp.rename = (async (source: Parameters<typeof fsp.rename>[0], target: Parameters<typeof fsp.rename>[1]) => {
+    events.push(`rename ${String(source)} ${String(target)}`)
+    await original.rename(source, target)
+  }) as typeof fsp.rename
+  fileHandle.sync = async function (this: object) {
+    events.push(`sync ${pathOf.get(this) ?? '?'}`)
+    await original.sync.call(this)
+  }
+  syncBuiltinESMExports()
+  t.teardown(() => {
+    fsp.open = original.open
+    fsp.rename = original.rename
+    fileHandle.sync = original.sync
+    syncBuiltinESMExports()
+  })
+
+  const target = join(dir, 'copy.bin')
+  const get = await run(['get', '/f.bin', target], env)
+  t.equal(get.code, 0, get.stderr)
+  t.ok(readFileSync(target).equals(pattern(100_000, 5)), 'the bytes arrived')
+  const ours = events.filter((e) => e.includes(dir))
+  const temp = /^sync (\S+\.granary-\d+-[0-9a-f]+\.tmp)$/.exec(ours[0] ?? '')?.[1]
+  t.ok(temp !== undefined, 'the temp file is fsynced first')
+  t.same(ours, [`sync ${temp}`, `rename ${temp} ${target}`, `sync ${dir}`], 'file fsync, rename, folder fsync, in that order')
 })
 
 t.test('mkdir, mv, rm, du, report; failures exit 1 with one line', async (t) => {
