@@ -57,8 +57,10 @@ t.test('a returning server\'s older version is deleted and never served', async 
   })
   await post(`${master}/fs/complete`, { inodeId: created.inodeId, leaseId: created.leaseId, sizeBytes: fresh.length, chunkCount: 1 })
 
+  // Checked before the restart: once the server is up, the master may delete the stale copy before any look
+  // at the disk (it has, ~0.4 s after the ready line on a busy machine).
+  t.ok(cluster.chunkFiles(victimIndex, v1.chunkHandle).some((f) => f.endsWith('_1.chunk')), 'the stale copy is on the dead server\'s disk')
   await victim.start()
-  t.ok(cluster.chunkFiles(victimIndex, v1.chunkHandle).some((f) => f.endsWith('_1.chunk')), 'the stale copy is back on a live server')
   const open = await (await request(`${master}/fs/open?path=/stale/f.bin`)).body.json() as OpenReply
   t.notOk(open.chunks[0]?.replicas.some((r) => r.serverId === victimId), 'the open reply never names the stale holder')
   await cluster.waitFor(() => cluster.chunkFiles(victimIndex, v1.chunkHandle).length === 0, { timeoutMs: 30_000, what: 'the stale replica deleted' })
