@@ -10,6 +10,9 @@
 //   recovery  re-replication after a SIGKILLed chunkserver, 1 GiB (bench-recovery.ts)
 //   gc        10,000 files deleted until every replica file is gone (bench-gc.ts)
 //   scrub     scrubber verify rate, the default cap, a flipped byte found (bench-scrub.ts; in-process, 1 GiB)
+//   failover  fault → first ack, worst write, failed/lost/wrong puts over N trials of a supervised restart, host
+//             death, a 5 s freeze and a hand-over; the in-sync shadow's cost per put (bench-failover.ts;
+//             GRANARY_BENCH_FAILOVER_TRIALS, default 20, each trial on a fresh cluster)
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -129,7 +132,7 @@ async function benchMetadata (cluster: Cluster): Promise<void> {
   line('stat/s (16 in flight)', fmt(median(statRates)), `runs ${statRates.map((r) => fmt(r)).join(' / ')}`)
 }
 
-const sections = ['core', 'put', 'small', 'meta', 'shadow', 'restart', 'fs', 'recovery', 'gc', 'scrub']
+const sections = ['core', 'put', 'small', 'meta', 'shadow', 'restart', 'fs', 'recovery', 'gc', 'scrub', 'failover']
 
 async function main (): Promise<void> {
   const named = process.argv.slice(2).filter((a) => !a.startsWith('-'))
@@ -151,6 +154,7 @@ async function main (): Promise<void> {
     if (run('recovery')) await (await import('./bench-recovery.js')).benchRecovery()   // its own cluster, 1 GiB, a SIGKILLed chunkserver
     if (run('gc')) await (await import('./bench-gc.js')).benchGc()   // its own cluster, 10,000 files deleted
     if (run('scrub')) await (await import('./bench-scrub.js')).benchScrub()   // in this process, a 1 GiB chunk store
+    if (run('failover')) await (await import('./bench-failover.js')).benchFailover()   // a fresh cluster per trial, 4 × N trials
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
