@@ -3,7 +3,7 @@
 // and is deterministic given the db and its arguments (time comes in as nowMs, never from the clock).
 import { assert } from '../shared/assert.js'
 import { GranaryError } from '../shared/errors.js'
-import { chunkHandleFromNumber, type ChunkHandle, type InodeId, type LeaseId, type ServerId } from '../shared/ids.js'
+import { chunkHandleFromNumber, chunkHandlesPerTermMax, chunkHandleTermMax, firstChunkNumberOfTerm, type ChunkHandle, type InodeId, type LeaseId, type ServerId } from '../shared/ids.js'
 import { readMeta, sql, type ChunkRow, type Db, type InodeRow } from './db.js'
 
 // A replica the master stopped wanting (file deleted, upload dropped, version superseded): its holder gets a
@@ -59,10 +59,10 @@ export function allocateChunk (db: Db, args: AllocateArgs): Applied<AllocateResu
   let chunkHandle: ChunkHandle
   let version: number
   if (existing === undefined) {
-    const meta = readMeta(db)
-    chunkHandle = chunkHandleFromNumber(meta.nextChunkNumber)
+    const number = nextChunkNumber(db)
+    chunkHandle = chunkHandleFromNumber(number)
     version = 1
-    sql(db, 'UPDATE meta SET nextChunkNumber = nextChunkNumber + 1 WHERE id = 1').run()
+    sql(db, 'UPDATE meta SET nextChunkNumber = ? WHERE id = 1').run(number + 1)
     sql(db, "INSERT INTO chunks (chunkHandle, inodeId, chunkIndex, version, state) VALUES (?, ?, ?, 1, 'allocated')").run(chunkHandle, inode.id, args.chunkIndex)
   } else {
     if (existing.state === 'committed') {
@@ -76,6 +76,17 @@ export function allocateChunk (db: Db, args: AllocateArgs): Applied<AllocateResu
   }
   extendLease(db, inode.id, args.leaseExpiresAtMs)
   return { result: { chunkHandle, version, serverIds: args.serverIds, leaseExpiresAtMs: leaseExpiry(db, inode.id) }, dropped }
+}
+
+// The next handle, as a number: the counter, moved up to the first handle of the current term when the term has
+// passed it (shared/ids.ts). Deterministic: term and counter are both in meta, which the oplog replays.
+function nextChunkNumber (db: Db): number {
+  const meta = readMeta(db)
+  if (meta.term > chunkHandleTermMax) throw new GranaryError('GRN_LIMIT_EXCEEDED', ['the term a chunk handle carries', chunkHandleTermMax])
+  const first = firstChunkNumberOfTerm(meta.term)
+  const number = Math.max(meta.nextChunkNumber, first)
+  if (number - first >= chunkHandlesPerTermMax) throw new GranaryError('GRN_LIMIT_EXCEEDED', [`chunk handles in term ${meta.term}`, chunkHandlesPerTermMax])
+  return number
 }
 
 export interface CommitArgs {

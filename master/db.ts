@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS meta (
   schemaVersion INTEGER NOT NULL,
   term INTEGER NOT NULL,              -- master epoch; raised when a shadow is promoted
   seq INTEGER NOT NULL,               -- the last oplog seq written (0 = none)
-  nextChunkNumber INTEGER NOT NULL    -- next chunk handle, as a number (shared/ids.ts chunkHandleFromNumber)
+  nextChunkNumber INTEGER NOT NULL    -- next chunk handle, as a number; allocate moves it up to term × 2^32 first (shared/ids.ts)
 );
 -- AUTOINCREMENT: inode ids are never reused, so a pending file's pendingParentId cannot come to name a
 -- different directory after its parent is deleted.

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto'
 
 export type InodeId = number & { readonly brand: 'InodeId' }
-export type ChunkHandle = string & { readonly brand: 'ChunkHandle' }   // 16 lower-case hex digits
+export type ChunkHandle = string & { readonly brand: 'ChunkHandle' }   // 16 lower-case hex digits: term (8), then a counter within it (8)
 export type ServerId = string & { readonly brand: 'ServerId' }         // 'cs-' + 12 hex digits, made once per data folder
 export type LeaseId = string & { readonly brand: 'LeaseId' }           // 32 hex digits
 export type RequestId = string & { readonly brand: 'RequestId' }       // client-chosen, for idempotent retries
@@ -15,6 +15,22 @@ export const shadowIdPattern = /^sh-[0-9a-f]{12}$/
 
 export function chunkHandleFromNumber (n: number): ChunkHandle {
   return n.toString(16).padStart(16, '0') as ChunkHandle
+}
+
+// A handle's high 32 bits are the master term that made it, the low 32 a counter within that term, so a master
+// of a newer term (a promoted shadow that missed the old master's last allocations, or a database rolled back
+// by a power loss and then won in a new term) can never hand out a handle an older master already used.
+// Handles made before terms were carried have a zero high half: no master has term 0.
+export const chunkHandleTermMax = 2 ** 21 - 1           // term × 2^32 + counter stays a safe integer
+export const chunkHandlesPerTermMax = 2 ** 32
+
+export function firstChunkNumberOfTerm (term: number): number {
+  if (!Number.isSafeInteger(term) || term < 1 || term > chunkHandleTermMax) throw new RangeError(`term ${term} cannot be carried in a chunk handle`)
+  return term * chunkHandlesPerTermMax
+}
+
+export function termOfChunkHandle (chunkHandle: ChunkHandle): number {
+  return Number.parseInt(chunkHandle.slice(0, 8), 16)
 }
 
 export function newLeaseId (): LeaseId { return randomBytes(16).toString('hex') as LeaseId }

@@ -32,12 +32,12 @@ t.test('a whole write, then open returns chunks, replicas and read tokens', asyn
 
   m.clock.nowMs += 1000
   const a0 = (await m.call<p.AllocateReply>('POST', '/fs/allocate', { inodeId, leaseId, chunkIndex: 0 })).body
-  t.match(a0, { chunkHandle: '0000000000000001', version: 1, term: 1, leaseExpiresAtMs: m.clock.nowMs + m.config.leaseTtlMs })
+  t.match(a0, { chunkHandle: '0000000100000000', version: 1, term: 1, leaseExpiresAtMs: m.clock.nowMs + m.config.leaseTtlMs })
   t.equal(a0.pipeline.length, 2)
   t.ok(a0.pipeline.every((s) => servers.includes(s.serverId) && s.url.startsWith('http://127.0.0.1:')))
   t.match(verifyToken(m.secret, a0.token, m.clock.nowMs), { chunkHandle: a0.chunkHandle, version: 1, mode: 'write', term: 1 })
   const a1 = (await m.call<p.AllocateReply>('POST', '/fs/allocate', { inodeId, leaseId, chunkIndex: 1 })).body
-  t.equal(a1.chunkHandle, '0000000000000002')
+  t.equal(a1.chunkHandle, '0000000100000001')
   t.notSame(a1.pipeline.map((s) => s.serverId).sort(), a0.pipeline.map((s) => s.serverId).sort(), 'recent allocations spread the load')
   for (const [chunkIndex, a, lengthBytes] of [[0, a0, smallChunkBytes], [1, a1, 100]] as const) {
     const res = await m.call('POST', '/fs/commit', {
