@@ -142,8 +142,16 @@ export class Heartbeats {
     link.reachable = true
     link.needFullReport = reply.needFullReport === true
     if (Number.isSafeInteger(reply.heartbeatIntervalMs)) link.intervalMs = Math.min(Math.max(reply.heartbeatIntervalMs, intervalMsMin), intervalMsMax)
+    // A reply from a master older than the newest term this server has seen (the term may have risen while the
+    // request was in flight: a newer master's token or heartbeat reply) carries a deposed master's commands:
+    // none of them runs, and it asks for no follow-up.
+    const termSeen = store.term
     if (Number.isSafeInteger(reply.term)) await store.observeTerm(reply.term).catch((err: Error) => log.error({ err }, 'term not persisted'))
     await this.#renew(link, reply)
+    if (!Number.isSafeInteger(reply.term) || reply.term < termSeen) {
+      if (Array.isArray(reply.commands) && reply.commands.length > 0) log.warn({ master: link.url, term: reply.term, termSeen, commandCount: reply.commands.length }, 'commands from an older term ignored')
+      return
+    }
     await this.#run(reply.commands)
     link.moreCommands = reply.moreCommands === true
   }

@@ -6,6 +6,7 @@
 // A chunk file whose footer is unreadable at start-up is reported corrupt, and the master's delete removes it.
 // A reply saying moreCommands brings the next heartbeat as soon as its deletes have run, not an interval later,
 // and at most commandFollowUpBeatsMax such heartbeats follow in a row before the server rests an interval.
+// Commands in a reply whose term is older than the newest this server has seen (a deposed master) never run.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { createServer, request as httpRequest, type Server } from 'node:http'
@@ -166,7 +167,7 @@ t.test('moreCommands: the next heartbeat comes as soon as the deletes ran, withi
   master.reply = () => {
     replies++
     const commands = pending.splice(0, 1)
-    return { statusCode: 200, body: { term: 0, heartbeatIntervalMs: intervalMs, needFullReport: false, commands, moreCommands: pending.length > 0 } }
+    return { statusCode: 200, body: { term: 1, heartbeatIntervalMs: intervalMs, needFullReport: false, commands, moreCommands: pending.length > 0 } }
   }
   const startedMs = Date.now()
   await until('every chunk deleted', () => chunkFiles(f.dataDirs[0] as string).length === 0, 2000)
@@ -180,7 +181,7 @@ t.test('moreCommands: the next heartbeat comes as soon as the deletes ran, withi
   let always = 0
   master.reply = () => {
     always++
-    return { statusCode: 200, body: { term: 0, heartbeatIntervalMs: intervalMs, needFullReport: false, commands: [], moreCommands: true } }
+    return { statusCode: 200, body: { term: 1, heartbeatIntervalMs: intervalMs, needFullReport: false, commands: [], moreCommands: true } }
   }
   await until('the follow-up burst', () => always >= 1 + commandFollowUpBeatsMax, intervalMs + 5000)
   await sleep(500)
@@ -204,7 +205,7 @@ t.test('a finished copy is reported at once, not at the next interval', async (t
       sources: [{ serverId: source.serverId, url: source.url }], token: f.token(handle, 2, 'read')
     }]
     if (commands.length > 0) sentCommand = true
-    return { statusCode: 200, body: { term: 0, heartbeatIntervalMs: 60_000, needFullReport: false, commands } }
+    return { statusCode: 200, body: { term: 1, heartbeatIntervalMs: 60_000, needFullReport: false, commands } }
   }
   await until('the command sent', () => sentCommand)
   const sentAtMs = Date.now()
@@ -231,7 +232,7 @@ t.test('a replicate command for a copy already held: that copy is reported at on
       sources: [{ serverId: 'cs-000000000009', url: 'http://127.0.0.1:9' }], token: f.token(handle, 3, 'read')
     }]
     if (commands.length > 0) sentAtBeat = master.beats.length
-    return { statusCode: 200, body: { term: 0, heartbeatIntervalMs: 60_000, needFullReport: false, commands } }
+    return { statusCode: 200, body: { term: 1, heartbeatIntervalMs: 60_000, needFullReport: false, commands } }
   }
   await until('the command sent', () => sentAtBeat >= 0)
   const sentAtMs = Date.now()
@@ -257,7 +258,7 @@ t.test('a chunk file with a bad footer at start-up is reported corrupt, and the 
   master.reply = (beat) => {
     const commands = deleteSent || beat.corrupt === undefined ? [] : [{ type: 'delete', chunkHandle: handle, version: 5 }]
     if (commands.length > 0) deleteSent = true
-    return { statusCode: 200, body: { term: 0, heartbeatIntervalMs: 20, needFullReport: false, commands } }
+    return { statusCode: 200, body: { term: 1, heartbeatIntervalMs: 20, needFullReport: false, commands } }
   }
   const before = master.beats.length
   await f.restart(0)
@@ -269,4 +270,30 @@ t.test('a chunk file with a bad footer at start-up is reported corrupt, and the 
   const after = master.beats.length
   await until('two more heartbeats', () => master.beats.length >= after + 2)
   t.ok(master.beats.slice(after).every((b) => b.corrupt === undefined), 'and is no longer reported once deleted')
+})
+
+t.test('commands in a reply of an older term are not run', async (t) => {
+  const master = await fakeMaster()
+  t.teardown(async () => { await master.close() })
+  const f = await startFixture(t, 1, { masters: master.url })
+  const server = f.servers[0] as typeof f.servers[0]
+  const handle = newHandle()
+  // A write token of term 3 (a newer master) raises this server's term to 3.
+  t.equal((await putChunk(server.url, handle, 1, f.token(handle, 1, 'write', { term: 3 }), randomBytes(5000))).statusCode, 200)
+  await until('a heartbeat at term 3', () => master.beats.some((b) => b.term === 3))
+  // The term-2 master (deposed, not knowing it) orders the chunk deleted, and says more commands wait.
+  let olderReplies = 0
+  master.reply = () => {
+    olderReplies++
+    return { statusCode: 200, body: { term: 2, heartbeatIntervalMs: 20, needFullReport: false, commands: [{ type: 'delete', chunkHandle: handle, version: 1 }], moreCommands: true } }
+  }
+  await until('three replies of term 2', () => olderReplies >= 3)
+  const before = master.beats.length
+  await until('two heartbeats after them', () => master.beats.length >= before + 2)
+  t.equal(chunkFiles(f.dataDirs[0] as string).length, 1, 'the delete of an older term did not run')
+  t.ok(master.beats.slice(before).every((b) => b.term === 3), 'nor did the older term replace the newer')
+  // The same command from a master of term 3 runs.
+  master.reply = () => ({ statusCode: 200, body: { term: 3, heartbeatIntervalMs: 20, needFullReport: false, commands: [{ type: 'delete', chunkHandle: handle, version: 1 }] } })
+  await until('the file deleted', () => chunkFiles(f.dataDirs[0] as string).length === 0)
+  t.pass('a current-term delete runs')
 })
