@@ -9,7 +9,8 @@ import { commandsPerHeartbeatMax, commandsQueuedPerServerMax } from '../../../sh
 import type * as p from '../../../shared/protocol.js'
 import { addServers, dumpTables, heartbeat, heartbeatBody, serverIdOf, smallChunkBytes, startTestMaster, writeFile, type TestMaster } from './fixture.js'
 
-const handle = (n: number): ChunkHandle => n.toString(16).padStart(16, '0') as ChunkHandle
+// The n-th handle a term-1 master makes (shared/ids.ts: the term in the high 32 bits).
+const handle = (n: number): ChunkHandle => (2 ** 32 + n - 1).toString(16).padStart(16, '0') as ChunkHandle
 const replicaRows = (m: TestMaster, serverId: string): unknown[] =>
   m.db.prepare('SELECT chunkHandle, version FROM replicas WHERE serverId = ? ORDER BY chunkHandle').all(serverId)
 
