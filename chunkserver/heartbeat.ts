@@ -26,6 +26,7 @@ export interface HeartbeatDeps {
 }
 
 const intervalMsMin = 10
+const heartbeatLinksMax = 16           // configured masters and shadows plus masters learned from votes
 const intervalMsMax = 60_000
 // While a master does not answer (it is restarting), try again this soon rather than a whole interval later:
 // its placement and replica counts wait for this server's full report, so every ms here delays writes.
@@ -51,6 +52,7 @@ export class Heartbeats {
   readonly #agent: Agent
   readonly #stop = new AbortController()
   #loops: Array<Promise<void>> = []
+  #started = false
 
   constructor (deps: HeartbeatDeps) {
     this.#deps = deps
@@ -64,7 +66,20 @@ export class Heartbeats {
   }
 
   start (): void {
+    this.#started = true
     this.#loops = this.#links.map(async (link) => await this.#loop(link))
+  }
+
+  // A shadow this server voted for becomes a master it must heartbeat to (its lease lives on these echoes),
+  // even when it is not in the configured list. Bounded by heartbeatLinksMax.
+  addMaster (url: string): void {
+    if (this.#links.some((link) => link.url === url) || this.#links.length >= heartbeatLinksMax || this.#stop.signal.aborted) return
+    const link: MasterLink = {
+      url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, intervalMs: this.#deps.intervalMs, moreCommands: false, soon: false, wake: null, echo: null, leaseWanted: false
+    }
+    this.#links.push(link)
+    this.#deps.log.info({ master: url }, 'heartbeating to a newly elected master')
+    if (this.#started) this.#loops.push(this.#loop(link))
   }
 
   // The next heartbeat to every master goes now rather than at its interval; one called during a beat makes

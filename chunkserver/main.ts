@@ -44,7 +44,8 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
     log.fatal({ err }, 'assertion failed')
     process.exit(70)
   })
-  const voter = await Voter.open({ store, leaseMs: config.leaseMs, secret, log: log.child({ component: 'voter' }) })
+  const later: { heartbeats?: Heartbeats } = {}   // votes may come before the heartbeat loops exist
+  const voter = await Voter.open({ store, leaseMs: config.leaseMs, secret, onVoted: (url) => { later.heartbeats?.addMaster(url) }, log: log.child({ component: 'voter' }) })
   const app = buildChunkserverServer({ store, secret, agent, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal, voter })
   await app.listen({ host: config.host, port: config.port })
   const port = (app.server.address() as AddressInfo).port
@@ -58,6 +59,7 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
     store, masters, intervalMs: config.heartbeatIntervalMs, url: () => url, log: log.child({ component: 'heartbeat' }),
     onReplicate: (command) => { replicator.enqueue(command) }, voter
   })
+  later.heartbeats = heartbeats
   heartbeats.start()
   const scrubber = new Scrubber({ store, log: log.child({ component: 'scrubber' }), bytesPerSecond: config.scrubBytesPerSecond, passGapMs: config.scrubPassGapMs })
   scrubber.start()

@@ -37,6 +37,7 @@ export interface ConnectOptions {
   masters?: string | readonly string[]   // master first, then shadows; default http://127.0.0.1:9000
   deadlineMs?: number                     // each operation's whole budget, retries included
   requestTimeoutMs?: number               // one HTTP exchange
+  mutationTimeoutMs?: number              // one mutation's exchange with a master (then the next URL is tried)
   retryDelayMsMin?: number
   retryDelayMsMax?: number
   replication?: number                    // default for new files
@@ -72,7 +73,8 @@ export class GranaryClient {
     this.#policy = { retryDelayMsMin: config.retryDelayMsMin, retryDelayMsMax: config.retryDelayMsMax, attemptsMax: limits.retryAttemptsMax }
     this.#transport = new Transport({ requestTimeoutMs: config.requestTimeoutMs, keepAliveTimeoutMs: config.keepAliveTimeoutMs })
     this.#link = new MasterLink(this.#transport, {
-      masters: parseMasterList(config.masters), deadlineMs: config.deadlineMs, requestTimeoutMs: config.requestTimeoutMs, policy: this.#policy,
+      masters: parseMasterList(config.masters), deadlineMs: config.deadlineMs, requestTimeoutMs: config.requestTimeoutMs,
+      mutationTimeoutMs: config.mutationTimeoutMs, policy: this.#policy,
     })
     this.#cache = new MetadataCache({ ttlMs: limits.metadataCacheTtlMs, entriesMax: limits.metadataCacheEntriesMax })
   }

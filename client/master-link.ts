@@ -29,6 +29,7 @@ export interface MasterLinkOptions {
   masters: string[]
   deadlineMs: number
   requestTimeoutMs: number
+  mutationTimeoutMs?: number    // one mutation exchange (default requestTimeoutMs); then the next URL is tried
   policy: RetryPolicy
 }
 
@@ -53,6 +54,7 @@ export class MasterLink {
   readonly #configuredCount: number
   readonly #deadlineMs: number
   readonly #requestTimeoutMs: number
+  readonly #mutationTimeoutMs: number
   readonly #policy: RetryPolicy
   readonly #downUntilMs: number[]      // per URL, like #masters
   #masterIndex = 0                     // the remembered master: the last URL that accepted a mutation
@@ -66,6 +68,7 @@ export class MasterLink {
     this.#configuredCount = this.#masters.length
     this.#deadlineMs = options.deadlineMs
     this.#requestTimeoutMs = options.requestTimeoutMs
+    this.#mutationTimeoutMs = Math.min(options.mutationTimeoutMs ?? options.requestTimeoutMs, options.requestTimeoutMs)
     this.#policy = options.policy
     this.#downUntilMs = this.#masters.map(() => 0)
   }
@@ -266,7 +269,7 @@ export class MasterLink {
 
   #post<T> (origin: string, route: string, body: object, deadline: Deadline, signal: AbortSignal | undefined): Promise<T> {
     return this.#transport.json<T>({
-      method: 'POST', origin, path: route, body, timeoutMs: deadline.timeoutMs(this.#requestTimeoutMs), signal,
+      method: 'POST', origin, path: route, body, timeoutMs: deadline.timeoutMs(this.#mutationTimeoutMs), signal,
     })
   }
 }

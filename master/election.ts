@@ -1,6 +1,6 @@
 // A shadow standing for election (the rules are shared/failover.ts's; the voters are chunkserver/voter.ts).
 // Automatic: a shadow that its master last named in sync, and that has not heard from that master for a lease
-// (plus a random 0..leaseMs/2, so two shadows rarely stand at once), asks every registered chunkserver for its
+// (plus a random 0..leaseMs/4, so two shadows rarely stand at once), asks every registered chunkserver for its
 // vote in a new term. A majority of the registered servers makes it the master of that term; anything less and
 // it waits a random 0..electionBackoffMsMax and tries the next term while the master stays silent.
 // Planned (`granary admin promote`): first a hand-over — the master stops, drains and releases its lease with a
@@ -53,7 +53,7 @@ export class Election {
   constructor (deps: ElectionDeps) {
     this.#deps = deps
     this.#now = deps.now ?? (() => performance.now())
-    this.#jitterMs = Math.random() * deps.leaseMs / 2
+    this.#jitterMs = Math.random() * deps.leaseMs / 4
   }
 
   start (): void {
@@ -82,7 +82,7 @@ export class Election {
       const won = await this.#running
       if (won === null) {
         this.#notBeforeMs = this.#now() + Math.random() * electionBackoffMsMax
-        this.#jitterMs = Math.random() * this.#deps.leaseMs / 2
+        this.#jitterMs = Math.random() * this.#deps.leaseMs / 4
       }
     } catch (err) {
       log.error({ err }, 'election round failed')
@@ -104,8 +104,8 @@ export class Election {
       release = (await this.#handOver()).release
     } catch (err) {
       const failure = isGranaryError(err) ? err : new GranaryError('GRN_UNAVAILABLE', [this.#deps.masterUrl(), (err as Error).message])
-      if (failure.code !== 'GRN_UNAVAILABLE' && failure.code !== 'GRN_TIMEOUT' && !(force && failure.code === 'GRN_NOT_CAUGHT_UP')) throw failure
-      log.warn({ master: this.#deps.masterUrl(), code: failure.code }, 'no hand-over from the master; asking for votes once its lease lapses')
+      if (!['GRN_UNAVAILABLE', 'GRN_TIMEOUT', 'GRN_NOT_MASTER'].includes(failure.code) && !(force && failure.code === 'GRN_NOT_CAUGHT_UP')) throw failure
+      log.warn({ master: this.#deps.masterUrl(), code: failure.code }, 'no hand-over from the master (gone, deposed or without its lease); asking for votes once its lease lapses')
     }
     let lastRefusal = 'no round ran'
     const run = async (): Promise<ElectionOutcome | null> => {
@@ -162,6 +162,11 @@ export class Election {
     const newerTerm = refusals.length > 0 ? Math.max(0, ...answers.map((a) => a.granted ? 0 : a.term ?? 0)) : 0
     if (newerTerm >= this.#highestTriedTerm) this.#highestTriedTerm = newerTerm
     this.#lastRefusal = refusals.map((r) => `${r.code}: ${r.message}`).slice(0, 3).join('; ')
+    // Nobody voted in this term (every voter is still promised to the master, or unreachable): the next round
+    // asks for the same term again instead of using terms up.
+    if (granted.length === 0 && refusals.every((r) => r.code === 'GRN_MASTER_LEASE_HELD' || r.code === 'GRN_UNAVAILABLE' || r.code === 'GRN_NOT_IN_SYNC')) {
+      this.#highestTriedTerm = Math.max(queue.term, newerTerm, term - 1)
+    }
     const need = majorityOf(voters.length)
     if (granted.length < need || queue.mode !== 'shadow' || this.#stopped) {
       log.warn({ term, votes: granted.length, need, voters: voters.length, refusals: this.#lastRefusal }, 'election lost')

@@ -51,10 +51,13 @@ export class InSyncSet {
   }
 
   // An oplog poll: the shadow has applied up to appliedSeq; masterSeq is this master's last committed seq.
-  onPoll (shadowId: string, appliedSeq: number, masterSeq: number): void {
+  // Returns true when this poll made the shadow a member.
+  onPoll (shadowId: string, appliedSeq: number, masterSeq: number): boolean {
     this.#confirmed.set(shadowId, Math.max(this.#confirmed.get(shadowId) ?? 0, appliedSeq))
+    const before = this.#state
     if (appliedSeq >= masterSeq) this.#change(isrAfterCatchUp(this.#state, shadowId), 'shadow caught up: in sync')
     this.#wake()
+    return this.#state !== before && this.#state.members.includes(shadowId)
   }
 
   // A heartbeat echoed an epoch: a proposed removal may now be done.

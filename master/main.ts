@@ -128,6 +128,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
             report: (nowMs: number) => follower.report(nowMs),
             promote: async (force: boolean): Promise<p.PromoteReply> => {
               const lagRecords = follower.lagRecords()
+              if (!force && queue.mode === 'shadow') follower.checkCaughtUp()   // GRN_NOT_CAUGHT_UP naming the lag, before asking the master
               const won = await election.promote(force)
               return { term: won.term, seq: won.seq, lagRecords, forced: force }
             }

@@ -18,6 +18,7 @@ export interface ServerState {
   corruptCount: number             // replicas the last heartbeat reported corrupt (master/corrupt.ts)
   lastHeartbeatMs: number
   fullReportSeen: boolean          // a full report reconciled since this master started
+  registeredAsIs: boolean          // a shadow saw it heartbeat from the URL its database has: placeable at once if promoted
   deadLogged: boolean              // the alive → dead change was reported once
   recentAllocations: number        // decays by half every allocationHalfLifeMs
   recentAtMs: number
@@ -41,11 +42,11 @@ export class Registry {
       if (this.#servers.size >= chunkserversMax) throw new GranaryError('GRN_LIMIT_EXCEEDED', ['chunkservers', chunkserversMax])
       state = {
         serverId: request.serverId, url: request.url, capacityBytes: 0, freeBytes: 0, usedBytes: 0, chunkCount: 0, activeWrites: 0, corruptCount: 0,
-        lastHeartbeatMs: nowMs, fullReportSeen: false, deadLogged: false, recentAllocations: 0, recentAtMs: nowMs, commands: new Map()
+        lastHeartbeatMs: nowMs, fullReportSeen: false, registeredAsIs: false, deadLogged: false, recentAllocations: 0, recentAtMs: nowMs, commands: new Map()
       }
       this.#servers.set(request.serverId, state)
     }
-    if (state.url !== request.url) state.fullReportSeen = false   // moved: reconcile again from scratch
+    if (state.url !== request.url) { state.fullReportSeen = false; state.registeredAsIs = false }   // moved: reconcile again from scratch
     state.url = request.url
     state.capacityBytes = request.capacityBytes
     state.freeBytes = request.freeBytes
@@ -82,10 +83,12 @@ export class Registry {
     return earliestMs
   }
 
-  // Live servers whose chunks the master has reconciled (so they are registered in the database too).
+  // Live servers whose chunks the master has reconciled (so they are registered in the database too), or —
+  // right after a shadow's promotion, before their full reports — that it saw registered as they are. New
+  // chunks can go there at once; replica counts still wait for the reports (safe mode).
   placementCandidates (nowMs: number): PlacementCandidate[] {
     return this.all()
-      .filter((s) => s.fullReportSeen && this.isAlive(s.serverId, nowMs))
+      .filter((s) => (s.fullReportSeen || s.registeredAsIs) && this.isAlive(s.serverId, nowMs))
       .map((s) => ({ serverId: s.serverId, url: s.url, freeBytes: s.freeBytes, load: s.activeWrites + decayed(s, nowMs, this.#options.allocationHalfLifeMs) }))
   }
 

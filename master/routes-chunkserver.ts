@@ -12,7 +12,7 @@ import { commandsPerHeartbeatMax, groupCommitOpsMax } from '../shared/limits.js'
 import type { HeartbeatReply, HeartbeatRequest, StoredChunk } from '../shared/protocol.js'
 import { notMasterError, type CommitQueue } from './commit-queue.js'
 import { classifyCorrupt } from './corrupt.js'
-import { sql, type Db } from './db.js'
+import { sql, type ChunkRow, type Db } from './db.js'
 import type { HeartbeatOp } from './ops.js'
 import type { Registry } from './registry.js'
 import type { InSyncSet } from './isr.js'
@@ -48,7 +48,11 @@ export function heartbeatHandler (deps: ChunkserverRouteDeps) {
     const wasAlive = registry.isAlive(body.serverId, nowMs)
     const state = registry.heartbeat(body, nowMs)
     if (!wasAlive) request.log.info({ serverId: body.serverId, url: body.url }, 'chunkserver alive')
-    if (queue.mode === 'shadow') return { term: queue.term, heartbeatIntervalMs: deps.heartbeatIntervalMs, needFullReport: false, commands: [], role: 'shadow' }
+    if (queue.mode === 'shadow') {
+      const row = sql(db, 'SELECT url FROM servers WHERE serverId = ?').get(body.serverId) as { url: string } | undefined
+      state.registeredAsIs = row?.url === body.url
+      return { term: queue.term, heartbeatIntervalMs: deps.heartbeatIntervalMs, needFullReport: false, commands: [], role: 'shadow' }
+    }
     const renewed = deps.lease.onHeartbeat(body.serverId, body.lease, queue.term)
     const ops: HeartbeatOp[] = []
     const registered = sql(db, 'SELECT url FROM servers WHERE serverId = ?').get(body.serverId) as { url: string } | undefined
@@ -111,10 +115,18 @@ async function reconcileFullReport (db: Db, serverId: ServerId, report: StoredCh
 // Unknown handle → delete; older version → delete (stale); same version and no row → addReplica (this
 // includes chunks still 'allocated', i.e. being written). A newer version than the master knows is left
 // alone: it may be the only copy of data a newer master wrote, and deleting it cannot be undone.
+// A committed chunk's replica must also hold the committed bytes: a length or CRC (when reported) other than
+// the committed row's is someone else's data under this (handle, version) — a write replayed with a stolen
+// token, a handle reissued after a rollback — so it gets no row (any it had goes) and is deleted.
 function classifyReported (db: Db, serverId: ServerId, chunk: StoredChunk, ops: HeartbeatOp[], deletes: StoredChunk[]): void {
-  const known = sql(db, 'SELECT version FROM chunks WHERE chunkHandle = ?').get(chunk.chunkHandle) as { version: number } | undefined
+  const known = sql(db, 'SELECT version, state, lengthBytes, crc32 FROM chunks WHERE chunkHandle = ?').get(chunk.chunkHandle) as
+    Pick<ChunkRow, 'version' | 'state' | 'lengthBytes' | 'crc32'> | undefined
   if (known === undefined || chunk.version < known.version) deletes.push(chunk)
-  else if (chunk.version === known.version && !replicaRow(db, chunk.chunkHandle, serverId)) {
+  else if (chunk.version === known.version && known.state === 'committed' &&
+    (chunk.lengthBytes !== known.lengthBytes || (chunk.crc32 !== undefined && chunk.crc32 !== known.crc32))) {
+    if (replicaRow(db, chunk.chunkHandle, serverId)) ops.push({ type: 'removeReplica', serverId, chunkHandle: chunk.chunkHandle, version: chunk.version })
+    deletes.push(chunk)
+  } else if (chunk.version === known.version && !replicaRow(db, chunk.chunkHandle, serverId)) {
     ops.push({ type: 'addReplica', serverId, chunkHandle: chunk.chunkHandle, version: chunk.version })
   }
 }

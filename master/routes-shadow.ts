@@ -21,7 +21,7 @@ export interface ShadowRouteDeps {
   shadows: ShadowTracker
   feed: OplogFeed
   snapshotDir: string          // temporary backups, removed once streamed
-  masterUrl: string | null     // a shadow: the master it follows (named in GRN_NOT_MASTER)
+  masterUrl: () => string | null   // who GRN_NOT_MASTER names: a shadow's master, a deposed master's successor
   promote: ((force: boolean) => Promise<p.PromoteReply>) | null   // a shadow's Follower; null on a master
   now: () => number
   isr: InSyncSet               // every poll confirms what the shadow applied
@@ -31,15 +31,17 @@ export interface ShadowRouteDeps {
 export function shadowHandlers (deps: ShadowRouteDeps) {
   const { db, queue } = deps
   let snapshotsInFlight = 0
-  const requireMaster = (): void => { if (queue.mode !== 'master') throw notMasterError(queue, deps.masterUrl) }
+  const requireMaster = (): void => { if (queue.mode !== 'master') throw notMasterError(queue, deps.masterUrl()) }
 
   const oplog = async (request: FastifyRequest, reply: FastifyReply): Promise<string> => {
     const query = request.query as p.OplogQuery
     requireMaster()
     deps.shadows.seen(query.shadowId, query.url, query.after, deps.now())
     checkHistory(db, queue.seq, query)
-    deps.isr.onPoll(query.shadowId, query.after, queue.seq)
-    if (queue.seq <= query.after) await deps.feed.wait(query.after, query.waitMs ?? 0, abortOnClose(reply))
+    // A shadow that has just joined the in-sync set hears so at once (not a long poll later): from that moment
+    // it may stand for election.
+    const joined = deps.isr.onPoll(query.shadowId, query.after, queue.seq)
+    if (queue.seq <= query.after && !joined) await deps.feed.wait(query.after, query.waitMs ?? 0, abortOnClose(reply))
     requireMaster()   // deposed while the poll was parked: nothing more from here
     const first = query.after + 1
     // Everything after `after` must still be here: a gap would be a silent divergence.

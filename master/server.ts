@@ -126,7 +126,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     return { term: queue.term, seq: queue.seq, release: signRelease(deps.secret, { term: queue.term, shadowId: request.shadowId }) }
   }
   const s = shadowHandlers({
-    db: deps.db, queue: deps.queue, shadows: deps.shadows, feed: deps.feed, snapshotDir: deps.snapshotDir, masterUrl: deps.follower?.masterUrl ?? null,
+    db: deps.db, queue: deps.queue, shadows: deps.shadows, feed: deps.feed, snapshotDir: deps.snapshotDir, masterUrl: refusalUrl,
     promote: deps.follower?.promote ?? null, now, isr, handOver
   })
   // Gates (preHandler: after the schema): a shadow or a deposed master takes no mutation; a deposed master

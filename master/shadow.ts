@@ -138,7 +138,7 @@ export class Follower {
     const percentiles = this.#samples.percentiles()
     return {
       masterUrl: this.#masterUrl, appliedSeq: this.#deps.queue.seq, masterSeq: this.#masterSeq, lagRecords: this.lagRecords(),
-      lastContactAgeMs: this.#lastContactMs === null ? null : nowMs - this.#lastContactMs, bootstrapCount: this.#deps.bootstrapCount,
+      lastContactAgeMs: this.#lastContactMs === null ? null : nowMs - this.#lastContactMs, bootstrapCount: this.#deps.bootstrapCount, inSync: this.#inSync,
       ...percentiles
     }
   }

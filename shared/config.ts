@@ -62,9 +62,12 @@ export type ChunkserverConfig = typeof chunkserverDefaults
 export const clientDefaults = {
   masters: 'http://127.0.0.1:9000',               // comma-separated; first is the master, the rest shadows
   deadlineMs: 10_000,                             // every operation's whole budget, retries included
-  requestTimeoutMs: 5_000,                        // one HTTP exchange with the master
+  requestTimeoutMs: 5_000,                        // one HTTP exchange with the master (reads) or a chunkserver
+  // One mutation's exchange with a master: a master frozen this long has lost its lease (1 s) and a shadow is
+  // taking over, so the retry goes to the next URL (same request id: a slow master's reply is not applied twice).
+  mutationTimeoutMs: 1_500,
   retryDelayMsMin: 25,
-  retryDelayMsMax: 1_000,
+  retryDelayMsMax: 250,                           // a failover is ~1-2 s of refusals: retry often enough to see its end
   replication: limits.replicationDefault,
   chunkSizeBytes: limits.chunkSizeBytesDefault,
   keepAliveTimeoutMs: 4_000,                      // idle pooled connections close after this (tests use ~10)
@@ -147,6 +150,7 @@ export function resolveClientConfig (given: Record<string, unknown>): ClientConf
   }
   checkChunkSize(config.chunkSizeBytes)
   if (config.retryDelayMsMin > config.retryDelayMsMax) throw new GranaryError('GRN_INVALID_ARGUMENT', ["client option 'retryDelayMsMin' must not exceed 'retryDelayMsMax'"])
+  if (config.mutationTimeoutMs < 1) throw new GranaryError('GRN_INVALID_ARGUMENT', ["client option 'mutationTimeoutMs' must be positive"])
   if (config.deadlineMs < 1) throw new GranaryError('GRN_INVALID_ARGUMENT', ["client option 'deadlineMs' must be positive"])
   return config
 }

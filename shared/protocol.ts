@@ -297,6 +297,7 @@ export interface FollowReport {
   lagRecords: number | null    // masterSeq - appliedSeq
   lastContactAgeMs: number | null
   bootstrapCount: number       // snapshots installed since this process started
+  inSync?: boolean             // the master's last reply named this shadow in its in-sync set (it may stand for election)
   lagMsP50: number | null      // over the last limits.lagSamplesKeptMax records: master commit → applied here
   lagMsP99: number | null
   lagRecordsP50: number | null // records the master had beyond each one when it was applied
@@ -324,7 +325,10 @@ export const promoteSchema = { body: body({ force: { type: 'boolean' } }, []) } 
 // when the reply asks for one (first contact, or after a master restart) and deltas otherwise.
 
 export const heartbeatPath = '/chunkservers/heartbeat' as const
-export interface StoredChunk { chunkHandle: ChunkHandle, version: number, lengthBytes: number }
+// crc32: the whole-chunk CRC32 from the chunk file's footer (the one the client committed). Optional on the wire
+// (a chunkserver of an older release leaves it out; an unreadable file reported corrupt has none): when present,
+// the master refuses a committed chunk's replica whose length or CRC differs from the committed row.
+export interface StoredChunk { chunkHandle: ChunkHandle, version: number, lengthBytes: number, crc32?: number }
 export interface HeartbeatRequest {
   serverId: ServerId
   url: string                   // where clients and peers reach this chunkserver
@@ -374,7 +378,7 @@ export interface HeartbeatReply {
   released?: boolean
   leaseWanted?: boolean
 }
-const storedChunkItems = body({ chunkHandle: handleProp, version: versionProp, lengthBytes: { type: 'integer', minimum: 0, maximum: limits.chunkSizeBytesMax } }, ['chunkHandle', 'version', 'lengthBytes'])
+const storedChunkItems = body({ chunkHandle: handleProp, version: versionProp, lengthBytes: { type: 'integer', minimum: 0, maximum: limits.chunkSizeBytesMax }, crc32: crcProp }, ['chunkHandle', 'version', 'lengthBytes'])
 export const heartbeatSchema = {
   body: body({
     serverId: serverIdProp, url: urlProp,
