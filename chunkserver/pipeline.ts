@@ -60,7 +60,7 @@ export async function writeChunk (deps: PipelineDeps, write: ChunkWrite): Promis
     if (downstream !== undefined && !downstream.ok) throw downstream.error
     const self: ReplicaAck = { serverId: store.serverId, url: deps.url(), lengthBytes, crc32: chunkCrc32 }
     const replicas = [self, ...checkAcks(downstream?.reply.replicas ?? [], self, write.rest)]
-    await store.commit({ chunkHandle, version, lengthBytes })
+    await store.commit({ chunkHandle, version, lengthBytes, crc32: chunkCrc32 })
     log.debug({ chunkHandle, version, lengthBytes, replicas: replicas.length }, 'chunk written')
     return { replicas }
   } catch (err) {

@@ -79,7 +79,7 @@ export class ChunkReplicator {
     if (stored !== undefined && stored.version > version) return
     if (stored !== undefined && stored.version === version) {
       const corrupt = store.corruptChunks().some((c) => c.chunkHandle === chunkHandle && c.version === version)
-      if (!corrupt && stored.lengthBytes === command.lengthBytes) {
+      if (!corrupt && stored.lengthBytes === command.lengthBytes && (stored.crc32 === undefined || stored.crc32 === command.crc32)) {
         // A good copy is here, but the master has no row for it (or it would not ask): report it the way a
         // finished copy is reported, or the master plans this copy again every in-flight timeout.
         store.announce(chunkHandle, version)
@@ -87,7 +87,7 @@ export class ChunkReplicator {
         this.#deps.onCopied?.()
         return
       }
-      // A copy that failed its checksum, or is not the length the master committed, is replaced.
+      // A copy that failed its checksum, or is not the length or CRC the master committed, is replaced.
       // A failing disk (EIO, EPERM, EROFS) can refuse the unlink: this copy fails like any other, logged and
       // not reported, and the master plans it again after its in-flight timeout. The index entry is gone
       // already (store.delete), so the file left is the orphan a crash would leave: indexed again at the next
@@ -144,7 +144,7 @@ export class ChunkReplicator {
       if (chunkCrc32 !== command.crc32) throw new GranaryError('GRN_INTEGRITY', [chunkHandle, `CRC ${chunkCrc32} differs from the committed ${command.crc32}`])
       await writer.finish(encodeTrailer(blockCrcs, lengthBytes, chunkCrc32), lengthBytes, store.chunkPathOf(chunkHandle, version))
       writer = null
-      await store.commit({ chunkHandle, version, lengthBytes })
+      await store.commit({ chunkHandle, version, lengthBytes, crc32: chunkCrc32 })
     } finally {
       await writer?.abort().catch(() => {})
       slot.release()

@@ -320,7 +320,7 @@ export class ChunkStore {
       this.#noteUnreadable(parsed.chunkHandle, parsed.version, fileBytes, reason)
       return null
     }
-    return { chunkHandle: parsed.chunkHandle, version: parsed.version, lengthBytes: reason.lengthBytes }
+    return { chunkHandle: parsed.chunkHandle, version: parsed.version, lengthBytes: reason.lengthBytes, crc32: reason.chunkCrc32 }
   }
 
   // Not served (the block CRCs and length are behind the bad footer), not deleted here (it may hold the

@@ -70,8 +70,9 @@ t.test('heartbeats: full report, deltas, commands, term', async (t) => {
   t.ok(first.capacityBytes > 0 && first.freeBytes > 0)
 
   const handle = newHandle()
-  t.equal((await putChunk(server.url, handle, 4, f.token(handle, 4, 'write'), randomBytes(10_000))).statusCode, 200)
-  const chunk = { chunkHandle: handle, version: 4, lengthBytes: 10_000 }
+  const written = randomBytes(10_000)
+  t.equal((await putChunk(server.url, handle, 4, f.token(handle, 4, 'write'), written)).statusCode, 200)
+  const chunk = { chunkHandle: handle, version: 4, lengthBytes: 10_000, crc32: crc32(written) }
   await until('the added delta', () => master.beats.some((b) => b.added?.length === 1))
   const added = master.beats.find((b) => b.added?.length === 1) as HeartbeatRequest
   t.same(added.added, [chunk])
@@ -109,11 +110,12 @@ t.test('a failing or vanished master is retried and gets a full report', async (
   master.reply = () => ({ statusCode: 503, body: { code: 'GRN_UNAVAILABLE' } })
   await sleep(150)
   const handle = newHandle()
-  t.equal((await putChunk(server.url, handle, 1, f.token(handle, 1, 'write'), randomBytes(1000))).statusCode, 200, 'writes go on while the master refuses')
+  const written = randomBytes(1000)
+  t.equal((await putChunk(server.url, handle, 1, f.token(handle, 1, 'write'), written)).statusCode, 200, 'writes go on while the master refuses')
   const count = master.beats.length
   master.reply = () => ({ statusCode: 200, body: { term: 0, heartbeatIntervalMs: 20, needFullReport: false, commands: [] } })
   await until('heartbeats again', () => master.beats.length > count)
-  t.same(master.beats[count]?.fullReport, [{ chunkHandle: handle, version: 1, lengthBytes: 1000 }], 'after a failure: a full report')
+  t.same(master.beats[count]?.fullReport, [{ chunkHandle: handle, version: 1, lengthBytes: 1000, crc32: crc32(written) }], 'after a failure: a full report')
 
   // Gone entirely (connection refused): the chunkserver keeps serving.
   await master.close()
@@ -222,7 +224,7 @@ t.test('a replicate command for a copy already held: that copy is reported at on
   const handle = newHandle()
   const data = randomBytes(50_000)
   t.equal((await putChunk(server.url, handle, 3, f.token(handle, 3, 'write'), data)).statusCode, 200)
-  const chunk = { chunkHandle: handle, version: 3, lengthBytes: data.length }
+  const chunk = { chunkHandle: handle, version: 3, lengthBytes: data.length, crc32: crc32(data) }
   await until('the added delta', () => master.beats.some((b) => b.added?.some((c) => c.chunkHandle === handle) === true))
   // The master lost the row (say, a report it refused) and plans a copy onto this server, a minute apart.
   let sentAtBeat = -1

@@ -68,7 +68,7 @@ t.test('copies, checks, falls over, refuses bad copies', async (t) => {
 
   const ok = command(data, [good.url])
   await run(store, ok)
-  t.same(store.get(ok.chunkHandle), { chunkHandle: ok.chunkHandle, version: 3, lengthBytes: data.length })
+  t.same(store.get(ok.chunkHandle), { chunkHandle: ok.chunkHandle, version: 3, lengthBytes: data.length, crc32: crc32(data) })
   t.ok((await readAll(store, ok)).equals(data), 'the copy reads back verified and identical')
   t.same(added.map((c) => c.chunkHandle), [ok.chunkHandle], 'announced for the next heartbeat')
   t.same(good.tokens, ['read-token'], 'the command\'s read token is sent to the source')
@@ -170,7 +170,7 @@ t.test('a command for a good copy already held reports it again, like a finished
   const replicator = new ChunkReplicator({ store, syncEveryBytes: 1024 * 1024, log: quietLog, onCopied: () => { copiedCount++ } })
   replicator.enqueue({ ...held, token: 'another-read-token' })
   await replicator.stop()
-  t.same(added, [{ chunkHandle: held.chunkHandle, version: held.version, lengthBytes: data.length }], 'the held copy is announced for the next heartbeat')
+  t.same(added, [{ chunkHandle: held.chunkHandle, version: held.version, lengthBytes: data.length, crc32: crc32(data) }], 'the held copy is announced for the next heartbeat')
   t.equal(copiedCount, 1, 'and the heartbeat is asked to go at once, as after a copy')
   t.equal(good.tokens.length, askedBefore, 'nothing is fetched: the copy here is good')
   t.equal(chunkFiles(dataDir).length, 1)
@@ -180,6 +180,12 @@ t.test('a command for a good copy already held reports it again, like a finished
   const other = await source(t, () => ({ status: 200, body: longer }))
   added.length = 0
   await run(store, command(longer, [other.url], { chunkHandle: held.chunkHandle }))
-  t.same(store.get(held.chunkHandle), { chunkHandle: held.chunkHandle, version: held.version, lengthBytes: longer.length }, 'a copy of the wrong length is replaced')
+  t.same(store.get(held.chunkHandle), { chunkHandle: held.chunkHandle, version: held.version, lengthBytes: longer.length, crc32: crc32(longer) }, 'a copy of the wrong length is replaced')
   t.same(added.map((c) => c.lengthBytes), [longer.length], 'and the new copy announced')
+
+  // Same version and length, other bytes (not the CRC the master committed): replaced too.
+  const same = randomBytes(longer.length)
+  const third = await source(t, () => ({ status: 200, body: same }))
+  await run(store, command(same, [third.url], { chunkHandle: held.chunkHandle }))
+  t.same(store.get(held.chunkHandle), { chunkHandle: held.chunkHandle, version: held.version, lengthBytes: same.length, crc32: crc32(same) }, 'a copy of the wrong CRC is replaced')
 })

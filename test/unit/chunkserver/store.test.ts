@@ -12,7 +12,7 @@ import { request } from 'undici'
 import { startFixture, putChunk, getChunk, newHandle, chunkFiles, quietLog } from './fixtures/servers.js'
 import { ChunkStore } from '../../../chunkserver/store.js'
 import { blockCountOf, decodeFooter, decodeTable, encodeTrailer, fileBytesOf, footerBytes, parseChunkFileName } from '../../../chunkserver/chunk-format.js'
-import { BlockCrcs } from '../../../shared/checksum.js'
+import { BlockCrcs, crc32 } from '../../../shared/checksum.js'
 import { blockSizeBytes } from '../../../shared/limits.js'
 import type { StoredChunk } from '../../../shared/protocol.js'
 
@@ -98,6 +98,9 @@ t.test('store: deletes, newer versions, corrupt files at scan, capacity', async 
   await put(2, 2000)
   t.notOk(existsSync(store.chunkPathOf(handle, 1)), 'a newer version replaces the older file')
   t.same(store.get(handle), { chunkHandle: handle, version: 2, lengthBytes: 2000 })
+  const scanned = await ChunkStore.open({ dataDir, capacityBytes: 0, log: quietLog })
+  t.same(scanned.get(handle), { chunkHandle: handle, version: 2, lengthBytes: 2000, crc32: crc32(readFileSync(store.chunkPathOf(handle, 2)).subarray(0, 2000)) },
+    'the start-up scan indexes a chunk with the whole-chunk CRC of its footer (what heartbeats report)')
   await t.rejects(store.beginWrite(handle, 1, 10), { code: 'GRN_STALE_VERSION' })
   await t.rejects(store.beginWrite(newHandle(), 1, 11 * 1024 * 1024), { code: 'GRN_DISK_FULL' })
   t.equal(await store.delete(handle, 1), false, 'deleting an older version keeps the newer one')
