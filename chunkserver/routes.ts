@@ -4,7 +4,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { Agent } from 'node:http'
 import { GranaryError } from '../shared/errors.js'
-import { pipelineLengthMax } from '../shared/limits.js'
 import {
   chunkLengthHeader, chunkQuerySchema, chunkRoutePath, chunkserverStatusPath, pipelineHeader, tokenHeader, votePath, voteSchema,
   type ChunkserverStatus, type VoteReply, type VoteRequest, type WriteChunkReply
@@ -12,7 +11,7 @@ import {
 import type { Logger } from '../shared/log.js'
 import type { ChunkStore } from './store.js'
 import type { Voter } from './voter.js'
-import { chunkAccessHook, type ChunkRequest } from './access.js'
+import { chunkAccessHook, parsePipeline, type ChunkRequest } from './access.js'
 import { writeChunk } from './pipeline.js'
 import { parseRangeHeader, readChunk, type ByteRange } from './chunk-reader.js'
 
@@ -80,19 +79,7 @@ export async function voteRoutes (app: FastifyInstance, deps: { store: ChunkStor
   })
 }
 
-// 'http://a:1,http://b:2' → ['http://a:1', 'http://b:2']; absent or empty → [] (this is the last replica).
-export function parsePipeline (header: string | string[] | undefined): string[] {
-  if (header === undefined) return []
-  if (typeof header !== 'string') throw new GranaryError('GRN_INVALID_ARGUMENT', [`one ${pipelineHeader} header, not ${header.length}`])
-  const urls = header.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
-  if (urls.length > pipelineLengthMax - 1) throw new GranaryError('GRN_LIMIT_EXCEEDED', [pipelineHeader, pipelineLengthMax - 1])
-  return urls.map((url) => {
-    let parsed: URL
-    try { parsed = new URL(url) } catch { throw new GranaryError('GRN_INVALID_ARGUMENT', [`${pipelineHeader} entry ${JSON.stringify(url)} is not a URL`]) }
-    if (parsed.protocol !== 'http:') throw new GranaryError('GRN_INVALID_ARGUMENT', [`${pipelineHeader} entry ${url} must use http:`])
-    return parsed.origin
-  })
-}
+export { parsePipeline } from './access.js'
 
 function parseContentLength (header: string | undefined): number | null {
   if (header === undefined) return null

@@ -101,12 +101,15 @@ function writeHandlers (deps: ClientRouteDeps) {
     const result = storedAllocation(db, body.requestId) ?? await allocateNew(deps, body, nowMs)
     deps.registry.noteAllocation(result.serverIds, nowMs)
     const tokenExpiresAtMs = nowMs + deps.tokenTtlMs
+    const pipeline = result.serverIds.map((serverId) => ({ serverId, url: serverUrl(db, serverId) }))
     return {
       chunkHandle: result.chunkHandle,
       version: result.version,
       term: queue.term,
-      pipeline: result.serverIds.map((serverId) => ({ serverId, url: serverUrl(db, serverId) })),
-      token: signToken(deps.secret, { chunkHandle: result.chunkHandle, version: result.version, mode: 'write', expiresAtMs: tokenExpiresAtMs, term: queue.term }),
+      pipeline,
+      // The token names the pipeline: it writes on these servers only, each forwarding to the next (a copy
+      // of it replayed to any other server is refused there).
+      token: signToken(deps.secret, { chunkHandle: result.chunkHandle, version: result.version, mode: 'write', expiresAtMs: tokenExpiresAtMs, term: queue.term, pipeline }),
       tokenExpiresAtMs,
       leaseExpiresAtMs: result.leaseExpiresAtMs
     }

@@ -35,7 +35,7 @@ export const jsonBodyBytesMax = 1 * MiB                // every JSON body; chunk
 export const heartbeatBodyBytesMax = 64 * MiB          // a full chunk report: ~100 bytes per chunk, 500k chunks
 export const leaseIdLengthMax = 64
 export const requestIdLengthMax = 64
-export const tokenLengthMax = 1024
+export const tokenLengthMax = 4096                     // a write token names its pipeline: up to replicationMax (server id, URL ≤ 256) pairs
 export const wireIntegerMax = Number.MAX_SAFE_INTEGER  // any integer on the wire (ids, versions, terms, seqs, byte counts): past it a JS number
                                                        // loses precision, and 1e308 is an "integer" to JSON Schema
 export const pipelineLengthMax = replicationMax

@@ -400,7 +400,9 @@ export const heartbeatSchema = {
 //
 // PUT /chunks/:chunkHandle?version=V    body: the chunk's bytes (application/octet-stream, ≤ chunkSizeBytesMax)
 //   headers: x-granary-token (write token for handle+version), x-granary-pipeline (comma-separated URLs of the
-//   rest of the pipeline, in order; empty or absent on the last replica).
+//   rest of the pipeline, in order; empty or absent on the last replica). The write token names the whole
+//   pipeline (shared/token.ts): this server must be the entry before the header's URLs, and they must be the
+//   URLs of the entries after it, or the write is refused with GRN_TOKEN_INVALID before a byte is stored.
 //   Each chunkserver writes every piece to a temp file while forwarding it to the next, fsyncs, renames, and
 //   replies only when its own copy is durable and the downstream reply said the same for the rest.
 // GET /chunks/:chunkHandle?version=V&offset=O&length=L   (query, or a Range: bytes=a-b header)

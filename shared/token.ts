@@ -1,12 +1,14 @@
 // Short-lived chunk tokens: the master signs (chunk handle, version, mode, expiry, term) with the cluster
 // secret; chunkservers refuse any chunk request without a valid one, so a client can only touch chunks the
-// master allowed. Format: base64url(JSON payload) "." base64url(HMAC-SHA256). Verification is constant-time.
+// master allowed. A write token also names its pipeline, the ordered (server id, URL) pairs the master chose,
+// so it writes on those servers only and each hop forwards only to the next one named (chunkserver/access.ts).
+// Format: base64url(JSON payload) "." base64url(HMAC-SHA256). Verification is constant-time.
 import { createHmac, timingSafeEqual, randomBytes } from 'node:crypto'
 import { readFileSync, writeFileSync, existsSync, mkdirSync, renameSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { GranaryError } from './errors.js'
 import { tokenLengthMax } from './limits.js'
-import type { ChunkHandle } from './ids.js'
+import { serverIdPattern, type ChunkHandle, type ServerId } from './ids.js'
 
 export type TokenMode = 'read' | 'write'
 export interface TokenClaims {
@@ -15,12 +17,16 @@ export interface TokenClaims {
   mode: TokenMode
   expiresAtMs: number   // epoch ms
   term: number          // the master term that signed it; chunkservers refuse older terms (fencing)
+  pipeline?: PipelineEntry[]   // write tokens: the ordered replicas of this write; read tokens have none
 }
+export interface PipelineEntry { serverId: ServerId, url: string }
 
 export const secretBytes = 32
 
 export function signToken (secret: Buffer, claims: TokenClaims): string {
-  const payload = Buffer.from(JSON.stringify([claims.chunkHandle, claims.version, claims.mode, claims.expiresAtMs, claims.term])).toString('base64url')
+  const fields: unknown[] = [claims.chunkHandle, claims.version, claims.mode, claims.expiresAtMs, claims.term]
+  if (claims.pipeline !== undefined) fields.push(claims.pipeline.map((entry) => [entry.serverId, entry.url]))
+  const payload = Buffer.from(JSON.stringify(fields)).toString('base64url')
   return `${payload}.${mac(secret, payload)}`
 }
 
@@ -38,10 +44,19 @@ export function verifyToken (secret: Buffer, token: string | undefined, nowMs: n
   }
   let fields: unknown
   try { fields = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) } catch { fields = undefined }
-  if (!Array.isArray(fields) || fields.length !== 5) throw new GranaryError('GRN_TOKEN_INVALID', ['malformed claims'])
-  const [chunkHandle, version, mode, expiresAtMs, term] = fields as [ChunkHandle, number, TokenMode, number, number]
+  if (!Array.isArray(fields) || (fields.length !== 5 && fields.length !== 6)) throw new GranaryError('GRN_TOKEN_INVALID', ['malformed claims'])
+  const [chunkHandle, version, mode, expiresAtMs, term, pipeline] = fields as [ChunkHandle, number, TokenMode, number, number, unknown]
   if (expiresAtMs < nowMs) throw new GranaryError('GRN_TOKEN_EXPIRED', [chunkHandle, expiresAtMs])
-  return { chunkHandle, version, mode, expiresAtMs, term }
+  if (pipeline === undefined) return { chunkHandle, version, mode, expiresAtMs, term }
+  return { chunkHandle, version, mode, expiresAtMs, term, pipeline: pipelineOf(pipeline) }
+}
+
+function pipelineOf (value: unknown): PipelineEntry[] {
+  const entries = Array.isArray(value) ? value : []
+  const ok = entries.length > 0 && entries.every((entry: unknown) => Array.isArray(entry) && entry.length === 2 &&
+    typeof entry[0] === 'string' && serverIdPattern.test(entry[0]) && typeof entry[1] === 'string')
+  if (!ok) throw new GranaryError('GRN_TOKEN_INVALID', ['malformed pipeline'])
+  return (entries as Array<[ServerId, string]>).map(([serverId, url]) => ({ serverId, url }))
 }
 
 // A planned hand-over's proof: the master of `term` released its lease, and names the shadow it hands over to.

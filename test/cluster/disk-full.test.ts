@@ -11,7 +11,7 @@ import { request } from 'undici'
 import { ClusterProcess, startCluster } from '../helpers/cluster.js'
 import { loadSecret, signToken } from '../../shared/token.js'
 import { tokenHeader, type ClusterReport, type OpenReply } from '../../shared/protocol.js'
-import type { ChunkHandle } from '../../shared/ids.js'
+import type { ChunkHandle, ServerId } from '../../shared/ids.js'
 
 const KiB = 1024
 const chunkSizeBytes = 256 * KiB
@@ -71,7 +71,7 @@ t.test('a chunkserver with no room: writes go around it, and it refuses with GRN
   const secret = loadSecret(cluster.secretFile, false)
   const { term } = await cluster.report()
   const put = async (chunkHandle: ChunkHandle, data: Buffer): Promise<{ statusCode: number, body: { code?: string } }> => {
-    const token = signToken(secret, { chunkHandle, version: 1, mode: 'write', expiresAtMs: Date.now() + 60_000, term })
+    const token = signToken(secret, { chunkHandle, version: 1, mode: 'write', expiresAtMs: Date.now() + 60_000, term, pipeline: [{ serverId: tiny.serverId as ServerId, url: tiny.url }] })
     const res = await request(`${tiny.url}/chunks/${chunkHandle}?version=1`, {
       method: 'PUT', headers: { 'content-type': 'application/octet-stream', [tokenHeader]: token }, body: data
     })

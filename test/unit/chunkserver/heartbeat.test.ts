@@ -198,7 +198,7 @@ t.test('a finished copy is reported at once, not at the next interval', async (t
   await until('first heartbeats', () => master.beats.some((b) => b.serverId === target.serverId))
   const handle = newHandle()
   const data = randomBytes(200_000)
-  t.equal((await putChunk(source.url, handle, 2, f.token(handle, 2, 'write'), data)).statusCode, 200)
+  t.equal((await putChunk(source.url, handle, 2, f.token(handle, 2, 'write', { pipeline: [source] }), data)).statusCode, 200)
   // From now on a minute between heartbeats; the target's next reply carries one replicate command.
   let sentCommand = false
   master.reply = (beat) => {

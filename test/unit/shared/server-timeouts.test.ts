@@ -89,7 +89,7 @@ t.test('a chunkserver closes an upload that trickles past its request timeout', 
   t.ok(trickleIntervalMs < dataIdleTimeoutMs, 'the trickle keeps the idle timeout away')
 
   const chunkHandle = newHandle()
-  const token = signToken(secret, { chunkHandle, version: 1, mode: 'write', expiresAtMs: Date.now() + 60_000, term: 0 })
+  const token = signToken(secret, { chunkHandle, version: 1, mode: 'write', expiresAtMs: Date.now() + 60_000, term: 0, pipeline: [{ serverId: store.serverId, url: 'http://127.0.0.1:1' }] })
   const { head, half } = halfBody(`/chunks/${chunkHandle}?version=1`, 'application/octet-stream', { [tokenHeader]: token })
   const timers: NodeJS.Timeout[] = []
   t.teardown(() => { for (const timer of timers) clearInterval(timer) })
