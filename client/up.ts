@@ -55,7 +55,13 @@ interface Member {
   restarts: number
   state: 'running' | 'restarting' | 'failed' | 'stopped'
   lastExit?: { pid: number, atMs: number, reason: string }   // when the supervisor saw it die, and why (cluster.json)
+  // A metadata member (the master or a shadow): its flags for either role. Which role it has moves with
+  // failovers; the supervisor follows (#watchRoles) and restarts it in the role it has now.
+  meta?: { common: string[] }
 }
+
+const roleWatchMs = 500                 // how often the supervisor asks the metadata members who is master
+const roleWatchTimeoutMs = 1_000        // one /healthz answer within this, or that member's role is unknown
 
 export async function runUp (argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -90,7 +96,7 @@ export async function runUp (argv: string[]): Promise<void> {
 // What the supervisor starts processes with; a test passes stand-ins (test/unit/client/up.test.ts).
 export interface SupervisorDeps {
   spawnRole: (options: SpawnRoleOptions) => Promise<SpawnedRole>
-  spare: Pick<SpareMaster, 'prepare' | 'take' | 'stop'>
+  spare: Pick<SpareMaster, 'prepare' | 'take' | 'stop' | 'discard'>
 }
 
 export class Supervisor {
@@ -103,6 +109,9 @@ export class Supervisor {
   // holding the process open, and stop() awaits the restarts under way (a launch is bounded by readyTimeoutMs).
   readonly #stop = new AbortController()
   readonly #restarting = new Set<Promise<void>>()
+  #spareFor: Member | undefined          // the member the warm spare was prepared for (the master's data folder)
+  #roleTimer: NodeJS.Timeout | undefined
+  #watching = false
   #resolveStopped: () => void = () => {}
   readonly stopped = new Promise<void>((resolve) => { this.#resolveStopped = resolve })
 
@@ -117,22 +126,30 @@ export class Supervisor {
     const secretFile = join(this.#dataDir, 'secret')
     loadSecret(secretFile, true)
     const previous = readPreviousPorts(join(this.#dataDir, 'cluster.json'))
+    const previousMaster = readPreviousMaster(join(this.#dataDir, 'cluster.json'))
     process.once('SIGINT', () => { void this.stop('SIGINT') })
     process.once('SIGTERM', () => { void this.stop('SIGTERM') })
 
-    const master = this.#member('master', 'master', join(this.#dataDir, 'master'), options.port, [
-      '--secret-file', secretFile, '--heartbeat-interval-ms', String(options.heartbeatIntervalMs), '--dead-after-ms', String(options.deadAfterMs)
-    ])
-    await this.#launch(master)
+    const common = ['--secret-file', secretFile, '--heartbeat-interval-ms', String(options.heartbeatIntervalMs), '--dead-after-ms', String(options.deadAfterMs)]
+    const meta = [
+      this.#member('master', 'master', join(this.#dataDir, 'master'), options.port, common),
+      ...Array.from({ length: options.shadowCount }, (_, i) =>
+        this.#member(`shadow${i}`, 'shadow', join(this.#dataDir, `shadow${i}`), previous.get(`shadow${i}`) ?? (options.port === 0 ? 0 : options.port + 1 + i), common))
+    ]
+    for (const member of meta) member.meta = { common }
+    // The roles come back as they were: the member that was master when the cluster stopped (a promoted shadow,
+    // after a failover) starts as master, and every other one as its shadow.
+    const master = meta.find((m) => m.name === previousMaster) ?? meta[0] as Member
+    if (master.name !== 'master') this.#say(`${master.name} was the master when the cluster stopped: it starts as the master again`)
+    master.role = 'master'
+    master.args = common
+    if (master.name === 'master') await this.#launch(master)   // its port is the one users were told
+    else await this.#launchAnyPort(master)
     // Shadows bootstrap from the master (so after it), and chunkservers heartbeat to them too (so before those).
-    const shadows = Array.from({ length: options.shadowCount }, (_, i) => {
-      const name = `shadow${i}`
-      return this.#member(name, 'shadow', join(this.#dataDir, name), previous.get(name) ?? (options.port === 0 ? 0 : options.port + 1 + i), [
-        '--secret-file', secretFile, '--master', master.url, '--heartbeat-interval-ms', String(options.heartbeatIntervalMs), '--dead-after-ms', String(options.deadAfterMs)
-      ])
-    })
+    const shadows = meta.filter((m) => m !== master)
+    for (const member of shadows) { member.role = 'shadow'; member.args = [...common, '--master', master.url] }
     await Promise.all(shadows.map(async (member) => await this.#launchAnyPort(member)))
-    const masters = [master, ...shadows].map((m) => m.url).join(',')
+    const masters = meta.map((m) => m.url).join(',')
     await Promise.all(Array.from({ length: options.chunkserverCount }, async (_, i) => {
       const name = `chunkserver${i}`
       const member = this.#member(name, 'chunkserver', join(this.#dataDir, `cs${i}`), previous.get(name) ?? 0, [
@@ -142,6 +159,65 @@ export class Supervisor {
     }))
     this.#writeClusterFile()
     this.#printSummary()
+    if (shadows.length > 0) this.#watchRoles()
+  }
+
+  // Follows failovers: asks every running metadata member for its role. A member that says it is a deposed
+  // master is restarted as a shadow of the member that is master now; cluster.json names the current roles.
+  #watchRoles (): void {
+    const round = async (): Promise<void> => {
+      if (this.#stopping || this.#watching) return
+      this.#watching = true
+      try {
+        const meta = this.#members.filter((m) => m.meta !== undefined && m.state === 'running' && m.url !== '')
+        const healths = await Promise.all(meta.map(async (m) => await health(m.url)))
+        const current = meta.filter((_, i) => healths[i]?.role === 'master' && healths[i]?.fencedByTerm === undefined)
+          .sort((a, b) => (healthOf(healths, meta, b)?.term ?? 0) - (healthOf(healths, meta, a)?.term ?? 0))[0]
+        let changed = false
+        for (const [i, member] of meta.entries()) {
+          const h = healths[i]
+          if (h === undefined) continue
+          if (h.role === 'master' && h.fencedByTerm === undefined && member.role !== 'master') {
+            this.#say(`${member.name} is the master now (term ${h.term})`)
+            member.role = 'master'
+            member.args = member.meta?.common ?? member.args
+            this.#deps.spare.prepare({ args: ['--data-dir', member.dataDir, '--port', String(member.port), ...member.args], logPath: member.logPath, readyTimeoutMs })
+            this.#spareFor = member
+            changed = true
+          } else if (h.role === 'master' && h.fencedByTerm !== undefined && current !== undefined && current !== member && !this.#stopping) {
+            this.#say(`${member.name} was deposed (term ${h.term}; term ${h.fencedByTerm} exists): restarting it as a shadow of ${current.name}`)
+            member.role = 'shadow'
+            member.args = [...(member.meta?.common ?? []), '--master', current.url]
+            if (this.#spareFor === member) { this.#deps.spare.discard(); this.#spareFor = undefined }
+            changed = true
+            member.state = 'stopped'   // first: its exit handler then leaves it alone, and we start it here
+            await stopMember(member)
+            if (!this.#stopping) await this.#launch(member).catch((err: Error) => { this.#say(`${member.name} did not start as a shadow: ${err.message}`) })
+          } else if (h.role === 'shadow' && member.role === 'master') {
+            member.role = 'shadow'
+            changed = true
+          }
+        }
+        if (changed) this.#writeClusterFile()
+      } finally {
+        this.#watching = false
+      }
+    }
+    this.#roleTimer = setInterval(() => { void round() }, roleWatchMs)
+    this.#roleTimer.unref()
+  }
+
+  // Who a metadata member that died should come back as: a shadow of the member that is master now, if another
+  // one is; else what it was (a master stays the master: a supervisor's restart beats the shadow's election).
+  #roleOnRestart (member: Member): void {
+    if (member.meta === undefined) return
+    const other = this.#members.find((m) => m !== member && m.meta !== undefined && m.role === 'master' && m.state === 'running')
+    if (other !== undefined) {
+      member.role = 'shadow'
+      member.args = [...member.meta.common, '--master', other.url]
+    } else if (member.role === 'master') {
+      member.args = member.meta.common
+    }
   }
 
   #member (name: string, role: ProcessRole, dataDir: string, port: number, args: string[]): Member {
@@ -166,7 +242,8 @@ export class Supervisor {
   async #launch (member: Member): Promise<void> {
     const args = ['--data-dir', member.dataDir, '--port', String(member.port), ...member.args]
     // A master is restarted from its warm spare when there is one (up-standby.ts), else started cold.
-    const spare = member.role === 'master' ? await this.#deps.spare.take({ args, logPath: member.logPath, readyTimeoutMs }).catch(() => undefined) : undefined
+    const useSpare = member.role === 'master' && (this.#spareFor === undefined || this.#spareFor === member)
+    const spare = useSpare ? await this.#deps.spare.take({ args, logPath: member.logPath, readyTimeoutMs }).catch(() => undefined) : undefined
     const spawned = spare ?? await this.#deps.spawnRole({ role: member.role, args, logPath: member.logPath, readyTimeoutMs })
     member.spawned = spawned
     member.pid = spawned.pid
@@ -174,6 +251,7 @@ export class Supervisor {
     member.url = spawned.ready.url
     member.state = 'running'
     if (member.role === 'master') {
+      this.#spareFor = member
       this.#deps.spare.prepare({ args: ['--data-dir', member.dataDir, '--port', String(member.port), ...member.args], logPath: member.logPath, readyTimeoutMs })
     }
     void spawned.exited.then((how) => {
@@ -184,7 +262,7 @@ export class Supervisor {
   }
 
   async #onExit (member: Member, spawned: SpawnedRole, how: { code: number | null, signal: NodeJS.Signals | null }): Promise<void> {
-    if (this.#stopping || member.spawned !== spawned) return
+    if (this.#stopping || member.spawned !== spawned || member.state === 'stopped') return
     let reason = exitReason(how, member.logPath)
     member.lastExit = { pid: member.pid, atMs: Date.now(), reason }
     member.state = 'restarting'
@@ -203,6 +281,7 @@ export class Supervisor {
       this.#say(`${member.name} (pid ${member.pid}) ${reason}; restarting`)
       if (this.#restartDelayMs > 0) await delay(this.#restartDelayMs, undefined, { signal: this.#stop.signal }).catch(() => {})
       if (this.#stopping) break
+      this.#roleOnRestart(member)
       try {
         await this.#launch(member)
         member.restarts++
@@ -224,6 +303,7 @@ export class Supervisor {
     if (this.#stopping) return
     this.#stopping = true
     this.#stop.abort()
+    if (this.#roleTimer !== undefined) clearInterval(this.#roleTimer)
     this.#deps.spare.stop()
     this.#say(`${signal}: stopping the cluster`)
     const live = (m: Member): boolean => m.spawned !== undefined && m.spawned.child.exitCode === null && m.spawned.child.signalCode === null
@@ -272,6 +352,31 @@ async function stopMember (member: Member): Promise<void> {
   await spawned.exited
   clearTimeout(timer)
   member.state = 'stopped'
+}
+
+// The member cluster.json named as master when the cluster last ran (undefined: none, or the file is unreadable).
+function readPreviousMaster (file: string): string | undefined {
+  if (!existsSync(file)) return undefined
+  try {
+    const parsed = JSON.parse(readFileSync(file, 'utf8')) as { processes?: Array<{ name?: string, role?: string }> }
+    return parsed.processes?.find((p) => p.role === 'master')?.name
+  } catch {
+    return undefined
+  }
+}
+
+interface MetaHealth { role: string, term: number, fencedByTerm?: number }
+async function health (url: string): Promise<MetaHealth | undefined> {
+  try {
+    const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(roleWatchTimeoutMs) })
+    if (!res.ok) return undefined
+    return await res.json() as MetaHealth
+  } catch {
+    return undefined
+  }
+}
+function healthOf (healths: Array<MetaHealth | undefined>, members: Member[], member: Member): MetaHealth | undefined {
+  return healths[members.indexOf(member)]
 }
 
 function readPreviousPorts (file: string): Map<string, number> {

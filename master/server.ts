@@ -105,8 +105,19 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   // A planned hand-over (shadow → master): stop taking mutations, let the ones in flight be acknowledged, wait
   // for the shadow to have applied everything, release the lease, and hand the shadow a signed release.
   const handOver = async (request: p.HandOverRequest): Promise<p.HandOverReply> => {
+    // Asked again by the same shadow after its vote failed: the same release (the lease is gone for good).
+    if (handingOverTo === request.url && lease.released && queue.mode === 'master') {
+      return { term: queue.term, seq: queue.seq, release: signRelease(deps.secret, { term: queue.term, shadowId: request.shadowId }) }
+    }
     if (handingOverTo !== null) throw new GranaryError('GRN_INVALID_ARGUMENT', [`a hand-over to ${handingOverTo} is already under way`])
     refuseUnlessLeased()
+    // The lease is given up for good below: only to a shadow a chunkserver majority already knows as in sync,
+    // so the vote that follows can be won.
+    const announced = isr.announced()
+    const echoedBy = lease.isrEchoes().filter((epoch) => epoch >= announced.epoch).length
+    if (!isr.members.includes(request.shadowId) || !announced.isr.includes(request.shadowId) || (lease.voterCount > 0 && echoedBy < Math.floor(lease.voterCount / 2) + 1)) {
+      throw new GranaryError('GRN_NOT_CAUGHT_UP', [`shadow ${request.shadowId} is not yet in the in-sync set that a majority of chunkservers know (${echoedBy} of ${lease.voterCount} echoed epoch ${announced.epoch}); try again in a moment`])
+    }
     handingOverTo = request.url
     const startedMs = Date.now()
     try {

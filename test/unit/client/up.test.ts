@@ -40,7 +40,7 @@ const standIn = async () => {
   const port = nextPort++
   return { child, pid: child.pid, ready: { port, url: 'http://127.0.0.1:' + port }, exited }
 }
-const spare = { prepare () {}, take: async () => undefined, stop () {} }
+const spare = { prepare () {}, take: async () => undefined, stop () {}, discard () {} }
 const supervisor = new Supervisor(${JSON.stringify(dataDir)}, ${restartDelayMs}, { spawnRole: standIn, spare })
 await supervisor.start({ port: 0, chunkserverCount: 2, shadowCount: 1, heartbeatIntervalMs: 100, deadAfterMs: 1000 })
 await supervisor.stopped

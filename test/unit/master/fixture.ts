@@ -12,6 +12,7 @@ import type { Db } from '../../../master/db.js'
 
 export const quietLog = pino({ level: 'silent' })
 export const startMs = 1_700_000_000_000
+export const testLeaseMs = 10 * 365 * 24 * 60 * 60_000
 
 export interface TestMaster extends Master {
   clock: { nowMs: number }
@@ -26,11 +27,13 @@ type TapLike = Pick<Test, 'testdir' | 'teardown'>
 export async function startTestMaster (t: TapLike, over: Partial<MasterConfig> & { dir?: string, secret?: Buffer } = {}): Promise<TestMaster> {
   const { dir, secret: givenSecret, ...configOver } = over
   const dataDir = dir ?? t.testdir()
-  const config = resolveMasterConfig({ dataDir, logLevel: 'silent', port: 0, ...configOver })
+  // The lease runs on the hand-moved clock too, and lasts longer than any test moves it: tests that are not
+  // about the lease get one from the fake chunkservers' echoes (heartbeat() below) and keep it.
+  const config = resolveMasterConfig({ dataDir, logLevel: 'silent', port: 0, leaseMs: testLeaseMs, ...configOver })
   const clock = { nowMs: startMs }
   const fatal: Error[] = []
   const secret = givenSecret ?? randomBytes(32)
-  const master = openMaster(config, { logger: quietLog, now: () => clock.nowMs, onFatal: (err) => { fatal.push(err) }, tick: false, secret })
+  const master = openMaster(config, { logger: quietLog, now: () => clock.nowMs, monoNow: () => clock.nowMs, onFatal: (err) => { fatal.push(err) }, tick: false, secret })
   t.teardown(() => master.close())
   const call = async (method: 'GET' | 'POST', url: string, payload?: unknown) => {
     const res = await master.app.inject(method === 'GET'
@@ -52,10 +55,36 @@ export function heartbeatBody (i: number, over: Partial<p.HeartbeatRequest> = {}
   }
 }
 
+// Like a real chunkserver, each heartbeat echoes the lease fields of the last reply from that master.
+const echoes = new WeakMap<object, Map<number, p.LeaseEcho>>()
+export function echoOf (m: object, i: number): p.LeaseEcho | undefined { return echoes.get(m)?.get(i) }
+export function noteEcho (m: object, i: number, reply: p.HeartbeatReply): void {
+  let map = echoes.get(m)
+  if (map === undefined) echoes.set(m, map = new Map())
+  if (reply.role === 'master' && reply.instanceId !== undefined && reply.sentAtMs !== undefined) {
+    map.set(i, { instanceId: reply.instanceId, term: reply.term, sentAtMs: reply.sentAtMs, isrEpoch: reply.isrEpoch ?? 0 })
+  }
+}
+
 export async function heartbeat (m: TestMaster, i: number, over: Partial<p.HeartbeatRequest> = {}): Promise<p.HeartbeatReply> {
-  const res = await m.call<p.HeartbeatReply>('POST', '/chunkservers/heartbeat', heartbeatBody(i, over))
+  const echo = echoOf(m.app, i)
+  const res = await m.call<p.HeartbeatReply>('POST', '/chunkservers/heartbeat', heartbeatBody(i, { ...(echo === undefined ? {} : { lease: echo }), ...over }))
   if (res.statusCode !== 200) throw new Error(`heartbeat ${i}: ${JSON.stringify(res.body)}`)
+  noteEcho(m.app, i, res.body)
   return res.body
+}
+
+// A round of heartbeats that renews the lease of THIS master process (a just-restarted one holds none): a
+// server with no reply of this process to echo heartbeats once to get one, then every server heartbeats
+// echoing this process's latest reply. servers: fake chunkserver indexes, a majority of the registered ones.
+// Returns whether the lease is held afterwards.
+export async function renewLease (m: TestMaster, servers: readonly number[]): Promise<boolean> {
+  for (const i of servers) {
+    const echo = echoOf(m.app, i)
+    if (echo === undefined || echo.instanceId !== m.lease.instanceId) await heartbeat(m, i)
+    await heartbeat(m, i)
+  }
+  return m.lease.held()
 }
 
 // n chunkservers that have registered and sent an (empty) full report, so placement may use them.

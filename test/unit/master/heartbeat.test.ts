@@ -2,12 +2,13 @@
 // reconciled (unknown chunk → delete command, older version → delete command, same version without a row →
 // replica row, rows the report lacks → removed, newer version → left alone); deltas do the same per chunk;
 // commands are bounded per reply, and a reply that leaves some queued says moreCommands (never in safe mode,
-// when none go out); a newer term is refused; a moved server is re-registered.
+// when none go out); a newer term is refused; a moved server is re-registered. A master's reply carries its
+// lease fields (role, instanceId, sentAtMs, in-sync set) and asks for an echo until one renews (lease.test.ts).
 import t from 'tap'
 import type { ChunkHandle } from '../../../shared/ids.js'
 import { commandsPerHeartbeatMax, commandsQueuedPerServerMax } from '../../../shared/limits.js'
 import type * as p from '../../../shared/protocol.js'
-import { addServers, dumpTables, heartbeat, heartbeatBody, serverIdOf, smallChunkBytes, startTestMaster, writeFile, type TestMaster } from './fixture.js'
+import { addServers, dumpTables, heartbeat, heartbeatBody, serverIdOf, smallChunkBytes, startMs, startTestMaster, writeFile, type TestMaster } from './fixture.js'
 
 // The n-th handle a term-1 master makes (shared/ids.ts: the term in the high 32 bits).
 const handle = (n: number): ChunkHandle => (2 ** 32 + n - 1).toString(16).padStart(16, '0') as ChunkHandle
@@ -17,10 +18,19 @@ const replicaRows = (m: TestMaster, serverId: string): unknown[] =>
 t.test('first contact registers the server and asks for a full report', async (t) => {
   const m = await startTestMaster(t)
   const first = await heartbeat(m, 1)
-  t.same(first, { term: 1, heartbeatIntervalMs: m.config.heartbeatIntervalMs, needFullReport: true, commands: [] })
+  // A master's reply carries its lease fields; nothing echoed yet, so it asks for an echo at once.
+  t.strictSame(first, {
+    term: 1, heartbeatIntervalMs: m.config.heartbeatIntervalMs, needFullReport: true, commands: [],
+    role: 'master', instanceId: m.lease.instanceId, isrEpoch: 0, isr: [], leaseWanted: true, sentAtMs: m.clock.nowMs
+  })
   t.same(m.db.prepare('SELECT * FROM servers').all(), [{ serverId: serverIdOf(1), url: 'http://127.0.0.1:7001' }])
   const seq = m.queue.seq
-  t.equal((await heartbeat(m, 1)).needFullReport, true, 'still asking until it arrives')
+  m.clock.nowMs += 1000
+  const echoed = await heartbeat(m, 1)
+  t.equal(echoed.needFullReport, true, 'still asking until it arrives')
+  t.equal(echoed.leaseWanted, undefined, 'the echo of its own reply renewed the lease: no echo is asked for')
+  t.equal(echoed.sentAtMs, startMs + 1000, "sentAtMs is the master's clock when it replied")
+  t.equal(echoed.instanceId, first.instanceId, 'the same process, the same instanceId')
   t.equal(m.queue.seq, seq, 'a plain heartbeat writes nothing')
   t.equal((await heartbeat(m, 1, { fullReport: [] })).needFullReport, false)
   t.equal((await heartbeat(m, 1)).needFullReport, false)

@@ -5,7 +5,7 @@
 // GRN_LEASE_EXPIRED — without logging a second oplog record.
 import t from 'tap'
 import type * as p from '../../../shared/protocol.js'
-import { addServers, heartbeat, smallChunkBytes, startTestMaster, type TestMaster } from './fixture.js'
+import { addServers, renewLease, smallChunkBytes, startTestMaster, type TestMaster } from './fixture.js'
 
 interface Call { route: string, body: Record<string, unknown> }
 
@@ -44,8 +44,11 @@ t.test('after a crash and restart, a retried mutation gets its original reply an
 
   // m1 is never closed before m2 opens the file: nothing is flushed or checkpointed, as after kill -9.
   const m2 = await startTestMaster(t, { dir })
-  await heartbeat(m2, 1)   // a chunkserver confirms no newer master exists: mutations open (StartupFence)
   t.equal(m2.queue.seq, seq, 'every acknowledged mutation is in the reopened database')
+  const early = await m2.call('POST', (calls.mkdir as Call).route, (calls.mkdir as Call).body)
+  t.match(early.body, { code: 'GRN_NOT_MASTER', details: { lease: false } }, 'a restarted master holds no lease: even a retry waits for it')
+  // A majority (both) of the registered chunkservers echo a reply of this process: the lease is m2's.
+  t.equal(await renewLease(m2, [1, 2]), true)
   for (const [name, call] of Object.entries(calls)) {
     const res = await m2.call('POST', call.route, call.body)
     t.equal(res.statusCode, 200, `${name} retried after the restart succeeds`)

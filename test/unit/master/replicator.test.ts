@@ -8,7 +8,7 @@
 import t from 'tap'
 import type * as p from '../../../shared/protocol.js'
 import { verifyToken } from '../../../shared/token.js'
-import { addServers, heartbeat, serverIdOf, startTestMaster, writeFile, type TestMaster } from './fixture.js'
+import { addServers, heartbeat, renewLease, serverIdOf, startTestMaster, writeFile, type TestMaster } from './fixture.js'
 
 async function fsck (m: TestMaster, path = '/'): Promise<p.FsckReply> {
   const res = await m.call<p.FsckReply>('GET', '/fs/fsck', { path })
@@ -114,6 +114,7 @@ t.test('safe mode: no copy is planned until every registered server has reported
   for (const i of reporting) {
     await heartbeat(m2, i, { fullReport: holders.includes(i) ? [{ chunkHandle: chunk.chunkHandle, version: chunk.version, lengthBytes: 100 }] : [] })
   }
+  t.equal(await renewLease(m2, reporting), true, 'three of four echo: the restarted master holds its lease')
   t.equal((await fsck(m2)).underReplicatedChunks, 1, 'one live replica of two')
   await m2.replicator.tick()
   t.equal(m2.replicator.stats().inFlight, 0, 'nothing planned in safe mode')

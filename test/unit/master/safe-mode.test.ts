@@ -1,14 +1,13 @@
-// Proves what a master restart gates: no mutation until a chunkserver confirms no newer term exists (the start-up
-// fence; reads are served at once), and no delete command
-// leaves the master until every registered chunkserver has sent its full report (or deadAfterMs has
-// passed) — an unknown chunk reported by the first server to come back is deleted only then — and once over,
-// safe mode does not come back. Also proves lazily compiled route schemas validate exactly as fastify's
-// eager ones do.
+// Proves what safe mode gates after a master restart (the lease, which replaced the start-up fence, is
+// lease.test.ts's): no delete command leaves the master until every registered chunkserver has sent its full
+// report (or deadAfterMs has passed) — an unknown chunk reported by the first server to come back is deleted
+// only then; mutations are served meanwhile — and once over, safe mode does not come back. Also proves lazily
+// compiled route schemas validate exactly as fastify's eager ones do.
 import t from 'tap'
 import { createRequire } from 'node:module'
 import * as p from '../../../shared/protocol.js'
 import { ajvOptionsFor, lazyValidator, lazySchemaController } from '../../../master/lazy-schemas.js'
-import { addServers, heartbeat, heartbeatBody, startTestMaster } from './fixture.js'
+import { addServers, heartbeat, renewLease, startTestMaster } from './fixture.js'
 
 const unknownHandle = 'ffffffffffffff01'
 
@@ -22,41 +21,14 @@ t.test('after a restart, delete commands wait until every registered chunkserver
   t.equal((await m2.call('GET', '/healthz')).body.safeMode, true, 'in safe mode after the restart')
   const first = await heartbeat(m2, 1, { fullReport: [{ chunkHandle: unknownHandle as p.StoredChunk['chunkHandle'], version: 1, lengthBytes: 3 }] })
   t.same(first.commands, [], 'the unknown chunk is not deleted while server 2 has not reported')
+  t.equal(await renewLease(m2, [1, 2]), true, 'both echo (server 2 without its full report): the lease is held')
+  t.equal((await m2.call('GET', '/healthz')).body.safeMode, true, 'still in safe mode: server 2 has not reported')
   t.equal((await m2.call('POST', '/fs/mkdir', { path: '/served' })).statusCode, 200, 'mutations are served in safe mode')
   t.equal((await m2.call<p.ClusterReport>('GET', '/cluster/report')).body.safeMode, true, 'the report says so')
   await heartbeat(m2, 2, { fullReport: [] })
   t.equal((await m2.call('GET', '/healthz')).body.safeMode, false, 'over once both reported')
   const next = await heartbeat(m2, 1)
   t.same(next.commands, [{ type: 'delete', chunkHandle: unknownHandle, version: 1 }], 'the queued delete goes out now')
-})
-
-t.test('start-up fence: after a restart, no mutation until a chunkserver confirms the term (or deadAfterMs)', async (t) => {
-  const dir = t.testdir()
-  const m1 = await startTestMaster(t, { dir })
-  t.equal((await m1.call('POST', '/fs/mkdir', { path: '/fresh' })).statusCode, 200, 'a fresh cluster (no chunkserver registered) is open at once')
-  await addServers(m1, 2)
-  await m1.close()
-
-  // Restarted: it may have been superseded by a promoted shadow while it was down.
-  const m2 = await startTestMaster(t, { dir })
-  const seq = m2.queue.seq
-  const refused = await m2.call('POST', '/fs/mkdir', { path: '/early' })
-  t.match(refused, { statusCode: 503, body: { code: 'GRN_NOT_MASTER' } }, 'a mutation before any chunkserver spoke is refused, retryably')
-  t.equal((await m2.call('GET', '/fs/stat', { path: '/fresh' })).statusCode, 200, 'reads are served')
-  t.equal(m2.queue.seq, seq, 'nothing logged')
-  await heartbeat(m2, 2)
-  t.equal((await m2.call('POST', '/fs/mkdir', { path: '/early' })).statusCode, 200, 'open once a chunkserver heartbeat did not depose it')
-
-  // A chunkserver that has met a newer master deposes it instead; nothing opens.
-  const m3 = await startTestMaster(t, { dir })
-  const newer = await m3.call('POST', '/chunkservers/heartbeat', { ...heartbeatBody(1), term: 2 })
-  t.equal(newer.body.code, 'GRN_STALE_TERM', 'the newer term is news to it')
-  t.equal((await m3.call('POST', '/fs/mkdir', { path: '/lost' })).body.code, 'GRN_NOT_MASTER', 'and it takes no mutation, ever')
-
-  // Every chunkserver silent for deadAfterMs: none can tell it anything, so it opens.
-  const m4 = await startTestMaster(t, { dir })
-  m4.clock.nowMs += m4.config.deadAfterMs
-  t.equal((await m4.call('POST', '/fs/mkdir', { path: '/late' })).statusCode, 200, 'open after deadAfterMs')
 })
 
 t.test('safe mode ends after deadAfterMs even if a server never reports, and does not come back', async (t) => {

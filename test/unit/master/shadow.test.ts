@@ -7,7 +7,8 @@ import t from 'tap'
 import { request } from 'undici'
 import { verifyToken } from '../../../shared/token.js'
 import type * as p from '../../../shared/protocol.js'
-import { addServers, call, caughtUp, startPair, tables, waitFor, writeFile, writeLoad } from './shadow-fixture.js'
+import { masterDefaults } from '../../../shared/config.js'
+import { addServers, call, caughtUp, keepBeating, startPair, tables, waitFor, writeFile, writeLoad } from './shadow-fixture.js'
 
 t.test('bootstrapped while the master takes writes, then tailing: the tables end equal', async (t) => {
   const pair = await startPair(t)
@@ -57,7 +58,7 @@ t.test('a shadow serves reads from its copy and refuses mutations, naming the ma
   t.equal(shadow.node.queue.seq, seq, 'nothing written')
   t.match(await call(shadow.node, 'GET', '/oplog', { after: 0, shadowId: 'sh-000000000001' }), { statusCode: 503, body: { code: 'GRN_NOT_MASTER' } }, 'a shadow serves no oplog')
   const beat = await call<p.HeartbeatReply>(shadow.node, 'POST', '/chunkservers/heartbeat', { serverId: 'cs-000000000009', url: 'http://127.0.0.1:7009', capacityBytes: 1, freeBytes: 1, usedBytes: 0, chunkCount: 0, activeWrites: 0, term: 1, fullReport: [] })
-  t.same(beat.body, { term: 1, heartbeatIntervalMs: 1000, needFullReport: false, commands: [] }, 'heartbeats count for liveness only')
+  t.same(beat.body, { term: 1, heartbeatIntervalMs: masterDefaults.heartbeatIntervalMs, needFullReport: false, commands: [], role: 'shadow' }, 'heartbeats count for liveness only: no lease fields, nothing to echo')
   t.equal(shadow.node.queue.seq, seq, 'a heartbeat to a shadow writes nothing')
   t.ok(shadow.node.registry.isAlive('cs-000000000009' as never, Date.now()))
 })
@@ -66,6 +67,7 @@ t.test('restarted mid-stream, a shadow resumes from its own seq: no gap, no dupl
   const pair = await startPair(t)
   const { master } = pair
   await addServers(master)
+  keepBeating(t, master)   // the stopped shadow leaves the in-sync set once the chunkservers echo the smaller set
   let shadow = await pair.startShadow()
   const load = writeLoad(master, 'load', 40)
   await waitFor(() => shadow.node.queue.seq > 60, 'the shadow to apply some records')
@@ -106,6 +108,10 @@ t.test('a parked long poll answers at the next commit, not at its timeout', asyn
   const pair = await startPair(t)
   await pair.master.queue.submit({ type: 'mkdir', path: '/a', parents: false, mtimeMs: 1 })
   const seq = pair.master.queue.seq
+  // A caught-up poller joins the in-sync set with its first poll (answered at once, so it hears it); the
+  // poll after that parks.
+  const joined = await call<p.OplogReply>(pair.master, 'GET', '/oplog', { after: seq, afterTerm: 1, waitMs: 0, shadowId: 'sh-00000000000a' })
+  t.same(joined.body, { term: 1, seq, isr: ['sh-00000000000a'], records: [] })
   const startedMs = Date.now()
   const poll = request(`${pair.masterUrl}/oplog?after=${seq}&afterTerm=1&waitMs=20000&shadowId=sh-00000000000a`).then(async (res) => ({ statusCode: res.statusCode, body: await res.body.json() as p.OplogReply }))
   await new Promise((resolve) => setTimeout(resolve, 100))
@@ -118,7 +124,7 @@ t.test('a parked long poll answers at the next commit, not at its timeout', asyn
   t.equal(pair.master.feed.waiterCount, 0)
 
   const empty = await call<p.OplogReply>(pair.master, 'GET', '/oplog', { after: seq + 1, afterTerm: 1, waitMs: 0, shadowId: 'sh-00000000000a' })
-  t.same(empty.body, { term: 1, seq: seq + 1, records: [] }, 'nothing newer, no wait: an empty page at once')
+  t.same(empty.body, { term: 1, seq: seq + 1, isr: ['sh-00000000000a'], records: [] }, 'nothing newer, no wait: an empty page at once (the caught-up poller is in sync)')
   const limited = await call<p.OplogReply>(pair.master, 'GET', '/oplog', { after: 0, limit: 1, shadowId: 'sh-00000000000a' })
   t.same(limited.body.records.map((r) => r.seq), [1], 'limit bounds the page')
 })

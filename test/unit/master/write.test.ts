@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap'
 import type * as p from '../../../shared/protocol.js'
 import { verifyToken } from '../../../shared/token.js'
-import { addServers, dumpTables, heartbeat, serverIdOf, smallChunkBytes, startTestMaster, writeFile, type TestMaster } from './fixture.js'
+import { addServers, dumpTables, heartbeat, renewLease, serverIdOf, smallChunkBytes, startTestMaster, writeFile, type TestMaster } from './fixture.js'
 
 async function refused (t: Test, m: TestMaster, url: string, payload: unknown, code: string): Promise<void> {
   const before = dumpTables(m.db)
@@ -222,7 +222,7 @@ t.test('placement needs enough live servers with room', async (t) => {
   await refused(t, m, '/fs/allocate', { inodeId, leaseId, chunkIndex: 0 }, 'GRN_NO_CHUNKSERVERS')
   const res = await m.call('POST', '/fs/allocate', { inodeId, leaseId, chunkIndex: 0 })
   t.match(res, { statusCode: 503, body: { message: 'need 2 live chunkservers, have 1' } })
-  await heartbeat(m, 2)
+  t.equal(await renewLease(m, [2]), true, 'server 2 registers and echoes (two registered: both must)')
   t.equal((await m.call('POST', '/fs/allocate', { inodeId, leaseId, chunkIndex: 0 })).body.code, 'GRN_NO_CHUNKSERVERS', 'a server is not used before its full report')
   await heartbeat(m, 2, { fullReport: [], freeBytes: smallChunkBytes - 1 })
   t.equal((await m.call('POST', '/fs/allocate', { inodeId, leaseId, chunkIndex: 0 })).body.code, 'GRN_NO_CHUNKSERVERS', 'nor one without room for a chunk')
