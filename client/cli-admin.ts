@@ -55,6 +55,15 @@ export function formatShadowLines (cluster: ClusterReport): string {
           s.lagMs === null ? 'trimmed' : `${s.lagMs} ms`, formatAge(s.lastSeenAgeMs)])
       ], new Set([2, 3, 4])).trimEnd())
   }
+  if (cluster.lease !== undefined) {
+    const lease = cluster.lease
+    lines.push(`\nlease ${lease.held ? 'held' : 'NOT HELD'}: renewed by a majority of ${lease.voters} registered chunkservers${lease.remainingMs === null ? ' (none registered: unbounded)' : `, ${lease.remainingMs} ms left`}`)
+  }
+  if (cluster.isr !== undefined) {
+    lines.push(cluster.isr.length === 0
+      ? 'in-sync shadows: none — acknowledged mutations are on this machine only; losing its host loses the latest of them, and no shadow can take over'
+      : `in-sync shadows: ${cluster.isr.join(', ')} — every acknowledgement waits for them; any of them can take over`)
+  }
   const f = cluster.following
   if (f !== undefined) {
     lines.push(`\nfollowing ${f.masterUrl}: applied seq ${f.appliedSeq}, master seq ${f.masterSeq ?? '?'}, ${f.lagRecords ?? '?'} records behind, last contact ${formatAge(f.lastContactAgeMs)}`)

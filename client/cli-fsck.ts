@@ -58,6 +58,11 @@ export function formatFsck (reply: FsckReply): string {
     ['chunks', `${reply.chunkCount}: ${reply.healthyChunks} healthy, ${reply.underReplicatedChunks} under-replicated, ${reply.missingChunks} missing`],
     ['chunkservers', `${reply.liveServers} alive`],
     ['status', atRisk === 0 ? 'HEALTHY' : 'DATA AT RISK'],
+    ...(reply.inSyncShadows === undefined
+      ? []
+      : [['metadata', reply.inSyncShadows === 0
+          ? 'on the master only: no in-sync shadow, so losing its host loses the latest acknowledged mutations'
+          : `on the master and ${reply.inSyncShadows} in-sync shadow${reply.inSyncShadows === 1 ? '' : 's'}`]]),
   ])
   return table + summary
 }

@@ -184,7 +184,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   app.post(p.restorePath, { schema: p.restoreSchema, ...mutation }, acked(c.restore))
   app.get(p.duPath, { schema: p.duSchema, ...read }, c.du)
   app.get(p.fsckPath, { schema: p.fsckSchema, ...read }, async (request) =>
-    fsck(deps.db, normalizePath((request.query as p.FsckQuery).path), deps.registry.liveServerIds(now())))
+    ({ ...fsck(deps.db, normalizePath((request.query as p.FsckQuery).path), deps.registry.liveServerIds(now())), ...(queue.mode === 'master' ? { inSyncShadows: isr.members.length } : {}) }))
   // client → master: writing a file
   app.post(p.createPath, { schema: p.createSchema, ...mutation }, acked(c.create))
   app.post(p.allocatePath, { schema: p.allocateSchema, ...mutation }, acked(c.allocate))

@@ -119,6 +119,7 @@ export interface FsckReply {
   healthyChunks: number, underReplicatedChunks: number, missingChunks: number   // missing: no live replica at all
   liveServers: number, files: FsckFile[]   // files with a problem only
   truncated: boolean
+  inSyncShadows?: number       // a master: how many shadows hold every acknowledged mutation too (0: this host alone)
 }
 export const fsckSchema = { querystring: body({ path: pathProp }, ['path']) } as const
 

@@ -83,3 +83,14 @@ t.test('report lines for shadows', async (t) => {
   t.match(formatShadowLines({ ...base, role: 'master', fencedByTerm: 3 }), 'DEPOSED: term 3 exists')
   t.equal(formatShadowLines({ ...base, role: 'master' }), '', 'an old report without the fields adds nothing')
 })
+
+t.test('report lines for the lease and the in-sync set: a master without an in-sync shadow says what a host loss costs', async (t) => {
+  const base = { term: 2, seq: 9, safeMode: false, fileCount: 0, dirCount: 1, chunkCount: 0, sizeBytes: 0, underReplicatedChunks: 0, missingChunks: 0, servers: [], role: 'master' as const, shadows: [] }
+  const alone = formatShadowLines({ ...base, isr: [], lease: { held: true, voters: 3, remainingMs: 700 } })
+  t.match(alone, 'lease held: renewed by a majority of 3 registered chunkservers, 700 ms left')
+  t.match(alone, /in-sync shadows: none — acknowledged mutations are on this machine only; losing its host loses the latest of them/)
+  const paired = formatShadowLines({ ...base, isr: ['sh-000000000001'], lease: { held: false, voters: 3, remainingMs: 0 } })
+  t.match(paired, 'lease NOT HELD')
+  t.match(paired, 'in-sync shadows: sh-000000000001 — every acknowledgement waits for them')
+  t.notMatch(formatShadowLines({ ...base }), /in-sync/, 'nothing said when the report has no in-sync set (a shadow)')
+})
