@@ -4,7 +4,7 @@
 // sent on this process's monotonic clock — never from when the echo arrived, so a heartbeat that sat in a
 // socket buffer while this process was frozen (SIGSTOP) cannot extend anything.
 import { randomBytes } from 'node:crypto'
-import { leaseEndsAtMs } from '../shared/failover.js'
+import { leaseEndsAtMs, majorityOf } from '../shared/failover.js'
 import type { ServerId } from '../shared/ids.js'
 import type { LeaseEcho } from '../shared/protocol.js'
 import { sql, type Db } from './db.js'
@@ -20,6 +20,7 @@ export class MasterLease {
   readonly #options: LeaseOptions
   readonly #renewals = new Map<ServerId, number>()       // sentAtMs of the newest echoed reply; bounded by chunkserversMax
   readonly #isrEchoes = new Map<ServerId, number>()
+  readonly #echoed = new Map<ServerId, number>()        // the newest term of this process's replies a server echoed
   #registered: Set<ServerId>                            // the servers table, reloaded by refreshVoters()
   #endsAtMs = Number.NEGATIVE_INFINITY
   #released = false
@@ -45,9 +46,8 @@ export class MasterLease {
   describe (): string {
     if (this.#released) return 'released in a hand-over'
     const ageMs = Math.round(this.#options.now() - this.#endsAtMs)
-    return this.#endsAtMs === Number.NEGATIVE_INFINITY
-      ? `no renewals yet from a majority of the ${this.#registered.size} registered chunkservers`
-      : `it lapsed ${ageMs} ms ago`
+    if (this.#endsAtMs === Number.NEGATIVE_INFINITY) return `no renewals yet from a majority of the ${this.#registered.size} registered chunkservers`
+    return this.held() && this.#echoed.size < this.#registered.size ? `elected, but no majority of the ${this.#registered.size} registered chunkservers has yet echoed one of its replies` : `it lapsed ${ageMs} ms ago`
   }
 
   // A heartbeat: counts its echo when it names this process and this term. Returns whether the server's
@@ -57,8 +57,20 @@ export class MasterLease {
     const previous = this.#renewals.get(serverId) ?? Number.NEGATIVE_INFINITY
     if (echo.sentAtMs > previous) this.#renewals.set(serverId, echo.sentAtMs)
     this.#isrEchoes.set(serverId, Math.max(this.#isrEchoes.get(serverId) ?? 0, echo.isrEpoch))
+    this.#echoed.set(serverId, Math.max(this.#echoed.get(serverId) ?? 0, term))
     this.#recompute()
     return true
+  }
+
+  // True once a majority of the registered chunkservers has echoed one of this process's own replies, and so
+  // holds this term's in-sync set. Votes alone give a lease but not this: a master elected on votes whose voters
+  // still hold the previous term's in-sync set must not acknowledge, or a shadow of that set — which lacks the
+  // ack — could be elected next (the failover simulation's acksOnVotes variant, test/unit/shared/failover-sim.ts).
+  heardByMajority (term: number): boolean {
+    if (this.#registered.size === 0) return true
+    let heard = 0
+    for (const [serverId, echoedTerm] of this.#echoed) if (echoedTerm === term && this.#registered.has(serverId)) heard++
+    return heard >= majorityOf(this.#registered.size)
   }
 
   // Granted votes are promises too, made after the candidate sent its requests at sentAtMs.

@@ -78,6 +78,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   // master, or the shadow this master is handing over to.
   let successorUrl: string | null = null
   let handingOverTo: string | null = null
+  let handOverAsked: string | null = null   // a hand-over waiting for the chunkservers to know its shadow in sync
   let mutationsInFlight = 0
   const refusalUrl = (): string | null => handingOverTo ?? successorUrl ?? deps.follower?.masterUrl ?? null
   const notLeased = (): GranaryError => new GranaryError('GRN_NOT_MASTER',
@@ -85,7 +86,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     { role: 'master', masterUrl: refusalUrl(), term: queue.term, fencedByTerm: queue.fencedByTerm, lease: false })
   const refuseUnlessLeased = (): void => {
     if (queue.mode !== 'master') throw notMasterError(queue, refusalUrl())
-    if (!lease.held()) throw notLeased()
+    if (!lease.held() || !lease.heardByMajority(queue.term)) throw notLeased()
   }
   const c = clientHandlers({
     db: deps.db, queue: deps.queue, registry: deps.registry, secret: deps.secret, now,
@@ -109,20 +110,32 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     if (handingOverTo === request.url && lease.released && queue.mode === 'master') {
       return { term: queue.term, seq: queue.seq, release: signRelease(deps.secret, { term: queue.term, shadowId: request.shadowId }) }
     }
-    if (handingOverTo !== null) throw new GranaryError('GRN_INVALID_ARGUMENT', [`a hand-over to ${handingOverTo} is already under way`])
+    const underWay = handingOverTo ?? handOverAsked
+    if (underWay !== null) throw new GranaryError('GRN_INVALID_ARGUMENT', [`a hand-over to ${underWay} is already under way`])
     refuseUnlessLeased()
     // The lease is given up for good below: only to a shadow a chunkserver majority already knows as in sync,
-    // so the vote that follows can be won.
-    const announced = isr.announced()
-    const echoedBy = lease.isrEchoes().filter((epoch) => epoch >= announced.epoch).length
-    if (!isr.members.includes(request.shadowId) || !announced.isr.includes(request.shadowId) || (lease.voterCount > 0 && echoedBy < Math.floor(lease.voterCount / 2) + 1)) {
-      throw new GranaryError('GRN_NOT_CAUGHT_UP', [`shadow ${request.shadowId} is not yet in the in-sync set that a majority of chunkservers know (${echoedBy} of ${lease.voterCount} echoed epoch ${announced.epoch}); try again in a moment`])
+    // so the vote that follows can be won. A shadow just admitted waits here (mutations still taken) for the
+    // next heartbeats to carry the new in-sync set, within handOverDrainMsMax.
+    const knownInSync = (): { ok: boolean, why: string } => {
+      const announced = isr.announced()
+      const echoedBy = lease.isrEchoes().filter((epoch) => epoch >= announced.epoch).length
+      const ok = isr.members.includes(request.shadowId) && announced.isr.includes(request.shadowId) &&
+        (lease.voterCount === 0 || echoedBy >= Math.floor(lease.voterCount / 2) + 1)
+      return { ok, why: `shadow ${request.shadowId} is not yet in the in-sync set that a majority of chunkservers know (${echoedBy} of ${lease.voterCount} echoed epoch ${announced.epoch}); try again in a moment` }
     }
-    handingOverTo = request.url
+    if (!isr.members.includes(request.shadowId)) throw new GranaryError('GRN_NOT_CAUGHT_UP', [knownInSync().why])
+    handOverAsked = request.url
     const startedMs = Date.now()
     try {
+      for (let known = knownInSync(); !known.ok; known = knownInSync()) {
+        if (Date.now() - startedMs >= limits.handOverDrainMsMax) throw new GranaryError('GRN_NOT_CAUGHT_UP', [known.why])
+        await new Promise((resolve) => setTimeout(resolve, handOverPollMs))
+      }
+      refuseUnlessLeased()
+      handingOverTo = request.url
+      const drainStartedMs = Date.now()
       while (mutationsInFlight > 0 || queue.queuedCount > 0 || (isr.confirmedSeq(request.shadowId) ?? -1) < queue.seq) {
-        if (Date.now() - startedMs >= limits.handOverDrainMsMax) {
+        if (Date.now() - drainStartedMs >= limits.handOverDrainMsMax) {
           throw new GranaryError('GRN_NOT_CAUGHT_UP', [`within ${limits.handOverDrainMsMax} ms: ${mutationsInFlight} mutations in flight, shadow applied ${String(isr.confirmedSeq(request.shadowId))} of ${queue.seq}`])
         }
         await new Promise((resolve) => setTimeout(resolve, handOverPollMs))
@@ -132,6 +145,8 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     } catch (err) {
       handingOverTo = null
       throw err
+    } finally {
+      handOverAsked = null
     }
     logger.warn({ term: queue.term, seq: queue.seq, to: request.url, shadowId: request.shadowId, drainMs: Date.now() - startedMs }, 'lease released: handing over to a shadow')
     return { term: queue.term, seq: queue.seq, release: signRelease(deps.secret, { term: queue.term, shadowId: request.shadowId }) }
