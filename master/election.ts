@@ -2,7 +2,8 @@
 // Automatic: a shadow that its master last named in sync, and that has not heard from that master for a lease
 // (plus a random 0..leaseMs/4, so two shadows rarely stand at once), asks every registered chunkserver for its
 // vote in a new term. A majority of the registered servers makes it the master of that term; anything less and
-// it waits a random 0..electionBackoffMsMax and tries the next term while the master stays silent.
+// it waits (until the promises its voters gave it lapse, when any voted for it; then a random part) and tries
+// the next term while the master stays silent.
 // Planned (`granary admin promote`): first a hand-over — the master stops, drains and releases its lease with a
 // signed release — then the same vote, which the release lets the chunkservers grant at once. --force skips the
 // in-sync check (what the shadow lacks is lost), never the vote.
@@ -11,7 +12,7 @@ import { Agent, request } from 'undici'
 import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../shared/errors.js'
 import { majorityOf } from '../shared/failover.js'
 import type { ServerId, ShadowId } from '../shared/ids.js'
-import { electionBackoffMsMax, handOverDrainMsMax, voteRoundMsMax } from '../shared/limits.js'
+import { clockRateErrorMax, electionBackoffMsMax, handOverDrainMsMax, voteRoundMsMax } from '../shared/limits.js'
 import type { Logger } from '../shared/log.js'
 import * as p from '../shared/protocol.js'
 import type { CommitQueue } from './commit-queue.js'
@@ -38,6 +39,9 @@ export interface ElectionDeps {
 export interface ElectionOutcome { term: number, seq: number, votes: number, voters: number, forced: boolean, handedOver: boolean }
 
 const checkEveryMsMin = 25
+// The master's side of a hand-over: up to handOverDrainMsMax for the chunkservers to know this shadow in sync,
+// as long again for the mutations in flight to drain, and a vote round's worth of slack.
+const handOverWaitMs = 2 * handOverDrainMsMax + voteRoundMsMax
 
 export class Election {
   readonly #deps: ElectionDeps
@@ -81,7 +85,7 @@ export class Election {
     try {
       const won = await this.#running
       if (won === null) {
-        this.#notBeforeMs = this.#now() + Math.random() * electionBackoffMsMax
+        this.#notBeforeMs = this.#now() + this.#retryAfterMs()
         this.#jitterMs = Math.random() * this.#deps.leaseMs / 4
       }
     } catch (err) {
@@ -98,7 +102,6 @@ export class Election {
     if (queue.mode !== 'shadow' || this.#running !== null) {
       throw new GranaryError('GRN_INVALID_ARGUMENT', [`this server is ${queue.mode === 'shadow' ? 'already standing for election' : `a ${queue.mode}`} at term ${queue.term}; only a shadow is promoted`])
     }
-    const deadlineMs = this.#now() + handOverDrainMsMax + this.#deps.leaseMs
     let release: string | undefined
     try {
       release = (await this.#handOver()).release
@@ -107,6 +110,7 @@ export class Election {
       if (!['GRN_UNAVAILABLE', 'GRN_TIMEOUT', 'GRN_NOT_MASTER'].includes(failure.code) && !(force && failure.code === 'GRN_NOT_CAUGHT_UP')) throw failure
       log.warn({ master: this.#deps.masterUrl(), code: failure.code }, 'no hand-over from the master (gone, deposed or without its lease); asking for votes once its lease lapses')
     }
+    const deadlineMs = this.#now() + handOverDrainMsMax + this.#deps.leaseMs
     let lastRefusal = 'no round ran'
     const run = async (): Promise<ElectionOutcome | null> => {
       while (!this.#stopped) {
@@ -129,12 +133,25 @@ export class Election {
   }
 
   #lastRefusal = ''
+  #lastGrants = 0
+
+  // After a lost round. A voter that granted this candidate a vote promised it a lease and refuses every other
+  // term until that promise lapses (on the voter's clock, up to leaseMs (1 + e) / (1 - e) of this one's), so
+  // standing again before then only splits the next round too; the random part, scaled to the promise, keeps
+  // two losing candidates from coming back together. A round nobody voted in (the master's promises still
+  // held, or no answer) holds no promise to wait for: a short random backoff. The simulation
+  // (test/unit/shared/failover-sim.ts, variant retryWithinPromise) shows elections failing for good without it.
+  #retryAfterMs (): number {
+    if (this.#lastGrants === 0) return Math.random() * electionBackoffMsMax
+    const promisesMs = this.#deps.leaseMs * (1 + clockRateErrorMax) / (1 - clockRateErrorMax)
+    return promisesMs + Math.random() * Math.max(electionBackoffMsMax, 2 * promisesMs)
+  }
 
   async #handOver (): Promise<p.HandOverReply> {
     const res = await request(this.#deps.masterUrl() + p.handOverPath, {
       method: 'POST', dispatcher: this.#agent, headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ shadowId: this.#deps.shadowId, url: this.#deps.url() } satisfies p.HandOverRequest),
-      headersTimeout: handOverDrainMsMax + voteRoundMsMax, bodyTimeout: handOverDrainMsMax + voteRoundMsMax
+      headersTimeout: handOverWaitMs, bodyTimeout: handOverWaitMs
     })
     const body = await res.body.json() as unknown
     if (res.statusCode !== 200) throw errorFromBody(body as Partial<ErrorBody> | undefined, res.statusCode)
@@ -158,6 +175,7 @@ export class Election {
     }
     const answers = await Promise.all(voters.map(async (voter) => await this.#ask(voter.url, body)))
     const granted = voters.filter((_, i) => answers[i]?.granted === true).map((voter) => voter.serverId)
+    this.#lastGrants = granted.length
     const refusals = answers.filter((a): a is { granted: false, code: string, message: string } => a.granted === false)
     const newerTerm = refusals.length > 0 ? Math.max(0, ...answers.map((a) => a.granted ? 0 : a.term ?? 0)) : 0
     if (newerTerm >= this.#highestTriedTerm) this.#highestTriedTerm = newerTerm
