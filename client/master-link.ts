@@ -189,7 +189,7 @@ export class MasterLink {
   #nextForMutation (index: number, err: GranaryError, tried: Set<number>): number {
     if (!movesOnCodes.has(err.code)) return index
     tried.add(index)
-    const named = err.code === 'GRN_NOT_MASTER' ? namedMasterUrl(err.details) : undefined
+    const named = err.code === 'GRN_NOT_MASTER' ? protocol.namedMasterUrl(err.details) : undefined
     if (named !== undefined) {
       const known = this.#masters.indexOf(named)
       if (known === -1) {
@@ -272,14 +272,4 @@ export class MasterLink {
       method: 'POST', origin, path: route, body, timeoutMs: deadline.timeoutMs(this.#mutationTimeoutMs), signal,
     })
   }
-}
-
-// details.masterUrl of a GRN_NOT_MASTER (master/commit-queue.ts notMasterError): the origin of an http URL,
-// or undefined when the refuser does not know its master (null) or names something that is not a master URL.
-export function namedMasterUrl (details: unknown): string | undefined {
-  const value = (details as { masterUrl?: unknown } | null | undefined)?.masterUrl
-  if (typeof value !== 'string') return undefined
-  let parsed: URL
-  try { parsed = new URL(value) } catch { return undefined }
-  return parsed.protocol === 'http:' ? parsed.origin : undefined
 }

@@ -204,23 +204,25 @@ export async function startShadow (config: ShadowConfig, options: MasterOptions 
   const secret = options.secret ?? loadSecret(config.secretFile, config.createSecret)
   const shadowId = loadShadowId(config.dataDir)
   let bootstrapCount = 0
+  let masterUrl = config.master   // the master followed: moves when a refusal or a failover names a newer one
   if (!existsSync(join(config.dataDir, dbFileName))) {
-    await bootstrap(config, shadowId, undefined, 0, log)
+    masterUrl = await bootstrap(config, shadowId, undefined, 0, log)
     bootstrapCount += 1
   }
   const open = (): Master => openMaster(config, {
-    ...options, logger: log, secret, shadow: { masterUrl: config.master, shadowId, pollWaitMs: config.pollWaitMs, bootstrapCount }
+    ...options, logger: log, secret, shadow: { masterUrl, shadowId, pollWaitMs: config.pollWaitMs, bootstrapCount }
   })
   let node = open()
   const { port, url } = await listen(node, config.host, config.port)
   node.follower?.start(url)
   node.election?.start()
-  log.info({ port, url, role: 'shadow', master: config.master, shadowId, term: node.queue.term, seq: node.queue.seq }, readyMessage)
+  log.info({ port, url, role: 'shadow', master: masterUrl, shadowId, term: node.queue.term, seq: node.queue.seq }, readyMessage)
   let closing = false
   const follow = async (): Promise<void> => {
     let outcome: FollowOutcome = await (node.follower as Follower).finished
     while (outcome === 'snapshot-required' && !closing) {
-      const made = await fetchSnapshot({ masterUrl: config.master, shadowId, url, dir: join(config.dataDir, 'bootstrap'), log, waitMsMax: bootstrapWaitMsMax, termAtLeast: node.queue.term })
+      const made = await fetchSnapshot({ masterUrl: node.follower?.masterUrl ?? masterUrl, shadowId, url, dir: join(config.dataDir, 'bootstrap'), log, waitMsMax: bootstrapWaitMsMax, termAtLeast: node.queue.term })
+      masterUrl = made.masterUrl
       await node.close()
       if (closing) return
       installSnapshot(config.dataDir, made.file)
@@ -249,11 +251,13 @@ export async function startShadow (config: ShadowConfig, options: MasterOptions 
   }
 }
 
-async function bootstrap (config: ShadowConfig, shadowId: ShadowId, url: string | undefined, termAtLeast: number, log: Logger): Promise<void> {
+// Returns the URL of the master the copy came from (the one named, or the master it named).
+async function bootstrap (config: ShadowConfig, shadowId: ShadowId, url: string | undefined, termAtLeast: number, log: Logger): Promise<string> {
   const startedMs = Date.now()
   const made = await fetchSnapshot({ masterUrl: config.master, shadowId, url, dir: join(config.dataDir, 'bootstrap'), log, waitMsMax: bootstrapWaitMsMax, termAtLeast })
   installSnapshot(config.dataDir, made.file)
-  log.info({ seq: made.manifest.seq, term: made.manifest.term, sizeBytes: made.manifest.sizeBytes, durationMs: Date.now() - startedMs }, 'bootstrapped from a snapshot')
+  log.info({ seq: made.manifest.seq, term: made.manifest.term, sizeBytes: made.manifest.sizeBytes, durationMs: Date.now() - startedMs, master: made.masterUrl }, 'bootstrapped from a snapshot')
+  return made.masterUrl
 }
 
 export async function runShadow (argv: string[]): Promise<void> {

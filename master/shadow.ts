@@ -51,26 +51,39 @@ export interface FetchSnapshotOptions {
   termAtLeast: number          // never install a copy older than the term this shadow already has
 }
 
-// GET /snapshot with retries (an unreachable or busy master is waited for, within waitMsMax).
-export async function fetchSnapshot (options: FetchSnapshotOptions): Promise<ReceivedSnapshot> {
+// GET /snapshot with retries (an unreachable or busy master is waited for, within waitMsMax). A server that
+// refuses with GRN_NOT_MASTER and names its master (a shadow, or a master deposed by a failover) is left for
+// the one it names, at most masterHopsMax times. The reply says which master the copy came from: the shadow
+// follows that one.
+export const masterHopsMax = 8
+export async function fetchSnapshot (options: FetchSnapshotOptions): Promise<ReceivedSnapshot & { masterUrl: string }> {
   const agent = new Agent({ connectTimeout: requestTimeoutMs, headersTimeout: snapshotWaitMs, bodyTimeout: snapshotWaitMs, connections: 1 })
   const deadlineMs = Date.now() + options.waitMsMax
   const query = new URLSearchParams({ shadowId: options.shadowId, ...(options.url === undefined ? {} : { url: options.url }) })
+  let masterUrl = options.masterUrl
+  let hops = 0
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        const res = await request(`${options.masterUrl}${p.snapshotPath}?${query.toString()}`, { dispatcher: agent })
+        const res = await request(`${masterUrl}${p.snapshotPath}?${query.toString()}`, { dispatcher: agent })
         if (res.statusCode !== 200) throw errorFromBody(await res.body.json().catch(() => undefined) as Partial<ErrorBody> | undefined, res.statusCode)
         const made = await receiveSnapshot(res.body, options.dir)
         if (made.manifest.term < options.termAtLeast) {
           throw new GranaryError('GRN_STALE_TERM', [made.manifest.term, options.termAtLeast], undefined,
-            `the master at ${options.masterUrl} has term ${made.manifest.term}, older than this shadow's ${options.termAtLeast}: refusing its snapshot`)
+            `the master at ${masterUrl} has term ${made.manifest.term}, older than this shadow's ${options.termAtLeast}: refusing its snapshot`)
         }
-        return made
+        return { ...made, masterUrl }
       } catch (err) {
-        const failure = asGranaryError(err, options.masterUrl)
+        const failure = asGranaryError(err, masterUrl)
+        const named = failure.code === 'GRN_NOT_MASTER' ? p.namedMasterUrl(failure.details) : undefined
+        if (named !== undefined && named !== masterUrl && named !== options.url && hops < masterHopsMax) {
+          hops += 1
+          options.log.warn({ from: masterUrl, to: named, hops }, 'not the master; fetching the snapshot from the master it names')
+          masterUrl = named
+          continue
+        }
         if (!failure.retryable || Date.now() + retryDelayMs(attempt) > deadlineMs) throw failure
-        options.log.warn({ master: options.masterUrl, attempt, code: failure.code, err: failure.message }, 'snapshot not fetched; retrying')
+        options.log.warn({ master: masterUrl, attempt, code: failure.code, err: failure.message }, 'snapshot not fetched; retrying')
         await sleep(retryDelayMs(attempt))
       }
     }

@@ -442,3 +442,13 @@ export const voteSchema = {
 
 export const chunkserverStatusPath = '/status' as const
 export interface ChunkserverStatus { role: 'chunkserver', serverId: ServerId, term: number, chunkCount: number, freeBytes: number, activeWrites: number }
+
+// details.masterUrl of a GRN_NOT_MASTER (master/commit-queue.ts notMasterError): the origin of an http URL,
+// or undefined when the refuser does not know its master (null) or names something that is not a master URL.
+export function namedMasterUrl (details: unknown): string | undefined {
+  const value = (details as { masterUrl?: unknown } | null | undefined)?.masterUrl
+  if (typeof value !== 'string') return undefined
+  let parsed: URL
+  try { parsed = new URL(value) } catch { return undefined }
+  return parsed.protocol === 'http:' ? parsed.origin : undefined
+}
