@@ -233,6 +233,16 @@ export class Cluster {
     if (this.shadow !== undefined) await this.shadow.start()
     await Promise.all(this.chunkservers.map(async (cs) => await cs.start()))
     await this.waitForChunkservers(this.chunkservers.length)
+    await this.waitForLease()
+  }
+
+  // Waits until the master holds its lease from a chunkserver majority: a master that has counted its
+  // chunkservers may not yet have heard a majority echo its lease, and refuses mutations until it has.
+  async waitForLease (timeoutMs = this.#config.readyTimeoutMs): Promise<void> {
+    await this.waitFor(async () => {
+      const report = await this.report().catch(() => undefined)
+      return report !== undefined && report.role === 'master' && report.lease?.held === true
+    }, { timeoutMs, what: 'the master\'s lease from a chunkserver majority' })
   }
 
   // A connected client; closed by stop().
