@@ -47,7 +47,8 @@ export class MasterLease {
     if (this.#released) return 'released in a hand-over'
     const ageMs = Math.round(this.#options.now() - this.#endsAtMs)
     if (this.#endsAtMs === Number.NEGATIVE_INFINITY) return `no renewals yet from a majority of the ${this.#registered.size} registered chunkservers`
-    return this.held() && this.#echoed.size < this.#registered.size ? `elected, but no majority of the ${this.#registered.size} registered chunkservers has yet echoed one of its replies` : `it lapsed ${ageMs} ms ago`
+    // held yet refused: only heardByMajority can be missing
+    return this.held() ? `elected, but no majority of the ${this.#registered.size} registered chunkservers has yet echoed one of its replies` : `it lapsed ${ageMs} ms ago`
   }
 
   // A heartbeat: counts its echo when it names this process and this term. Returns whether the server's

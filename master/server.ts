@@ -7,6 +7,7 @@ import { AssertionError } from '../shared/assert.js'
 import type { MasterConfig } from '../shared/config.js'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import * as limits from '../shared/limits.js'
+import { majorityOf } from '../shared/failover.js'
 import { createLogger, type Logger } from '../shared/log.js'
 import { fastifyTimeoutOptions, masterServerTimeouts, type ServerTimeouts } from '../shared/server-timeouts.js'
 import * as p from '../shared/protocol.js'
@@ -120,7 +121,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
       const announced = isr.announced()
       const echoedBy = lease.isrEchoes().filter((epoch) => epoch >= announced.epoch).length
       const ok = isr.members.includes(request.shadowId) && announced.isr.includes(request.shadowId) &&
-        (lease.voterCount === 0 || echoedBy >= Math.floor(lease.voterCount / 2) + 1)
+        (lease.voterCount === 0 || echoedBy >= majorityOf(lease.voterCount))
       return { ok, why: `shadow ${request.shadowId} is not yet in the in-sync set that a majority of chunkservers know (${echoedBy} of ${lease.voterCount} echoed epoch ${announced.epoch}); try again in a moment` }
     }
     if (!isr.members.includes(request.shadowId)) throw new GranaryError('GRN_NOT_CAUGHT_UP', [knownInSync().why])
@@ -215,7 +216,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     const report = await c.report(request)
     if (queue.mode !== 'master') return report
     const remainingMs = Number.isFinite(lease.endsAtMs) ? Math.max(0, Math.round(lease.endsAtMs - lease.now())) : null
-    return { ...report, isr: [...isr.members], lease: { held: lease.held(), voters: lease.voterCount, remainingMs } }
+    return { ...report, isr: [...isr.members], lease: { held: lease.held() && lease.heardByMajority(queue.term), voters: lease.voterCount, remainingMs } }
   })
   // chunkserver → master (a full report is far bigger than any client request); a shadow takes it for liveness
   app.post(p.heartbeatPath, { schema: p.heartbeatSchema, bodyLimit: limits.heartbeatBodyBytesMax }, heartbeat)
