@@ -42,13 +42,16 @@ export interface VoterState {
   isrEpoch: number
   isr: string[]             // shadow ids its current master last named as in sync: the only electable ones
   noVoteBeforeMs: number    // own clock: the promise to the current master (and leaseMs after a start)
+  promisedTo: string | null // whom that promise is to when it is a vote's promise no master reply has renewed since
 }
 
 export function freshVoterState (nowMs: number, leaseMs: number, persisted?: Partial<VoterState>): VoterState {
   return {
     term: 0, votedTerm: 0, votedFor: null, isrTerm: 0, isrEpoch: 0, isr: [], ...persisted,
-    // A restarted server has forgotten when it last heard from the master: it promises a whole lease anew.
-    noVoteBeforeMs: nowMs + leaseMs
+    // A restarted server has forgotten when it last heard from the master: it promises a whole lease anew,
+    // to whoever was master (so to nobody it could name).
+    noVoteBeforeMs: nowMs + leaseMs,
+    promisedTo: null
   }
 }
 
@@ -74,7 +77,9 @@ export function onMasterReply (state: VoterState, reply: MasterReplyView, receiv
     next.noVoteBeforeMs = Math.min(state.noVoteBeforeMs, receivedAtMs)
     return { state: next, echo: false }
   }
+  // A renewal is a promise to this master, whoever it is: no candidate is exempt from it any more.
   next.noVoteBeforeMs = Math.max(state.noVoteBeforeMs, receivedAtMs + leaseMs)
+  next.promisedTo = null
   return { state: next, echo: true }
 }
 
@@ -101,10 +106,15 @@ export function decideVote (state: VoterState, request: VoteRequestView, nowMs: 
   if (!state.isr.includes(request.candidateId)) {
     return { granted: false, code: 'GRN_NOT_IN_SYNC', reason: `${request.candidateId} is not in the in-sync set of term ${state.isrTerm} (epoch ${state.isrEpoch}): [${state.isr.join(', ')}]` }
   }
-  if (nowMs < state.noVoteBeforeMs) {
+  // A vote's promise protects only the lease of the candidate it went to, so that candidate standing again in a
+  // newer term (it lost, or never heard, the round it was granted) is not held off by its own promise: without
+  // this, a candidate retrying at once (granary admin promote) collects each voter's grant in a different term as
+  // their promises lapse one by one, and never a majority in one. Safe: the candidate asks a newer term only
+  // when it is not master of the older one, so no lease that this promise protected is in use.
+  if (nowMs < state.noVoteBeforeMs && state.promisedTo !== request.candidateId) {
     return { granted: false, code: 'GRN_MASTER_LEASE_HELD', reason: `the master of term ${state.term} holds its lease here for ${Math.ceil(state.noVoteBeforeMs - nowMs)} ms more` }
   }
-  return { granted: true, repeat: false, state: { ...state, votedTerm: request.term, votedFor: request.candidateId, noVoteBeforeMs: nowMs + leaseMs } }
+  return { granted: true, repeat: false, state: { ...state, votedTerm: request.term, votedFor: request.candidateId, noVoteBeforeMs: Math.max(state.noVoteBeforeMs, nowMs + leaseMs), promisedTo: request.candidateId } }
 }
 
 // ---- the in-sync set, on the master ---------------------------------------------------------------------

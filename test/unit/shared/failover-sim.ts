@@ -30,7 +30,8 @@
 //   master/lease.ts heardByMajority, required by master/server.ts before any mutation is acknowledged.
 // - retryWithinPromise: a candidate that lost, when some voter granted it a vote, waits until the promises its
 //   voters gave it have lapsed (leaseMs (1 + e) / (1 - e)) plus a random 0..max(electionBackoffMsMax, twice
-//   that), or those voters refuse every next round and the election can go on failing. master/election.ts
+//   that), or two candidates, each holding some voters' promises, refuse each other's next rounds and the
+//   election can go on failing (seed 162: 2 + 2 of 4, round after round). master/election.ts
 //   #retryAfterMs.
 //
 // Invariants, checked after every step (each handled message or timer):
@@ -788,10 +789,10 @@ class Simulation {
     }
   }
 
-  // A lost round. Each vote it did get is a promise to this candidate that refuses every newer term
-  // (GRN_MASTER_LEASE_HELD) for leaseMs on the voter's clock: retrying sooner, as master/election.ts does (a
-  // random 0..electionBackoffMsMax), finds those voters still bound and can lose every round for ever (with 4
-  // chunkservers, 2 + 2 alternating; with 5, when only 3 may vote). So the next round waits until the promises
+  // A lost round. Each vote it did get is a promise to this candidate that refuses every other candidate
+  // (GRN_MASTER_LEASE_HELD) for leaseMs on the voter's clock: two candidates retrying sooner (a random
+  // 0..electionBackoffMsMax) find each other's voters still bound and can lose every round for ever (with 4
+  // chunkservers, 2 + 2 alternating). So the next round waits until the promises
   // of this one have lapsed on any clock within the bound, then the random backoff.
   #lose (node: Node, candidacy: Candidacy): void {
     const nowMs = this.#now(node)

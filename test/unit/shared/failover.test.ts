@@ -10,7 +10,7 @@ import { clockRateErrorMax, leaseMsDefault } from '../../../shared/limits.js'
 const leaseMs = 1_000
 
 function voter (overrides: Partial<VoterState> = {}): VoterState {
-  return { term: 3, votedTerm: 0, votedFor: null, isrTerm: 3, isrEpoch: 2, isr: ['s1', 's2'], noVoteBeforeMs: 5_000, ...overrides }
+  return { term: 3, votedTerm: 0, votedFor: null, isrTerm: 3, isrEpoch: 2, isr: ['s1', 's2'], noVoteBeforeMs: 5_000, promisedTo: null, ...overrides }
 }
 
 t.test('majorityOf', async (t) => {
@@ -45,16 +45,17 @@ t.test('leaseEndsAtMs: the majority-th newest renewal plus the master lease', as
 })
 
 t.test('freshVoterState: persisted fields survive, the promise is a whole lease from the start', async (t) => {
-  t.same(freshVoterState(10, leaseMs), { term: 0, votedTerm: 0, votedFor: null, isrTerm: 0, isrEpoch: 0, isr: [], noVoteBeforeMs: 10 + leaseMs })
+  t.same(freshVoterState(10, leaseMs), { term: 0, votedTerm: 0, votedFor: null, isrTerm: 0, isrEpoch: 0, isr: [], noVoteBeforeMs: 10 + leaseMs, promisedTo: null })
   const restarted = freshVoterState(7, leaseMs, { term: 4, votedTerm: 5, votedFor: 's1', isrTerm: 4, isrEpoch: 1, isr: ['s1'], noVoteBeforeMs: 1 })
-  t.same(restarted, { term: 4, votedTerm: 5, votedFor: 's1', isrTerm: 4, isrEpoch: 1, isr: ['s1'], noVoteBeforeMs: 7 + leaseMs },
-    'a remembered noVoteBeforeMs (another clock) is replaced')
+  t.same(restarted, { term: 4, votedTerm: 5, votedFor: 's1', isrTerm: 4, isrEpoch: 1, isr: ['s1'], noVoteBeforeMs: 7 + leaseMs, promisedTo: null },
+    'a remembered noVoteBeforeMs (another clock) is replaced, and the new promise is to nobody it can name')
+  t.equal(decideVote(restarted, { term: 6, candidateId: 's1' }, 8, leaseMs).granted, false, '... so not even the candidate it voted for is exempt')
 })
 
 t.test('decideVote: one vote per term, only for an in-sync shadow, only after the lease lapsed here', async (t) => {
   const now = 6_000
   const grant = decideVote(voter(), { term: 4, candidateId: 's1' }, now, leaseMs)
-  t.same(grant, { granted: true, repeat: false, state: { ...voter(), votedTerm: 4, votedFor: 's1', noVoteBeforeMs: now + leaseMs } },
+  t.same(grant, { granted: true, repeat: false, state: { ...voter(), votedTerm: 4, votedFor: 's1', noVoteBeforeMs: now + leaseMs, promisedTo: 's1' } },
     'granted: the vote is recorded and promises the candidate a lease')
 
   if (!grant.granted) throw new Error('unreachable')
@@ -74,6 +75,10 @@ t.test('decideVote: one vote per term, only for an in-sync shadow, only after th
   t.equal(refusal(voter(), 4, 's1', 5_000), 'granted', 'it lapses at noVoteBeforeMs exactly')
   t.equal(refusal(grant.state, 5, 's2', now + leaseMs - 1), 'GRN_MASTER_LEASE_HELD', 'a grant is a promise too: the next term waits for it')
   t.equal(refusal(grant.state, 5, 's2', now + leaseMs), 'granted', '... and then a newer term may elect another shadow')
+  t.equal(refusal(grant.state, 5, 's1', now + 1), 'granted', 'the candidate it promised may stand again in a newer term: the promise protects only its lease')
+  const renewed = onMasterReply(grant.state, { term: 4, isrEpoch: 0, isr: ['s1', 's2'], released: false }, now + 1, leaseMs).state
+  t.equal(refusal(renewed, 5, 's1', now + 2), 'GRN_MASTER_LEASE_HELD', 'once a master of that term renewed it, the promise is the master\'s, and binds every candidate')
+  t.equal(refusal({ ...voter(), promisedTo: 's1' }, 4, 's2', 4_999), 'GRN_MASTER_LEASE_HELD', 'a promise to one candidate still holds off another')
   t.equal(refusal(freshVoterState(now, leaseMs, { term: 3, votedTerm: 4, votedFor: 's1', isrTerm: 3, isr: ['s1', 's2'] }), 4, 's2', now + 2 * leaseMs),
     'GRN_VOTE_TAKEN', 'a vote survives a restart')
 })
