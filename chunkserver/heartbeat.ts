@@ -10,7 +10,7 @@
 import { Agent, request } from 'undici'
 import { isGranaryError } from '../shared/errors.js'
 import { commandFollowUpBeatsMax, commandsPerHeartbeatMax, deletesInFlightMax, reportedChunksPerHeartbeatMax } from '../shared/limits.js'
-import { heartbeatPath, type ChunkserverCommand, type HeartbeatReply, type HeartbeatRequest, type LeaseEcho, type ReplicateCommand, type StoredChunk } from '../shared/protocol.js'
+import { healthPath, heartbeatPath, type ChunkserverCommand, type HeartbeatReply, type HeartbeatRequest, type LeaseEcho, type ReplicateCommand, type StoredChunk } from '../shared/protocol.js'
 import type { Logger } from '../shared/log.js'
 import type { ChunkStore, StoreEvent } from './store.js'
 import type { Voter } from './voter.js'
@@ -28,9 +28,19 @@ export interface HeartbeatDeps {
 const intervalMsMin = 10
 const heartbeatLinksMax = 16           // configured masters and shadows plus masters learned from votes
 const intervalMsMax = 60_000
-// While a master does not answer (it is restarting), try again this soon rather than a whole interval later:
-// its placement and replica counts wait for this server's full report, so every ms here delays writes.
-const unreachableRetryMsMax = 100
+// While a master does not answer (it is restarting), try again soon rather than a whole interval later: its
+// placement and replica counts wait for this server's full report, so every ms here delays writes. The wait
+// doubles from unreachableRetryMsMin with each failure up to the interval, and while unreachable each attempt is
+// a cheap probe (GET healthPath) first: a dead or hung master or shadow costs no full report per try.
+const unreachableRetryMsMin = 25
+const probeTimeoutMsMin = 1000
+
+const failuresCounted = 16            // 2^16 × 25 ms is past any interval: the backoff is at its cap
+
+// The wait before the next attempt at an unreachable master: 25, 50, 100, ... ms, at most the interval.
+export function retryAfterMs (link: { failures: number, intervalMs: number }): number {
+  return Math.min(link.intervalMs, unreachableRetryMsMin * 2 ** Math.max(0, link.failures - 1))
+}
 
 interface MasterLink {
   url: string
@@ -38,6 +48,7 @@ interface MasterLink {
   added: Map<string, StoredChunk>     // `${handle}_${version}` → chunk, since the last successful heartbeat
   removed: Map<string, StoredChunk>
   reachable: boolean | null           // null until the first attempt; logged when it changes
+  failures: number                    // failed attempts in a row (probes included): the backoff's exponent
   intervalMs: number
   moreCommands: boolean               // the last reply said more commands are queued for us
   soon: boolean                       // beatSoon() was called since this link's last beat started
@@ -57,7 +68,7 @@ export class Heartbeats {
   constructor (deps: HeartbeatDeps) {
     this.#deps = deps
     this.#links = deps.masters.map((url) => ({
-      url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, intervalMs: deps.intervalMs, moreCommands: false, soon: false, wake: null, echo: null, leaseWanted: false
+      url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, failures: 0, intervalMs: deps.intervalMs, moreCommands: false, soon: false, wake: null, echo: null, leaseWanted: false
     }))
     // A heartbeat that takes longer than a few intervals is as good as lost; never let one hang a loop.
     const timeoutMs = Math.max(1000, 3 * deps.intervalMs)
@@ -75,7 +86,7 @@ export class Heartbeats {
   addMaster (url: string): void {
     if (this.#links.some((link) => link.url === url) || this.#links.length >= heartbeatLinksMax || this.#stop.signal.aborted) return
     const link: MasterLink = {
-      url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, intervalMs: this.#deps.intervalMs, moreCommands: false, soon: false, wake: null, echo: null, leaseWanted: false
+      url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, failures: 0, intervalMs: this.#deps.intervalMs, moreCommands: false, soon: false, wake: null, echo: null, leaseWanted: false
     }
     this.#links.push(link)
     this.#deps.log.info({ master: url }, 'heartbeating to a newly elected master')
@@ -109,7 +120,7 @@ export class Heartbeats {
       // says "more" cannot turn this loop into a busy one).
       if ((link.moreCommands || link.leaseWanted) && followUps < commandFollowUpBeatsMax) { followUps++; continue }
       followUps = 0
-      const periodMs = link.reachable === false ? Math.min(link.intervalMs, unreachableRetryMsMax) : link.intervalMs
+      const periodMs = link.reachable === false ? retryAfterMs(link) : link.intervalMs
       await this.#wait(link, Math.max(0, periodMs - (Date.now() - startedAtMs)))
     }
   }
@@ -134,6 +145,7 @@ export class Heartbeats {
     const { store, log } = this.#deps
     let reply: HeartbeatReply
     try {
+      if (link.reachable === false) await this.#probe(link)
       const body = await this.#requestFor(link)
       const res = await request(link.url + heartbeatPath, {
         method: 'POST', dispatcher: this.#agent, signal: this.#stop.signal,
@@ -151,10 +163,12 @@ export class Heartbeats {
         log.warn({ master: link.url, code: (err as { code?: string }).code, err: (err as Error).message }, 'master unreachable')
       }
       link.reachable = false
+      link.failures = Math.min(link.failures + 1, failuresCounted)
       return
     }
     if (link.reachable !== true) log.info({ master: link.url }, 'master reachable')
     link.reachable = true
+    link.failures = 0
     link.needFullReport = reply.needFullReport === true
     if (Number.isSafeInteger(reply.heartbeatIntervalMs)) link.intervalMs = Math.min(Math.max(reply.heartbeatIntervalMs, intervalMsMin), intervalMsMax)
     // A reply from a master older than the newest term this server has seen (the term may have risen while the
@@ -183,6 +197,15 @@ export class Heartbeats {
       isr: Array.isArray(reply.isr) ? reply.isr : [], released: reply.released === true
     }).catch((err: Error) => { this.#deps.log.error({ err }, 'vote state not persisted; no renewal sent'); return null })
     link.leaseWanted = reply.leaseWanted === true && link.echo !== null
+  }
+
+  // Is anyone answering there? Throws when not; the full heartbeat (and its report) is built only after a yes.
+  async #probe (link: MasterLink): Promise<void> {
+    const res = await request(link.url + healthPath, {
+      method: 'GET', dispatcher: this.#agent, signal: AbortSignal.any([this.#stop.signal, AbortSignal.timeout(Math.max(probeTimeoutMsMin, link.intervalMs))])
+    })
+    await res.body.dump()
+    if (res.statusCode !== 200) throw Object.assign(new Error(`probe answered HTTP ${res.statusCode}`), { code: 'GRN_UNAVAILABLE' })
   }
 
   async #requestFor (link: MasterLink): Promise<HeartbeatRequest> {

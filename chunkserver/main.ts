@@ -6,7 +6,7 @@
 import { watchLifeline } from '../shared/lifeline.js'
 import { Agent } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { configFromArgv, chunkserverDefaults, parseMasterList, resolveChunkserverConfig, type ChunkserverConfig } from '../shared/config.js'
+import { advertisedUrl, configFromArgv, chunkserverDefaults, parseMasterList, resolveChunkserverConfig, type ChunkserverConfig } from '../shared/config.js'
 import { createLogger, readyMessage, type Logger } from '../shared/log.js'
 import { loadSecret } from '../shared/token.js'
 import { connectionsPerOriginMax } from '../shared/limits.js'
@@ -47,9 +47,9 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
   const later: { heartbeats?: Heartbeats } = {}   // votes may come before the heartbeat loops exist
   const voter = await Voter.open({ store, leaseMs: config.leaseMs, secret, onVoted: (url) => { later.heartbeats?.addMaster(url) }, log: log.child({ component: 'voter' }) })
   const app = buildChunkserverServer({ store, secret, agent, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal, voter })
-  await app.listen({ host: config.host, port: config.port })
+  await app.listen({ host: config.host.replace(/^\[|\]$/g, ''), port: config.port })
   const port = (app.server.address() as AddressInfo).port
-  url = `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${port}`
+  url = advertisedUrl(config.host, port, config.advertiseUrl)
   log.info({ port, url, serverId: store.serverId }, readyMessage)
   // onCopied reaches `heartbeats` only after a copy, and copies come from heartbeat replies: it exists by then.
   const replicator = new ChunkReplicator({

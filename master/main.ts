@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { AssertionError } from '../shared/assert.js'
 import {
-  configFromArgv, masterDefaults, resolveMasterConfig, resolveShadowConfig, shadowDefaults, type MasterConfig, type ShadowConfig
+  advertisedUrl, configFromArgv, masterDefaults, resolveMasterConfig, resolveShadowConfig, shadowDefaults, type MasterConfig, type ShadowConfig
 } from '../shared/config.js'
 import type { ShadowId } from '../shared/ids.js'
 import { GranaryError } from '../shared/errors.js'
@@ -163,20 +163,20 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
 
 export async function startMaster (config: MasterConfig, options: MasterOptions = {}): Promise<{ url: string, port: number, master: Master, close(): Promise<void> }> {
   const master = openMaster(config, options)
-  const { port, url } = await listen(master, config.host, config.port)
+  const { port, url } = await listen(master, config, config.port)
   master.log.info({ port, url, term: master.queue.term, seq: master.queue.seq }, readyMessage)
   return { url, port, master, close: master.close }
 }
 
-async function listen (node: Master, host: string, port: number): Promise<{ port: number, url: string }> {
+async function listen (node: Master, config: MasterConfig, port: number): Promise<{ port: number, url: string }> {
   try {
-    await node.app.listen({ host, port })
+    await node.app.listen({ host: config.host.replace(/^\[|\]$/g, ''), port })
   } catch (err) {
     await node.close()
     throw err
   }
   const bound = (node.app.server.address() as AddressInfo).port
-  return { port: bound, url: `http://${host}:${bound}` }
+  return { port: bound, url: advertisedUrl(config.host, bound, config.advertiseUrl) }
 }
 
 export async function runMaster (argv: string[]): Promise<void> {
@@ -213,7 +213,7 @@ export async function startShadow (config: ShadowConfig, options: MasterOptions 
     ...options, logger: log, secret, shadow: { masterUrl, shadowId, pollWaitMs: config.pollWaitMs, bootstrapCount }
   })
   let node = open()
-  const { port, url } = await listen(node, config.host, config.port)
+  const { port, url } = await listen(node, config, config.port)
   node.follower?.start(url)
   node.election?.start()
   log.info({ port, url, role: 'shadow', master: masterUrl, shadowId, term: node.queue.term, seq: node.queue.seq }, readyMessage)
@@ -228,7 +228,7 @@ export async function startShadow (config: ShadowConfig, options: MasterOptions 
       installSnapshot(config.dataDir, made.file)
       bootstrapCount += 1
       node = open()
-      await listen(node, config.host, port)
+      await listen(node, config, port)
       node.follower?.start(url)
       node.election?.start()
       log.warn({ seq: node.queue.seq, term: node.queue.term, bootstrapCount }, 'shadow re-bootstrapped from a snapshot')

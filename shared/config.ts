@@ -5,8 +5,9 @@ import { GranaryError } from './errors.js'
 import * as limits from './limits.js'
 
 export const masterDefaults = {
-  host: '127.0.0.1',
+  host: '127.0.0.1',                              // the address to bind; a wildcard (0.0.0.0, ::) needs advertiseUrl
   port: 9000,                                     // 0 = any free port (logged in the ready line)
+  advertiseUrl: '',                               // the URL others are told to use; '' = http://HOST:PORT
   dataDir: 'granary-data/master',
   secretFile: 'granary-data/secret',
   createSecret: false,                            // make the secret file if missing (granary up does)
@@ -44,8 +45,9 @@ export const shadowDefaults = {
 export type ShadowConfig = typeof shadowDefaults
 
 export const chunkserverDefaults = {
-  host: '127.0.0.1',
+  host: '127.0.0.1',                              // the address to bind; a wildcard (0.0.0.0, ::) needs advertiseUrl
   port: 0,
+  advertiseUrl: '',                               // the URL clients and peers are told to use; '' = http://HOST:PORT
   dataDir: 'granary-data/cs0',
   secretFile: 'granary-data/secret',
   masters: 'http://127.0.0.1:9000',               // comma-separated master (and shadow) URLs
@@ -105,6 +107,7 @@ export function resolveMasterConfig (given: Record<string, unknown>): MasterConf
   const config = resolveConfig('master', masterDefaults, given)
   if (config.syncMode !== 'normal' && config.syncMode !== 'full') throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'syncMode' must be 'normal' or 'full'"])
   if (config.port > 65535) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'port' must be at most 65535"])
+  checkAddress('master', config.host, config.advertiseUrl)
   if (config.heartbeatIntervalMs < 10) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'heartbeatIntervalMs' must be at least 10"])
   if (config.deadAfterMs < 3 * config.heartbeatIntervalMs) {
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`master option 'deadAfterMs' (${config.deadAfterMs}) must be at least 3 × heartbeatIntervalMs (${3 * config.heartbeatIntervalMs})`])
@@ -134,6 +137,7 @@ export function resolveShadowConfig (given: Record<string, unknown>): ShadowConf
 export function resolveChunkserverConfig (given: Record<string, unknown>): ChunkserverConfig {
   const config = resolveConfig('chunkserver', chunkserverDefaults, given)
   if (config.port > 65535) throw new GranaryError('GRN_INVALID_ARGUMENT', ["chunkserver option 'port' must be at most 65535"])
+  checkAddress('chunkserver', config.host, config.advertiseUrl)
   if (config.heartbeatIntervalMs < 10) throw new GranaryError('GRN_INVALID_ARGUMENT', ["chunkserver option 'heartbeatIntervalMs' must be at least 10"])
   if (config.syncEveryBytes % limits.blockSizeBytes !== 0 || config.syncEveryBytes === 0) {
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`chunkserver option 'syncEveryBytes' must be a positive multiple of ${limits.blockSizeBytes}`])
@@ -160,6 +164,50 @@ export function checkChunkSize (chunkSizeBytes: number): void {
       chunkSizeBytes % limits.blockSizeBytes !== 0) {
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`chunkSizeBytes must be a multiple of ${limits.blockSizeBytes} between ${limits.chunkSizeBytesMin} and ${limits.chunkSizeBytesMax}, got ${chunkSizeBytes}`])
   }
+}
+
+// ---- addresses: what a server binds (host) and what others are told (advertiseUrl) -------------------------
+// A server bound to a wildcard would otherwise tell the master, and through it every client, to connect to
+// 0.0.0.0 (the WebHDFS ecosystem's most common failure: redirects to an address the client cannot reach).
+const wildcardHosts = new Set(['0.0.0.0', '::', '[::]', '::0', '0:0:0:0:0:0:0:0'])
+const unroutableHosts = new Set([...wildcardHosts, '255.255.255.255'])
+
+function isWildcard (host: string): boolean {
+  return wildcardHosts.has(host.toLowerCase())
+}
+
+// Refuses at start-up, naming the flag: a host that is not an address, a wildcard bind with nothing to
+// advertise, an advertised URL others cannot use (not http, credentials, a path, a wildcard, port 0).
+export function checkAddress (what: string, host: string, advertiseUrl: string): void {
+  if (host.trim() === '' || /[\s/]/.test(host)) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${what} --host must be an address to bind (e.g. 127.0.0.1, 0.0.0.0, ::1), got ${JSON.stringify(host)}`])
+  if (advertiseUrl === '') {
+    if (isWildcard(host)) {
+      throw new GranaryError('GRN_INVALID_ARGUMENT', [`${what} --host ${host} binds every address, so it cannot say which one others should use: give --advertise-url http://ADDRESS:PORT (an address clients and the other servers reach)`])
+    }
+    return
+  }
+  advertisedOrigin(what, advertiseUrl)
+}
+
+function advertisedOrigin (what: string, advertiseUrl: string): string {
+  const refuse = (why: string): never => { throw new GranaryError('GRN_INVALID_ARGUMENT', [`${what} --advertise-url ${JSON.stringify(advertiseUrl)} ${why}`]) }
+  let parsed: URL
+  try { parsed = new URL(advertiseUrl) } catch { return refuse('is not a URL (want http://ADDRESS:PORT; a port must be 1..65535)') }
+  if (parsed.protocol !== 'http:') refuse('must use http:')
+  if (parsed.username !== '' || parsed.password !== '') refuse('must not carry credentials')
+  if (parsed.pathname !== '/' || /[?#]/.test(advertiseUrl)) refuse('must be an origin only: no path, query or fragment')
+  const hostname = parsed.hostname.replace(/^\[|\]$/g, '')
+  if (unroutableHosts.has(hostname) || unroutableHosts.has(parsed.hostname)) refuse('names an address nobody can connect to (a wildcard or broadcast address)')
+  if (parsed.port === '0') refuse('must name a port others can connect to, not 0')
+  return parsed.origin
+}
+
+// The URL a server hands out: the advertised one when given, else http://HOST:PORT with the bound port
+// (IPv6 literals in brackets).
+export function advertisedUrl (host: string, port: number, advertiseUrl: string): string {
+  if (advertiseUrl !== '') return advertisedOrigin('server', advertiseUrl)
+  const bare = host.replace(/^\[|\]$/g, '')
+  return `http://${bare.includes(':') ? `[${bare}]` : bare}:${port}`
 }
 
 // 'http://a:1,http://b:2' → ['http://a:1', 'http://b:2'], each checked to be an http URL without a path.

@@ -28,9 +28,17 @@ export interface TestContextLike {
   passing?: () => boolean                  // tap: keep the folders of a failed test
 }
 
+// One chunkserver's own flags, after chunkserverArgs (e.g. a small --capacity-bytes for a disk-full test).
+export interface ChunkserverSpec { args?: string[] }
+
 export const startClusterDefaults = {
-  chunkservers: 3,
+  chunkservers: 3 as number | ChunkserverSpec[],
   shadow: false,
+  // Hosts: 0 = every process on 127.0.0.1. N = N hosts (host0 = 127.0.0.2, host1 = 127.0.0.3, ...) and the
+  // processes placed round-robin in the order master, shadow, chunkserver0, chunkserver1, ... An array names
+  // each host's processes: [['master'], ['shadow'], ['chunkserver0', 'chunkserver1'], ...]. Each process binds
+  // its host's address and advertises it; cluster.host(name) kills, freezes or restarts a host as a unit.
+  hosts: 0 as number | string[][],
   dataDir: '',                       // '' = a new folder under the OS temp dir
   chunkSizeBytes: 1024 * 1024,       // the client() default: small, so tests span many chunks
   replication: 3,
@@ -73,8 +81,9 @@ function checkOptions (options: StartClusterOptions): typeof startClusterDefault
     }
   }
   const config = { ...startClusterDefaults, ...options }
+  const chunkserverCount = Array.isArray(config.chunkservers) ? config.chunkservers.length : config.chunkservers
   const counts: Array<[string, number, number, number]> = [
-    ['chunkservers', config.chunkservers, 1, 32], ['replication', config.replication, 1, 8],
+    ['chunkservers', chunkserverCount, 1, 32], ['replication', config.replication, 1, 8],
     ['heartbeatIntervalMs', config.heartbeatIntervalMs, 10, 60_000], ['deadAfterMs', config.deadAfterMs, 30, 3_600_000],
     ['readyTimeoutMs', config.readyTimeoutMs, 100, 600_000], ['leaseTtlMs', config.leaseTtlMs, 1000, 3_600_000]
   ]
@@ -86,7 +95,67 @@ function checkOptions (options: StartClusterOptions): typeof startClusterDefault
   if (config.deadAfterMs < 3 * config.heartbeatIntervalMs) {
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`startCluster option 'deadAfterMs' must be at least 3 × heartbeatIntervalMs`])
   }
+  if (typeof config.hosts === 'number' && (!Number.isInteger(config.hosts) || config.hosts < 0 || config.hosts > hostsMax)) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`startCluster option 'hosts' must be 0 (all on 127.0.0.1) to ${hostsMax}, or a list of process names per host`])
+  }
+  if (Array.isArray(config.hosts) && (config.hosts.length < 1 || config.hosts.length > hostsMax)) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`startCluster option 'hosts' lists ${config.hosts.length} hosts; 1 to ${hostsMax} are allowed`])
+  }
   return config
+}
+
+const hostsMax = 250                 // 127.0.0.2 .. 127.0.0.251
+
+// Which host each process runs on: process name → host index. Every process is placed exactly once.
+function placeProcesses (hosts: number | string[][], names: readonly string[]): Map<string, number> {
+  const placed = new Map<string, number>()
+  if (typeof hosts === 'number') {
+    if (hosts > 0) names.forEach((name, i) => placed.set(name, i % hosts))
+    return placed
+  }
+  hosts.forEach((members, index) => {
+    for (const name of members) {
+      if (!names.includes(name)) throw new GranaryError('GRN_INVALID_ARGUMENT', [`startCluster option 'hosts' names '${name}', which is not a process of this cluster (${names.join(', ')})`])
+      if (placed.has(name)) throw new GranaryError('GRN_INVALID_ARGUMENT', [`startCluster option 'hosts' places '${name}' on two hosts`])
+      placed.set(name, index)
+    }
+  })
+  const missing = names.filter((name) => !placed.has(name))
+  if (missing.length > 0) throw new GranaryError('GRN_INVALID_ARGUMENT', [`startCluster option 'hosts' places no host for ${missing.join(', ')}`])
+  return placed
+}
+
+// A "host": its loopback address and the processes on it, handled as one machine.
+export class ClusterHost {
+  readonly name: string
+  readonly address: string
+  readonly processes: ClusterProcess[]
+
+  constructor (name: string, address: string, processes: ClusterProcess[]) {
+    this.name = name
+    this.address = address
+    this.processes = processes
+  }
+
+  // Host death: SIGKILL every process of this host, nothing restarts them.
+  async kill (): Promise<void> {
+    await Promise.all(this.processes.filter((p) => p.alive).map(async (p) => await p.kill('SIGKILL')))
+  }
+
+  // A hung host: SIGSTOP every process (sockets stay open, nothing answers), and SIGCONT to thaw.
+  freeze (): void {
+    for (const p of this.processes) if (p.alive && !p.hung) p.hang()
+  }
+
+  thaw (): void {
+    for (const p of this.processes) if (p.alive && p.hung) p.resume()
+  }
+
+  // A reboot: kill what runs, then start every process again on its data folder and port.
+  async restart (): Promise<void> {
+    await this.kill()
+    for (const p of this.processes) await p.start()
+  }
 }
 
 function installExitHook (): void {
@@ -108,6 +177,7 @@ export class ClusterProcess {
   #port = 0
   #url = ''
   #hung = false
+  #host: string | null = null
 
   constructor (name: string, role: ProcessRole, dataDir: string, logPath: string, args: () => string[], readyTimeoutMs: number) {
     this.name = name
@@ -125,10 +195,18 @@ export class ClusterProcess {
   get alive (): boolean { return this.#spawned !== undefined && this.#spawned.child.exitCode === null && this.#spawned.child.signalCode === null }
   get hung (): boolean { return this.#hung }
 
+  get host (): string { return this.#host ?? '127.0.0.1' }
+
+  // Runs the process on a host's address (bound and advertised); before the first start.
+  bindTo (address: string): void {
+    if (this.#spawned !== undefined) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${this.name} has started; its host is fixed`])
+    this.#host = address
+  }
+
   // Starts the process (again): the same data folder, and after the first start the same port.
   async start (): Promise<void> {
     if (this.alive) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${this.name} is already running (pid ${this.pid})`])
-    const args = ['--data-dir', this.dataDir, '--port', String(this.#port), ...this.#args()]
+    const args = this.startArgs
     this.#spawned = await spawnRole({ role: this.role, args, logPath: this.logPath, readyTimeoutMs: this.#readyTimeoutMs })
     this.#port = this.#spawned.ready.port
     this.#url = this.#spawned.ready.url
@@ -136,7 +214,9 @@ export class ClusterProcess {
   }
 
   // The arguments start() runs the process with (a supervisor's warm spare is started with the same ones).
-  get startArgs (): string[] { return ['--data-dir', this.dataDir, '--port', String(this.#port), ...this.#args()] }
+  get startArgs (): string[] {
+    return ['--data-dir', this.dataDir, '--port', String(this.#port), ...(this.#host === null ? [] : ['--host', this.#host]), ...this.#args()]
+  }
 
   // Takes over a process started elsewhere as this one: test/helpers/supervise.ts's warm spare, once activated.
   adopt (spawned: SpawnedRole): void {
@@ -192,6 +272,7 @@ export class Cluster {
   readonly chunkservers: ClusterProcess[]
   readonly shadow: ClusterProcess | undefined
   readonly secretFile: string
+  readonly hosts: ClusterHost[]
   readonly #config: typeof startClusterDefaults
   readonly #clients: GranaryClient[] = []
   #stopped = false
@@ -209,14 +290,29 @@ export class Cluster {
     this.shadow = config.shadow
       ? this.#process('shadow', 'shadow', () => [...common, '--dead-after-ms', String(config.deadAfterMs), '--master', this.master.url, ...config.shadowArgs])
       : undefined
-    this.chunkservers = Array.from({ length: config.chunkservers }, (_, i) => this.#process(`chunkserver${i}`, 'chunkserver', () => [
+    const specs: ChunkserverSpec[] = Array.isArray(config.chunkservers) ? config.chunkservers : Array.from({ length: config.chunkservers }, () => ({}))
+    this.chunkservers = specs.map((spec, i) => this.#process(`chunkserver${i}`, 'chunkserver', () => [
       ...common, '--masters', this.masters.join(','),
-      ...(config.capacityBytes > 0 ? ['--capacity-bytes', String(config.capacityBytes)] : []), ...config.chunkserverArgs
+      ...(config.capacityBytes > 0 ? ['--capacity-bytes', String(config.capacityBytes)] : []), ...config.chunkserverArgs, ...(spec.args ?? [])
     ]))
+    const all = [this.master, ...(this.shadow !== undefined ? [this.shadow] : []), ...this.chunkservers]
+    const placed = placeProcesses(config.hosts, all.map((p) => p.name))
+    const hostCount = typeof config.hosts === 'number' ? config.hosts : config.hosts.length
+    this.hosts = Array.from({ length: hostCount }, (_, i) => new ClusterHost(`host${i}`, `127.0.0.${i + 2}`, all.filter((p) => placed.get(p.name) === i)))
+    for (const host of this.hosts) for (const p of host.processes) p.bindTo(host.address)
   }
 
   #process (name: string, role: ProcessRole, args: () => string[]): ClusterProcess {
     return new ClusterProcess(name, role, join(this.dir, name), join(this.dir, 'logs', `${name}.log`), args, this.#config.readyTimeoutMs)
+  }
+
+  // The host named `name` (host0, host1, ...), or the host a process runs on.
+  host (name: string | ClusterProcess): ClusterHost {
+    const found = this.hosts.find((h) => typeof name === 'string' ? h.name === name : h.processes.includes(name))
+    if (found === undefined) {
+      throw new GranaryError('GRN_INVALID_ARGUMENT', [`no host ${typeof name === 'string' ? name : `runs ${name.name}`} in this cluster (${this.hosts.length === 0 ? 'started without hosts' : this.hosts.map((h) => h.name).join(', ')})`])
+    }
+    return found
   }
 
   get processes (): ClusterProcess[] {

@@ -14,13 +14,14 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startFixture, putChunk, newHandle, chunkFiles } from './fixtures/servers.js'
 import type { HeartbeatReply, HeartbeatRequest } from '../../../shared/protocol.js'
-import { heartbeatPath, tokenHeader } from '../../../shared/protocol.js'
+import { healthPath, heartbeatPath, tokenHeader } from '../../../shared/protocol.js'
 import { commandFollowUpBeatsMax } from '../../../shared/limits.js'
 import { crc32 } from '../../../shared/checksum.js'
 
 interface FakeMaster {
   url: string
   beats: HeartbeatRequest[]
+  probes: number                // GET healthPath: what an unreachable master gets before any report is built
   reply: (beat: HeartbeatRequest) => { statusCode: number, body: Partial<HeartbeatReply> | object }
   close: () => Promise<void>
   server: Server
@@ -28,7 +29,7 @@ interface FakeMaster {
 
 async function fakeMaster (): Promise<FakeMaster> {
   const master: FakeMaster = {
-    url: '', beats: [], server: createServer(),
+    url: '', beats: [], probes: 0, server: createServer(),
     reply: () => ({ statusCode: 200, body: { term: 0, heartbeatIntervalMs: 20, needFullReport: false, commands: [] } }),
     close: async () => { master.server.closeAllConnections(); await new Promise((resolve) => master.server.close(resolve)) }
   }
@@ -36,6 +37,11 @@ async function fakeMaster (): Promise<FakeMaster> {
     let text = ''
     req.on('data', (d: Buffer) => { text += d.toString() })
     req.on('end', () => {
+      if (req.method === 'GET' && req.url === healthPath) {
+        master.probes++
+        res.writeHead(master.reply({} as HeartbeatRequest).statusCode === 200 ? 200 : 503, { 'content-type': 'application/json' }).end('{}')
+        return
+      }
       const beat = JSON.parse(text) as HeartbeatRequest
       const { statusCode, body } = req.url === heartbeatPath ? master.reply(beat) : { statusCode: 404, body: {} }
       if (statusCode === 200) master.beats.push(beat)
@@ -108,7 +114,7 @@ t.test('a failing or vanished master is retried and gets a full report', async (
   await until('first heartbeat', () => master.beats.length > 0)
 
   master.reply = () => ({ statusCode: 503, body: { code: 'GRN_UNAVAILABLE' } })
-  await sleep(150)
+  await until('the refusal seen (a probe follows it)', () => master.probes > 0)
   const handle = newHandle()
   const written = randomBytes(1000)
   t.equal((await putChunk(server.url, handle, 1, f.token(handle, 1, 'write'), written)).statusCode, 200, 'writes go on while the master refuses')
@@ -119,7 +125,7 @@ t.test('a failing or vanished master is retried and gets a full report', async (
 
   // Gone entirely (connection refused): the chunkserver keeps serving.
   await master.close()
-  await sleep(150)
+  await sleep(150)   // a few heartbeat attempts find nobody; the put below must succeed whatever they did
   const other = newHandle()
   t.equal((await putChunk(server.url, other, 1, f.token(other, 1, 'write'), randomBytes(1000))).statusCode, 200)
 })
