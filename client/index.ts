@@ -43,6 +43,7 @@ export interface ConnectOptions {
   replication?: number                    // default for new files
   chunkSizeBytes?: number                 // default for new files
   keepAliveTimeoutMs?: number             // idle pooled connections close after this
+  staleReads?: boolean                    // accept reads from a shadow cut off from its master (else GRN_STALE past 10 s)
 }
 
 export interface CallOptions { deadlineMs?: number, signal?: AbortSignal }
@@ -74,7 +75,7 @@ export class GranaryClient {
     this.#transport = new Transport({ requestTimeoutMs: config.requestTimeoutMs, keepAliveTimeoutMs: config.keepAliveTimeoutMs })
     this.#link = new MasterLink(this.#transport, {
       masters: parseMasterList(config.masters), deadlineMs: config.deadlineMs, requestTimeoutMs: config.requestTimeoutMs,
-      mutationTimeoutMs: config.mutationTimeoutMs, policy: this.#policy,
+      mutationTimeoutMs: config.mutationTimeoutMs, policy: this.#policy, staleReads: config.staleReads,
     })
     this.#cache = new MetadataCache({ ttlMs: limits.metadataCacheTtlMs, entriesMax: limits.metadataCacheEntriesMax })
   }

@@ -2,7 +2,15 @@
 // remembers which URL is the master: the last one that accepted a mutation (at first, the first URL).
 // - Reads (stat, list, open, du, report) go to the remembered master first and fall over at once to the next
 //   URL when one cannot answer (unreachable, timed out, or a deposed master's GRN_NOT_MASTER), so reads keep
-//   working while the master restarts (a shadow serves them).
+//   working while the master restarts (a shadow serves them). A read not answered within the hedge delay (a
+//   few times the recent latency, hedgeDelayMsMin..hedgeDelayMsMax) is also sent to the next URL: the first
+//   good answer wins, the other request is aborted, and a URL that lost a race is tried last for downSkipMs.
+//   So a hung (SIGSTOPped) master costs a read one hedge delay, not a request timeout.
+// - Never backwards: every reply carries its (term, seq) position (protocol.positionHeader). The link keeps
+//   the newest it has seen, from mutations and reads, and refuses a reply older than that (GRN_STALE, tried
+//   elsewhere): a read after a write sees the write, whichever server answers it.
+// - One URL is enough: the link asks the servers it knows for the cluster's metadata servers (health's
+//   metadataServers, at most every membersRefreshMs) and learns the ones it did not know.
 // - Mutations go to the remembered master, retried with backoff inside the operation's budget. One refused
 //   with GRN_NOT_MASTER goes next to the master the refusal names (details.masterUrl, learned into the list
 //   when new), else to the next URL round robin; one that cannot reach its URL moves on round robin too. A
@@ -11,9 +19,10 @@
 //   REUSES, on whichever URL: a master that already applied it answers with the original reply instead of
 //   applying it twice.
 import { newRequestId, type InodeId, type LeaseId, type ServerId, type ChunkHandle } from '../shared/ids.js'
-import { isGranaryError, type ErrorCode, type GranaryError } from '../shared/errors.js'
+import { GranaryError, isGranaryError, type ErrorCode } from '../shared/errors.js'
 import * as protocol from '../shared/protocol.js'
 import { assert } from '../shared/assert.js'
+import * as limits from '../shared/limits.js'
 import { Deadline, retry, type RetryPolicy } from './retry.js'
 import { publish, describeError } from './diagnostics.js'
 import type { Transport, QueryValues } from './transport.js'
@@ -31,6 +40,7 @@ export interface MasterLinkOptions {
   requestTimeoutMs: number
   mutationTimeoutMs?: number    // one mutation exchange (default requestTimeoutMs); then the next URL is tried
   policy: RetryPolicy
+  staleReads?: boolean          // send protocol.staleOkHeader: a cut-off shadow answers instead of GRN_STALE
 }
 
 // A URL that failed is skipped by reads for this long (unless every URL is down), so a dead master does not
@@ -59,6 +69,10 @@ export class MasterLink {
   readonly #downUntilMs: number[]      // per URL, like #masters
   #masterIndex = 0                     // the remembered master: the last URL that accepted a mutation
   #learnedOverwriteCount = 0           // picks the learned slot to overwrite once the list is full
+  #seen: protocol.Position = { term: 0, seq: 0 }   // the newest position any reply carried
+  #latencyMs: number | null = null     // smoothed latency of answered reads: the hedge delay follows it
+  #membersAskedAtMs = -Infinity        // the last ask for the cluster's metadata servers
+  readonly #readHeaders: Record<string, string>
 
   constructor (transport: Transport, options: MasterLinkOptions) {
     assert(options.masters.length >= 1, 'at least one master URL')
@@ -71,9 +85,35 @@ export class MasterLink {
     this.#mutationTimeoutMs = Math.min(options.mutationTimeoutMs ?? options.requestTimeoutMs, options.requestTimeoutMs)
     this.#policy = options.policy
     this.#downUntilMs = this.#masters.map(() => 0)
+    this.#readHeaders = options.staleReads === true ? { [protocol.staleOkHeader]: '1' } : {}
   }
 
   get masters (): readonly string[] { return [...this.#masters] }
+  get position (): protocol.Position { return { ...this.#seen } }
+
+  // How long a read waits for its URL before racing the next one.
+  hedgeDelayMs (): number {
+    const latency = this.#latencyMs ?? limits.hedgeDelayMsMin
+    return Math.min(limits.hedgeDelayMsMax, Math.max(limits.hedgeDelayMsMin, Math.round(latency * limits.hedgeLatencyFactor)))
+  }
+
+  // Asks every known URL for the metadata servers it knows (cheap: health), at most every membersRefreshMs,
+  // without waiting for the answers; the new URLs are learned. Returns the ask (tests await it).
+  refreshMembers (force = false): Promise<void> | null {
+    const nowMs = Date.now()
+    if (!force && nowMs - this.#membersAskedAtMs < limits.membersRefreshMs) return null
+    this.#membersAskedAtMs = nowMs
+    const asks = [...this.#masters].map(async (origin) => {
+      const reply = await this.#transport.json<protocol.HealthReply>({ method: 'GET', origin, path: protocol.healthPath, timeoutMs: this.#requestTimeoutMs })
+      for (const url of Array.isArray(reply.metadataServers) ? reply.metadataServers.slice(0, mastersKnownMax) : []) {
+        if (typeof url === 'string' && /^https?:\/\/[^/?#@]+$/.test(url) && !this.#masters.includes(url)) {
+          this.#learn(url)
+          publish('failover', () => ({ what: 'members', from: origin, to: url, code: 'LEARNED', message: `learned metadata server ${url} from ${origin}` }))
+        }
+      }
+    })
+    return Promise.allSettled(asks).then(() => {})
+  }
   get masterUrl (): string { return this.#masters[this.#masterIndex] as string }
 
   deadline (options: CallOptions | undefined): Deadline {
@@ -150,6 +190,7 @@ export class MasterLink {
 
   // ---- the two call shapes ----------------------------------------------------------------------------
   async read<T> (what: string, route: string, query: QueryValues, options?: CallOptions): Promise<T> {
+    void this.refreshMembers()
     const deadline = this.deadline(options)
     const signal = options?.signal
     return retry(() => this.#readOnce<T>(what, route, query, deadline, signal), { what, deadline, policy: this.#policy, signal, giveUpOn: options?.giveUpOn })
@@ -157,6 +198,7 @@ export class MasterLink {
 
   async mutate<T> (what: string, route: string, body: object, options?: CallOptions): Promise<T> {
     const request = { ...body, requestId: newRequestId() }   // chosen once: the same id on every retry, on every URL
+    void this.refreshMembers()
     return await this.#toMaster<T>(what, route, request, options)
   }
 
@@ -168,9 +210,11 @@ export class MasterLink {
     let index = this.#masterIndex
     const tried = new Set<number>()   // URLs that were not the master in this lap over the list
     const attempt = async (): Promise<T> => {
-      const reply = await this.#post<T>(this.#masters[index] as string, route, body, deadline, signal)
+      const meta = { position: null as protocol.Position | null }
+      const reply = await this.#post<T>(this.#masters[index] as string, route, body, deadline, signal, meta)
       this.#masterIndex = index   // it took a mutation: it is the master
       this.#downUntilMs[index] = 0
+      this.#notePosition(meta.position)
       return reply
     }
     const onRetry = (err: GranaryError): void => {
@@ -227,30 +271,110 @@ export class MasterLink {
     return index
   }
 
-  // One pass over the URLs, master first. A retryable failure moves on to the next URL at once; a
-  // non-retryable answer (GRN_NOT_FOUND...) is the answer.
+  // One pass over the URLs, master first, hedged: the next URL is asked when every URL asked so far has failed
+  // (at once) or none has answered within the hedge delay. The first good answer wins and the others are
+  // aborted; a URL that lost the race to a later one is tried last for downSkipMs. A non-retryable answer
+  // (GRN_NOT_FOUND...) is the answer, unless its position is older than one already seen (a lagging shadow's
+  // "not found" for a file this client just made): then it counts as GRN_STALE and the pass goes on.
   async #readOnce<T> (what: string, route: string, query: QueryValues, deadline: Deadline, signal: AbortSignal | undefined): Promise<T> {
     const order = this.#readOrder()
+    const aborts: AbortController[] = []
+    let launched = 0
+    let failed = 0
+    let settled = false
+    let hedgeTimer: NodeJS.Timeout | undefined
+    let abandonTimer: NodeJS.Timeout | undefined
+    const outstanding = new Map<number, number>()   // URL index → when its request started (performance.now())
     let last: GranaryError | undefined
-    for (let i = 0; i < order.length; i++) {
-      const index = order[i] as number
-      const origin = this.#masters[index] as string
-      try {
-        const reply = await this.#transport.json<T>({
-          method: 'GET', origin, path: route, query, timeoutMs: deadline.timeoutMs(this.#requestTimeoutMs), signal,
-        })
-        this.#downUntilMs[index] = 0
-        return reply
-      } catch (err) {
-        if (!isGranaryError(err) || !err.retryable || deadline.expired()) throw err
-        last = err
-        this.#downUntilMs[index] = Date.now() + downSkipMs
-        const next = order[i + 1]
-        if (next !== undefined) publish('failover', () => ({ what, from: origin, to: this.#masters[next], ...describeError(err) }))
-      }
+    try {
+      return await new Promise<T>((resolve, reject) => {
+        const finish = (outcome: () => void): void => {
+          settled = true
+          clearTimeout(hedgeTimer)
+          clearTimeout(abandonTimer)
+          outcome()
+        }
+        const launch = (): void => {
+          clearTimeout(hedgeTimer)
+          if (settled || launched >= order.length) return
+          const rank = launched++
+          const index = order[rank] as number
+          const origin = this.#masters[index] as string
+          if (rank > 0) publish('failover', () => ({ what, from: this.#masters[order[rank - 1] as number], to: origin, code: failed === launched - 1 ? last?.code : 'GRN_HEDGE', message: failed === launched - 1 ? last?.message : `no answer within ${this.hedgeDelayMs()} ms: racing the next server` }))
+          const abort = new AbortController()
+          aborts.push(abort)
+          const meta = { position: null as protocol.Position | null }
+          const startedMs = performance.now()
+          outstanding.set(index, startedMs)
+          this.#transport.json<T>({
+            method: 'GET', origin, path: route, query, headers: this.#readHeaders, reply: meta,
+            timeoutMs: deadline.timeoutMs(this.#requestTimeoutMs), signal: signal === undefined ? abort.signal : AbortSignal.any([signal, abort.signal]),
+          }).then((reply) => {
+            outstanding.delete(index)
+            if (settled) return
+            const stale = this.#staleness(meta.position, origin)
+            if (stale !== null) { onFailure(index, stale); return }
+            this.#noteLatency(performance.now() - startedMs)
+            this.#downUntilMs[index] = 0
+            for (let earlier = 0; earlier < rank; earlier++) this.#downUntilMs[order[earlier] as number] = Date.now() + downSkipMs
+            this.#notePosition(meta.position)
+            finish(() => { resolve(reply) })
+          }, (err: unknown) => {
+            outstanding.delete(index)
+            if (settled) return
+            const stale = isGranaryError(err) && !err.retryable ? this.#staleness(meta.position, origin) : null
+            if (stale === null && (!isGranaryError(err) || !err.retryable || deadline.expired())) { finish(() => { reject(err) }); return }
+            onFailure(index, stale ?? err as GranaryError)
+          })
+          if (launched < order.length) hedgeTimer = setTimeout(launch, Math.min(this.hedgeDelayMs(), deadline.timeoutMs(this.#requestTimeoutMs)))
+          else armAbandon()
+        }
+        const onFailure = (index: number, err: GranaryError): void => {
+          last = err
+          failed++
+          this.#downUntilMs[index] = Date.now() + downSkipMs
+          if (launched < order.length) {
+            if (failed === launched) launch()                    // everyone asked so far failed: the next one now
+            return                                               // else another request is still out
+          }
+          if (failed === launched) { finish(() => { reject(last) }); return }
+          armAbandon()
+        }
+        // Every URL was asked and the ones still out are slow: once each has been out for hedgeAbandonMs, and
+        // some other URL has failed (else there is nothing better to do than wait), end the pass (retry() backs
+        // off and starts another) and try the slow ones last for a while. A hung master must not hold a read that
+        // a lagging shadow answered stale until the master's request times out; a slow but working master (a big
+        // list page) gets a whole hedgeAbandonMs, so a stale shadow cannot keep aborting it.
+        const armAbandon = (): void => {
+          const nowMs = performance.now()
+          const waitMs = Math.max(0, ...[...outstanding.values()].map((started) => started + limits.hedgeAbandonMs - nowMs))
+          clearTimeout(abandonTimer)
+          abandonTimer = setTimeout(() => {
+            if (settled || last === undefined) return
+            for (const slow of outstanding.keys()) this.#downUntilMs[slow] = Date.now() + downSkipMs
+            finish(() => { reject(last) })
+          }, waitMs)
+        }
+        launch()
+      })
+    } finally {
+      for (const abort of aborts) abort.abort(new GranaryError('GRN_ABORTED', [`${what}: another server answered first`]))
     }
-    assert(last !== undefined, 'a failed pass over the masters saw an error')
-    throw last
+  }
+
+  // A reply older than the newest position seen is refused (null: fresh enough, or a server too old to say).
+  #staleness (position: protocol.Position | null, origin: string): GranaryError | null {
+    if (position === null || !protocol.positionBefore(position, this.#seen)) return null
+    return new GranaryError('GRN_STALE', [`${origin} answered at ${protocol.formatPosition(position)}, older than ${protocol.formatPosition(this.#seen)} already seen`],
+      { position: protocol.formatPosition(position), seen: protocol.formatPosition(this.#seen) })
+  }
+
+  #notePosition (position: protocol.Position | null): void {
+    if (position !== null && protocol.positionBefore(this.#seen, position)) this.#seen = position
+  }
+
+  #noteLatency (ms: number): void {
+    this.#latencyMs = this.#latencyMs === null ? ms : this.#latencyMs * 0.8 + ms * 0.2
   }
 
   // The remembered master first, then the list in order from it; URLs not recently failed before the rest.
@@ -267,9 +391,9 @@ export class MasterLink {
     return [...up, ...down]
   }
 
-  #post<T> (origin: string, route: string, body: object, deadline: Deadline, signal: AbortSignal | undefined): Promise<T> {
+  #post<T> (origin: string, route: string, body: object, deadline: Deadline, signal: AbortSignal | undefined, reply?: { position: protocol.Position | null }): Promise<T> {
     return this.#transport.json<T>({
-      method: 'POST', origin, path: route, body, timeoutMs: deadline.timeoutMs(this.#mutationTimeoutMs), signal,
+      method: 'POST', origin, path: route, body, timeoutMs: deadline.timeoutMs(this.#mutationTimeoutMs), signal, reply,
     })
   }
 }

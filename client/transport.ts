@@ -4,7 +4,7 @@
 import { Agent } from 'undici'
 import type { Readable } from 'node:stream'
 import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../shared/errors.js'
-import { tokenHeader, pipelineHeader, chunkLengthHeader, type WriteChunkReply } from '../shared/protocol.js'
+import { tokenHeader, pipelineHeader, chunkLengthHeader, positionHeader, parsePosition, type Position, type WriteChunkReply } from '../shared/protocol.js'
 import type { ChunkHandle } from '../shared/ids.js'
 import * as limits from '../shared/limits.js'
 import { assert } from '../shared/assert.js'
@@ -25,6 +25,8 @@ export interface JsonRequest {
   body?: unknown
   timeoutMs?: number
   signal?: AbortSignal
+  headers?: Record<string, string>   // extra request headers (e.g. protocol.staleOkHeader)
+  reply?: { position: Position | null }   // filled in as soon as the reply's headers arrive, error replies too
 }
 
 export interface PutChunkRequest {
@@ -95,12 +97,13 @@ export class Transport {
         origin: request.origin,
         path: request.path + queryString(request.query),
         method: request.method,
-        headers: hasBody ? { 'content-type': 'application/json' } : {},
+        headers: hasBody ? { ...request.headers, 'content-type': 'application/json' } : { ...request.headers },
         body: hasBody ? JSON.stringify(request.body) : null,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
         signal,
       })
+      if (request.reply !== undefined) request.reply.position = parsePosition(res.headers[positionHeader])
       const text = await readText(res.body, res.headers['content-length'], target)
       const parsed = parseJson(text)
       if (res.statusCode >= 200 && res.statusCode < 300) {

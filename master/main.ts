@@ -46,7 +46,7 @@ export interface MasterOptions {
   serverTimeouts?: ServerTimeouts    // the HTTP server's timeouts (tests shrink them); default masterServerTimeouts
 }
 
-export interface ShadowRole { masterUrl: string, shadowId: ShadowId, pollWaitMs: number, bootstrapCount: number }
+export interface ShadowRole { masterUrl: string, shadowId: ShadowId, pollWaitMs: number, bootstrapCount: number, bootstrappedAtMono?: number }
 
 export interface Master {
   app: FastifyInstance
@@ -126,6 +126,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
           follower: {
             get masterUrl () { return follower.masterUrl },
             report: (nowMs: number) => follower.report(nowMs),
+            silentForMs: () => follower.staleForMs(performance.now()),
             promote: async (force: boolean): Promise<p.PromoteReply> => {
               const lagRecords = follower.lagRecords()
               if (!force && queue.mode === 'shadow') follower.checkCaughtUp()   // GRN_NOT_CAUGHT_UP naming the lag, before asking the master
@@ -204,13 +205,15 @@ export async function startShadow (config: ShadowConfig, options: MasterOptions 
   const secret = options.secret ?? loadSecret(config.secretFile, config.createSecret)
   const shadowId = loadShadowId(config.dataDir)
   let bootstrapCount = 0
+  let bootstrappedAtMono: number | undefined
   let masterUrl = config.master   // the master followed: moves when a refusal or a failover names a newer one
   if (!existsSync(join(config.dataDir, dbFileName))) {
     masterUrl = await bootstrap(config, shadowId, undefined, 0, log)
     bootstrapCount += 1
+    bootstrappedAtMono = performance.now()
   }
   const open = (): Master => openMaster(config, {
-    ...options, logger: log, secret, shadow: { masterUrl, shadowId, pollWaitMs: config.pollWaitMs, bootstrapCount }
+    ...options, logger: log, secret, shadow: { masterUrl, shadowId, pollWaitMs: config.pollWaitMs, bootstrapCount, bootstrappedAtMono }
   })
   let node = open()
   const { port, url } = await listen(node, config, config.port)
@@ -227,6 +230,7 @@ export async function startShadow (config: ShadowConfig, options: MasterOptions 
       if (closing) return
       installSnapshot(config.dataDir, made.file)
       bootstrapCount += 1
+      bootstrappedAtMono = performance.now()
       node = open()
       await listen(node, config, port)
       node.follower?.start(url)

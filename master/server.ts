@@ -25,6 +25,8 @@ import type { InSyncSet } from './isr.js'
 import type { MasterLease } from './lease.js'
 import { signRelease } from '../shared/token.js'
 import { lazySchemaController } from './lazy-schemas.js'
+import { advertisedUrl } from '../shared/config.js'
+import type { AddressInfo } from 'node:net'
 import type { ShadowTracker } from './shadow-tracker.js'
 
 export interface MasterDeps {
@@ -41,7 +43,10 @@ export interface MasterDeps {
   feed: OplogFeed                             // parked oplog long polls
   snapshotDir: string                         // temporary online backups for bootstrapping shadows
   // A shadow only (main.ts startShadow): the master it follows, and its Follower's report and promote.
-  follower?: { readonly masterUrl: string, report: (nowMs: number) => p.FollowReport, promote: (force: boolean) => Promise<p.PromoteReply> }
+  follower?: {
+    readonly masterUrl: string, report: (nowMs: number) => p.FollowReport, promote: (force: boolean) => Promise<p.PromoteReply>
+    silentForMs: () => number | null          // since the last successful poll of the master (monotonic); null: none yet
+  }
   lease: MasterLease                          // no ack and no master read without it (master/lease.ts)
   isr: InSyncSet                              // every ack waits for the in-sync shadows (master/isr.ts)
   safeMode?: SafeMode                         // shared with the replicator and restarted on promotion (main.ts)
@@ -71,6 +76,18 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     request.log.debug({ method: request.method, url: request.url, statusCode: reply.statusCode, durationMs: reply.elapsedTime }, 'request completed')
   })
   app.addHook('preClose', async () => { deps.feed.close() })   // parked long polls answer now, not at their timeout
+  // The position header (protocol.positionHeader): a read's is taken before it runs (its data is at least that
+  // new), a mutation's when its reply is sent (after its commit and its in-sync confirmation).
+  const positions = new WeakMap<FastifyRequest, string>()
+  app.addHook('onRequest', async (request) => { positions.set(request, p.formatPosition(deps.queue)) })
+  app.addHook('onSend', async (request, reply) => {
+    reply.header(p.positionHeader, request.method === 'GET' ? positions.get(request) ?? p.formatPosition(deps.queue) : p.formatPosition(deps.queue))
+  })
+  // This server's advertised URL, once it listens (main.ts listens after building it).
+  const ownUrl = (): string | null => {
+    const address = app.server.address() as AddressInfo | null
+    return address === null || typeof address !== 'object' ? null : advertisedUrl(deps.config.host, address.port, deps.config.advertiseUrl)
+  }
 
   const startedAtMs = deps.startedAtMs ?? now()
   const safeMode = deps.safeMode ?? new SafeMode({ db: deps.db, registry: deps.registry, startedAtMs, deadAfterMs: deps.config.deadAfterMs })
@@ -170,11 +187,29 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
       }
     }
   }
+  // A shadow that has not heard from its master for shadowReadStaleMsMax refuses reads (GRN_STALE, retryable)
+  // unless the caller asks for stale ones: its copy may lack what a master that dropped it acknowledged since.
   const read = {
-    preHandler: async () => {
+    preHandler: async (request: FastifyRequest) => {
       if (queue.mode === 'deposed') throw notMasterError(queue, refusalUrl())
       if (queue.mode === 'master' && !lease.held()) throw notLeased()
+      if (queue.mode === 'shadow' && deps.follower !== undefined && request.headers[p.staleOkHeader] !== '1') {
+        const silentMs = deps.follower.silentForMs()
+        if (silentMs === null || silentMs > limits.shadowReadStaleMsMax) {
+          throw new GranaryError('GRN_STALE', [`this shadow ${silentMs === null ? 'has not reached its master since it started' : `last heard from its master ${Math.round(silentMs)} ms ago (bound ${limits.shadowReadStaleMsMax} ms)`}; ask another server, or allow stale reads`],
+            { role: 'shadow', masterUrl: deps.follower.masterUrl, silentMs })
+        }
+      }
     }
+  }
+  // Who a client should know: a master lists itself and the shadows that polled it lately; a shadow (or a
+  // deposed master) its master and itself. Advertised URLs only.
+  const metadataServers = (): string[] => {
+    const self = ownUrl()
+    const urls = queue.mode === 'master'
+      ? [self, ...deps.shadows.urls(now())]
+      : [refusalUrl(), self]
+    return [...new Set(urls.filter((url): url is string => typeof url === 'string' && url !== ''))]
   }
   // An acknowledgement: committed here (the handler awaited the commit queue), then applied by every in-sync
   // shadow, then this master's clock is read once more — a master whose lease lapsed meanwhile (or that was
@@ -211,7 +246,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   // client → master: reading a file (a shadow serves these too)
   app.get(p.openPath, { schema: p.openSchema, ...read }, c.open)
   // anyone → master or shadow
-  app.get(p.healthPath, c.health)
+  app.get(p.healthPath, async (request: FastifyRequest): Promise<p.HealthReply> => ({ ...(await c.health(request)), metadataServers: metadataServers() }))
   app.get(p.reportPath, async (request: FastifyRequest): Promise<p.ClusterReport> => {
     const report = await c.report(request)
     if (queue.mode !== 'master') return report

@@ -53,6 +53,12 @@ export class ShadowTracker {
     return needed
   }
 
+  // The advertised URLs of the shadows seen lately (health lists them for clients): no database read.
+  urls (nowMs: number): string[] {
+    this.forgetSilent(nowMs)
+    return [...this.#shadows.values()].map((state) => state.url).filter((url): url is string => url !== null)
+  }
+
   // lagMs: how long ago the master committed the oldest record the shadow lacks.
   report (db: Db, lastSeq: number, nowMs: number): ShadowReport[] {
     this.forgetSilent(nowMs)

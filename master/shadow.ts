@@ -100,6 +100,7 @@ export interface FollowerDeps {
   pollWaitMs: number
   leaseMs: number              // polls park at most half of it, so a live master is never silent for a lease
   bootstrapCount: number       // snapshots installed by this process so far (for the report)
+  bootstrappedAtMono?: number  // performance.now() when this process installed its snapshot: contact, for reads
   log: Logger
   now: () => number
   onFatal: (err: Error) => void
@@ -162,6 +163,13 @@ export class Follower {
   // Monotonic ms since the last successful poll; null when none succeeded since this process started.
   masterSilentForMs (monoNowMs: number): number | null {
     return this.#lastContactMono === null ? null : monoNowMs - this.#lastContactMono
+  }
+
+  // For serving reads (GRN_STALE past limits.shadowReadStaleMsMax): a snapshot just installed is as fresh as a
+  // poll. Elections keep masterSilentForMs, which counts polls only.
+  staleForMs (monoNowMs: number): number | null {
+    const last = Math.max(this.#lastContactMono ?? -Infinity, this.#deps.bootstrappedAtMono ?? -Infinity)
+    return Number.isFinite(last) ? monoNowMs - last : null
   }
 
   // Refused unless caught up as of the last poll (a planned promotion checks this before asking the master).

@@ -73,6 +73,7 @@ export const clientDefaults = {
   replication: limits.replicationDefault,
   chunkSizeBytes: limits.chunkSizeBytesDefault,
   keepAliveTimeoutMs: 4_000,                      // idle pooled connections close after this (tests use ~10)
+  staleReads: false,                              // accept a shadow's reads however long it has not heard from its master
 }
 export type ClientConfig = typeof clientDefaults
 

@@ -37,6 +37,7 @@ export const errorSpecs = {
   GRN_INTEGRITY:           { statusCode: 502, retryable: true,  message: 'data integrity check failed for %s: %s' },
   GRN_INTERNAL:            { statusCode: 500, retryable: true,  message: 'internal error: %s' },
   GRN_SNAPSHOT_REQUIRED:   { statusCode: 410, retryable: false, message: 'the oplog after seq %d is not available here (%s): bootstrap from a snapshot' },
+  GRN_STALE:               { statusCode: 503, retryable: true,  message: 'stale read refused: %s' },
   GRN_NOT_CAUGHT_UP:       { statusCode: 409, retryable: false, message: 'this shadow is not caught up with its master (%s); promote with force to accept losing what it lacks' },
   GRN_DATA_AT_RISK:        { statusCode: 500, retryable: false, message: 'data at risk under %s: %d chunks under-replicated, %d missing' },
 } as const

@@ -103,6 +103,11 @@ export const isrMembersMax = 16                        // = shadowsMax: every sh
 export const voteRoundMsMax = 500                      // a candidate's vote requests are answered within this or count as refused
 export const electionBackoffMsMax = 500                // a candidate that lost waits a random 0..this before the next term
 export const handOverDrainMsMax = 2_000                // a planned hand-over waits this long for queued mutations to be acked
+// A shadow that has not heard from its master for longer than this refuses reads with GRN_STALE (retryable; a
+// caller may ask for stale reads). Longer than an automatic promotion takes (about a lease and a vote round), so
+// a frozen or dead master is replaced before its shadow stops serving; short enough that a cut-off shadow the
+// master dropped from its in-sync set serves at most this much staleness.
+export const shadowReadStaleMsMax = 10_000
 
 // Chunkserver
 export const forwardQueueBytesMax = 1 * MiB            // pause the upstream source when the next hop has more than this queued
@@ -121,6 +126,13 @@ export const connectionsPerOriginMax = 16
 export const retryAttemptsMax = 50
 export const readFileRestartsMax = 5                   // readFile of a file replaced mid-read starts again at most this often
 export const readdirEntriesMax = 1_000_000             // readdir() gathers at most this many entries (page by page)
+// Hedged reads: a metadata read the first URL has not answered within the hedge delay (a multiple of its recent
+// latency, within these bounds) is also sent to the next URL; the first good answer wins.
+export const hedgeDelayMsMin = 20
+export const hedgeDelayMsMax = 100
+export const hedgeAbandonMs = 1_000                    // a pass whose other URLs failed gives up a request out this long
+export const hedgeLatencyFactor = 4                    // hedge after this many times the recent (smoothed) latency
+export const membersRefreshMs = 30_000                 // a client asks for the cluster's metadata servers at most this often
 export const jsonReplyBytesMax = 64 * MiB             // a JSON reply the client will read (list pages, reports)
 export const tarFileBytesBufferedMax = 1 * MiB         // tar pack/unpack: files up to this size move whole, several at once ...
 export const tarFilesInFlightMax = 16                  // ... at most this many (memory ≈ the product); larger files stream one at a time
@@ -141,6 +153,8 @@ assert(replicationsInFlightPerServerMax >= 1 && replicationsPerTickMax <= replic
 assert(replicationsAssignedPerServerMax >= replicationsInFlightPerServerMax, 'a server is handed at least as many copies as it runs at once')
 assert(oplogPollersMax >= shadowsMax, 'every remembered shadow can park a long poll')
 assert(isrMembersMax >= shadowsMax, 'every shadow may be in sync')
+assert(hedgeDelayMsMin <= hedgeDelayMsMax && hedgeDelayMsMax * 3 <= 300, 'a read raced past a frozen server still answers within 300 ms')
+assert(shadowReadStaleMsMax > isrChangeWaitMsMax, 'a shadow serves reads for longer than a silent one takes to leave the in-sync set')
 assert(isrConfirmWaitMsMax < isrChangeWaitMsMax, 'a silent shadow is proposed out before the ack gives up')
 assert(clockRateErrorMax > 0 && clockRateErrorMax < 0.5, 'a lease survives the clock bound')
 assert(httpHeadersTimeoutMs <= httpRequestTimeoutMs && httpRequestTimeoutMs <= chunkRequestTimeoutMs, 'headers come within the request, a JSON request within a chunk upload')

@@ -217,6 +217,9 @@ export interface HealthReply {
   role: Role, term: number, seq: number, safeMode: boolean
   fencedByTerm?: number        // a deposed master: the newer term it heard of (it serves nothing but health and report)
   following?: FollowReport     // a shadow: how far behind its master it is
+  // The metadata servers this one knows, advertised URLs, itself included: a master lists itself and the
+  // shadows that polled it lately; a shadow its master and itself. A client given one URL learns the rest here.
+  metadataServers?: string[]
 }
 
 export const reportPath = '/cluster/report' as const
@@ -414,6 +417,26 @@ export const chunkRoutePath = '/chunks/:chunkHandle' as const
 export const tokenHeader = 'x-granary-token'
 export const pipelineHeader = 'x-granary-pipeline'
 export const chunkLengthHeader = 'x-granary-chunk-length'   // GET replies: the stored chunk's full length
+// Every master or shadow reply: `TERM.SEQ`, the namespace position it reflects (for a read: at least what the
+// read saw, taken before it ran; for a mutation: at least its own record). A client never accepts a reply at
+// a position older than one it has seen (client/master-link.ts), so a read after a write sees the write.
+export const positionHeader = 'x-granary-position'
+// A read that accepts a shadow's copy however long ago it heard from its master (else GRN_STALE past
+// limits.shadowReadStaleMsMax of silence).
+export const staleOkHeader = 'x-granary-stale-ok'
+
+export interface Position { term: number, seq: number }
+export function formatPosition (position: Position): string { return `${position.term}.${position.seq}` }
+export function parsePosition (text: unknown): Position | null {
+  if (typeof text !== 'string') return null
+  const match = /^(\d{1,15})\.(\d{1,15})$/.exec(text)
+  return match === null ? null : { term: Number(match[1]), seq: Number(match[2]) }
+}
+// Lexicographic: a newer term is newer whatever its seq (records a deposed master never got acknowledged are
+// not in the new term's history).
+export function positionBefore (a: Position, b: Position): boolean {
+  return a.term < b.term || (a.term === b.term && a.seq < b.seq)
+}
 export interface ChunkQuery { version: number, offset?: number, length?: number }
 export const chunkQuerySchema = {
   params: body({ chunkHandle: handleProp }, ['chunkHandle']),

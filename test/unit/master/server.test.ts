@@ -100,7 +100,7 @@ t.test('a failed assertion reaches onFatal and answers GRN_INTERNAL', async (t) 
 
 t.test('health and report', async (t) => {
   const m = await startTestMaster(t, { deadAfterMs: 10_000 })   // the ages below are picked around it
-  t.same((await m.call('GET', '/healthz')).body, { role: 'master', term: 1, seq: 0, safeMode: false })
+  t.same((await m.call('GET', '/healthz')).body, { role: 'master', term: 1, seq: 0, safeMode: false, metadataServers: [] }, 'no URL before it listens (inject), no shadow yet')
   await addServers(m, 2)
   await writeFile(m, '/f', [5])
   await m.call('POST', '/fs/mkdir', { path: '/d' })
@@ -162,7 +162,8 @@ t.test('runMaster: ready on stdout, SIGTERM exits 0', async (t) => {
   })
   t.match(ready, { port: Number, url: `http://127.0.0.1:${ready.port}`, role: 'master' })
   const health = await fetch(`${ready.url}/healthz`)
-  t.same(await health.json(), { role: 'master', term: 1, seq: 0, safeMode: false })
+  t.same(await health.json(), { role: 'master', term: 1, seq: 0, safeMode: false, metadataServers: [ready.url] }, 'it lists itself, by its advertised URL')
+  t.equal(health.headers.get('x-granary-position'), '1.0', 'every reply carries its (term, seq) position')
   child.kill('SIGTERM')
   const code = await new Promise((resolve) => child.once('exit', resolve))
   t.equal(code, 0)
