@@ -2,6 +2,10 @@
 // replica, streamed through with backpressure. The master is not on the data path.
 // On a cut connection, a non-200, GRN_CHECKSUM_MISMATCH or a short body the read goes on from the exact byte
 // reached, on the next replica. A chunk read whole is checked against the CRC32 the master committed.
+// Gray failures: a replica that has not answered (headers) within the hedge delay is raced by the next one, the
+// first to answer serves and the other request is aborted; a replica that stops sending mid-body for
+// replicaStallMs while another replica is left in the round is dropped and the read goes on from the exact
+// byte on the next. So a frozen chunkserver costs a read a hedge delay or a stall bound, not a 5 s timeout.
 // The Readable streams bytes as they arrive; with verifyChunks it holds each whole chunk until its CRC32
 // matched (memory: one chunk), so a mismatch can still be served from another replica (readFile does this).
 import { Readable } from 'node:stream'
@@ -13,6 +17,8 @@ import { Deadline, backoffDelayMs, deadlineExceeded, abortedError, type RetryPol
 import type { Transport } from './transport.js'
 import { publish, describeError } from './diagnostics.js'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { ChunkBody } from './transport.js'
+import { chunkHedgeDelayMs, replicaStallMs } from '../shared/limits.js'
 
 export interface ReadOptions {
   start?: number                // first byte, default 0
@@ -105,9 +111,17 @@ async function * readChunk (context: ReadContext, path: string, first: ChunkLoca
   let deadline: Deadline | undefined
   for (let round = 1; ; round++) {
     let last: GranaryError | undefined
-    for (const replica of location.replicas) {
+    let next = 0
+    while (next < location.replicas.length) {
+      let replica = location.replicas[next] as ChunkserverAddress
       try {
-        yield * readFromReplica(context, location, replica, progress, toBytes, options)
+        const opened = await openHedged(context, location, next, progress, toBytes, options, (index, err) => {
+          last = err
+          publish('replicaError', () => ({ chunkHandle: location.chunkHandle, url: location.replicas[index]?.url, offsetBytes: progress.positionBytes, ...describeError(err) }))
+        })
+        replica = location.replicas[opened.index] as ChunkserverAddress
+        next = opened.index + 1
+        yield * streamFromReplica(location, replica, opened.body, progress, toBytes, options, next < location.replicas.length)
         if (whole) checkChunkCrc(location, replica, progress, options.verify)
         yield * progress.held
         return
@@ -115,6 +129,7 @@ async function * readChunk (context: ReadContext, path: string, first: ChunkLoca
         if (options.signal.aborted) throw abortedError(options.signal)
         if (!isGranaryError(err) || (!err.retryable && !replicaSpecific.has(err.code))) throw err
         if (isStreamedCorruption(err, options.verify)) throw err
+        if ((err as { [allFailed]?: true })[allFailed] === true) break   // every replica from `next` on failed to open
         last = err
         publish('replicaError', () => ({ chunkHandle: location.chunkHandle, url: replica.url, offsetBytes: progress.positionBytes, ...describeError(err) }))
       }
@@ -140,15 +155,67 @@ function isStreamedCorruption (err: GranaryError, verify: boolean): boolean {
   return !verify && (err as GranaryError & { [streamedCorruption]?: true })[streamedCorruption] === true
 }
 
-async function * readFromReplica (context: ReadContext, location: ChunkLocation, replica: ChunkserverAddress, progress: ChunkProgress,
-  toBytes: number, options: ChunkReadOptions): AsyncGenerator<Buffer> {
-  const lengthBytes = toBytes - progress.positionBytes
-  const body = await context.transport.getChunk({
-    url: replica.url, chunkHandle: location.chunkHandle, version: location.version, token: location.token,
-    offsetBytes: progress.positionBytes, lengthBytes, timeoutMs: context.requestTimeoutMs, signal: options.signal,
-  })
+const allFailed = Symbol('allFailed')
+
+// Asks replicas[from] for the bytes from progress.positionBytes; when it has not answered within the hedge
+// delay (or failed), the next replica too, and so on. The first body wins; the other requests are aborted.
+// onError hears each replica that failed. When all failed, throws the last error marked allFailed.
+async function openHedged (context: ReadContext, location: ChunkLocation, from: number, progress: ChunkProgress, toBytes: number,
+  options: ChunkReadOptions, onError: (index: number, err: GranaryError) => void): Promise<{ body: ChunkBody, index: number }> {
+  const replicas = location.replicas
+  const aborts = new Map<number, AbortController>()
+  let launched = from
+  let failed = 0
+  let settled = false
+  let timer: NodeJS.Timeout | undefined
   try {
-    for await (const received of body.pieces) {
+    return await new Promise((resolve, reject) => {
+      const launch = (): void => {
+        clearTimeout(timer)
+        if (settled || launched >= replicas.length) return
+        const index = launched++
+        const abort = new AbortController()
+        aborts.set(index, abort)
+        context.transport.getChunk({
+          url: (replicas[index] as ChunkserverAddress).url, chunkHandle: location.chunkHandle, version: location.version, token: location.token,
+          offsetBytes: progress.positionBytes, lengthBytes: toBytes - progress.positionBytes, timeoutMs: context.requestTimeoutMs,
+          signal: AbortSignal.any([options.signal, abort.signal]),
+        }).then((body) => {
+          if (settled) { body.destroy(); return }
+          settled = true
+          clearTimeout(timer)
+          aborts.delete(index)
+          resolve({ body, index })
+        }, (err: unknown) => {
+          if (settled) return
+          if (options.signal.aborted || !isGranaryError(err) || (!err.retryable && !replicaSpecific.has(err.code))) { settled = true; clearTimeout(timer); reject(err); return }
+          failed++
+          onError(index, err)
+          if (failed === launched - from) {
+            if (launched < replicas.length) { launch(); return }
+            settled = true
+            reject(Object.assign(err, { [allFailed]: true }))
+          }
+        })
+        if (launched < replicas.length) timer = setTimeout(launch, chunkHedgeDelayMs)
+      }
+      launch()
+    })
+  } finally {
+    for (const abort of aborts.values()) abort.abort(new GranaryError('GRN_ABORTED', [`chunk ${location.chunkHandle}: another replica answered first`]))
+  }
+}
+
+// Streams an opened body into progress. With another replica left (canMoveOn), a body that sends nothing for
+// replicaStallMs while it is being waited on (not while the reader is paused) is dropped as GRN_TIMEOUT.
+async function * streamFromReplica (location: ChunkLocation, replica: ChunkserverAddress, body: ChunkBody, progress: ChunkProgress,
+  toBytes: number, options: ChunkReadOptions, canMoveOn: boolean): AsyncGenerator<Buffer> {
+  const iterator = body.pieces[Symbol.asyncIterator]()
+  try {
+    while (progress.positionBytes < toBytes) {
+      const result = canMoveOn ? await withStallBound(iterator.next(), replica, location) : await iterator.next()
+      if (result.done === true) break
+      const received = result.value
       const roomBytes = toBytes - progress.positionBytes
       const piece = received.length <= roomBytes ? received : received.subarray(0, roomBytes)
       if (piece.length === 0) continue
@@ -156,13 +223,25 @@ async function * readFromReplica (context: ReadContext, location: ChunkLocation,
       progress.crc32 = crc32(piece, progress.crc32)
       if (options.verify) progress.held.push(piece)
       else yield piece
-      if (progress.positionBytes === toBytes) break
     }
   } finally {
     body.destroy()
   }
   if (progress.positionBytes < toBytes) {
     throw new GranaryError('GRN_UNAVAILABLE', [replica.url, `the body of chunk ${location.chunkHandle} ended at byte ${progress.positionBytes} of ${toBytes}`])
+  }
+}
+
+async function withStallBound<R> (next: Promise<R>, replica: ChunkserverAddress, location: ChunkLocation): Promise<R> {
+  let timer: NodeJS.Timeout | undefined
+  const stalled = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => { reject(new GranaryError('GRN_TIMEOUT', [`${replica.url} (chunk ${location.chunkHandle}: no bytes)`, replicaStallMs])) }, replicaStallMs)
+  })
+  next.catch(() => {})   // a piece that fails after the stall bound fired is not an unhandled rejection
+  try {
+    return await Promise.race([next, stalled])
+  } finally {
+    clearTimeout(timer)
   }
 }
 

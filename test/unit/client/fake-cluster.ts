@@ -47,7 +47,8 @@ async function readBody (req: IncomingMessage): Promise<Buffer> {
 // Chunkservers: store chunks in memory, forward PUTs down the pipeline, serve ranged GETs.
 
 export type PutFault = 'refuse' | 'cut' | 'bad-crc' | 'disk-full'
-export type GetFault = 'cut' | 'checksum' | 'short' | 'corrupt' | 'refuse'
+// hang: take the request, never answer (a frozen server); stall: send cutAfterBytes, then nothing, connection open
+export type GetFault = 'cut' | 'checksum' | 'short' | 'corrupt' | 'refuse' | 'hang' | 'stall'
 
 export class FakeChunkserver {
   readonly serverId: ServerId
@@ -119,6 +120,7 @@ export class FakeChunkserver {
     const fault = this.getFaultsFor.get(chunkHandle)?.shift() ?? this.getFaults.shift()
     if (fault === 'checksum') { sendError(res, new GranaryError('GRN_CHECKSUM_MISMATCH', [chunkHandle, 0])); return }
     if (fault === 'refuse') { sendError(res, new GranaryError('GRN_UNAVAILABLE', [this.url, 'injected'])); return }
+    if (fault === 'hang') return
     let bytes = stored.subarray(offset, offset + length)
     if (fault === 'corrupt') { bytes = Buffer.from(bytes); bytes[0] = (bytes[0] ?? 0) ^ 0xff }
     if (fault === 'short') {
@@ -131,6 +133,7 @@ export class FakeChunkserver {
       res.write(bytes.subarray(0, Math.min(this.cutAfterBytes, bytes.length - 1)), () => { setTimeout(() => res.socket?.destroy(), 5) })
       return
     }
+    if (fault === 'stall') { res.write(bytes.subarray(0, Math.min(this.cutAfterBytes, bytes.length - 1))); return }
     res.end(bytes)
   }
 }

@@ -30,6 +30,25 @@ async function readAll (fs: GranaryClient, path: string, options = {}): Promise<
   return Buffer.concat(await fs.createReadStream(path, options).toArray())
 }
 
+t.test('gray replicas: one that never answers is raced by the next; one that stalls mid-body is left at the exact byte', async (t) => {
+  const { cluster, fs, replicas } = await setup(t, { requestTimeoutMs: 5_000 })
+  const chunks = cluster.master.entries.get('/file.bin')?.chunks ?? []
+  const hung = chunks[0]?.chunkHandle as string
+  const stalled = chunks[2]?.chunkHandle as string
+  const [hungFirst, hungSecond] = replicas(0) as [FakeChunkserver, FakeChunkserver]
+  const [stallFirst, stallSecond] = replicas(2) as [FakeChunkserver, FakeChunkserver]
+  hungFirst.getFaultsFor.set(hung, ['hang'])
+  stallFirst.cutAfterBytes = 20_000
+  stallFirst.getFaultsFor.set(stalled, ['stall'])
+  const startedMs = performance.now()
+  t.equal(sha256(await readAll(fs, '/file.bin')), sha256(data), 'the right bytes')
+  const tookMs = performance.now() - startedMs
+  t.ok(tookMs < 5_000, `read in ${Math.round(tookMs)} ms: within the hedge delay and the stall bound, not at the 5 s request timeout`)
+  t.ok(hungSecond.gets.some((g) => g.chunkHandle === hung && g.offset === 0), 'the hung replica was raced from the start of the chunk')
+  const resumed = stallSecond.gets.find((g) => g.chunkHandle === stalled)
+  t.equal(resumed?.offset, 20_000, 'the stalled replica was left at the exact byte it reached')
+})
+
 t.test('a replica that cuts the stream: the next one continues from the exact byte', async (t) => {
   const { cluster, fs, replicas } = await setup(t)
   const handle = cluster.master.entries.get('/file.bin')?.chunks[1]?.chunkHandle as string
