@@ -80,6 +80,13 @@ export class GranaryClient {
     this.#cache = new MetadataCache({ ttlMs: limits.metadataCacheTtlMs, entriesMax: limits.metadataCacheEntriesMax })
   }
 
+  // The metadata servers this client knows: the configured URLs and the ones learned (health's
+  // metadataServers, GRN_NOT_MASTER refusals). A client given one URL knows the rest after its first call.
+  get knownMasters (): readonly string[] { return this.#link.masters }
+
+  // The newest (term, seq) position any master or shadow reply carried: no read answers from before it.
+  get position (): { term: number, seq: number } { return this.#link.position }
+
   // The node:fs/promises-shaped view of this client (client/fs.ts): node-like values, errors with node's codes.
   get fs (): GranaryFs {
     this.#fs ??= new GranaryFs(this)
