@@ -327,7 +327,11 @@ export class Cluster {
   async start (): Promise<void> {
     await this.master.start()
     if (this.shadow !== undefined) await this.shadow.start()
-    await Promise.all(this.chunkservers.map(async (cs) => await cs.start()))
+    // allSettled: when one fails to start, the others have finished starting (and can be stopped) before the
+    // failure reaches startCluster's stop(); else a chunkserver still starting would outlive the cluster.
+    const started = await Promise.allSettled(this.chunkservers.map(async (cs) => await cs.start()))
+    const failure = started.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failure !== undefined) throw failure.reason
     await this.waitForChunkservers(this.chunkservers.length)
     await this.waitForLease()
   }
