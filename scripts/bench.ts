@@ -10,6 +10,8 @@
 //   recovery  re-replication after a SIGKILLed chunkserver, 1 GiB (bench-recovery.ts)
 //   gc        10,000 files deleted until every replica file is gone (bench-gc.ts)
 //   scrub     scrubber verify rate, the default cap, a flipped byte found (bench-scrub.ts; in-process, 1 GiB)
+//   gray      read latency (worst, p99) with the master or a chunkserver frozen, library and CLI, and the hedges
+//             a healthy cluster fires (bench-gray.ts)
 //   failover  fault → first ack, worst write, failed/lost/wrong puts over N trials of a supervised restart, host
 //             death, a 5 s freeze and a hand-over; the in-sync shadow's cost per put (bench-failover.ts;
 //             GRANARY_BENCH_FAILOVER_TRIALS, default 20, each trial on a fresh cluster)
@@ -132,7 +134,7 @@ async function benchMetadata (cluster: Cluster): Promise<void> {
   line('stat/s (16 in flight)', fmt(median(statRates)), `runs ${statRates.map((r) => fmt(r)).join(' / ')}`)
 }
 
-const sections = ['core', 'put', 'small', 'meta', 'shadow', 'restart', 'fs', 'recovery', 'gc', 'scrub', 'failover']
+const sections = ['core', 'put', 'small', 'meta', 'shadow', 'restart', 'fs', 'recovery', 'gc', 'scrub', 'failover', 'gray']
 
 async function main (): Promise<void> {
   const named = process.argv.slice(2).filter((a) => !a.startsWith('-'))
@@ -155,6 +157,7 @@ async function main (): Promise<void> {
     if (run('gc')) await (await import('./bench-gc.js')).benchGc()   // its own cluster, 10,000 files deleted
     if (run('scrub')) await (await import('./bench-scrub.js')).benchScrub()   // in this process, a 1 GiB chunk store
     if (run('failover')) await (await import('./bench-failover.js')).benchFailover()   // a fresh cluster per trial, 4 × N trials
+    if (run('gray')) await (await import('./bench-gray.js')).benchGray()   // one cluster on 5 loopback hosts; freezes master, chunkserver
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
