@@ -152,7 +152,13 @@ export class Heartbeats {
         headers: { 'content-type': 'application/json' }, body: JSON.stringify(body)
       })
       const json = await res.body.json() as unknown
-      if (res.statusCode !== 200) throw Object.assign(new Error(`HTTP ${res.statusCode}`), { code: (json as { code?: string } | null)?.code })
+      if (res.statusCode !== 200) {
+        // A deposed master names its successor: heartbeat that one too (learned like a vote's master).
+        const refusal = json as { code?: string, details?: { masterUrl?: unknown, fencedByTerm?: unknown } } | null
+        const named = refusal?.details?.masterUrl
+        if (refusal?.code === 'GRN_NOT_MASTER' && typeof refusal.details?.fencedByTerm === 'number' && typeof named === 'string' && /^https?:\/\/[^/?#@]+$/.test(named)) this.addMaster(named)
+        throw Object.assign(new Error(`HTTP ${res.statusCode}`), { code: refusal?.code })
+      }
       reply = json as HeartbeatReply
     } catch (err) {
       link.needFullReport = true
@@ -199,13 +205,18 @@ export class Heartbeats {
     link.leaseWanted = reply.leaseWanted === true && link.echo !== null
   }
 
-  // Is anyone answering there? Throws when not; the full heartbeat (and its report) is built only after a yes.
+  // Is anyone answering there who takes heartbeats? Throws when not; the full heartbeat (and its report) is built
+  // only after a yes. A deposed master (health says fencedByTerm) answers, but takes no heartbeat: it gets only
+  // these probes, backed off to the interval, until it comes back as a shadow or a master of a newer term.
   async #probe (link: MasterLink): Promise<void> {
     const res = await request(link.url + healthPath, {
       method: 'GET', dispatcher: this.#agent, signal: AbortSignal.any([this.#stop.signal, AbortSignal.timeout(Math.max(probeTimeoutMsMin, link.intervalMs))])
     })
-    await res.body.dump()
+    const text = await res.body.text()
     if (res.statusCode !== 200) throw Object.assign(new Error(`probe answered HTTP ${res.statusCode}`), { code: 'GRN_UNAVAILABLE' })
+    let health: { fencedByTerm?: unknown } | null = null
+    try { health = JSON.parse(text) as { fencedByTerm?: unknown } } catch { health = null }
+    if (typeof health?.fencedByTerm === 'number') throw Object.assign(new Error(`a deposed master (fenced by term ${health.fencedByTerm})`), { code: 'GRN_NOT_MASTER' })
   }
 
   async #requestFor (link: MasterLink): Promise<HeartbeatRequest> {

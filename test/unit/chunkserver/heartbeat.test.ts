@@ -6,6 +6,8 @@
 // A chunk file whose footer is unreadable at start-up is reported corrupt, and the master's delete removes it.
 // A reply saying moreCommands brings the next heartbeat as soon as its deletes have run, not an interval later,
 // and at most commandFollowUpBeatsMax such heartbeats follow in a row before the server rests an interval.
+// A deposed master's refusal names its successor, which is then heartbeaten; the deposed one gets only probes
+// until its health stops saying fencedByTerm (it came back as a shadow).
 // Commands in a reply whose term is older than the newest this server has seen (a deposed master) never run.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
@@ -22,6 +24,8 @@ interface FakeMaster {
   url: string
   beats: HeartbeatRequest[]
   probes: number                // GET healthPath: what an unreachable master gets before any report is built
+  posts: number                 // heartbeat POSTs, refused ones included
+  health: object                // what GET healthPath answers (with 200) while reply() says 200 for heartbeats
   reply: (beat: HeartbeatRequest) => { statusCode: number, body: Partial<HeartbeatReply> | object }
   close: () => Promise<void>
   server: Server
@@ -29,7 +33,7 @@ interface FakeMaster {
 
 async function fakeMaster (): Promise<FakeMaster> {
   const master: FakeMaster = {
-    url: '', beats: [], probes: 0, server: createServer(),
+    url: '', beats: [], probes: 0, posts: 0, health: {}, server: createServer(),
     reply: () => ({ statusCode: 200, body: { term: 0, heartbeatIntervalMs: 20, needFullReport: false, commands: [] } }),
     close: async () => { master.server.closeAllConnections(); await new Promise((resolve) => master.server.close(resolve)) }
   }
@@ -39,10 +43,12 @@ async function fakeMaster (): Promise<FakeMaster> {
     req.on('end', () => {
       if (req.method === 'GET' && req.url === healthPath) {
         master.probes++
-        res.writeHead(master.reply({} as HeartbeatRequest).statusCode === 200 ? 200 : 503, { 'content-type': 'application/json' }).end('{}')
+        const up = master.reply({} as HeartbeatRequest).statusCode === 200 || 'fencedByTerm' in master.health
+        res.writeHead(up ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(master.health))
         return
       }
       const beat = JSON.parse(text) as HeartbeatRequest
+      if (req.url === heartbeatPath) master.posts++
       const { statusCode, body } = req.url === heartbeatPath ? master.reply(beat) : { statusCode: 404, body: {} }
       if (statusCode === 200) master.beats.push(beat)
       res.writeHead(statusCode, { 'content-type': 'application/json' }).end(JSON.stringify(body))
@@ -128,6 +134,29 @@ t.test('a failing or vanished master is retried and gets a full report', async (
   await sleep(150)   // a few heartbeat attempts find nobody; the put below must succeed whatever they did
   const other = newHandle()
   t.equal((await putChunk(server.url, other, 1, f.token(other, 1, 'write'), randomBytes(1000))).statusCode, 200)
+})
+
+t.test('a deposed master names its successor: the chunkserver beats the successor and only probes the deposed one', async (t) => {
+  const deposed = await fakeMaster()
+  const successor = await fakeMaster()
+  t.teardown(async () => { await deposed.close(); await successor.close() })
+  const f = await startFixture(t, 1, { masters: deposed.url })
+  await until('first heartbeat', () => deposed.beats.length > 0)
+  deposed.health = { role: 'master', term: 1, seq: 0, safeMode: false, fencedByTerm: 2 }
+  deposed.reply = () => ({ statusCode: 503, body: { code: 'GRN_NOT_MASTER', details: { role: 'master', masterUrl: successor.url, term: 1, fencedByTerm: 2 } } })
+  await until('the successor learned and beaten', () => successor.beats.length > 0)
+  t.same(successor.beats[0]?.fullReport, [], 'the successor gets a full report first')
+  const postsAfterRefusal = deposed.posts
+  const probesBefore = deposed.probes
+  await until('probes of the deposed master', () => deposed.probes >= probesBefore + 3)
+  t.equal(deposed.posts, postsAfterRefusal, 'no heartbeat (no report built) to a master whose health says deposed')
+  t.ok(successor.beats.length > 3, 'while the successor gets its heartbeats')
+  // It comes back as a shadow (health without fencedByTerm, heartbeats taken): full heartbeats resume.
+  deposed.health = { role: 'shadow', term: 2, seq: 0, safeMode: false }
+  deposed.reply = () => ({ statusCode: 200, body: { term: 2, heartbeatIntervalMs: 20, needFullReport: false, commands: [] } })
+  const beatsBefore = deposed.beats.length
+  await until('heartbeats to the restarted shadow', () => deposed.beats.length > beatsBefore)
+  t.ok(deposed.beats[beatsBefore]?.fullReport !== undefined, 'starting with a full report')
 })
 
 t.test('heartbeats keep going while a write streams, and report it as load', async (t) => {
