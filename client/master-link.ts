@@ -209,15 +209,22 @@ export class MasterLink {
     const signal = options?.signal
     let index = this.#masterIndex
     const tried = new Set<number>()   // URLs that were not the master in this lap over the list
+    // With no other URL to move to, each exchange that timed out doubles the next one's timeout (up to
+    // requestTimeoutMs): an overloaded lone master is not sent the same mutation every 1.5 s while it is still
+    // working on the earlier copies (a retry storm). With a shadow known the timeout stays short, so a frozen
+    // master is left quickly for the shadow that is taking over.
+    const timeouts = new Map<number, number>()
     const attempt = async (): Promise<T> => {
       const meta = { position: null as protocol.Position | null }
-      const reply = await this.#post<T>(this.#masters[index] as string, route, body, deadline, signal, meta)
+      const timeoutMs = Math.min(this.#requestTimeoutMs, this.#mutationTimeoutMs * 2 ** (timeouts.get(index) ?? 0))
+      const reply = await this.#post<T>(this.#masters[index] as string, route, body, deadline, signal, meta, timeoutMs)
       this.#masterIndex = index   // it took a mutation: it is the master
       this.#downUntilMs[index] = 0
       this.#notePosition(meta.position)
       return reply
     }
     const onRetry = (err: GranaryError): void => {
+      if (err.code === 'GRN_TIMEOUT' && this.#masters.length === 1) timeouts.set(index, Math.min((timeouts.get(index) ?? 0) + 1, 8))
       if (unreachableCodes.has(err.code)) this.#downUntilMs[index] = Date.now() + downSkipMs
       const next = this.#nextForMutation(index, err, tried)
       if (next !== index) publish('failover', () => ({ what, from: this.#masters[index], to: this.#masters[next], ...describeError(err) }))
@@ -391,9 +398,9 @@ export class MasterLink {
     return [...up, ...down]
   }
 
-  #post<T> (origin: string, route: string, body: object, deadline: Deadline, signal: AbortSignal | undefined, reply?: { position: protocol.Position | null }): Promise<T> {
+  #post<T> (origin: string, route: string, body: object, deadline: Deadline, signal: AbortSignal | undefined, reply?: { position: protocol.Position | null }, timeoutMs = this.#mutationTimeoutMs): Promise<T> {
     return this.#transport.json<T>({
-      method: 'POST', origin, path: route, body, timeoutMs: deadline.timeoutMs(this.#mutationTimeoutMs), signal, reply,
+      method: 'POST', origin, path: route, body, timeoutMs: deadline.timeoutMs(timeoutMs), signal, reply,
     })
   }
 }

@@ -13,7 +13,10 @@ const MiB = 1024 * 1024
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 
 t.test('rm → trash → restore, then purge after the retention; --skip-trash deletes at once', async (t) => {
-  const cluster = await startCluster({ chunkservers: 3, test: t, masterArgs: ['--trash-retention-ms', '3000'] })
+  // The rm → get → restore → restore steps below are four CLI processes; on a busy 2-core machine they took more
+  // than a 3 s retention, and the purge removed the entry before the restore. The retention must outlast them.
+  const retentionMs = 12_000
+  const cluster = await startCluster({ chunkservers: 3, test: t, masterArgs: ['--trash-retention-ms', String(retentionMs)] })
   const env = { GRANARY_MASTER: cluster.masters.join(',') }
   const fs = cluster.client()
   const data = randomBytes(2 * MiB + 5)
@@ -39,7 +42,7 @@ t.test('rm → trash → restore, then purge after the retention; --skip-trash d
 
   // Deleted again and left: past the retention the master purges it and the chunkservers delete the replicas.
   t.equal((await granary(['rm', '-r', '/docs'], env)).code, 0)
-  await cluster.waitFor(() => chunkCount().every((n, i) => n === empty[i]), { timeoutMs: 20_000, what: 'the purged replicas deleted from every disk' })
+  await cluster.waitFor(() => chunkCount().every((n, i) => n === empty[i]), { timeoutMs: retentionMs + 20_000, what: 'the purged replicas deleted from every disk' })
   t.same((await fs.readdir('/.trash')), [], 'the trash is empty again')
 
   t.equal((await granary(['put', local, '/scratch.bin', '--chunk-size', String(MiB)], env)).code, 0)
