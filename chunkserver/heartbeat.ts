@@ -10,7 +10,7 @@
 import { Agent, request } from 'undici'
 import { isGranaryError } from '../shared/errors.js'
 import { commandFollowUpBeatsMax, commandsPerHeartbeatMax, deletesInFlightMax, reportedChunksPerHeartbeatMax } from '../shared/limits.js'
-import { healthPath, heartbeatPath, type ChunkserverCommand, type HeartbeatReply, type HeartbeatRequest, type LeaseEcho, type ReplicateCommand, type StoredChunk } from '../shared/protocol.js'
+import { healthPath, heartbeatPath, namedMasterUrl, type ChunkserverCommand, type HeartbeatReply, type HeartbeatRequest, type LeaseEcho, type ReplicateCommand, type StoredChunk } from '../shared/protocol.js'
 import type { Logger } from '../shared/log.js'
 import type { ChunkStore, StoreEvent } from './store.js'
 import type { Voter } from './voter.js'
@@ -155,8 +155,8 @@ export class Heartbeats {
       if (res.statusCode !== 200) {
         // A deposed master names its successor: heartbeat that one too (learned like a vote's master).
         const refusal = json as { code?: string, details?: { masterUrl?: unknown, fencedByTerm?: unknown } } | null
-        const named = refusal?.details?.masterUrl
-        if (refusal?.code === 'GRN_NOT_MASTER' && typeof refusal.details?.fencedByTerm === 'number' && typeof named === 'string' && /^https?:\/\/[^/?#@]+$/.test(named)) this.addMaster(named)
+        const named = namedMasterUrl(refusal?.details)
+        if (refusal?.code === 'GRN_NOT_MASTER' && typeof refusal.details?.fencedByTerm === 'number' && named !== undefined) this.addMaster(named)
         throw Object.assign(new Error(`HTTP ${res.statusCode}`), { code: refusal?.code })
       }
       reply = json as HeartbeatReply

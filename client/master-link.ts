@@ -105,8 +105,9 @@ export class MasterLink {
     this.#membersAskedAtMs = nowMs
     const asks = [...this.#masters].map(async (origin) => {
       const reply = await this.#transport.json<protocol.HealthReply>({ method: 'GET', origin, path: protocol.healthPath, timeoutMs: this.#requestTimeoutMs })
-      for (const url of Array.isArray(reply.metadataServers) ? reply.metadataServers.slice(0, mastersKnownMax) : []) {
-        if (typeof url === 'string' && /^https?:\/\/[^/?#@]+$/.test(url) && !this.#masters.includes(url)) {
+      for (const listed of Array.isArray(reply.metadataServers) ? reply.metadataServers.slice(0, mastersKnownMax) : []) {
+        const url = protocol.metadataServerUrl(listed)
+        if (url !== undefined && !this.#masters.includes(url)) {
           this.#learn(url)
           publish('failover', () => ({ what: 'members', from: origin, to: url, code: 'LEARNED', message: `learned metadata server ${url} from ${origin}` }))
         }
@@ -213,10 +214,10 @@ export class MasterLink {
     // requestTimeoutMs): an overloaded lone master is not sent the same mutation every 1.5 s while it is still
     // working on the earlier copies (a retry storm). With a shadow known the timeout stays short, so a frozen
     // master is left quickly for the shadow that is taking over.
-    const timeouts = new Map<number, number>()
+    let timedOut = 0
     const attempt = async (): Promise<T> => {
       const meta = { position: null as protocol.Position | null }
-      const timeoutMs = Math.min(this.#requestTimeoutMs, this.#mutationTimeoutMs * 2 ** (timeouts.get(index) ?? 0))
+      const timeoutMs = Math.min(this.#requestTimeoutMs, this.#mutationTimeoutMs * 2 ** timedOut)
       const reply = await this.#post<T>(this.#masters[index] as string, route, body, deadline, signal, meta, timeoutMs)
       this.#masterIndex = index   // it took a mutation: it is the master
       this.#downUntilMs[index] = 0
@@ -224,7 +225,7 @@ export class MasterLink {
       return reply
     }
     const onRetry = (err: GranaryError): void => {
-      if (err.code === 'GRN_TIMEOUT' && this.#masters.length === 1) timeouts.set(index, Math.min((timeouts.get(index) ?? 0) + 1, 8))
+      if (err.code === 'GRN_TIMEOUT' && this.#masters.length === 1) timedOut = Math.min(timedOut + 1, 8)
       if (unreachableCodes.has(err.code)) this.#downUntilMs[index] = Date.now() + downSkipMs
       const next = this.#nextForMutation(index, err, tried)
       if (next !== index) publish('failover', () => ({ what, from: this.#masters[index], to: this.#masters[next], ...describeError(err) }))

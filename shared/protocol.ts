@@ -466,12 +466,18 @@ export const voteSchema = {
 export const chunkserverStatusPath = '/status' as const
 export interface ChunkserverStatus { role: 'chunkserver', serverId: ServerId, term: number, chunkCount: number, freeBytes: number, activeWrites: number }
 
-// details.masterUrl of a GRN_NOT_MASTER (master/commit-queue.ts notMasterError): the origin of an http URL,
-// or undefined when the refuser does not know its master (null) or names something that is not a master URL.
-export function namedMasterUrl (details: unknown): string | undefined {
-  const value = (details as { masterUrl?: unknown } | null | undefined)?.masterUrl
+// A metadata server's URL as another server handed it out (a refusal's masterUrl, health's metadataServers): the
+// origin of a plain http URL, or undefined for anything else (not a string, another scheme, credentials, a path).
+export function metadataServerUrl (value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined
   let parsed: URL
   try { parsed = new URL(value) } catch { return undefined }
-  return parsed.protocol === 'http:' ? parsed.origin : undefined
+  const plain = parsed.protocol === 'http:' && parsed.username === '' && parsed.password === '' && parsed.pathname === '/' && parsed.search === '' && parsed.hash === ''
+  return plain ? parsed.origin : undefined
+}
+
+// details.masterUrl of a GRN_NOT_MASTER (master/commit-queue.ts notMasterError), or undefined when the refuser
+// does not know its master (null) or names something that is not a master URL.
+export function namedMasterUrl (details: unknown): string | undefined {
+  return metadataServerUrl((details as { masterUrl?: unknown } | null | undefined)?.masterUrl)
 }
