@@ -148,9 +148,9 @@ t.test('a deposed master names its successor: the chunkserver beats the successo
   t.same(successor.beats[0]?.fullReport, [], 'the successor gets a full report first')
   const postsAfterRefusal = deposed.posts
   const probesBefore = deposed.probes
-  await until('probes of the deposed master', () => deposed.probes >= probesBefore + 3)
-  t.equal(deposed.posts, postsAfterRefusal, 'no heartbeat (no report built) to a master whose health says deposed')
-  t.ok(successor.beats.length > 3, 'while the successor gets its heartbeats')
+  const successorBefore = successor.beats.length
+  await until('probes of the deposed master and heartbeats to the successor', () => deposed.probes >= probesBefore + 3 && successor.beats.length >= successorBefore + 3)
+  t.equal(deposed.posts, postsAfterRefusal, 'no heartbeat (no report built) to a master whose health says deposed, while the successor got three')
   // It comes back as a shadow (health without fencedByTerm, heartbeats taken): full heartbeats resume.
   deposed.health = { role: 'shadow', term: 2, seq: 0, safeMode: false }
   deposed.reply = () => ({ statusCode: 200, body: { term: 2, heartbeatIntervalMs: 20, needFullReport: false, commands: [] } })
