@@ -7,7 +7,7 @@
 import { open, rename, unlink, mkdir, type FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { assert } from '../shared/assert.js'
-import { syncFolder } from './store.js'
+import { folderSync } from './folder-sync.js'
 
 const iovecsPerWriteMax = 1024     // IOV_MAX on Linux: buffers per writev
 
@@ -117,7 +117,8 @@ export class ChunkWriter {
     if (this.#error !== null) throw this.#error
   }
 
-  // Writes the trailer after the data, fsyncs, closes, renames to finalPath and fsyncs its folder.
+  // Writes the trailer after the data, fsyncs, closes, renames to finalPath and fsyncs its folder (in a round
+  // shared with the other writes finishing into it: folder-sync.ts).
   // Resolves when the chunk is durable under its final name.
   async finish (trailer: Buffer, dataBytes: number, finalPath: string): Promise<void> {
     assert(!this.#closed, 'finish once')
@@ -132,7 +133,7 @@ export class ChunkWriter {
     }
     await ensureFolder(dirname(finalPath))
     await rename(this.#tempPath, finalPath)
-    await syncFolder(dirname(finalPath))
+    await folderSync.sync(dirname(finalPath))   // shared with every write finishing into this folder (group fsync)
   }
 
   // Gives up: closes and removes the temp file. Safe to call at any point, more than once.

@@ -77,7 +77,13 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
   return { url, port, serverId: store.serverId, close }
 }
 
+// Every chunk write holds libuv's thread pool for its open, writes, fsync, close, rename and folder fsync; with
+// the default 4 threads, 16 small writes in flight queue behind each other's fsyncs. Set before the pool's first
+// use (it is created lazily); an operator's own UV_THREADPOOL_SIZE wins.
+const chunkserverThreadPoolSize = 16
+
 export async function runChunkserver (argv: string[]): Promise<void> {
+  process.env.UV_THREADPOOL_SIZE ??= String(chunkserverThreadPoolSize)
   const config = resolveChunkserverConfig(configFromArgv('chunkserver', chunkserverDefaults, argv))
   const running = await startChunkserver(config)
   const onSignal = (): void => {

@@ -5,7 +5,7 @@
 // source is not a failure and must not eat the budget.
 import { setTimeout as sleep } from 'node:timers/promises'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
-import type { AllocateReply, ChunkserverAddress, WriteChunkReply } from '../shared/protocol.js'
+import type { AllocateReply, ChunkserverAddress, FileStat, WriteChunkReply } from '../shared/protocol.js'
 import type { InodeId, LeaseId, ServerId } from '../shared/ids.js'
 import { assert } from '../shared/assert.js'
 import type { ChunkBuffer } from './chunk-buffer.js'
@@ -25,6 +25,13 @@ export interface ChunkWriterContext {
   requestTimeoutMs: number
   signal: AbortSignal
   onAllocate: (reply: AllocateReply) => void
+  // Chunk 0's allocation made by create (allocateFirstChunk), while still fresh: used for the first attempt
+  // instead of an allocate.
+  preallocated?: () => AllocateReply | undefined
+  // Asked just before the commit: when this is the file's last chunk and nothing else is in flight, the
+  // completion to send with it (one round trip for commit + complete); onCompleted gets the completed file.
+  completion?: (chunkIndex: number) => { sizeBytes: number, chunkCount: number, mtimeMs?: number } | undefined
+  onCompleted?: (stat: FileStat) => void
   // The master allocates chunk indexes in order (no holes): the first allocation of this chunk waits for the
   // previous chunk's, and opens the way for the next one's when done (or failed).
   previousAllocated: Promise<void>
@@ -52,11 +59,17 @@ export async function writeChunk (context: ChunkWriterContext, chunk: ChunkBuffe
         signal: context.signal,
       })
       checkAcks(reply, allocation.pipeline, chunk)
+      const completion = context.completion?.(chunk.chunkIndex)
       const committed = await context.link.commit({
         inodeId: context.inodeId, leaseId: context.leaseId, chunkIndex: chunk.chunkIndex,
         chunkHandle: allocation.chunkHandle, version: allocation.version,
         lengthBytes: chunk.lengthBytes, crc32: chunk.crc32, serverIds: allocation.pipeline.map((server) => server.serverId),
+        ...(completion === undefined ? {} : { complete: completion })
       }, { deadlineMs: context.deadlineMs, signal: context.signal })
+      if (completion !== undefined) {
+        if (committed.stat === undefined) throw new GranaryError('GRN_INTERNAL', [`the master committed chunk ${chunk.chunkIndex} of ${context.path} without completing the file`])
+        context.onCompleted?.(committed.stat)
+      }
       return committed.leaseExpiresAtMs
     } catch (err) {
       if (context.signal.aborted) throw abortedError(context.signal)
@@ -78,6 +91,11 @@ async function firstAllocation (context: ChunkWriterContext, chunk: ChunkBuffer,
   try {
     await context.previousAllocated
     throwIfAborted(context.signal)
+    const preallocated = chunk.chunkIndex === 0 ? context.preallocated?.() : undefined
+    if (preallocated !== undefined && preallocated.pipeline.length > 0) {
+      context.onAllocate(preallocated)
+      return preallocated
+    }
     return await allocate(context, chunk, exclude)
   } finally {
     context.allocated()

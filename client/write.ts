@@ -44,6 +44,7 @@ export interface WriteContext {
 const renewDelayMsMin = 100        // never renew the lease more often than this
 const renewRetryDelayMs = 1_000    // after a failed renewal (master restarting), try again this soon
 const abandonDeadlineMsMax = 2_000 // best-effort cleanup must not hold up an error
+const preallocationFreshMsMax = 5_000   // create's chunk-0 allocation is used only this soon after create
 
 export class GranaryWriteStream extends Writable {
   readonly path: string
@@ -57,6 +58,8 @@ export class GranaryWriteStream extends Writable {
   #sizeBytes = 0
   #failure: Error | undefined
   #completed = false
+  #createdAtMs: number | undefined
+  #finishing = false          // _final has run: the chunk count and size are final
   #renewTimer: NodeJS.Timeout | undefined
   #stat: FileStat | undefined
   #allocationGate: Promise<void> = Promise.resolve()        // settles when the newest chunk was first allocated
@@ -78,6 +81,7 @@ export class GranaryWriteStream extends Writable {
     this.#create().then((reply) => {
       checkChunkSize(reply.chunkSizeBytes)
       this.#file = reply
+      this.#createdAtMs = Date.now()
       this.#onLease(reply.leaseExpiresAtMs)
       callback()
     }, (err: Error) => { callback(err) })
@@ -91,7 +95,8 @@ export class GranaryWriteStream extends Writable {
       replication: this.#options.replication ?? this.#context.replication,
       chunkSizeBytes: this.#options.chunkSizeBytes ?? this.#context.chunkSizeBytes,
       overwrite: this.#options.overwrite ?? false,
-      mode: this.#options.mode
+      mode: this.#options.mode,
+      allocateFirstChunk: true   // chunk 0 placed in the same round trip (a small file costs two master calls)
     }
     try {
       return await this.#context.link.create(request, this.#callOptions())
@@ -174,12 +179,19 @@ export class GranaryWriteStream extends Writable {
   async #finish (): Promise<void> {
     const file = this.#file
     assert(file !== undefined, 'finish comes after create')
+    this.#finishing = true
     if (this.#current !== undefined) {
       this.#current.end()
       this.#current = undefined
     }
     while (this.#inFlight.size > 0) await Promise.all(this.#inFlight.values())
     if (this.#failure !== undefined) throw this.#failure
+    if (this.#stat !== undefined) {   // the last chunk's commit completed the file
+      this.#completed = true
+      this.#stopRenewing()
+      this.#context.invalidate(this.path)
+      return
+    }
     this.#stat = await this.#context.link.complete({
       inodeId: file.inodeId, leaseId: file.leaseId, sizeBytes: this.#sizeBytes, chunkCount: this.#chunkCount, mtimeMs: this.#options.mtimeMs,
     }, this.#callOptions())
@@ -246,7 +258,28 @@ export class GranaryWriteStream extends Writable {
       requestTimeoutMs: this.#context.requestTimeoutMs,
       signal: this.#controller.signal,
       onAllocate: (reply: AllocateReply) => { this.#onLease(reply.leaseExpiresAtMs) },
+      preallocated: () => this.#freshFirstChunk(file),
+      completion: (chunkIndex: number) => this.#completion(chunkIndex),
+      onCompleted: (stat: FileStat) => { this.#stat = stat },
     }
+  }
+
+  // create's allocation of chunk 0 serves only while fresh: a writer whose first byte comes late (a slow source,
+  // a failover since) allocates anew rather than stream under an old token or term.
+  #freshFirstChunk (file: CreateReply): AllocateReply | undefined {
+    const first = file.firstChunk
+    if (first === undefined || this.#createdAtMs === undefined) return undefined
+    const nowMs = Date.now()
+    if (nowMs - this.#createdAtMs > preallocationFreshMsMax || first.tokenExpiresAtMs - nowMs < preallocationFreshMsMax) return undefined
+    return first
+  }
+
+  // The last chunk completes the file with its commit when the stream has ended, this is the last chunk, and
+  // every other chunk is committed (in flight: only this one), so the sizes the master checks are final.
+  #completion (chunkIndex: number): { sizeBytes: number, chunkCount: number, mtimeMs?: number } | undefined {
+    if (!this.#finishing || this.#failure !== undefined || chunkIndex !== this.#chunkCount - 1) return undefined
+    if (this.#inFlight.size !== 1 || !this.#inFlight.has(chunkIndex)) return undefined
+    return { sizeBytes: this.#sizeBytes, chunkCount: this.#chunkCount, ...(this.#options.mtimeMs === undefined ? {} : { mtimeMs: this.#options.mtimeMs }) }
   }
 }
 

@@ -207,6 +207,7 @@ export interface CompleteArgs { inodeId: InodeId, leaseId: LeaseId, sizeBytes: n
 // file there is deleted (with its chunks) in that same transaction, so readers see the old or the new file.
 export function complete (db: Db, op: CompleteArgs): Applied<FileStat> {
   const inode = requireLease(db, op.inodeId, op.leaseId, op.nowMs)
+  let dropped = dropUnusedAllocations(db, inode.id, op.chunkCount)
   checkCompleteChunks(db, inode, op.sizeBytes, op.chunkCount)
   assert(inode.pendingParentId !== null && inode.pendingName !== null, 'a file being written knows where it goes')
   const name = inode.pendingName
@@ -214,11 +215,10 @@ export function complete (db: Db, op: CompleteArgs): Applied<FileStat> {
   if (parent === undefined || parent.type !== 'dir') throw new GranaryError('GRN_NOT_FOUND', [`${name} (its directory was deleted)`])
   const path = joinPath(pathOf(db, parent), name)
   const existing = childOf(db, parent.id, name)
-  let dropped: DroppedReplica[] = []
   if (existing !== undefined) {
     if (existing.type === 'dir') throw new GranaryError('GRN_IS_DIR', [path])
     if (inode.overwrite === 0) throw new GranaryError('GRN_EXISTS', [path])
-    dropped = dropChunksOf(db, [existing.id]).dropped
+    dropped = [...dropped, ...dropChunksOf(db, [existing.id]).dropped]
     deleteInodes(db, [existing.id])
   }
   sql(db, `UPDATE inodes SET parentId = ?, name = ?, state = 'closed', sizeBytes = ?, mtimeMs = ?, leaseId = NULL,
@@ -228,6 +228,18 @@ export function complete (db: Db, op: CompleteArgs): Applied<FileStat> {
   const linked = getInode(db, inode.id)
   assert(linked !== undefined && linked.state === 'closed', 'the completed file reads back closed')
   return { result: statOf(db, linked, path, op.chunkCount), dropped }
+}
+
+// Chunks past the end the writer names that were allocated but never committed: create allocates chunk 0 ahead
+// (allocateFirstChunk), and an empty file never uses it. A committed chunk past the end is still refused.
+function dropUnusedAllocations (db: Db, inodeId: number, chunkCount: number): DroppedReplica[] {
+  const unused = sql(db, "SELECT chunkHandle FROM chunks WHERE inodeId = ? AND chunkIndex >= ? AND state = 'allocated'").all(inodeId, chunkCount) as Array<{ chunkHandle: string }>
+  if (unused.length === 0) return []
+  const handles = JSON.stringify(unused.map((row) => row.chunkHandle))
+  const dropped = sql(db, 'SELECT chunkHandle, serverId, version FROM replicas WHERE chunkHandle IN (SELECT value FROM json_each(?)) ORDER BY chunkHandle, serverId').all(handles) as DroppedReplica[]
+  sql(db, 'DELETE FROM replicas WHERE chunkHandle IN (SELECT value FROM json_each(?))').run(handles)
+  sql(db, 'DELETE FROM chunks WHERE chunkHandle IN (SELECT value FROM json_each(?))').run(handles)
+  return dropped
 }
 
 // POSIX rename(2): the target is replaced atomically when the types allow it.

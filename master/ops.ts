@@ -25,9 +25,9 @@ export type HeartbeatOp =
 
 export type Op =
   | ({ type: 'mkdir' } & MkdirArgs)
-  | ({ type: 'create' } & CreateArgs)
+  | ({ type: 'create' } & CreateArgs & { firstChunk?: FirstChunkArgs })   // firstChunk: chunk 0 allocated in the same op
   | ({ type: 'allocate' } & AllocateArgs)
-  | ({ type: 'commit' } & CommitArgs)
+  | ({ type: 'commit' } & CommitArgs & { complete?: CommitCompleteArgs })   // complete: the file's last chunk, completed in the same op
   | ({ type: 'complete' } & CompleteArgs)
   | { type: 'renew', inodeId: InodeId, leaseId: LeaseId, leaseExpiresAtMs: number, nowMs: number }
   | { type: 'abandon', inodeId: InodeId, leaseId: LeaseId }
@@ -42,7 +42,7 @@ export type Op =
 
 export interface OpResults {
   mkdir: FileStat
-  create: CreateResult
+  create: CreateResult & { firstChunk?: AllocateResult }
   allocate: AllocateResult
   commit: CommitReply
   complete: FileStat
@@ -68,9 +68,9 @@ export function apply (db: Db, op: Op): Applied {
   assert(db.inTransaction, 'apply() runs inside a transaction')
   switch (op.type) {
     case 'mkdir': return mkdir(db, op)
-    case 'create': return create(db, op)
+    case 'create': return createWithChunk(db, op)
     case 'allocate': return allocateChunk(db, op)
-    case 'commit': return commitChunk(db, op)
+    case 'commit': return commitAndComplete(db, op)
     case 'complete': return complete(db, op)
     case 'renew': return renewLease(db, op)
     case 'abandon': return abandonFile(db, op)
@@ -89,6 +89,28 @@ export function apply (db: Db, op: Op): Applied {
       throw new AssertionError(`apply() was given an unknown op: ${JSON.stringify(never)}`)
     }
   }
+}
+
+// A small file's two round trips (create with its first chunk, the last chunk's commit completing the file) are
+// each ONE op: one oplog record, one savepoint, so either both halves happened or neither did.
+export interface FirstChunkArgs { serverIds: ServerId[] }
+export interface CommitCompleteArgs { sizeBytes: number, chunkCount: number, mtimeMs: number }
+
+function createWithChunk (db: Db, op: CreateArgs & { firstChunk?: FirstChunkArgs }): Applied<CreateResult & { firstChunk?: AllocateResult }> {
+  const created = create(db, op)
+  if (op.firstChunk === undefined) return created
+  const allocated = allocateChunk(db, {
+    inodeId: created.result.inodeId, leaseId: op.leaseId, chunkIndex: 0, serverIds: op.firstChunk.serverIds,
+    leaseExpiresAtMs: op.leaseExpiresAtMs, nowMs: op.nowMs
+  })
+  return { result: { ...created.result, firstChunk: allocated.result }, dropped: [...created.dropped, ...allocated.dropped] }
+}
+
+function commitAndComplete (db: Db, op: CommitArgs & { complete?: CommitCompleteArgs }): Applied<CommitReply> {
+  const committed = commitChunk(db, op)
+  if (op.complete === undefined) return committed
+  const completed = complete(db, { inodeId: op.inodeId, leaseId: op.leaseId, ...op.complete, nowMs: op.nowMs })
+  return { result: { ...committed.result, stat: completed.result }, dropped: [...committed.dropped, ...completed.dropped] }
 }
 
 function applyBatch (db: Db, ops: HeartbeatOp[]): Applied {

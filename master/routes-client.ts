@@ -80,46 +80,42 @@ function namespaceHandlers (deps: ClientRouteDeps) {
 // Each handler decides the op's time, lease expiry and lease id here, before apply() (which must be deterministic).
 function writeHandlers (deps: ClientRouteDeps) {
   const { db, queue } = deps
+  // With allocateFirstChunk, chunk 0 is placed here and allocated in the same op (one round trip fewer for every
+  // file); when no pipeline can be placed the file is still created and the client allocates as usual.
   const create: Handler<p.CreateReply> = async (request) => {
     const body = request.body as p.CreateRequest
     const nowMs = deps.now()
-    return await queue.submit({
+    const replication = body.replication ?? limits.replicationDefault
+    const chunkSizeBytes = body.chunkSizeBytes ?? limits.chunkSizeBytesDefault
+    const result = await queue.submit({
       type: 'create',
       path: normalizePath(body.path),
-      replication: body.replication ?? limits.replicationDefault,
-      chunkSizeBytes: body.chunkSizeBytes ?? limits.chunkSizeBytesDefault,
+      replication,
+      chunkSizeBytes,
       overwrite: body.overwrite ?? false,
       mode: body.mode ?? fileModeDefault,
       leaseId: newLeaseId(),
       leaseExpiresAtMs: nowMs + deps.leaseTtlMs,
-      nowMs
+      nowMs,
+      firstChunk: body.allocateFirstChunk === true ? firstChunkPlacement(deps, replication, chunkSizeBytes, nowMs) : undefined
     }, body.requestId)
+    const { firstChunk, ...created } = result
+    return firstChunk === undefined ? created : { ...created, firstChunk: allocationReply(deps, firstChunk, nowMs) }
   }
   const allocate: Handler<p.AllocateReply> = async (request) => {
     const body = request.body as p.AllocateRequest
     const nowMs = deps.now()
     const result = storedAllocation(db, body.requestId) ?? await allocateNew(deps, body, nowMs)
-    deps.registry.noteAllocation(result.serverIds, nowMs)
-    const tokenExpiresAtMs = nowMs + deps.tokenTtlMs
-    const pipeline = result.serverIds.map((serverId) => ({ serverId, url: serverUrl(db, serverId) }))
-    return {
-      chunkHandle: result.chunkHandle,
-      version: result.version,
-      term: queue.term,
-      pipeline,
-      // The token names the pipeline: it writes on these servers only, each forwarding to the next (a copy
-      // of it replayed to any other server is refused there).
-      token: signToken(deps.secret, { chunkHandle: result.chunkHandle, version: result.version, mode: 'write', expiresAtMs: tokenExpiresAtMs, term: queue.term, pipeline }),
-      tokenExpiresAtMs,
-      leaseExpiresAtMs: result.leaseExpiresAtMs
-    }
+    return allocationReply(deps, result, nowMs)
   }
+  // With complete, this is the file's last chunk: committed and the file completed in one op (complete's rules).
   const commit: Handler<p.CommitReply> = async (request) => {
     const b = request.body as p.CommitRequest
     const nowMs = deps.now()
+    const completion = b.complete === undefined ? undefined : { sizeBytes: b.complete.sizeBytes, chunkCount: b.complete.chunkCount, mtimeMs: b.complete.mtimeMs ?? nowMs }
     return await queue.submit({
       type: 'commit', inodeId: b.inodeId, leaseId: b.leaseId, chunkIndex: b.chunkIndex, chunkHandle: b.chunkHandle, version: b.version,
-      lengthBytes: b.lengthBytes, crc32: b.crc32, serverIds: b.serverIds, leaseExpiresAtMs: nowMs + deps.leaseTtlMs, nowMs
+      lengthBytes: b.lengthBytes, crc32: b.crc32, serverIds: b.serverIds, leaseExpiresAtMs: nowMs + deps.leaseTtlMs, nowMs, complete: completion
     }, b.requestId)
   }
   const complete: Handler<p.CompleteReply> = async (request) => {
@@ -162,6 +158,36 @@ function restoreSource (db: Db, path: string, target: string | undefined): { sou
   const source = newestTrashed(db, names)
   if (source === undefined) throw new GranaryError('GRN_NOT_FOUND', [`${path} in the trash (${trashRoot})`])
   return { source, target: target ?? path }
+}
+
+// A pipeline for a new file's chunk 0, or undefined when none can be placed now (the create goes ahead without it).
+function firstChunkPlacement (deps: ClientRouteDeps, replication: number, chunkSizeBytes: number, nowMs: number): { serverIds: ServerId[] } | undefined {
+  try {
+    const pipeline = choosePipeline(deps.registry.placementCandidates(nowMs), { replication, chunkSizeBytes, excludeServerIds: [] })
+    return { serverIds: pipeline.map((server) => server.serverId) }
+  } catch (err) {
+    if (err instanceof GranaryError && err.code === 'GRN_NO_CHUNKSERVERS') return undefined
+    throw err
+  }
+}
+
+// An allocation as the client gets it: the pipeline's URLs and a fresh write token. The token names the pipeline:
+// it writes on these servers only, each forwarding to the next (a copy of it replayed to any other server is
+// refused there).
+function allocationReply (deps: ClientRouteDeps, result: AllocateResult, nowMs: number): p.AllocateReply {
+  const { db, queue } = deps
+  deps.registry.noteAllocation(result.serverIds, nowMs)
+  const tokenExpiresAtMs = nowMs + deps.tokenTtlMs
+  const pipeline = result.serverIds.map((serverId) => ({ serverId, url: serverUrl(db, serverId) }))
+  return {
+    chunkHandle: result.chunkHandle,
+    version: result.version,
+    term: queue.term,
+    pipeline,
+    token: signToken(deps.secret, { chunkHandle: result.chunkHandle, version: result.version, mode: 'write', expiresAtMs: tokenExpiresAtMs, term: queue.term, pipeline }),
+    tokenExpiresAtMs,
+    leaseExpiresAtMs: result.leaseExpiresAtMs
+  }
 }
 
 // A retried allocate whose first attempt committed gets that allocation back (with a fresh token), even if

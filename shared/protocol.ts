@@ -129,8 +129,10 @@ export const fsckSchema = { querystring: body({ path: pathProp }, ['path']) } as
 // atomically. Every call renews the writer lease.
 
 export const createPath = '/fs/create' as const
-export interface CreateRequest { path: string, replication?: number, chunkSizeBytes?: number, overwrite?: boolean, mode?: number, requestId?: RequestId }
-export interface CreateReply { inodeId: InodeId, leaseId: LeaseId, leaseExpiresAtMs: number, replication: number, chunkSizeBytes: number }
+// allocateFirstChunk: also allocate chunk 0 in the same op (a small file's first round trip; absent from the
+// reply when no pipeline could be placed — the client then allocates as usual).
+export interface CreateRequest { path: string, replication?: number, chunkSizeBytes?: number, overwrite?: boolean, mode?: number, allocateFirstChunk?: boolean, requestId?: RequestId }
+export interface CreateReply { inodeId: InodeId, leaseId: LeaseId, leaseExpiresAtMs: number, replication: number, chunkSizeBytes: number, firstChunk?: AllocateReply }
 export const createSchema = {
   body: body({
     path: pathProp,
@@ -138,6 +140,7 @@ export const createSchema = {
     chunkSizeBytes: { type: 'integer', minimum: limits.chunkSizeBytesMin, maximum: limits.chunkSizeBytesMax, multipleOf: limits.blockSizeBytes },
     overwrite: { type: 'boolean' },
     mode: modeProp,
+    allocateFirstChunk: { type: 'boolean' },
     requestId: requestIdProp
   }, ['path'])
 } as const
@@ -162,18 +165,26 @@ export const allocateSchema = {
   }, ['inodeId', 'leaseId', 'chunkIndex'])
 } as const
 
+const completionProps = {
+  sizeBytes: { type: 'integer', minimum: 0, maximum: limits.fileSizeBytesMax },
+  chunkCount: { type: 'integer', minimum: 0, maximum: limits.chunkCountPerFileMax },
+  mtimeMs: { type: 'integer', minimum: 0, maximum: 8.64e15 }
+} as const
+
 // Records a chunk as written: its length, CRC32, and the servers that acknowledged it durable.
 export const commitPath = '/fs/commit' as const
 export interface CommitRequest {
   inodeId: InodeId, leaseId: LeaseId, chunkIndex: number, chunkHandle: ChunkHandle, version: number,
   lengthBytes: number, crc32: number, serverIds: ServerId[], requestId?: RequestId
+  complete?: { sizeBytes: number, chunkCount: number, mtimeMs?: number }   // this is the last chunk: complete the file in the same op
 }
-export interface CommitReply { leaseExpiresAtMs: number }
+export interface CommitReply { leaseExpiresAtMs: number, stat?: FileStat }   // stat: the completed file, when complete was asked
 export const commitSchema = {
   body: body({
     inodeId: inodeIdProp, leaseId: leaseIdProp, chunkIndex: chunkIndexProp, chunkHandle: handleProp, version: versionProp,
     lengthBytes: { type: 'integer', minimum: 1, maximum: limits.chunkSizeBytesMax }, crc32: crcProp,
-    serverIds: { type: 'array', minItems: 1, maxItems: limits.pipelineLengthMax, items: serverIdProp }, requestId: requestIdProp
+    serverIds: { type: 'array', minItems: 1, maxItems: limits.pipelineLengthMax, items: serverIdProp }, requestId: requestIdProp,
+    complete: body(completionProps, ['sizeBytes', 'chunkCount'])
   }, ['inodeId', 'leaseId', 'chunkIndex', 'chunkHandle', 'version', 'lengthBytes', 'crc32', 'serverIds'])
 } as const
 
@@ -183,11 +194,7 @@ export const completePath = '/fs/complete' as const
 export interface CompleteRequest { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs?: number, requestId?: RequestId }
 export type CompleteReply = FileStat
 export const completeSchema = {
-  body: body({
-    inodeId: inodeIdProp, leaseId: leaseIdProp, sizeBytes: { type: 'integer', minimum: 0, maximum: limits.fileSizeBytesMax },
-    chunkCount: { type: 'integer', minimum: 0, maximum: limits.chunkCountPerFileMax }, mtimeMs: { type: 'integer', minimum: 0, maximum: 8.64e15 },
-    requestId: requestIdProp
-  }, ['inodeId', 'leaseId', 'sizeBytes', 'chunkCount'])
+  body: body({ inodeId: inodeIdProp, leaseId: leaseIdProp, ...completionProps, requestId: requestIdProp }, ['inodeId', 'leaseId', 'sizeBytes', 'chunkCount'])
 } as const
 
 export const renewPath = '/fs/renew' as const

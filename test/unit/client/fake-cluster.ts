@@ -344,7 +344,13 @@ export class FakeMaster {
       chunkSizeBytes: request.chunkSizeBytes ?? 64 * 1024 * 1024, overwrite: request.overwrite === true, chunks: new Map(),
     }
     this.pending.set(inodeId, pending)
-    return { inodeId, leaseId: pending.leaseId, leaseExpiresAtMs: Date.now() + this.leaseTtlMs, replication: pending.replication, chunkSizeBytes: pending.chunkSizeBytes }
+    const reply: P.CreateReply = { inodeId, leaseId: pending.leaseId, leaseExpiresAtMs: Date.now() + this.leaseTtlMs, replication: pending.replication, chunkSizeBytes: pending.chunkSizeBytes }
+    if (request.allocateFirstChunk !== true || this.chunkservers.length < pending.replication) return reply
+    // As the master: chunk 0 in the same call. Recorded as an allocation (viaCreate) so tests that follow the
+    // allocations see every one.
+    const allocation = { inodeId, leaseId: pending.leaseId, chunkIndex: 0 }
+    this.requests.push({ method: 'POST', route: '/fs/allocate', body: { ...allocation, viaCreate: true }, query: {} })
+    return { ...reply, firstChunk: this.#allocate(allocation) }
   }
 
   #lease (request: { inodeId: InodeId, leaseId: LeaseId }): number {
@@ -377,8 +383,15 @@ export class FakeMaster {
     if (chunk === undefined || chunk.version !== request.version || chunk.chunkHandle !== request.chunkHandle) {
       throw new GranaryError('GRN_STALE_VERSION', [request.chunkHandle, request.version, chunk?.version ?? 0])
     }
+    const before = chunk.committed
     chunk.committed = { lengthBytes: request.lengthBytes, crc32: request.crc32, serverIds: request.serverIds }
-    return { leaseExpiresAtMs }
+    if (request.complete === undefined) return { leaseExpiresAtMs }
+    try {   // as the master: one op, so a refused complete takes the commit with it
+      return { leaseExpiresAtMs, stat: this.#complete({ inodeId: request.inodeId, leaseId: request.leaseId, ...request.complete }) }
+    } catch (err) {
+      chunk.committed = before
+      throw err
+    }
   }
 
   #complete (request: P.CompleteRequest): P.FileStat {

@@ -1,0 +1,137 @@
+// npm run bench -- small | ticker: small files against the disk's own small-file limit, measured in the same run.
+//   disk      create + write 4 KiB + fsync + rename + folder fsync, in Node, on one thread and 16 at once: the
+//             physical ceiling of one replica; three replicas share this one disk, so a replicated put's
+//             ceiling here is about a third of the 16-thread figure
+//   small     4 KiB files put and get per second, 16 in flight, on the default cluster (3 chunkservers and an
+//             in-sync shadow, as `granary up` runs it); the master calls per file
+//   ticker    one writer, a 4 KiB file every 10 ms for 20 s (the master-kill workload, with nothing killed):
+//             files done of those due, and p50/p99/max latency
+import { mkdir, open, rename, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import { startCluster, type Cluster } from '../test/helpers/cluster.js'
+import { fmt, line, median } from './bench-format.js'
+
+const runs = 3
+const fileBytes = 4096
+
+// The disk's small-file rate: what one replica of a 4 KiB chunk must do to be durable under its name.
+export async function diskSmallFilesPerSec (dir: string, concurrency: number, count = 2000): Promise<number> {
+  const root = join(dir, `disk-small-${concurrency}`)
+  const folders = Array.from({ length: 256 }, (_, i) => join(root, i.toString(16).padStart(2, '0')))
+  for (const folder of folders) await mkdir(folder, { recursive: true })
+  await mkdir(join(root, 'tmp'))
+  const data = randomBytes(fileBytes)
+  let next = 0
+  const started = performance.now()
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < count) {
+      const i = next++
+      const temp = join(root, 'tmp', `${i}.tmp`)
+      const file = await open(temp, 'wx')
+      try { await file.write(data); await file.sync() } finally { await file.close() }
+      const folder = folders[i % folders.length] as string
+      await rename(temp, join(folder, `${i}.chunk`))
+      const handle = await open(folder, 'r')
+      try { await handle.sync() } finally { await handle.close() }
+    }
+  }))
+  const perSec = count / ((performance.now() - started) / 1000)
+  await rm(root, { recursive: true, force: true })
+  return perSec
+}
+
+async function inFlight (count: number, concurrency: number, fn: (i: number) => Promise<void>): Promise<void> {
+  let next = 0
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (next < count) { const i = next++; await fn(i) }
+  }))
+}
+
+// Counts the client's requests to master routes while fn runs (undici's diagnostics channel).
+async function masterCallsDuring (fn: () => Promise<void>): Promise<Map<string, number>> {
+  const counts = new Map<string, number>()
+  const onCreate = (message: unknown): void => {
+    const request = (message as { request: { path: string } }).request
+    const path = request.path.split('?')[0] as string
+    if (path.startsWith('/fs/')) counts.set(path, (counts.get(path) ?? 0) + 1)
+  }
+  subscribe('undici:request:create', onCreate)
+  try { await fn() } finally { unsubscribe('undici:request:create', onCreate) }
+  return counts
+}
+
+async function defaultCluster (dir: string): Promise<Cluster> {
+  return await startCluster({ chunkservers: 3, shadow: true, dataDir: join(dir, `cluster-${Date.now()}`), deadAfterMs: 10_000 })
+}
+
+export async function benchSmall (dir: string): Promise<void> {
+  const one = await diskSmallFilesPerSec(dir, 1)
+  const sixteen = await diskSmallFilesPerSec(dir, 16)
+  line('disk: 4 KiB create+fsync+rename+dir fsync', `${fmt(sixteen)}/s`, `16 at once; ${fmt(one)}/s on one; 3 replicas on this one disk → ceiling ≈ ${fmt(sixteen / 3)} puts/s`)
+  const cluster = await defaultCluster(dir)
+  try {
+    const fs = cluster.client({ deadlineMs: 60_000 })
+    const count = 2000
+    const data = randomBytes(fileBytes)
+    const putRates: number[] = []
+    const getRates: number[] = []
+    let calls = new Map<string, number>()
+    for (let r = 0; r < runs; r++) {
+      await fs.mkdir(`/small-${r}`, { recursive: true })
+      let started = 0
+      calls = await masterCallsDuring(async () => {
+        started = performance.now()
+        await inFlight(count, 16, async (i) => { await fs.writeFile(`/small-${r}/f${i}`, data) })
+      })
+      putRates.push(count / ((performance.now() - started) / 1000))
+      started = performance.now()
+      await inFlight(count, 16, async (i) => {
+        const got = await fs.readFile(`/small-${r}/f${i}`)
+        if (!got.equals(data)) throw new Error('a small file read back wrong')
+      })
+      getRates.push(count / ((performance.now() - started) / 1000))
+    }
+    const perFile = [...calls.entries()].map(([route, n]) => `${route.slice(4)} ${fmt(n / count, 2)}`).join(', ')
+    line('4 KiB files put/s (16 in flight, shadow)', fmt(median(putRates)), `ratio to the 3-replica ceiling ${fmt(median(putRates) / (sixteen / 3), 2)}  runs ${putRates.map((v) => fmt(v)).join(' / ')}`)
+    line('  master calls per put', fmt([...calls.values()].reduce((a, b) => a + b, 0) / count, 2), perFile)
+    line('4 KiB files get/s (16 in flight)', fmt(median(getRates)), `runs ${getRates.map((v) => fmt(v)).join(' / ')}`)
+  } finally {
+    await cluster.stop()
+  }
+}
+
+export async function benchTicker (dir: string): Promise<void> {
+  const cluster = await defaultCluster(dir)
+  try {
+    const fs = cluster.client({ deadlineMs: 30_000 })
+    await fs.mkdir('/ticker', { recursive: true })
+    const data = randomBytes(fileBytes)
+    const periodMs = 10
+    const durationMs = 20_000
+    const due = durationMs / periodMs
+    const latencies: number[] = []
+    let failed = 0
+    const writes: Array<Promise<void>> = []
+    const started = performance.now()
+    // Open loop: a file is due every 10 ms whatever the earlier ones are doing (a slow store builds a backlog).
+    for (let i = 0; i < due; i++) {
+      const dueAtMs = started + i * periodMs
+      const waitMs = dueAtMs - performance.now()
+      if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs))
+      writes.push(fs.writeFile(`/ticker/f${i}`, data).then(
+        () => { latencies.push(performance.now() - dueAtMs) },
+        () => { failed++ }))
+    }
+    const doneWithinMs = performance.now() - started
+    const doneInTime = latencies.length
+    await Promise.all(writes)
+    latencies.sort((a, b) => a - b)
+    const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN
+    line('ticker: 4 KiB every 10 ms for 20 s', `${fmt(doneInTime)}/${fmt(due)}`, `done by the last tick (${fmt(doneWithinMs / 1000, 1)} s); ${fmt(latencies.length)} in all, ${failed} failed`)
+    line('ticker latency p50 / p99 / max', `${fmt(at(0.5), 1)} ms`, `p99 ${fmt(at(0.99), 1)} ms, max ${fmt(latencies[latencies.length - 1] ?? NaN, 1)} ms (from when each was due)`)
+  } finally {
+    await cluster.stop()
+  }
+}
