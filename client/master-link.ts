@@ -286,7 +286,7 @@ export class MasterLink {
   // "not found" for a file this client just made): then it counts as GRN_STALE and the pass goes on.
   async #readOnce<T> (what: string, route: string, query: QueryValues, deadline: Deadline, signal: AbortSignal | undefined): Promise<T> {
     const order = this.#readOrder()
-    const aborts: AbortController[] = []
+    const aborts = new Map<number, AbortController>()   // URL index → its request's controller, while out
     let launched = 0
     let failed = 0
     let settled = false
@@ -310,7 +310,7 @@ export class MasterLink {
           const origin = this.#masters[index] as string
           if (rank > 0) publish('failover', () => ({ what, from: this.#masters[order[rank - 1] as number], to: origin, code: failed === launched - 1 ? last?.code : 'GRN_HEDGE', message: failed === launched - 1 ? last?.message : `no answer within ${this.hedgeDelayMs()} ms: racing the next server` }))
           const abort = new AbortController()
-          aborts.push(abort)
+          aborts.set(index, abort)
           const meta = { position: null as protocol.Position | null }
           const startedMs = performance.now()
           outstanding.set(index, startedMs)
@@ -319,6 +319,7 @@ export class MasterLink {
             timeoutMs: deadline.timeoutMs(this.#requestTimeoutMs), signal: signal === undefined ? abort.signal : AbortSignal.any([signal, abort.signal]),
           }).then((reply) => {
             outstanding.delete(index)
+            aborts.delete(index)
             if (settled) return
             const stale = this.#staleness(meta.position, origin)
             if (stale !== null) { onFailure(index, stale); return }
@@ -329,6 +330,7 @@ export class MasterLink {
             finish(() => { resolve(reply) })
           }, (err: unknown) => {
             outstanding.delete(index)
+            aborts.delete(index)
             if (settled) return
             const stale = isGranaryError(err) && !err.retryable ? this.#staleness(meta.position, origin) : null
             if (stale === null && (!isGranaryError(err) || !err.retryable || deadline.expired())) { finish(() => { reject(err) }); return }
@@ -366,7 +368,11 @@ export class MasterLink {
         launch()
       })
     } finally {
-      for (const abort of aborts) abort.abort(new GranaryError('GRN_ABORTED', [`${what}: another server answered first`]))
+      // Only requests still out are aborted (the common case has none: no error object, no stack to capture).
+      if (aborts.size > 0) {
+        const reason = new GranaryError('GRN_ABORTED', [`${what}: another server answered first`])
+        for (const abort of aborts.values()) abort.abort(reason)
+      }
     }
   }
 
