@@ -27,16 +27,20 @@ function rootRow (db: Db): InodeRow {
 }
 
 // The entry at `names`, or undefined when a component is missing. A component before the last that is a
-// file makes the path GRN_NOT_DIR, as in POSIX (stat('/file/x') is ENOTDIR).
+// file makes the path GRN_NOT_DIR, as in POSIX (stat('/file/x') is ENOTDIR). The folders on the way are read
+// as (id, type) only and the root not at all (its id is fixed): a stat was one whole-row query per component
+// plus one for the root, the master's largest cost per metadata read.
 export function lookup (db: Db, names: readonly string[]): InodeRow | undefined {
-  let current = rootRow(db)
-  for (const name of names) {
-    if (current.type !== 'dir') throw new GranaryError('GRN_NOT_DIR', ['/' + names.join('/')])
-    const child = childOf(db, current.id, name)
-    if (child === undefined) return undefined
-    current = child
+  if (names.length === 0) return rootRow(db)
+  let parentId = rootInodeId as number
+  const last = names.length - 1
+  for (let i = 0; i < last; i++) {
+    const step = sql(db, 'SELECT id, type FROM inodes WHERE parentId = ? AND name = ?').get(parentId, names[i]) as Pick<InodeRow, 'id' | 'type'> | undefined
+    if (step === undefined) return undefined
+    if (step.type !== 'dir') throw new GranaryError('GRN_NOT_DIR', ['/' + names.join('/')])
+    parentId = step.id
   }
-  return current
+  return childOf(db, parentId, names[last] as string)
 }
 
 export function resolvePath (db: Db, path: string): { row: InodeRow, path: string } {
