@@ -9,7 +9,7 @@
 // speed (deletes run deletesInFlightMax at a time) rather than commandsPerHeartbeatMax per interval.
 import { Agent, request } from 'undici'
 import { isGranaryError } from '../shared/errors.js'
-import { commandFollowUpBeatsMax, commandsPerHeartbeatMax, deletesInFlightMax, reportedChunksPerHeartbeatMax } from '../shared/limits.js'
+import { commandFollowUpBeatsMax, commandsPerHeartbeatMax, deletesInFlightMax, reportedChunksPerHeartbeatMax, voteRoundMsMax } from '../shared/limits.js'
 import { healthPath, heartbeatPath, namedMasterUrl, type ChunkserverCommand, type HeartbeatReply, type HeartbeatRequest, type LeaseEcho, type ReplicateCommand, type StoredChunk } from '../shared/protocol.js'
 import type { Logger } from '../shared/log.js'
 import type { ChunkStore, StoreEvent } from './store.js'
@@ -36,6 +36,11 @@ const unreachableRetryMsMin = 25
 const probeTimeoutMsMin = 1000
 
 const failuresCounted = 16            // 2^16 × 25 ms is past any interval: the backoff is at its cap
+// A candidate this server voted for is master a few ms after the vote (once a majority granted), and its lease
+// waits on the echoes of its own replies: it is beaten every candidateBeatMs until it answers as a master of the
+// voted term, for at most a vote round and a bit (then it lost, or is gone, and the interval applies again).
+const candidateBeatMs = 10
+const candidateWaitMs = 2 * voteRoundMsMax
 
 // The wait before the next attempt at an unreachable master: 25, 50, 100, ... ms, at most the interval.
 export function retryAfterMs (link: { failures: number, intervalMs: number }): number {
@@ -55,6 +60,9 @@ interface MasterLink {
   wake: (() => void) | null           // ends the current wait between beats
   echo: LeaseEcho | null              // the last master reply from this URL that renewed its lease: sent with the next beat
   leaseWanted: boolean                // that reply asked for the echo at once (a master just started or just won)
+  masterTerm: number                  // the term of this URL's last reply when it answered as a master, else 0
+  awaitTerm: number                   // a candidate voted for in this term: beat every candidateBeatMs until it is master of it
+  awaitUntilMs: number                // ...but not past this (Date.now())
 }
 
 export class Heartbeats {
@@ -67,9 +75,7 @@ export class Heartbeats {
 
   constructor (deps: HeartbeatDeps) {
     this.#deps = deps
-    this.#links = deps.masters.map((url) => ({
-      url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, failures: 0, intervalMs: deps.intervalMs, moreCommands: false, soon: false, wake: null, echo: null, leaseWanted: false
-    }))
+    this.#links = deps.masters.map((url) => newLink(url, deps.intervalMs))
     // A heartbeat that takes longer than a few intervals is as good as lost; never let one hang a loop.
     const timeoutMs = Math.max(1000, 3 * deps.intervalMs)
     this.#agent = new Agent({ connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, keepAliveTimeout: 2 * timeoutMs, connections: 2 })
@@ -82,15 +88,25 @@ export class Heartbeats {
   }
 
   // A shadow this server voted for becomes a master it must heartbeat to (its lease lives on these echoes),
-  // even when it is not in the configured list. Bounded by heartbeatLinksMax.
-  addMaster (url: string): void {
-    if (this.#links.some((link) => link.url === url) || this.#links.length >= heartbeatLinksMax || this.#stop.signal.aborted) return
-    const link: MasterLink = {
-      url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, failures: 0, intervalMs: this.#deps.intervalMs, moreCommands: false, soon: false, wake: null, echo: null, leaseWanted: false
+  // even when it is not in the configured list. Bounded by heartbeatLinksMax. When votedTerm is given (a vote
+  // was just granted), that URL is beaten now and every candidateBeatMs until it answers as a master of that
+  // term: a new master acknowledges nothing until a majority echoed one of its replies, and waiting a whole
+  // interval for the next beat was most of a planned hand-over's pause.
+  addMaster (url: string, votedTerm?: number): void {
+    if (this.#stop.signal.aborted) return
+    let link = this.#links.find((l) => l.url === url)
+    if (link === undefined) {
+      if (this.#links.length >= heartbeatLinksMax) return
+      link = newLink(url, this.#deps.intervalMs)
+      this.#links.push(link)
+      this.#deps.log.info({ master: url }, 'heartbeating to a newly elected master')
+      if (this.#started) this.#loops.push(this.#loop(link))
     }
-    this.#links.push(link)
-    this.#deps.log.info({ master: url }, 'heartbeating to a newly elected master')
-    if (this.#started) this.#loops.push(this.#loop(link))
+    if (votedTerm === undefined || link.masterTerm >= votedTerm) return
+    link.awaitTerm = Math.max(link.awaitTerm, votedTerm)
+    link.awaitUntilMs = Date.now() + candidateWaitMs
+    link.soon = true
+    link.wake?.()
   }
 
   // The next heartbeat to every master goes now rather than at its interval; one called during a beat makes
@@ -120,7 +136,8 @@ export class Heartbeats {
       // says "more" cannot turn this loop into a busy one).
       if ((link.moreCommands || link.leaseWanted) && followUps < commandFollowUpBeatsMax) { followUps++; continue }
       followUps = 0
-      const periodMs = link.reachable === false ? retryAfterMs(link) : link.intervalMs
+      if (link.awaitTerm > 0 && (link.masterTerm >= link.awaitTerm || Date.now() >= link.awaitUntilMs)) link.awaitTerm = 0
+      const periodMs = link.awaitTerm > 0 ? candidateBeatMs : link.reachable === false ? retryAfterMs(link) : link.intervalMs
       await this.#wait(link, Math.max(0, periodMs - (Date.now() - startedAtMs)))
     }
   }
@@ -181,8 +198,12 @@ export class Heartbeats {
     // request was in flight: a newer master's token or heartbeat reply) carries a deposed master's commands:
     // none of them runs, and it asks for no follow-up.
     const termSeen = store.term
-    if (Number.isSafeInteger(reply.term)) await store.observeTerm(reply.term).catch((err: Error) => log.error({ err }, 'term not persisted'))
-    await this.#renew(link, reply)
+    // Both on disk before the next beat (which carries the echo), written side by side: a new master's first
+    // reply brings a new term and a new in-sync set, and its acknowledgements wait for these echoes.
+    await Promise.all([
+      Number.isSafeInteger(reply.term) ? store.observeTerm(reply.term).catch((err: Error) => log.error({ err }, 'term not persisted')) : undefined,
+      this.#renew(link, reply)
+    ])
     if (!Number.isSafeInteger(reply.term) || reply.term < termSeen) {
       if (Array.isArray(reply.commands) && reply.commands.length > 0) log.warn({ master: link.url, term: reply.term, termSeen, commandCount: reply.commands.length }, 'commands from an older term ignored')
       return
@@ -197,6 +218,7 @@ export class Heartbeats {
   async #renew (link: MasterLink, reply: HeartbeatReply): Promise<void> {
     const { voter } = this.#deps
     link.echo = null
+    link.masterTerm = reply.role === 'master' && Number.isSafeInteger(reply.term) ? reply.term : 0
     if (voter === undefined || reply.role !== 'master' || typeof reply.instanceId !== 'string' || typeof reply.sentAtMs !== 'number') return
     link.echo = await voter.onMasterReply(link.url, {
       term: reply.term, instanceId: reply.instanceId, sentAtMs: reply.sentAtMs, isrEpoch: reply.isrEpoch ?? 0,
@@ -275,6 +297,13 @@ export class Heartbeats {
       }
     }))
     log.info({ commandCount: deletes.length, ...counts, durationMs: Date.now() - startedAtMs }, 'delete commands run')
+  }
+}
+
+function newLink (url: string, intervalMs: number): MasterLink {
+  return {
+    url, needFullReport: true, added: new Map(), removed: new Map(), reachable: null, failures: 0, intervalMs, moreCommands: false,
+    soon: false, wake: null, echo: null, leaseWanted: false, masterTerm: 0, awaitTerm: 0, awaitUntilMs: 0
   }
 }
 

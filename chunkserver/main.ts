@@ -45,7 +45,7 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
     process.exit(70)
   })
   const later: { heartbeats?: Heartbeats } = {}   // votes may come before the heartbeat loops exist
-  const voter = await Voter.open({ store, leaseMs: config.leaseMs, secret, onVoted: (url) => { later.heartbeats?.addMaster(url) }, log: log.child({ component: 'voter' }) })
+  const voter = await Voter.open({ store, leaseMs: config.leaseMs, secret, onVoted: (url, term) => { later.heartbeats?.addMaster(url, term) }, log: log.child({ component: 'voter' }) })
   const app = buildChunkserverServer({ store, secret, agent, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal, voter })
   await app.listen({ host: config.host.replace(/^\[|\]$/g, ''), port: config.port })
   const port = (app.server.address() as AddressInfo).port

@@ -20,7 +20,7 @@ export interface VoterDeps {
   secret: Buffer               // checks a hand-over's signed release
   log: Logger
   now?: () => number           // monotonic ms; tests move it
-  onVoted?: (candidateUrl: string) => void   // heartbeat to the candidate from now on (it may not be in the list)
+  onVoted?: (candidateUrl: string, term: number) => void   // heartbeat to the candidate from now on (it may not be in the list)
 }
 
 interface Persisted { votedTerm: number, votedFor: string | null, isrTerm: number, isrEpoch: number, isr: string[] }
@@ -77,7 +77,7 @@ export class Voter {
     // Keep the real in-sync set (a forced vote does not add the candidate to it).
     this.#state = { ...decision.state, isr: current.isr }
     await this.#persist()
-    this.#deps.onVoted?.(request.candidateUrl)
+    this.#deps.onVoted?.(request.candidateUrl, request.term)
     this.#deps.log.warn({ term: request.term, candidateId: request.candidateId, candidateUrl: request.candidateUrl, forced: request.force === true }, 'voted')
     return { term: request.term }
   }

@@ -38,6 +38,9 @@ export interface ElectionDeps {
 
 export interface ElectionOutcome { term: number, seq: number, votes: number, voters: number, forced: boolean, handedOver: boolean }
 
+type Refusal = { granted: false, code: string, message: string, term?: number }
+type Answer = { granted: true } | Refusal
+
 const checkEveryMsMin = 25
 // The master's side of a hand-over: up to handOverDrainMsMax for the chunkservers to know this shadow in sync,
 // as long again for the mutations in flight to drain, and a vote round's worth of slack.
@@ -49,6 +52,7 @@ export class Election {
   readonly #agent = new Agent({ connectTimeout: voteRoundMsMax, headersTimeout: voteRoundMsMax, bodyTimeout: voteRoundMsMax, connections: 2 })
   #timer: NodeJS.Timeout | null = null
   #running: Promise<ElectionOutcome | null> | null = null
+  #standing: Promise<void> | null = null   // a candidacy (a promotion's hand-over and votes, or a round) under way
   #highestTriedTerm = 0
   #notBeforeMs = 0
   #jitterMs: number
@@ -74,14 +78,33 @@ export class Election {
     await this.#agent.close().catch(() => {})
   }
 
+  // Settles when the candidacy under way ends (won or not); null when this shadow is not standing. A mutation
+  // that reaches the shadow meanwhile waits for it (bounded, master/server.ts) rather than being refused: in a
+  // hand-over the old master sends clients here a few ms before the vote ends.
+  standing (): Promise<void> | null {
+    return this.#standing
+  }
+
+  // Runs a candidacy with #standing set (from this call, synchronously, until it has settled).
+  async #stand<T> (candidacy: () => Promise<T>): Promise<T> {
+    let settle = (): void => {}
+    this.#standing = new Promise<void>((resolve) => { settle = resolve })
+    try {
+      return await candidacy()
+    } finally {
+      this.#standing = null
+      settle()
+    }
+  }
+
   async #check (): Promise<void> {
     const { queue, log } = this.#deps
-    if (this.#stopped || this.#running !== null || queue.mode !== 'shadow' || !this.#deps.inSync()) return
+    if (this.#stopped || this.#running !== null || this.#standing !== null || queue.mode !== 'shadow' || !this.#deps.inSync()) return
     const nowMs = this.#now()
     const silentMs = this.#deps.masterSilentForMs(nowMs)
     if (silentMs === null || silentMs < this.#deps.leaseMs + this.#jitterMs || nowMs < this.#notBeforeMs) return
     log.warn({ master: this.#deps.masterUrl(), silentMs: Math.round(silentMs) }, 'master silent for a lease: standing for election')
-    this.#running = this.#round({ force: false, release: undefined })
+    this.#running = this.#stand(async () => await this.#round({ force: false, release: undefined }))
     try {
       const won = await this.#running
       if (won === null) {
@@ -98,10 +121,15 @@ export class Election {
   // `granary admin promote`: a hand-over when the master answers, then the vote. Retries the vote within
   // handOverDrainMsMax (a chunkserver that has not yet seen the release refuses with GRN_MASTER_LEASE_HELD).
   async promote (force: boolean): Promise<ElectionOutcome> {
-    const { queue, log } = this.#deps
-    if (queue.mode !== 'shadow' || this.#running !== null) {
+    const { queue } = this.#deps
+    if (queue.mode !== 'shadow' || this.#running !== null || this.#standing !== null) {
       throw new GranaryError('GRN_INVALID_ARGUMENT', [`this server is ${queue.mode === 'shadow' ? 'already standing for election' : `a ${queue.mode}`} at term ${queue.term}; only a shadow is promoted`])
     }
+    return await this.#stand(async () => await this.#promote(force))
+  }
+
+  async #promote (force: boolean): Promise<ElectionOutcome> {
+    const { log } = this.#deps
     let release: string | undefined
     try {
       release = (await this.#handOver()).release
@@ -112,11 +140,13 @@ export class Election {
     }
     const deadlineMs = this.#now() + handOverDrainMsMax + this.#deps.leaseMs
     let lastRefusal = 'no round ran'
+    let lostTo = false   // some round's refusals said another candidate has a term's votes, or a newer master exists
     const run = async (): Promise<ElectionOutcome | null> => {
       while (!this.#stopped) {
         const won = await this.#round({ force, release, handedOver: release !== undefined })
         if (won !== null) return won
         lastRefusal = this.#lastRefusal
+        lostTo ||= this.#lastRefusalCodes.some((code) => code === 'GRN_VOTE_TAKEN' || code === 'GRN_STALE_TERM')
         if (this.#now() >= deadlineMs) return null
         await new Promise((resolve) => setTimeout(resolve, checkEveryMsMin))
       }
@@ -125,6 +155,7 @@ export class Election {
     this.#running = run()
     try {
       const won = await this.#running
+      if (won === null && lostTo) throw new GranaryError('GRN_VOTE_LOST', [`no majority voted for it before its deadline, and another candidate had votes or a newer master exists (last round: ${lastRefusal})`])
       if (won === null) throw new GranaryError('GRN_UNAVAILABLE', ['a majority of chunkservers', `no majority voted for this shadow: ${lastRefusal}`])
       return won
     } finally {
@@ -133,6 +164,7 @@ export class Election {
   }
 
   #lastRefusal = ''
+  #lastRefusalCodes: string[] = []
   #lastGrants = 0
 
   // After a lost round. A voter that granted this candidate a vote promised it a lease and refuses every other
@@ -164,6 +196,7 @@ export class Election {
     const voters = sql(db, 'SELECT serverId, url FROM servers').all() as Array<{ serverId: ServerId, url: string }>
     if (voters.length === 0) {
       this.#lastRefusal = 'no chunkserver is registered, so no majority can vote'
+      this.#lastRefusalCodes = []
       return null
     }
     const term = Math.max(queue.term, this.#highestTriedTerm) + 1
@@ -173,29 +206,52 @@ export class Election {
       term, candidateId: this.#deps.shadowId, candidateUrl: this.#deps.url(),
       ...(options.force ? { force: true } : {}), ...(options.release === undefined ? {} : { release: options.release })
     }
-    const answers = await Promise.all(voters.map(async (voter) => await this.#ask(voter.url, body)))
+    const need = majorityOf(voters.length)
+    log.info({ term, voters: voters.length, forced: options.force, handedOver: options.handedOver === true }, 'asking for votes')
+    const answers = await this.#askAll(voters.map((voter) => voter.url), body, need)
     const granted = voters.filter((_, i) => answers[i]?.granted === true).map((voter) => voter.serverId)
     this.#lastGrants = granted.length
-    const refusals = answers.filter((a): a is { granted: false, code: string, message: string } => a.granted === false)
-    const newerTerm = refusals.length > 0 ? Math.max(0, ...answers.map((a) => a.granted ? 0 : a.term ?? 0)) : 0
+    const refusals = answers.filter((a): a is Refusal => a?.granted === false)
+    const newerTerm = Math.max(0, ...refusals.map((a) => a.term ?? 0))
     if (newerTerm >= this.#highestTriedTerm) this.#highestTriedTerm = newerTerm
     this.#lastRefusal = refusals.map((r) => `${r.code}: ${r.message}`).slice(0, 3).join('; ')
+    this.#lastRefusalCodes = refusals.map((r) => r.code)
     // Nobody voted in this term (every voter is still promised to the master, or unreachable): the next round
     // asks for the same term again instead of using terms up.
     if (granted.length === 0 && refusals.every((r) => r.code === 'GRN_MASTER_LEASE_HELD' || r.code === 'GRN_UNAVAILABLE' || r.code === 'GRN_NOT_IN_SYNC')) {
       this.#highestTriedTerm = Math.max(queue.term, newerTerm, term - 1)
     }
-    const need = majorityOf(voters.length)
     if (granted.length < need || queue.mode !== 'shadow' || this.#stopped) {
       log.warn({ term, votes: granted.length, need, voters: voters.length, refusals: this.#lastRefusal }, 'election lost')
       return null
     }
+    const votedMs = this.#now() - sentAtMs
     await this.#deps.takeOver(term, granted, sentAtMs)
-    log.warn({ term, seq: queue.seq, votes: granted.length, voters: voters.length, forced: options.force, handedOver: options.handedOver === true }, 'elected master')
+    log.warn({ term, seq: queue.seq, votes: granted.length, voters: voters.length, forced: options.force, handedOver: options.handedOver === true, votedMs: Math.round(votedMs), takenOverMs: Math.round(this.#now() - sentAtMs) }, 'elected master')
     return { term, seq: queue.seq, votes: granted.length, voters: voters.length, forced: options.force, handedOver: options.handedOver === true }
   }
 
-  async #ask (url: string, body: p.VoteRequest): Promise<{ granted: true } | { granted: false, code: string, message: string, term?: number }> {
+  // Every voter at once; settles when all have answered or as soon as `need` granted (the others' answers
+  // cannot change the outcome, and the winner's lease and the clients waiting on it should not wait for the
+  // slowest voter's disk). An answer not in yet is undefined.
+  async #askAll (urls: readonly string[], body: p.VoteRequest, need: number): Promise<Array<Answer | undefined>> {
+    const answers: Array<Answer | undefined> = urls.map(() => undefined)
+    await new Promise<void>((resolve) => {
+      let pending = urls.length
+      let grants = 0
+      for (const [i, url] of urls.entries()) {
+        void this.#ask(url, body).then((answer) => {
+          answers[i] = answer
+          pending -= 1
+          if (answer.granted) grants += 1
+          if (grants >= need || pending === 0) resolve()
+        })
+      }
+    })
+    return [...answers]
+  }
+
+  async #ask (url: string, body: p.VoteRequest): Promise<Answer> {
     try {
       const res = await request(url + p.votePath, {
         method: 'POST', dispatcher: this.#agent, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto'
 import { leaseEndsAtMs, majorityOf } from '../shared/failover.js'
 import type { ServerId } from '../shared/ids.js'
+import type { Logger } from '../shared/log.js'
 import type { LeaseEcho } from '../shared/protocol.js'
 import { sql, type Db } from './db.js'
 
@@ -13,6 +14,7 @@ export interface LeaseOptions {
   db: Db
   leaseMs: number
   now: () => number                 // monotonic ms of this process
+  log?: Logger                      // the moment a term is first heard by a majority (acks may start)
 }
 
 export class MasterLease {
@@ -24,6 +26,8 @@ export class MasterLease {
   #registered: Set<ServerId>                            // the servers table, reloaded by refreshVoters()
   #endsAtMs = Number.NEGATIVE_INFINITY
   #released = false
+  #heardTerm = 0                                        // the newest term heardByMajority has been true for (logged once)
+  readonly #heardWaiters = new Set<() => void>()        // untilHeardByMajority calls; bounded by the server's parked mutations
 
   constructor (options: LeaseOptions) {
     this.#options = options
@@ -60,6 +64,11 @@ export class MasterLease {
     this.#isrEchoes.set(serverId, Math.max(this.#isrEchoes.get(serverId) ?? 0, echo.isrEpoch))
     this.#echoed.set(serverId, Math.max(this.#echoed.get(serverId) ?? 0, term))
     this.#recompute()
+    if (term > this.#heardTerm && this.heardByMajority(term)) {
+      this.#heardTerm = term
+      this.#options.log?.info({ term, voters: this.#registered.size, leaseHeld: this.held() }, 'a chunkserver majority echoed this term: acknowledging')
+      for (const wake of [...this.#heardWaiters]) wake()
+    }
     return true
   }
 
@@ -72,6 +81,21 @@ export class MasterLease {
     let heard = 0
     for (const [serverId, echoedTerm] of this.#echoed) if (echoedTerm === term && this.#registered.has(serverId)) heard++
     return heard >= majorityOf(this.#registered.size)
+  }
+
+  // Resolves once heardByMajority(term) holds or waitMs have passed, whichever is first; the caller checks
+  // again (this only waits, it decides nothing). A master just elected is echoed within a heartbeat or two.
+  async untilHeardByMajority (term: number, waitMs: number): Promise<void> {
+    if (this.heardByMajority(term) || waitMs <= 0) return
+    await new Promise<void>((resolve) => {
+      const wake = (): void => {
+        clearTimeout(timer)
+        this.#heardWaiters.delete(wake)
+        resolve()
+      }
+      const timer = setTimeout(wake, waitMs)
+      this.#heardWaiters.add(wake)
+    })
   }
 
   // Granted votes are promises too, made after the candidate sent its requests at sentAtMs.

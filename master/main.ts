@@ -98,7 +98,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
     ? null
     : new Follower({ db, queue, ...options.shadow, leaseMs: config.leaseMs, log: log.child({ component: 'follower' }), now, onFatal })
   const monoNow = options.monoNow ?? (() => performance.now())
-  const lease = new MasterLease({ db, leaseMs: config.leaseMs, now: monoNow })
+  const lease = new MasterLease({ db, leaseMs: config.leaseMs, now: monoNow, log: log.child({ component: 'lease' }) })
   const isr = new InSyncSet({ dataDir: config.dataDir, term: queue.term, log: log.child({ component: 'isr' }), echoes: () => ({ epochs: lease.isrEchoes(), voterCount: lease.voterCount }) })
   // One safe-mode view for the heartbeat handler and the replicator: nothing is copied, trimmed or deleted on
   // replica counts a restart (or a promotion) left stale.
@@ -127,6 +127,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
             get masterUrl () { return follower.masterUrl },
             report: (nowMs: number) => follower.report(nowMs),
             silentForMs: () => follower.staleForMs(performance.now()),
+            standing: () => election.standing(),
             promote: async (force: boolean): Promise<p.PromoteReply> => {
               const lagRecords = follower.lagRecords()
               if (!force && queue.mode === 'shadow') follower.checkCaughtUp()   // GRN_NOT_CAUGHT_UP naming the lag, before asking the master

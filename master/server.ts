@@ -2,6 +2,7 @@
 // handler that turns every failure into { statusCode, code, error, message }, and no listen(): main.ts
 // listens, tests call inject(). The route table is written out here, not hidden in plugins, so one screen
 // answers "what does the master serve and with which schema".
+import { setTimeout as sleep } from 'node:timers/promises'
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify'
 import { AssertionError } from '../shared/assert.js'
 import type { MasterConfig } from '../shared/config.js'
@@ -46,6 +47,7 @@ export interface MasterDeps {
   follower?: {
     readonly masterUrl: string, report: (nowMs: number) => p.FollowReport, promote: (force: boolean) => Promise<p.PromoteReply>
     silentForMs: () => number | null          // since the last successful poll of the master (monotonic); null: none yet
+    standing?: () => Promise<void> | null     // settles when the candidacy under way ends; null when not standing
   }
   lease: MasterLease                          // no ack and no master read without it (master/lease.ts)
   isr: InSyncSet                              // every ack waits for the in-sync shadows (master/isr.ts)
@@ -54,6 +56,8 @@ export interface MasterDeps {
 }
 
 const handOverPollMs = 5                     // a hand-over's drain looks again this often (bounded by handOverDrainMsMax)
+const settleWaitMsMax = limits.voteRoundMsMax // a mutation waits this long for a vote under way, or a new master's first echoes
+const settlingMutationsMax = 1_024           // past this many waiting, a mutation is refused at once instead
 
 export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   const logger = deps.logger ?? createLogger('master', deps.config.logLevel)
@@ -98,7 +102,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   let handingOverTo: string | null = null
   let handOverAsked: string | null = null   // a hand-over waiting for the chunkservers to know its shadow in sync
   let mutationsInFlight = 0
-  const refusalUrl = (): string | null => handingOverTo ?? successorUrl ?? deps.follower?.masterUrl ?? null
+  const refusalUrl = (): string | null => handingOverTo ?? successorUrl ?? (queue.mode === 'master' ? null : deps.follower?.masterUrl) ?? null
   const notLeased = (): GranaryError => new GranaryError('GRN_NOT_MASTER',
     [`master of term ${queue.term} without its lease (${lease.describe()})`, refusalUrl() ?? 'unknown to it'],
     { role: 'master', masterUrl: refusalUrl(), term: queue.term, fencedByTerm: queue.fencedByTerm, lease: false })
@@ -129,6 +133,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
       return { term: queue.term, seq: queue.seq, release: signRelease(deps.secret, { term: queue.term, shadowId: request.shadowId }) }
     }
     const underWay = handingOverTo ?? handOverAsked
+    if (underWay !== null && underWay !== request.url) throw new GranaryError('GRN_VOTE_LOST', [`the master at term ${queue.term} is handing over to ${underWay}`], { masterUrl: underWay })
     if (underWay !== null) throw new GranaryError('GRN_INVALID_ARGUMENT', [`a hand-over to ${underWay} is already under way`])
     refuseUnlessLeased()
     // The lease is given up for good below: only to a shadow a chunkserver majority already knows as in sync,
@@ -144,6 +149,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     if (!isr.members.includes(request.shadowId)) throw new GranaryError('GRN_NOT_CAUGHT_UP', [knownInSync().why])
     handOverAsked = request.url
     const startedMs = Date.now()
+    logger.info({ term: queue.term, to: request.url, shadowId: request.shadowId }, 'hand-over asked')
     try {
       for (let known = knownInSync(); !known.ok; known = knownInSync()) {
         if (Date.now() - startedMs >= limits.handOverDrainMsMax) throw new GranaryError('GRN_NOT_CAUGHT_UP', [known.why])
@@ -152,6 +158,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
       refuseUnlessLeased()
       handingOverTo = request.url
       const drainStartedMs = Date.now()
+      logger.info({ term: queue.term, to: request.url, knownMs: drainStartedMs - startedMs, mutationsInFlight, queued: queue.queuedCount }, 'hand-over: refusing mutations, draining')
       while (mutationsInFlight > 0 || queue.queuedCount > 0 || (isr.confirmedSeq(request.shadowId) ?? -1) < queue.seq) {
         if (Date.now() - drainStartedMs >= limits.handOverDrainMsMax) {
           throw new GranaryError('GRN_NOT_CAUGHT_UP', [`within ${limits.handOverDrainMsMax} ms: ${mutationsInFlight} mutations in flight, shadow applied ${String(isr.confirmedSeq(request.shadowId))} of ${queue.seq}`])
@@ -166,7 +173,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     } finally {
       handOverAsked = null
     }
-    logger.warn({ term: queue.term, seq: queue.seq, to: request.url, shadowId: request.shadowId, drainMs: Date.now() - startedMs }, 'lease released: handing over to a shadow')
+    logger.warn({ term: queue.term, seq: queue.seq, to: request.url, shadowId: request.shadowId, handOverMs: Date.now() - startedMs }, 'lease released: handing over to a shadow')
     return { term: queue.term, seq: queue.seq, release: signRelease(deps.secret, { term: queue.term, shadowId: request.shadowId }) }
   }
   const s = shadowHandlers({
@@ -179,8 +186,30 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   // client told GRN_NOT_MASTER tries the next URL, which is the promoted shadow if there is one.
   // The lease replaces a start-up wait: a restarted master holds none until a majority echoed one of its own
   // replies, and a chunkserver that met a newer master deposes it instead.
+  // A mutation that meets a shadow standing for election, or a master elected but not yet echoed by a chunkserver
+  // majority, first waits for the outcome (at most settleWaitMsMax) instead of being refused at once: in a
+  // hand-over the old master's refusal sends the client here a few ms before the vote ends, and every refusal
+  // costs the client a retry and a backoff. It only waits: every check (refuseUnlessLeased, then the ack's) runs after.
+  let settling = 0
+  const untilSettled = async (): Promise<void> => {
+    const standing = queue.mode === 'shadow' ? deps.follower?.standing?.() ?? null : null
+    const electedUnheard = queue.mode === 'master' && lease.held() && !lease.heardByMajority(queue.term)
+    if ((standing === null && !electedUnheard) || settling >= settlingMutationsMax) return
+    settling += 1
+    const timeout = new AbortController()
+    try {
+      const startedMs = Date.now()
+      if (standing !== null) await Promise.race([standing, sleep(settleWaitMsMax, undefined, { signal: timeout.signal }).catch(() => {})])
+      const leftMs = settleWaitMsMax - (Date.now() - startedMs)
+      if (queue.mode === 'master' && lease.held()) await lease.untilHeardByMajority(queue.term, leftMs)
+    } finally {
+      timeout.abort()
+      settling -= 1
+    }
+  }
   const mutation = {
     preHandler: async () => {
+      await untilSettled()
       refuseUnlessLeased()
       if (handingOverTo !== null) {
         throw new GranaryError('GRN_NOT_MASTER', [`master of term ${queue.term} handing over`, handingOverTo], { role: 'master', masterUrl: handingOverTo, term: queue.term, fencedByTerm: null })

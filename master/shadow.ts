@@ -185,9 +185,15 @@ export class Follower {
     if (queue.mode !== 'shadow' || this.#promoting) throw new GranaryError('GRN_INVALID_ARGUMENT', [`this server is not a shadow (it is a ${queue.mode} at term ${queue.term})`])
     this.#promoting = true
     const lagRecords = this.lagRecords()
-    await this.stop()
+    const startedMs = performance.now()
+    // The tail loop has ended once this resolves; its agent closes in the background (nothing more is sent on
+    // it, and the clients and chunkservers waiting for this master should not wait for its sockets).
+    this.#stop.abort()
+    await this.#loop
+    void this.#agent.close().catch(() => {})
+    const stoppedMs = performance.now()
     const promoted = queue.promote(this.#deps.now(), term)
-    log.warn({ ...promoted, lagRecords, formerMaster: this.#masterUrl }, 'promoted to master')
+    log.warn({ ...promoted, lagRecords, formerMaster: this.#masterUrl, stopMs: Math.round(stoppedMs - startedMs), promoteMs: Math.round(performance.now() - stoppedMs) }, 'promoted to master')
     return promoted
   }
 

@@ -11,19 +11,26 @@
 // flight at the fault does not count, so a hand-over's drained writes cannot flatter it), the worst write
 // latency, failed writes (an error inside the client's 10 s deadline), acknowledged-then-lost and wrong-bytes
 // files (every acked file re-read through the new master and its sha256 compared), each beside the issue's aim.
+// For the hand-over it also prints where the time went: each step's moment after the fault (p50 and max over
+// the trials), read from the processes' logs (pino's epoch-ms `time`) and the writer's retries (the client's
+// diagnostics channel), from "hand-over asked" on the master to the first acknowledged write.
 // Then the in-sync round trip's cost: 4 KiB puts/s and p50 latency, 16 in flight and one at a time, with a
 // shadow in the in-sync set vs. without one. Asserts nothing; a trial that cannot set up is reported, not fatal.
+// GRANARY_BENCH_FAILOVER_KINDS (comma-separated: supervisor, host-death, frozen, handover, cost; default all)
+// runs only those, e.g. GRANARY_BENCH_FAILOVER_KINDS=handover for the hand-over alone.
 import { createHash } from 'node:crypto'
+import diagnosticsChannel from 'node:diagnostics_channel'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import { connect, type GranaryClient } from '../client/index.js'
+import { channelNames } from '../client/diagnostics.js'
 import { UpCluster } from '../client/chaos-cluster.js'
 import { masterDefaults } from '../shared/config.js'
 import type { ClusterReport, HealthReply, PromoteReply } from '../shared/protocol.js'
-import { startCluster, type Cluster } from '../test/helpers/cluster.js'
+import { startCluster, type Cluster, type ClusterProcess } from '../test/helpers/cluster.js'
 import { fmt, line, median } from './bench-format.js'
 
 const trialsDefault = 20
@@ -145,6 +152,7 @@ interface Rig {
   reader: (url: string) => GranaryClient
   fault: () => Promise<void>        // injects the fault; resolves once it is in place (the POST answered)
   settle: (writer: Writer, faultAtMs: number) => Promise<void>   // after the fault (frozen: SIGCONT at 5 s, then writes)
+  steps?: (faultAtWallMs: number) => Map<string, number>   // step → its Date.now() moment (from the process logs); '(…)' a count
   stop: () => Promise<void>
 }
 
@@ -160,17 +168,30 @@ interface TrialResult {
   wrongCount: number                // acked, read back with other bytes
   takenOverBy: 'master' | 'shadow'  // which URL is the master afterwards
   stalled: boolean                  // fewer than writesAfterFaultMin acks within writesAfterFaultWaitMs
+  steps: Map<string, number>        // step → ms after the fault (wall clock), for the scenarios that log them
 }
+
+// The writer's retries, from the client's diagnostics channel (this process runs one writer at a time).
+interface RetryEvent { atWallMs: number, code: string, delayMs: number }
+const retryEvents: RetryEvent[] = []
+const retryEventsMax = 100_000
+diagnosticsChannel.subscribe(channelNames.retry, (message) => {
+  const m = message as { code?: string, delayMs?: number }
+  if (retryEvents.length < retryEventsMax) retryEvents.push({ atWallMs: Date.now(), code: m.code ?? '?', delayMs: m.delayMs ?? 0 })
+})
 
 async function runTrial (rig: Rig): Promise<TrialResult> {
   await rig.fs.mkdir('/tick')
   const writer = startWriter(rig.fs)
   let stalled = false
   let faultAtMs = 0
+  let faultAtWallMs = 0
   let faultCallMs = 0
   try {
     await mustUntil(() => writer.acked.size >= writesBeforeFaultMin, writesBeforeFaultWaitMs, 'writes before the fault')
+    retryEvents.length = 0
     faultAtMs = performance.now()
+    faultAtWallMs = Date.now()
     await rig.fault()
     faultCallMs = performance.now() - faultAtMs
     await rig.settle(writer, faultAtMs)
@@ -181,8 +202,20 @@ async function runTrial (rig: Rig): Promise<TrialResult> {
   const masterIndex = await waitForMaster(rig.masters)
   const { lostCount, wrongCount } = await verify(rig.reader(rig.masters[masterIndex] as string), writer.acked)
   const first = writer.records.find((r) => r.ok && r.startedAtMs >= faultAtMs)
+  const recoveryMs = first === undefined ? null : first.endedAtMs - faultAtMs
+  const steps = new Map<string, number>()
+  if (rig.steps !== undefined) {
+    for (const [step, value] of rig.steps(faultAtWallMs)) steps.set(step, step.startsWith('(') ? value : value - faultAtWallMs)   // '(…)': a count
+    steps.set('operator: promote answered', faultCallMs)
+    if (recoveryMs !== null) {
+      steps.set('writer: first ack', recoveryMs)
+      const retries = retryEvents.filter((e) => e.atWallMs >= faultAtWallMs && e.atWallMs <= faultAtWallMs + recoveryMs)
+      steps.set('(writer: retries before it)', retries.length)
+      steps.set('(writer: backoff ms before it)', retries.reduce((total, e) => total + e.delayMs, 0))
+    }
+  }
   return {
-    recoveryMs: first === undefined ? null : first.endedAtMs - faultAtMs,
+    recoveryMs,
     faultCallMs,
     worstWriteMs: Math.max(...writer.records.map((r) => r.endedAtMs - r.startedAtMs)),
     writeCount: writer.records.length,
@@ -191,8 +224,48 @@ async function runTrial (rig: Rig): Promise<TrialResult> {
     failedCodes: new Map(writer.failedCodes),
     lostCount, wrongCount,
     takenOverBy: masterIndex === 0 ? 'master' : 'shadow',
-    stalled
+    stalled,
+    steps
   }
+}
+
+// A hand-over's steps, each the first matching log line at or after the fault (pino's `time` is Date.now()).
+// "chunkservers: majority voted" is the majority-th chunkserver's "voted" line.
+const handOverSteps: Array<{ step: string, who: 'master' | 'shadow', msg: string }> = [
+  { step: 'master: hand-over asked', who: 'master', msg: 'hand-over asked' },
+  { step: 'master: refusing, draining', who: 'master', msg: 'hand-over: refusing mutations, draining' },
+  { step: 'master: lease released', who: 'master', msg: 'lease released: handing over to a shadow' },
+  { step: 'shadow: votes asked', who: 'shadow', msg: 'asking for votes' },
+  { step: 'shadow: elected', who: 'shadow', msg: 'elected master' },
+  { step: 'new master: echoed by majority', who: 'shadow', msg: 'a chunkserver majority echoed this term: acknowledging' }
+]
+
+function logTimes (path: string, msg: string, sinceWallMs: number): number[] {
+  let text: string
+  try { text = readFileSync(path, 'utf8') } catch { return [] }
+  const times: number[] = []
+  for (const l of text.split('\n')) {
+    if (!l.includes(`"msg":"${msg}"`)) continue
+    try {
+      const time = (JSON.parse(l) as { time?: unknown }).time
+      if (typeof time === 'number' && time >= sinceWallMs) times.push(time)
+    } catch { /* a half-written last line */ }
+  }
+  return times
+}
+
+function handOverTimeline (cluster: Cluster, shadow: ClusterProcess, faultAtWallMs: number): Map<string, number> {
+  const steps = new Map<string, number>()
+  const logs = { master: cluster.master.logPath, shadow: shadow.logPath }
+  for (const { step, who, msg } of handOverSteps) {
+    const times = logTimes(logs[who], msg, faultAtWallMs)
+    if (times.length > 0) steps.set(step, Math.min(...times))
+    if (msg === 'asking for votes' && times.length > 0) steps.set('(vote rounds)', times.length)
+  }
+  const voted = cluster.chunkservers.map((cs) => logTimes(cs.logPath, 'voted', faultAtWallMs)[0]).filter((t): t is number => t !== undefined).sort((a, b) => a - b)
+  const need = Math.floor(cluster.chunkservers.length / 2) + 1
+  if (voted.length >= need) steps.set('chunkservers: majority voted', voted[need - 1] as number)
+  return steps
 }
 
 async function waitForMaster (masters: readonly string[]): Promise<number> {
@@ -249,6 +322,7 @@ async function clusterRig (fault: Fault): Promise<Rig> {
       reader: (url) => cluster.client({ masters: [url], deadlineMs: writerDeadlineMs }),
       fault: faults[fault],
       settle: fault === 'frozen' ? async (writer, faultAtMs) => { await wake(cluster, writer, faultAtMs) } : async () => {},
+      ...(fault === 'handOver' ? { steps: (faultAtWallMs: number) => handOverTimeline(cluster, shadow, faultAtWallMs) } : {}),
       stop: async () => { await cluster.stop() }
     }
   } catch (err) {
@@ -330,14 +404,27 @@ function spareWarm (logPath: string, masterPid: number): boolean {
 
 // ---- the scenarios --------------------------------------------------------------------------------------------
 
-interface Scenario { name: string, what: string, aimMs: number, rig: () => Promise<Rig>, faultCall?: string }
+const kinds = ['supervisor', 'host-death', 'frozen', 'handover', 'cost'] as const
+type Kind = typeof kinds[number]
+
+interface Scenario { kind: Kind, name: string, what: string, aimMs: number, rig: () => Promise<Rig>, faultCall?: string }
 
 const scenarios: Scenario[] = [
-  { name: 'supervisor restart', what: 'master SIGKILLed under granary up, restarted from its warm spare', aimMs: aims.supervisor, rig: upRig },
-  { name: 'host death', what: 'master SIGKILLed, not restarted: the shadow takes over', aimMs: aims.hostDeath, rig: async () => await clusterRig('hostDeath') },
-  { name: 'frozen 5 s', what: 'master SIGSTOPped, SIGCONT after 5 s', aimMs: aims.frozen, rig: async () => await clusterRig('frozen') },
-  { name: 'planned hand-over', what: 'POST /admin/promote to the shadow under the writer', aimMs: aims.handOver, rig: async () => await clusterRig('handOver'), faultCall: 'promote answered' }
+  { kind: 'supervisor', name: 'supervisor restart', what: 'master SIGKILLed under granary up, restarted from its warm spare', aimMs: aims.supervisor, rig: upRig },
+  { kind: 'host-death', name: 'host death', what: 'master SIGKILLed, not restarted: the shadow takes over', aimMs: aims.hostDeath, rig: async () => await clusterRig('hostDeath') },
+  { kind: 'frozen', name: 'frozen 5 s', what: 'master SIGSTOPped, SIGCONT after 5 s', aimMs: aims.frozen, rig: async () => await clusterRig('frozen') },
+  { kind: 'handover', name: 'planned hand-over', what: 'POST /admin/promote to the shadow under the writer', aimMs: aims.handOver, rig: async () => await clusterRig('handOver'), faultCall: 'promote answered' }
 ]
+
+function kindsChosen (): Set<Kind> {
+  const given = process.env.GRANARY_BENCH_FAILOVER_KINDS
+  if (given === undefined || given.trim() === '') return new Set(kinds)
+  const chosen = given.split(',').map((k) => k.trim()).filter((k) => k !== '')
+  for (const k of chosen) {
+    if (!(kinds as readonly string[]).includes(k)) throw new Error(`GRANARY_BENCH_FAILOVER_KINDS: unknown kind '${k}'; the kinds are ${kinds.join(', ')}`)
+  }
+  return new Set(chosen as Kind[])
+}
 
 function trialCount (): number {
   const given = process.env.GRANARY_BENCH_FAILOVER_TRIALS
@@ -355,9 +442,11 @@ function percentile (values: readonly number[], q: number): number {
 
 export async function benchFailover (): Promise<void> {
   const trials = trialCount()
+  const chosen = kindsChosen()
   line('failover: setup', '', `${trials} trials per scenario (GRANARY_BENCH_FAILOVER_TRIALS), ${chunkserverCount} chunkservers + 1 shadow, ` +
-    `heartbeatIntervalMs ${masterDefaults.heartbeatIntervalMs}, leaseMs ${masterDefaults.leaseMs}, a ${fileSizeBytes / 1024} KiB put every ${tickMs} ms, deadline ${writerDeadlineMs / 1000} s`)
-  for (const scenario of scenarios) {
+    `heartbeatIntervalMs ${masterDefaults.heartbeatIntervalMs}, leaseMs ${masterDefaults.leaseMs}, a ${fileSizeBytes / 1024} KiB put every ${tickMs} ms, deadline ${writerDeadlineMs / 1000} s; ` +
+    `kinds ${[...chosen].join(', ')} (GRANARY_BENCH_FAILOVER_KINDS)`)
+  for (const scenario of scenarios.filter((s) => chosen.has(s.kind))) {
     const results: TrialResult[] = []
     const errors: string[] = []
     for (let i = 0; i < trials; i++) {
@@ -372,8 +461,25 @@ export async function benchFailover (): Promise<void> {
       }
     }
     printScenario(scenario, results, errors, trials)
+    printSteps(results)
   }
-  await benchInSyncCost()
+  if (chosen.has('cost')) await benchInSyncCost()
+}
+
+// Each logged step's moment after the fault, p50 and max over the trials that logged it, in time order.
+function printSteps (results: readonly TrialResult[]): void {
+  const names = new Set(results.flatMap((r) => [...r.steps.keys()]))
+  if (names.size === 0) return
+  const rows = [...names].map((name) => {
+    const values = results.map((r) => r.steps.get(name)).filter((v): v is number => v !== undefined)
+    return { name, values, p50: percentile(values, 0.5) }
+  })
+  const counts = rows.filter((r) => r.name.startsWith('('))
+  for (const row of [...rows.filter((r) => !r.name.startsWith('(')).sort((a, b) => a.p50 - b.p50), ...counts]) {
+    const isCount = row.name.startsWith('(')
+    line(`failover:     ${row.name}`, `${isCount ? '' : '+'}${fmt(row.p50)}${isCount ? '' : ' ms'}`,
+      `p50 over ${row.values.length} trials; max ${fmt(Math.max(...row.values))}; trials ${row.values.map((v) => fmt(v)).join(' / ')}`)
+  }
 }
 
 function printScenario (scenario: Scenario, results: readonly TrialResult[], errors: readonly string[], trials: number): void {

@@ -30,6 +30,7 @@ export const errorSpecs = {
   GRN_VOTE_TAKEN:          { statusCode: 409, retryable: false, message: 'no vote: %s' },
   GRN_NOT_IN_SYNC:         { statusCode: 409, retryable: false, message: 'no vote: %s' },
   GRN_MASTER_LEASE_HELD:   { statusCode: 409, retryable: true,  message: 'no vote: %s' },
+  GRN_VOTE_LOST:           { statusCode: 409, retryable: false, message: 'this shadow lost the election: %s' },
   GRN_UNAVAILABLE:         { statusCode: 503, retryable: true,  message: 'cannot reach %s: %s' },
   GRN_TIMEOUT:             { statusCode: 504, retryable: true,  message: '%s did not answer within %d ms' },
   GRN_DEADLINE_EXCEEDED:   { statusCode: 504, retryable: false, message: '%s gave up after %d ms and %d attempts: %s' },

@@ -54,6 +54,7 @@ t.test('two shadows promoted at once, and a forced promotion racing an automatic
   const [a, b] = await Promise.all([promote(shadow.url), promote(other.url)])
   const winners = [a, b].filter((r) => r.statusCode === 200)
   t.equal(winners.length, 1, `exactly one promotion won (${a.statusCode} ${a.body.code ?? ''} / ${b.statusCode} ${b.body.code ?? ''})`)
+  t.match(a.statusCode === 200 ? b : a, { statusCode: 409, body: { code: 'GRN_VOTE_LOST' } }, 'the other lost the election, and says so')
   const roles = await Promise.all([shadow.url, other.url].map(async (url) => await health(url)))
   t.equal(roles.filter((h) => h.role === 'master').length, 1, 'exactly one of them is master')
 

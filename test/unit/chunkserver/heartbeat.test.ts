@@ -9,6 +9,8 @@
 // A deposed master's refusal names its successor, which is then heartbeaten; the deposed one gets only probes
 // until its health stops saying fencedByTerm (it came back as a shadow).
 // Commands in a reply whose term is older than the newest this server has seen (a deposed master) never run.
+// A candidate this server voted for is beaten every few ms (not at the interval) until it answers as a master
+// of the voted term, so the new master's first echoes come at once; then the interval applies again.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { createServer, request as httpRequest, type Server } from 'node:http'
@@ -16,8 +18,8 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startFixture, putChunk, newHandle, chunkFiles } from './fixtures/servers.js'
 import type { HeartbeatReply, HeartbeatRequest } from '../../../shared/protocol.js'
-import { healthPath, heartbeatPath, tokenHeader } from '../../../shared/protocol.js'
-import { commandFollowUpBeatsMax } from '../../../shared/limits.js'
+import { healthPath, heartbeatPath, tokenHeader, votePath } from '../../../shared/protocol.js'
+import { commandFollowUpBeatsMax, leaseMsMin } from '../../../shared/limits.js'
 import { crc32 } from '../../../shared/checksum.js'
 
 interface FakeMaster {
@@ -333,4 +335,34 @@ t.test('commands in a reply of an older term are not run', async (t) => {
   master.reply = () => ({ statusCode: 200, body: { term: 3, heartbeatIntervalMs: 20, needFullReport: false, commands: [{ type: 'delete', chunkHandle: handle, version: 1 }] } })
   await until('the file deleted', () => chunkFiles(f.dataDirs[0] as string).length === 0)
   t.pass('a current-term delete runs')
+})
+
+t.test('a vote granted: the candidate is beaten every few ms until it answers as master of that term, then at the interval', async (t) => {
+  const master = await fakeMaster()
+  const candidate = await fakeMaster()
+  t.teardown(async () => { await master.close(); await candidate.close() })
+  const slow = { term: 0, heartbeatIntervalMs: 1000, needFullReport: false, commands: [] }
+  master.reply = () => ({ statusCode: 200, body: slow })
+  candidate.reply = () => ({ statusCode: 200, body: { ...slow, role: 'shadow' } })
+  const f = await startFixture(t, 1, { masters: `${master.url},${candidate.url}`, heartbeatIntervalMs: 1000, leaseMs: leaseMsMin })
+  const server = f.servers[0] as typeof f.servers[0]
+  await until('first heartbeats', () => master.beats.length > 0 && candidate.beats.length > 0)
+  await sleep(leaseMsMin + 20)   // the promise a start gives lapses
+  const before = candidate.beats.length
+  const vote = await fetch(`${server.url}${votePath}`, {
+    method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ term: 1, candidateId: 'sh-00000000000a', candidateUrl: candidate.url, force: true })
+  })
+  t.equal(vote.status, 200, 'granted')
+  await sleep(100)
+  const whileShadow = candidate.beats.length - before
+  t.ok(whileShadow >= 3, `beaten ${whileShadow} times in 100 ms while it still answers as a shadow (interval 1 s)`)
+  // As a master does: an echo is asked for at once until one arrives.
+  candidate.reply = (beat) => ({ statusCode: 200, body: { ...slow, term: 1, role: 'master', instanceId: 'abcd', sentAtMs: 1, isrEpoch: 0, isr: [], leaseWanted: beat.lease === undefined } })
+  await until('a beat answered as master', () => candidate.beats.some((b) => b.term === 1))
+  await sleep(50)
+  const settled = candidate.beats.length
+  await sleep(150)
+  t.ok(candidate.beats.length - settled <= 1, `then at most one more beat in 150 ms (${candidate.beats.length - settled}): the interval again`)
+  t.ok(candidate.beats.some((b) => b.lease?.instanceId === 'abcd'), 'the master reply was echoed')
 })

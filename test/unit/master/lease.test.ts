@@ -6,11 +6,13 @@
 // restarted master holds none until a majority echoes one of its own replies: an echo of the previous
 // process's reply (another instanceId), of another term, or from the future does not count. A renewal counts
 // from the moment its reply was SENT, never from when the echo arrived. Registering a server moves the
-// majority. A heartbeat carrying a newer term deposes the master for good.
+// majority. A heartbeat carrying a newer term deposes the master for good. A master elected on votes holds a
+// mutation until a majority has echoed one of its replies (a vote round at most), then acknowledges it.
 import t, { type Test } from 'tap'
 import { masterLeaseMs } from '../../../shared/failover.js'
+import { voteRoundMsMax } from '../../../shared/limits.js'
 import type * as p from '../../../shared/protocol.js'
-import { addServers, echoOf, heartbeat, heartbeatBody, renewLease, startTestMaster, writeFile, type TestMaster } from './fixture.js'
+import { addServers, echoOf, heartbeat, heartbeatBody, renewLease, serverIdOf, startTestMaster, writeFile, type TestMaster } from './fixture.js'
 
 // Every master read and one mutation, each refused for want of the lease (or each served).
 async function masterCalls (m: TestMaster): Promise<Array<{ what: string, res: { statusCode: number, body: any } }>> {
@@ -197,4 +199,32 @@ t.test('a heartbeat carrying a newer term deposes the master: no lease ever agai
   const first = await m3.call('POST', '/chunkservers/heartbeat', heartbeatBody(2, { term: 2, masterUrl: successor }))
   t.equal(first.body.code, 'GRN_STALE_TERM')
   for (const { what, res } of await masterCalls(m3)) t.match(res.body, { code: 'GRN_NOT_MASTER', details: { role: 'deposed' } }, `${what} refused`)
+})
+
+t.test('a master elected on votes holds a mutation until a majority has echoed it (a vote round at most), then acks it', async (t) => {
+  const dir = t.testdir()
+  await populated(t, dir)
+  const m2 = await startTestMaster(t, { dir })
+  m2.lease.onVotes([serverIdOf(1), serverIdOf(2)], m2.clock.nowMs)   // what an election's takeOver does
+  t.equal(m2.lease.held(), true, 'the votes are a lease')
+  t.equal(m2.lease.heardByMajority(m2.queue.term), false, 'but no chunkserver has echoed a reply of this process')
+  const seq = m2.queue.seq
+  let answered = false
+  const mkdir = m2.call('POST', '/fs/mkdir', { path: '/d/held' }).finally(() => { answered = true })
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  t.equal(answered, false, 'not refused at once: it waits for the echoes')
+  t.equal(m2.queue.seq, seq, 'and nothing is logged while it waits')
+  await renewLease(m2, [1, 2])
+  t.equal((await mkdir).statusCode, 200, 'acknowledged once a majority echoed')
+  t.equal(m2.queue.seq, seq + 1)
+
+  // No echoes at all: refused after the wait, as before, naming no master (not the one it was a shadow of).
+  const m3dir = t.testdir()
+  await populated(t, m3dir)
+  const m3 = await startTestMaster(t, { dir: m3dir })
+  m3.lease.onVotes([serverIdOf(1), serverIdOf(2)], m3.clock.nowMs)
+  const startedMs = Date.now()
+  const refused = await m3.call('POST', '/fs/mkdir', { path: '/d/never' })
+  t.match(refused, { statusCode: 503, body: { code: 'GRN_NOT_MASTER', details: { lease: false, masterUrl: null } } })
+  t.ok(Date.now() - startedMs >= voteRoundMsMax - 5, `after waiting a vote round (${Date.now() - startedMs} ms)`)
 })

@@ -1,8 +1,9 @@
 // Proves promotion and fencing on the master's side, with fake chunkservers that vote for real
 // (chunkserver/voter.ts on a hand-moved clock, shadow-fixture.ts startVoters). A promotion is a vote of the
 // registered chunkservers: with the master gone, an in-sync shadow wins once their promise to the old master
-// lapses (refused with GRN_MASTER_LEASE_HELD until then) and becomes the master of a newer term through a
-// logged newTerm op, and takes writes; a planned hand-over (the master alive) drains, releases the master's
+// lapses (refused with GRN_MASTER_LEASE_HELD until then; a mutation sent to it meanwhile waits a vote round
+// for the outcome before it is refused) and becomes the master of a newer term through a logged newTerm op, and
+// takes writes; a planned hand-over (the master alive) drains, releases the master's
 // lease and wins the first round, leaving the old master refusing and then deposed. A shadow that is behind
 // (by a known number of records, or with no contact since it started) is refused with GRN_NOT_CAUGHT_UP
 // saying how far, before anyone is asked, unless forced; forced, it still needs the vote. The chunkservers
@@ -14,7 +15,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { resolveShadowConfig } from '../../../shared/config.js'
-import { leaseMsMin } from '../../../shared/limits.js'
+import { leaseMsMin, voteRoundMsMax } from '../../../shared/limits.js'
 import type * as p from '../../../shared/protocol.js'
 import { startShadow, type RunningShadow } from '../../../master/main.js'
 import { dumpTables, heartbeatBody, quietLog, testLeaseMs } from './fixture.js'
@@ -48,6 +49,11 @@ t.test("with the master gone, an in-sync shadow wins once the chunkservers' prom
   await waitFor(() => voters.list.every((v) => v.answers.includes('GRN_MASTER_LEASE_HELD')), 'every chunkserver to refuse while its promise holds')
   t.equal(shadow.node.queue.mode, 'shadow', 'no promotion while the promise to the old master holds')
   t.ok(voters.list.every((v) => v.answers.every((a) => a === 'GRN_MASTER_LEASE_HELD')), 'every answer so far a refusal')
+  // A mutation that reaches a shadow standing for election waits for the outcome, a vote round at most, rather
+  // than being refused at once (in a hand-over the old master sends clients here just before the vote ends).
+  const waitStartedMs = Date.now()
+  t.match(await call(shadow.node, 'POST', '/fs/mkdir', { path: '/while-standing' }), { statusCode: 503, body: { code: 'GRN_NOT_MASTER', details: { role: 'shadow' } } })
+  t.ok(Date.now() - waitStartedMs >= voteRoundMsMax - 5, `refused only after waiting a vote round for the election (${Date.now() - waitStartedMs} ms)`)
   voters.lapse()
   const promoted = await within(promoting, 'the promotion')
   t.equal(promoted.statusCode, 200)
@@ -79,6 +85,8 @@ t.test('a planned hand-over: the master drains and releases its lease, and the i
   const seq = master.queue.seq
   const promoted = await within(call<p.PromoteReply>(shadow.node, 'POST', '/admin/promote', {}), 'the promotion')
   t.same(promoted, { statusCode: 200, body: { term: 2, seq: seq + 1, lagRecords: 0, forced: false } }, 'term 2: the signed release let every chunkserver vote at once')
+  t.ok(voters.list.filter((v) => v.answers[0] === 'granted').length >= 2, 'a majority granted when the round ended (it ends there)')
+  await waitFor(() => voters.list.every((v) => v.answers.length > 0), 'the third answer, which the round did not wait for')
   t.same(voters.list.map((v) => v.answers), [['granted'], ['granted'], ['granted']], 'one round, three grants')
   t.same(votes(voters), [[2, shadow.shadowId], [2, shadow.shadowId], [2, shadow.shadowId]])
   t.same(dumpTables(shadow.node.db, ['inodes', 'chunks', 'replicas', 'servers']), dumpTables(master.db, ['inodes', 'chunks', 'replicas', 'servers']),
