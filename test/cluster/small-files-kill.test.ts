@@ -11,7 +11,7 @@ import type { OpenReply } from '../../shared/protocol.js'
 
 const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex')
 const inFlight = 16
-const filesPerPhase = 120   // puts started while one chunkserver is down or coming back
+const filesPerPhase = 64   // puts started while one chunkserver is down or coming back
 
 t.test('16 in flight, each chunkserver SIGKILLed in turn: every acked file intact on every replica', async (t) => {
   const cluster = await startCluster({ chunkservers: 4, shadow: true, test: t })
