@@ -37,6 +37,7 @@ export interface SpawnRoleOptions {
   logPath: string
   readyTimeoutMs: number
   env?: NodeJS.ProcessEnv
+  netns?: string              // run inside this network namespace (`ip netns exec`, which execs: the pid is node's)
 }
 
 export async function spawnRole (options: SpawnRoleOptions): Promise<SpawnedRole> {
@@ -45,7 +46,9 @@ export async function spawnRole (options: SpawnRoleOptions): Promise<SpawnedRole
   const startOffset = fstatSync(logFd).size
   let child: ChildProcess
   try {
-    child = spawn(process.execPath, ['--single-threaded-gc', cliPath, options.role, ...options.args], {
+    const command = [process.execPath, '--single-threaded-gc', cliPath, options.role, ...options.args]
+    const [file, ...args] = options.netns === undefined ? command : ['ip', 'netns', 'exec', options.netns, ...command]
+    child = spawn(file as string, args, {
       stdio: ['pipe', logFd, logFd],
       env: { ...process.env, ...options.env, GRANARY_LIFELINE: '1' }
     })

@@ -16,6 +16,7 @@ import { mkdtempSync, mkdirSync, rmSync, readdirSync, openSync, readSync, writeS
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
+import { NamespaceNetwork } from './netns.js'
 import { spawnRole, formatLogTail, isAlive, type ProcessRole, type SpawnedRole } from '../../shared/process.js'
 import { GranaryError } from '../../shared/errors.js'
 import { randomBytes } from 'node:crypto'
@@ -39,6 +40,9 @@ export const startClusterDefaults = {
   // each host's processes: [['master'], ['shadow'], ['chunkserver0', 'chunkserver1'], ...]. Each process binds
   // its host's address and advertises it; cluster.host(name) kills, freezes or restarts a host as a unit.
   hosts: 0 as number | string[][],
+  // 'namespaces': each host in a network namespace of its own (test/helpers/netns.ts) so host.cut() can take its
+  // link away, not just freeze it; needs root and `ip netns` (networkNamespacesUnavailable() says why not).
+  network: 'loopback' as 'loopback' | 'namespaces',
   dataDir: '',                       // '' = a new folder under the OS temp dir
   chunkSizeBytes: 1024 * 1024,       // the client() default: small, so tests span many chunks
   replication: 3,
@@ -98,6 +102,10 @@ function checkOptions (options: StartClusterOptions): typeof startClusterDefault
   if (typeof config.hosts === 'number' && (!Number.isInteger(config.hosts) || config.hosts < 0 || config.hosts > hostsMax)) {
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`startCluster option 'hosts' must be 0 (all on 127.0.0.1) to ${hostsMax}, or a list of process names per host`])
   }
+  if (config.network !== 'loopback' && config.network !== 'namespaces') {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`startCluster option 'network' must be 'loopback' or 'namespaces', got ${String(config.network)}`])
+  }
+  if (config.network === 'namespaces' && config.hosts === 0) throw new GranaryError('GRN_INVALID_ARGUMENT', ["startCluster option network: 'namespaces' needs hosts"])
   if (Array.isArray(config.hosts) && (config.hosts.length < 1 || config.hosts.length > hostsMax)) {
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`startCluster option 'hosts' lists ${config.hosts.length} hosts; 1 to ${hostsMax} are allowed`])
   }
@@ -125,16 +133,37 @@ function placeProcesses (hosts: number | string[][], names: readonly string[]): 
   return placed
 }
 
+interface HostNetwork { net: NamespaceNetwork, index: number, hostIndexOf: (host: ClusterHost) => number }
+
 // A "host": its loopback address and the processes on it, handled as one machine.
 export class ClusterHost {
   readonly name: string
   readonly address: string
   readonly processes: ClusterProcess[]
+  readonly #network: HostNetwork | null
 
-  constructor (name: string, address: string, processes: ClusterProcess[]) {
+  constructor (name: string, address: string, processes: ClusterProcess[], network: HostNetwork | null = null) {
     this.name = name
     this.address = address
     this.processes = processes
+    this.#network = network
+  }
+
+  // A cut link (network: 'namespaces' only): from everyone, or from the hosts listed only (a partial partition:
+  // the rest, and the test process, still reach it). The processes keep running and keep their clocks.
+  cut (from?: ClusterHost[]): void {
+    const network = this.#needsNetwork('cut')
+    network.net.cut(network.index, from?.map((host) => network.hostIndexOf(host)))
+  }
+
+  heal (): void {
+    const network = this.#needsNetwork('heal')
+    network.net.heal(network.index)
+  }
+
+  #needsNetwork (what: string): HostNetwork {
+    if (this.#network === null) throw new GranaryError('GRN_INVALID_ARGUMENT', [`host.${what}() needs startCluster({ network: 'namespaces' })`])
+    return this.#network
   }
 
   // Host death: SIGKILL every process of this host, nothing restarts them.
@@ -178,6 +207,7 @@ export class ClusterProcess {
   #url = ''
   #hung = false
   #host: string | null = null
+  #netns: string | undefined
 
   constructor (name: string, role: ProcessRole, dataDir: string, logPath: string, args: () => string[], readyTimeoutMs: number) {
     this.name = name
@@ -198,16 +228,17 @@ export class ClusterProcess {
   get host (): string { return this.#host ?? '127.0.0.1' }
 
   // Runs the process on a host's address (bound and advertised); before the first start.
-  bindTo (address: string): void {
+  bindTo (address: string, netns?: string): void {
     if (this.#spawned !== undefined) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${this.name} has started; its host is fixed`])
     this.#host = address
+    this.#netns = netns
   }
 
   // Starts the process (again): the same data folder, and after the first start the same port.
   async start (): Promise<void> {
     if (this.alive) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${this.name} is already running (pid ${this.pid})`])
     const args = this.startArgs
-    this.#spawned = await spawnRole({ role: this.role, args, logPath: this.logPath, readyTimeoutMs: this.#readyTimeoutMs })
+    this.#spawned = await spawnRole({ role: this.role, args, logPath: this.logPath, readyTimeoutMs: this.#readyTimeoutMs, netns: this.#netns })
     this.#port = this.#spawned.ready.port
     this.#url = this.#spawned.ready.url
     this.#hung = false
@@ -275,6 +306,7 @@ export class Cluster {
   readonly hosts: ClusterHost[]
   readonly #config: typeof startClusterDefaults
   readonly #clients: GranaryClient[] = []
+  #network: NamespaceNetwork | null = null
   #stopped = false
 
   constructor (config: typeof startClusterDefaults) {
@@ -298,8 +330,14 @@ export class Cluster {
     const all = [this.master, ...(this.shadow !== undefined ? [this.shadow] : []), ...this.chunkservers]
     const placed = placeProcesses(config.hosts, all.map((p) => p.name))
     const hostCount = typeof config.hosts === 'number' ? config.hosts : config.hosts.length
-    this.hosts = Array.from({ length: hostCount }, (_, i) => new ClusterHost(`host${i}`, `127.0.0.${i + 2}`, all.filter((p) => placed.get(p.name) === i)))
-    for (const host of this.hosts) for (const p of host.processes) p.bindTo(host.address)
+    if (config.network === 'namespaces') {
+      const net = this.#network = new NamespaceNetwork(hostCount)
+      const hostIndexOf = (host: ClusterHost): number => this.hosts.indexOf(host)
+      this.hosts = net.hosts.map((h, i) => new ClusterHost(`host${i}`, h.address, all.filter((p) => placed.get(p.name) === i), { net, index: i, hostIndexOf }))
+    } else {
+      this.hosts = Array.from({ length: hostCount }, (_, i) => new ClusterHost(`host${i}`, `127.0.0.${i + 2}`, all.filter((p) => placed.get(p.name) === i)))
+    }
+    this.hosts.forEach((host, i) => { for (const p of host.processes) p.bindTo(host.address, this.#network?.host(i).namespace) })
   }
 
   #process (name: string, role: ProcessRole, args: () => string[]): ClusterProcess {
@@ -325,6 +363,7 @@ export class Cluster {
   }
 
   async start (): Promise<void> {
+    this.#network?.create()
     await this.master.start()
     if (this.shadow !== undefined) await this.shadow.start()
     // allSettled: when one fails to start, the others have finished starting (and can be stopped) before the
@@ -426,6 +465,7 @@ export class Cluster {
       p.killSync()
     }
     await Promise.all(this.processes.map(async (p) => await p.waitExited()))
+    this.#network?.destroy()
     liveClusters.delete(this)
     const failed = this.#config.test?.passing !== undefined && !this.#config.test.passing()
     const keep = options.keepDirs === true || this.#config.keepDirs || failed || process.env.GRANARY_KEEP_TEST_DIRS === '1'
@@ -436,5 +476,6 @@ export class Cluster {
 
   killAllSync (): void {
     for (const p of this.processes) p.killSync()
+    this.#network?.destroy()
   }
 }

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto'
 import type { Test } from 'tap'
 import { request } from 'undici'
 import type * as p from '../../shared/protocol.js'
-import { startCluster, type Cluster, type ClusterProcess } from './cluster.js'
+import { startCluster, type Cluster, type ClusterProcess, type StartClusterOptions } from './cluster.js'
 import type { GranaryClient } from '../../client/index.js'
 
 export const sha = (data: Uint8Array | string): string => createHash('sha256').update(data).digest('hex')
@@ -59,7 +59,7 @@ export async function checkAcked (t: Test, fs: GranaryClient, acked: Map<string,
   t.equal(wrong, 0, `every one of the ${acked.size} acknowledged files reads back byte-identical`)
 }
 
-export async function readyWithShadow (t: Test, options: { shadowArgs?: string[] } = {}): Promise<{ cluster: Cluster, shadow: ClusterProcess, fs: GranaryClient }> {
+export async function readyWithShadow (t: Test, options: Pick<StartClusterOptions, 'shadowArgs' | 'hosts' | 'network'> = {}): Promise<{ cluster: Cluster, shadow: ClusterProcess, fs: GranaryClient }> {
   const cluster = await startCluster({ chunkservers: 3, shadow: true, test: t, ...options })
   const shadow = cluster.shadow as ClusterProcess
   const fs = cluster.client({ deadlineMs: writerDeadlineMs })
