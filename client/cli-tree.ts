@@ -47,7 +47,7 @@ export async function getTree (context: CommandContext): Promise<void> {
     return
   }
   const startMs = Date.now()
-  const totals = await unpackLocalDirectory(targetArg, tar, { overwrite: values.force === true, signal: context.signal })
+  const totals = await unpackLocalDirectory(targetArg, tar, { overwrite: values.force === true, preservePermissions: values['preserve-permissions'] === true, signal: context.signal })
   report(context, 'get', targetArg, totals, startMs)
 }
 

@@ -19,8 +19,14 @@ import { tarEntryNames, refuseEntryType, addEntry, feedExtract, iterate, mtimeMs
 export interface LocalPackOptions { signal?: AbortSignal }
 export interface LocalUnpackOptions {
   overwrite?: boolean           // replace existing files; default: GRN_EXISTS
+  // Keep setuid, setgid and sticky bits from the archive; default: stripped, so a `get -r` run as root cannot be
+  // made to plant a setuid file by whoever wrote the folder into Granary (tar's --no-same-permissions spirit).
+  preservePermissions?: boolean
   signal?: AbortSignal
 }
+
+const specialModeBits = 0o7000   // setuid, setgid, sticky
+const permissionBits = 0o777
 
 // ---- packing ------------------------------------------------------------------------------------------
 
@@ -86,7 +92,8 @@ export async function unpackLocalDirectory (root: string, tar: AsyncIterable<Buf
   options: LocalUnpackOptions = {}): Promise<{ fileCount: number, dirCount: number, sizeBytes: number }> {
   await mkdir(root, { recursive: true }).catch((err: unknown) => { throw localFsError(err, root) })
   const result = { fileCount: 0, dirCount: 0, sizeBytes: 0 }
-  const folders = new LocalFolders(root)
+  const modeMask = options.preservePermissions === true ? specialModeBits | permissionBits : permissionBits
+  const folders = new LocalFolders(root, modeMask)
   const extract = tarStream.extract()
   feedExtract(tar, extract)
   try {
@@ -105,7 +112,7 @@ export async function unpackLocalDirectory (root: string, tar: AsyncIterable<Buf
       if (header.type !== 'file' && header.type !== 'contiguous-file') refuseEntryType(header)
       if (names.length === 0) throw new GranaryError('GRN_INVALID_PATH', [JSON.stringify(header.name), 'a file entry names the target folder itself'])
       await folders.ensure(names.slice(0, -1))
-      await writeLocalFile(join(root, ...names), iterate(entry, header), header, options.overwrite === true)
+      await writeLocalFile(join(root, ...names), iterate(entry, header), header, options.overwrite === true, modeMask)
       result.fileCount++
       result.sizeBytes += header.size ?? 0
     }
@@ -124,8 +131,12 @@ class LocalFolders {
   readonly #root: string
   readonly #checked = new Set<string>([''])
   readonly #times: FolderTimes[] = []
+  readonly #modeMask: number
 
-  constructor (root: string) { this.#root = root }
+  constructor (root: string, modeMask: number) {
+    this.#root = root
+    this.#modeMask = modeMask
+  }
 
   async ensure (names: readonly string[]): Promise<void> {
     for (let depth = 1; depth <= names.length; depth++) {
@@ -148,16 +159,16 @@ class LocalFolders {
   async applyTimes (): Promise<void> {
     const deepestFirst = [...this.#times].sort((a, b) => b.depth - a.depth)
     for (const folder of deepestFirst) {
-      if (folder.mode !== undefined) await chmod(folder.path, folder.mode & 0o7777)
+      if (folder.mode !== undefined) await chmod(folder.path, folder.mode & this.#modeMask)
       if (folder.mtimeMs !== undefined) await utimes(folder.path, folder.mtimeMs / 1000, folder.mtimeMs / 1000)
     }
   }
 }
 
 // O_EXCL create (never follows a symlink, never replaces); to overwrite, a temp file beside, renamed over.
-async function writeLocalFile (target: string, body: AsyncIterable<Buffer>, header: EntryHeader, overwrite: boolean): Promise<void> {
+async function writeLocalFile (target: string, body: AsyncIterable<Buffer>, header: EntryHeader, overwrite: boolean, modeMask: number): Promise<void> {
   const path = overwrite ? join(dirname(target), `.${basename(target)}.granary-${randomBytes(4).toString('hex')}.tmp`) : target
-  const mode = (header.mode ?? 0o644) & 0o7777
+  const mode = (header.mode ?? 0o644) & modeMask
   try {
     await pipeline(body, createWriteStream(path, { flags: 'wx', mode }))
     await chmod(path, mode)   // the umask may have taken bits away at create

@@ -2,7 +2,7 @@
 // packLocalDirectory → unpackLocalDirectory round-trips a tree byte for byte with modes and mtimes (to the
 // second, tar's unit); symlinks are refused when packing; a crafted tar with '../' or absolute names, or one
 // aimed through a symlink planted in the target, is refused without writing anything outside the target;
-// existing files are refused unless overwrite.
+// existing files are refused unless overwrite; setuid, setgid and sticky bits only with preservePermissions.
 import t from 'tap'
 import { mkdirSync, writeFileSync, readFileSync, statSync, symlinkSync, readdirSync, existsSync, chmodSync, utimesSync } from 'node:fs'
 import { join } from 'node:path'
@@ -11,12 +11,12 @@ import tarStream from 'tar-stream'
 import { tarEntryNames } from '../../../client/tar.js'
 import { packLocalDirectory, unpackLocalDirectory } from '../../../client/tar-local.js'
 
-async function craftTar (entries: Array<{ name: string, body?: string, type?: 'file' | 'directory' | 'symlink', linkname?: string }>): Promise<Buffer> {
+async function craftTar (entries: Array<{ name: string, body?: string, type?: 'file' | 'directory' | 'symlink', linkname?: string, mode?: number }>): Promise<Buffer> {
   const pack = tarStream.pack()
   for (const entry of entries) {
     if (entry.type === 'symlink') pack.entry({ name: entry.name, type: 'symlink', linkname: entry.linkname ?? '/' })
-    else if (entry.type === 'directory') pack.entry({ name: entry.name, type: 'directory' })
-    else pack.entry({ name: entry.name }, entry.body ?? '')
+    else if (entry.type === 'directory') pack.entry({ name: entry.name, type: 'directory', ...(entry.mode === undefined ? {} : { mode: entry.mode }) })
+    else pack.entry({ name: entry.name, ...(entry.mode === undefined ? {} : { mode: entry.mode }) }, entry.body ?? '')
   }
   pack.finalize()
   const pieces: Buffer[] = []
@@ -113,4 +113,17 @@ t.test('a truncated tar fails', async (t) => {
   t.equal(await codeOf(unpackLocalDirectory(join(dir, 't'), Readable.from([tar.subarray(0, 1500)]))), 'GRN_INVALID_ARGUMENT', 'refused')
   t.notOk(existsSync(join(dir, 't', 'a.txt')) && readFileSync(join(dir, 't', 'a.txt')).length === 5000, 'no whole-looking file')
   t.equal(await codeOf(unpackLocalDirectory(join(dir, 'u'), Readable.from([Buffer.from('this is not a tar'.repeat(64))]))), 'GRN_INVALID_ARGUMENT', 'garbage refused')
+})
+
+t.test('setuid, setgid and sticky bits are stripped unless preservePermissions', async (t) => {
+  const dir = t.testdir()
+  const entries = [{ name: 'shared', type: 'directory' as const, mode: 0o1777 }, { name: 'shared/tool', body: '#!/bin/sh\n', mode: 0o6755 }]
+  const stripped = join(dir, 'stripped')
+  await unpackLocalDirectory(stripped, Readable.from([await craftTar(entries)]))
+  t.equal(statSync(join(stripped, 'shared', 'tool')).mode & 0o7777, 0o755, 'setuid and setgid gone, rwx kept')
+  t.equal(statSync(join(stripped, 'shared')).mode & 0o7777, 0o777, 'sticky bit gone')
+  const kept = join(dir, 'kept')
+  await unpackLocalDirectory(kept, Readable.from([await craftTar(entries)]), { preservePermissions: true })
+  t.equal(statSync(join(kept, 'shared', 'tool')).mode & 0o7777, 0o6755, 'kept when asked')
+  t.equal(statSync(join(kept, 'shared')).mode & 0o7777, 0o1777)
 })
