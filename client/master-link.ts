@@ -58,6 +58,18 @@ const learnedSlotsMin = 2   // so one learned slot that is not the remembered ma
 const movesOnCodes: ReadonlySet<ErrorCode> = new Set(['GRN_NOT_MASTER', 'GRN_UNAVAILABLE', 'GRN_TIMEOUT'])
 const unreachableCodes: ReadonlySet<ErrorCode> = new Set(['GRN_UNAVAILABLE', 'GRN_TIMEOUT'])
 
+// How much longer a read whose request has been out elapsedMs waits before the next URL is asked (≤ 0: now).
+// delayMs is the hedge delay, a few times the recent latency. A new client (a `granary cat` process: one read,
+// then exit) has no latency yet and would wait the no-history delay, mostly its own cold start. It sends the
+// members ask (health, to every URL) with that first read, so it can compare servers instead of guessing:
+// healthLeadMs is how long ago another URL answered that ask while the read's own URL has not (null: it has,
+// or nobody has). Asked the same cheap question at the same moment, a URL that trails another by
+// hedgeDelayMsMin is hung or far slower (a SIGSTOPped master), so the read is raced at once.
+export function hedgeWaitMs (elapsedMs: number, delayMs: number, healthLeadMs: number | null): number {
+  const byDelayMs = delayMs - elapsedMs
+  return healthLeadMs === null ? byDelayMs : Math.min(byDelayMs, limits.hedgeDelayMsMin - healthLeadMs)
+}
+
 export class MasterLink {
   readonly #transport: Transport
   readonly #masters: string[]          // configured URLs first, then learned ones; bounded by mastersKnownMax
@@ -72,6 +84,8 @@ export class MasterLink {
   #seen: protocol.Position = { term: 0, seq: 0 }   // the newest position any reply carried
   #latencyMs: number | null = null     // smoothed latency of answered reads: the hedge delay follows it
   #membersAskedAtMs = -Infinity        // the last ask for the cluster's metadata servers
+  readonly #healthAnsweredAtMs = new Map<string, number>()   // URL → when it answered the last members ask (performance.now())
+  readonly #healthWaiters = new Set<() => void>()            // reads with no latency to hedge by, woken by each health answer
   readonly #readHeaders: Record<string, string>
 
   constructor (transport: Transport, options: MasterLinkOptions) {
@@ -99,12 +113,22 @@ export class MasterLink {
 
   // Asks every known URL for the metadata servers it knows (cheap: health), at most every membersRefreshMs,
   // without waiting for the answers; the new URLs are learned. Returns the ask (tests await it).
+  // A new client (a `granary cat` process) sends these asks with its first read: see hedgeWaitMs.
   refreshMembers (force = false): Promise<void> | null {
     const nowMs = Date.now()
     if (!force && nowMs - this.#membersAskedAtMs < limits.membersRefreshMs) return null
     this.#membersAskedAtMs = nowMs
+    this.#healthAnsweredAtMs.clear()
     const asks = [...this.#masters].map(async (origin) => {
-      const reply = await this.#transport.json<protocol.HealthReply>({ method: 'GET', origin, path: protocol.healthPath, timeoutMs: this.#requestTimeoutMs })
+      let reply: protocol.HealthReply
+      try {
+        reply = await this.#transport.json<protocol.HealthReply>({ method: 'GET', origin, path: protocol.healthPath, timeoutMs: this.#requestTimeoutMs })
+      } catch (err) {
+        // An error reply still says the server is running; one it could not send (down, hung) does not.
+        if (isGranaryError(err) && !unreachableCodes.has(err.code) && err.code !== 'GRN_ABORTED') this.#noteHealthAnswer(origin)
+        throw err
+      }
+      this.#noteHealthAnswer(origin)
       for (const listed of Array.isArray(reply.metadataServers) ? reply.metadataServers.slice(0, mastersKnownMax) : []) {
         const url = protocol.metadataServerUrl(listed)
         if (url !== undefined && !this.#masters.includes(url)) {
@@ -115,6 +139,11 @@ export class MasterLink {
     })
     return Promise.allSettled(asks).then(() => {})
   }
+  #noteHealthAnswer (origin: string): void {
+    this.#healthAnsweredAtMs.set(origin, performance.now())
+    for (const wake of [...this.#healthWaiters]) wake()
+  }
+
   get masterUrl (): string { return this.#masters[this.#masterIndex] as string }
 
   deadline (options: CallOptions | undefined): Deadline {
@@ -291,6 +320,9 @@ export class MasterLink {
     let failed = 0
     let settled = false
     let hedgeTimer: NodeJS.Timeout | undefined
+    let hedgeFromMs = 0                                  // when the request the hedge timer watches started
+    let hedgeOrigin = ''                                 // and its URL
+    let wakeOnHealth: (() => void) | undefined
     let abandonTimer: NodeJS.Timeout | undefined
     const outstanding = new Map<number, number>()   // URL index → when its request started (performance.now())
     let last: GranaryError | undefined
@@ -308,7 +340,7 @@ export class MasterLink {
           const rank = launched++
           const index = order[rank] as number
           const origin = this.#masters[index] as string
-          if (rank > 0) publish('failover', () => ({ what, from: this.#masters[order[rank - 1] as number], to: origin, code: failed === launched - 1 ? last?.code : 'GRN_HEDGE', message: failed === launched - 1 ? last?.message : `no answer within ${this.hedgeDelayMs()} ms: racing the next server` }))
+          if (rank > 0) publish('failover', () => ({ what, from: this.#masters[order[rank - 1] as number], to: origin, code: failed === launched - 1 ? last?.code : 'GRN_HEDGE', message: failed === launched - 1 ? last?.message : `no answer within ${Math.round(performance.now() - hedgeFromMs)} ms: racing the next server` }))
           const abort = new AbortController()
           aborts.set(index, abort)
           const meta = { position: null as protocol.Position | null }
@@ -336,8 +368,19 @@ export class MasterLink {
             if (stale === null && (!isGranaryError(err) || !err.retryable || deadline.expired())) { finish(() => { reject(err) }); return }
             onFailure(index, stale ?? err as GranaryError)
           })
-          if (launched < order.length) hedgeTimer = setTimeout(launch, Math.min(this.hedgeDelayMs(), deadline.timeoutMs(this.#requestTimeoutMs)))
+          hedgeFromMs = startedMs
+          hedgeOrigin = origin
+          if (launched < order.length) armHedge()
           else armAbandon()
+        }
+        // The next URL is asked once the last one launched has waited hedgeWaitMs. Also run on each health answer
+        // while this client has no latency yet (#healthWaiters), which may shorten the wait.
+        const armHedge = (): void => {
+          clearTimeout(hedgeTimer)
+          if (settled || launched >= order.length) return
+          const waitMs = Math.min(hedgeWaitMs(performance.now() - hedgeFromMs, this.hedgeDelayMs(), this.#healthLeadMs(hedgeOrigin)), deadline.remainingMs())
+          if (waitMs <= 0) { launch(); return }
+          hedgeTimer = setTimeout(armHedge, waitMs)
         }
         const onFailure = (index: number, err: GranaryError): void => {
           last = err
@@ -365,15 +408,24 @@ export class MasterLink {
             finish(() => { reject(last) })
           }, waitMs)
         }
+        if (this.#latencyMs === null) { wakeOnHealth = armHedge; this.#healthWaiters.add(armHedge) }
         launch()
       })
     } finally {
+      if (wakeOnHealth !== undefined) this.#healthWaiters.delete(wakeOnHealth)
       // Only requests still out are aborted (the common case has none: no error object, no stack to capture).
       if (aborts.size > 0) {
         const reason = new GranaryError('GRN_ABORTED', [`${what}: another server answered first`])
         for (const abort of aborts.values()) abort.abort(reason)
       }
     }
+  }
+
+  // For a client with no latency yet: how long ago another URL answered the members ask that origin has not
+  // answered (null: origin answered, or nobody has, or the client has a latency to hedge by).
+  #healthLeadMs (origin: string): number | null {
+    if (this.#latencyMs !== null || this.#healthAnsweredAtMs.has(origin) || this.#healthAnsweredAtMs.size === 0) return null
+    return performance.now() - Math.min(...this.#healthAnsweredAtMs.values())
   }
 
   // A reply older than the newest position seen is refused (null: fresh enough, or a server too old to say).

@@ -5,7 +5,9 @@
 // the stale answer is a "not found"; a client given one URL learns the others from health's metadataServers.
 import t, { type Test } from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { MasterLink } from '../../../client/master-link.js'
+import diagnosticsChannel from 'node:diagnostics_channel'
+import { MasterLink, hedgeWaitMs } from '../../../client/master-link.js'
+import { channelNames } from '../../../client/diagnostics.js'
 import { Transport } from '../../../client/transport.js'
 import * as limits from '../../../shared/limits.js'
 import { positionHeader, healthPath, statPath, mkdirPath } from '../../../shared/protocol.js'
@@ -113,6 +115,29 @@ t.test('one URL is enough: the others are learned from health', async (t) => {
   hung = true
   t.match(await l.stat('/'), { path: '/' }, 'with the master hung, the learned shadow answers')
   t.equal(shadow.seen.filter((r) => r === statPath).length, 1)
+})
+
+// A fresh client (a `granary cat` process) has no read latency yet: it compares the servers' answers to the
+// health ask it sends with its first read, and races a URL that trails another by hedgeDelayMsMin.
+t.test('hedgeWaitMs: the hedge delay, cut short for a URL that trails another on the health ask', async (t) => {
+  const delayMs = 80
+  t.equal(hedgeWaitMs(30, delayMs, null), 50, 'no comparison to make: the rest of the hedge delay')
+  t.equal(hedgeWaitMs(30, delayMs, 5), limits.hedgeDelayMsMin - 5, 'another URL answered health 5 ms ago and this one has not: the rest of hedgeDelayMsMin')
+  t.ok(hedgeWaitMs(30, delayMs, limits.hedgeDelayMsMin) <= 0, 'trailing by hedgeDelayMsMin: race it now')
+  t.equal(hedgeWaitMs(79, delayMs, 1), 1, 'never later than the hedge delay')
+})
+
+t.test('a new client whose master hangs health and reads alike gets its first read from the shadow, hedged', async (t) => {
+  const master = await server(t, hang)
+  const shadow = await server(t, (route, _req, res) => { reply(res, '1.1', 200, route === statPath ? stat('/') : { role: 'shadow', metadataServers: [] }) })
+  const l = link(t, [master.url, shadow.url])
+  const failovers: Array<{ code?: string }> = []
+  const onFailover = (message: unknown): void => { failovers.push(message as { code?: string }) }
+  diagnosticsChannel.subscribe(channelNames.failover, onFailover)
+  t.teardown(() => { diagnosticsChannel.unsubscribe(channelNames.failover, onFailover) })
+  t.match(await l.stat('/'), { path: '/' })
+  t.match(failovers, [{ code: 'GRN_HEDGE', from: master.url, to: shadow.url }], 'raced, not failed over after a timeout')
+  await waitFor('the master to see its aborted requests', () => master.aborted >= 1)
 })
 
 async function waitFor (what: string, predicate: () => boolean, timeoutMs = 5_000): Promise<void> {
