@@ -44,6 +44,7 @@ const clientCommands: Record<string, () => Promise<ClientCommand>> = {
   rm: async () => (await namespace()).rm,
   restore: async () => (await namespace()).restore,
   du: async () => (await namespace()).du,
+  checksum: async () => (await namespace()).checksum,
   report: async () => (await namespace()).report,
   admin: async () => (await import('./cli-admin.js')).admin,
   fsck: async () => (await import('./cli-fsck.js')).fsckCommand,

@@ -1,6 +1,8 @@
-// The CLI commands about names and the cluster: ls, stat, mkdir, mv, rm, du, report. Human output is
+// The CLI commands about names and the cluster: ls, stat, checksum, mkdir, mv, rm, du, report. Human output is
 // aligned text; --json prints the protocol's own objects (FileStat, DuReply, ClusterReport).
-import { isGranaryError } from '../shared/errors.js'
+import { open } from 'node:fs/promises'
+import { GranaryError, isGranaryError } from '../shared/errors.js'
+import { crc32 } from '../shared/checksum.js'
 import type { FileStat, ClusterReport, DeleteReply } from '../shared/protocol.js'
 import { normalizePath, joinPath, baseName } from '../shared/paths.js'
 import * as limits from '../shared/limits.js'
@@ -52,6 +54,7 @@ export async function stat (context: CommandContext): Promise<void> {
   if (entry.type === 'file') {
     rows.push(['size', `${entry.sizeBytes} bytes (${formatBytes(entry.sizeBytes)})`],
       ['chunks', `${entry.chunkCount} of up to ${formatBytes(entry.chunkSizeBytes)}`], ['replication', String(entry.replication)])
+    if (entry.crc32 !== undefined) rows.push(['crc32', formatCrc32(entry.crc32)])
   }
   rows.push(['modified', formatTime(entry.mtimeMs)], ['inode', String(entry.inodeId)])
   context.print(formatTable(rows))
@@ -103,6 +106,59 @@ export async function restore (context: CommandContext): Promise<void> {
   const reply = await context.client.restore(normalizePath(pathArg), { target: targetArg === undefined ? undefined : normalizePath(targetArg), signal: context.signal })
   if (context.json) { context.printJson(reply); return }
   context.print(`restored ${reply.from} to ${reply.stat.path}\n`)
+}
+
+// Stored files: the CRC32 the master combined at complete. --local: the CRC32 of a local file's bytes, read
+// in large pieces (the same zlib CRC32, so the two lines compare).
+export async function checksum (context: CommandContext): Promise<void> {
+  const rows: Array<{ path: string, crc32: number, sizeBytes: number }> = []
+  for (const arg of context.positionals) {
+    if (context.values.local === true) {
+      rows.push({ path: arg, ...await localCrc32(arg, context.signal) })
+      continue
+    }
+    const stat = await context.client.stat(normalizePath(arg), { signal: context.signal })
+    if (stat.type !== 'file') throw new GranaryError('GRN_IS_DIR', [stat.path])
+    if (stat.crc32 === undefined) throw new GranaryError('GRN_NOT_FOUND', [`a checksum of ${stat.path} (written before whole-file checksums)`])
+    rows.push({ path: stat.path, crc32: stat.crc32, sizeBytes: stat.sizeBytes })
+  }
+  if (context.json) { context.printJson(rows); return }
+  context.print(rows.map((row) => `${formatCrc32(row.crc32)}  ${String(row.sizeBytes).padStart(12)}  ${row.path}\n`).join(''))
+}
+
+const localReadBytes = 4 * 1024 * 1024   // one read per 4 MiB piece
+
+async function localCrc32 (path: string, signal: AbortSignal | undefined): Promise<{ crc32: number, sizeBytes: number }> {
+  let handle
+  try { handle = await open(path, 'r') } catch (err) { throw localError(err, path) }
+  try {
+    const buffer = Buffer.allocUnsafe(localReadBytes)
+    let crc = 0
+    let sizeBytes = 0
+    while (true) {
+      if (signal?.aborted === true) throw new GranaryError('GRN_ABORTED', [`checksum of ${path}`])
+      const { bytesRead } = await handle.read(buffer, 0, localReadBytes, null)
+      if (bytesRead === 0) break
+      crc = crc32(buffer.subarray(0, bytesRead), crc)
+      sizeBytes += bytesRead
+    }
+    return { crc32: crc, sizeBytes }
+  } catch (err) {
+    throw localError(err, path)
+  } finally {
+    await handle.close()
+  }
+}
+
+function localError (err: unknown, path: string): unknown {
+  const code = (err as { code?: unknown } | null)?.code
+  if (code === 'ENOENT') return new GranaryError('GRN_NOT_FOUND', [path])
+  if (code === 'EISDIR') return new GranaryError('GRN_IS_DIR', [path])
+  return err
+}
+
+export function formatCrc32 (crc: number): string {
+  return (crc >>> 0).toString(16).padStart(8, '0')
 }
 
 export async function du (context: CommandContext): Promise<void> {

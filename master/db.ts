@@ -10,7 +10,7 @@ import { rootInodeId } from '../shared/ids.js'
 export type Db = Database.Database
 export type SyncMode = 'normal' | 'full'
 
-export const schemaVersion = 1
+export const schemaVersion = 2
 export const dbFileName = 'master.db'
 
 // Every lookup the master does has an index here; the comment after each says which lookup it serves.
@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS inodes (
   pendingName TEXT,
   overwrite INTEGER NOT NULL DEFAULT 0,      -- complete() may replace an existing file at the pending name
   mode INTEGER NOT NULL DEFAULT 0,           -- permission bits (0..0o7777), set by create and mkdir
+  crc32 INTEGER,                             -- a closed file's whole-file CRC32, combined from its chunks' at complete (NULL: written before schema 2)
   UNIQUE (parentId, name)                    -- child lookup, sorted listing, and the parentId foreign key
 );
 CREATE UNIQUE INDEX IF NOT EXISTS inodes_pending ON inodes (pendingParentId, pendingName) WHERE state = 'writing';
@@ -120,7 +121,13 @@ function migrate (db: Db): void {
     if (meta.schemaVersion > schemaVersion) {
       throw new GranaryError('GRN_INTERNAL', [`master.db has schema version ${meta.schemaVersion}, newer than this Granary (${schemaVersion})`])
     }
-    // Future migrations go here, one step per version, inside this transaction.
+    // One step per version, inside this transaction. None scans the namespace (restart stays flat).
+    if (meta.schemaVersion === 1) {
+      // Whole-file checksums: files completed from now on get one; older files show none (never a wrong one).
+      db.exec('ALTER TABLE inodes ADD COLUMN crc32 INTEGER')
+      db.prepare('UPDATE meta SET schemaVersion = 2 WHERE id = 1').run()
+      meta.schemaVersion = 2
+    }
     assert(meta.schemaVersion === schemaVersion, 'no migration path from an older schema version')
   }).immediate()
 }
@@ -167,6 +174,7 @@ export interface InodeRow {
   pendingName: string | null
   overwrite: number
   mode: number
+  crc32: number | null
 }
 
 export interface ChunkRow {

@@ -4,6 +4,7 @@
 import { assert } from '../shared/assert.js'
 import { GranaryError } from '../shared/errors.js'
 import { rootInodeId, type InodeId, type LeaseId } from '../shared/ids.js'
+import { crc32Combine } from '../shared/checksum.js'
 import { deleteEntriesPerOpMax, pathDepthMax } from '../shared/limits.js'
 import { joinPath, splitPath } from '../shared/paths.js'
 import { dirModeDefault, fileModeDefault, type DeleteReply, type DuReply, type FileStat, type ListReply } from '../shared/protocol.js'
@@ -88,7 +89,8 @@ export function statOf (db: Db, row: InodeRow, path: string, chunkCount?: number
     replication: file ? row.replication : 0,
     chunkSizeBytes: file ? row.chunkSizeBytes : 0,
     chunkCount: file ? (chunkCount ?? chunkCountOf(db, row.id)) : 0,
-    mode: row.mode
+    mode: row.mode,
+    ...(file && row.crc32 !== null && row.crc32 !== undefined ? { crc32: row.crc32 } : {})
   }
 }
 
@@ -226,12 +228,20 @@ export function complete (db: Db, op: CompleteArgs): Applied<FileStat> {
     deleteInodes(db, [existing.id])
   }
   sql(db, `UPDATE inodes SET parentId = ?, name = ?, state = 'closed', sizeBytes = ?, mtimeMs = ?, leaseId = NULL,
-    leaseExpiresAtMs = NULL, pendingParentId = NULL, pendingName = NULL, overwrite = 0 WHERE id = ?`)
-    .run(parent.id, name, op.sizeBytes, op.mtimeMs, inode.id)
+    leaseExpiresAtMs = NULL, pendingParentId = NULL, pendingName = NULL, overwrite = 0, crc32 = ? WHERE id = ?`)
+    .run(parent.id, name, op.sizeBytes, op.mtimeMs, wholeFileCrc32(db, inode.id), inode.id)
   touch(db, parent.id, op.nowMs)   // the folder changed now, whatever mtime the file was given
   const linked = getInode(db, inode.id)
   assert(linked !== undefined && linked.state === 'closed', 'the completed file reads back closed')
   return { result: statOf(db, linked, path, op.chunkCount), dropped }
+}
+
+// The CRC32 of the whole file from its chunks' CRC32s and lengths (zlib's crc32_combine): no pass over the bytes.
+function wholeFileCrc32 (db: Db, inodeId: number): number {
+  const rows = sql(db, 'SELECT crc32, lengthBytes FROM chunks WHERE inodeId = ? ORDER BY chunkIndex').all(inodeId) as Array<{ crc32: number, lengthBytes: number }>
+  let crc = 0
+  for (const row of rows) crc = crc32Combine(crc, row.crc32, row.lengthBytes)
+  return crc
 }
 
 // Chunks past the end the writer names that were allocated but never committed: create allocates chunk 0 ahead

@@ -44,6 +44,8 @@ export interface FileStat {
   chunkSizeBytes: number       // dirs: 0
   chunkCount: number           // dirs: 0
   mode: number                 // permission bits only (0..0o7777): files 0o644, dirs 0o755 unless given
+  crc32?: number               // files: CRC32 (zlib's, unsigned) of the whole file, combined from its chunks' at complete;
+                               // absent for dirs and for files completed before schema 2
 }
 
 export interface ChunkLocation {

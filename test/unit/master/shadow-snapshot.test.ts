@@ -7,7 +7,7 @@ import Database from 'better-sqlite3'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
-import { openDb, readMeta } from '../../../master/db.js'
+import { openDb, readMeta, schemaVersion } from '../../../master/db.js'
 import { installSnapshot, makeSnapshot, packSnapshot, receiveSnapshot } from '../../../master/snapshot.js'
 import { replayRecord, readOplog } from '../../../master/oplog.js'
 import { dumpTables, startTestMaster } from './fixture.js'
@@ -25,7 +25,7 @@ t.test('a backup taken during writes is consistent at its own seq, and survives 
   await new Promise((resolve) => setTimeout(resolve, 50))
   t.equal(m.queue.seq, 4000)
   t.ok(made.manifest.seq > 0 && made.manifest.seq <= 4000, `snapshot at seq ${made.manifest.seq}`)
-  t.match(made.manifest, { term: 1, schemaVersion: 1, createdAtMs: 42 })
+  t.match(made.manifest, { term: 1, schemaVersion, createdAtMs: 42 })
 
   const received = await receiveSnapshot(packSnapshot(made), join(t.testdirName, 'recv'))
   t.equal(received.manifest.seq, made.manifest.seq)

@@ -4,6 +4,9 @@
 // the other back; an empty file completes although chunk 0 was allocated ahead; a shadow replays both to equal
 // tables.
 import t from 'tap'
+import Database from 'better-sqlite3'
+import { join } from 'node:path'
+import { openDb, readMeta } from '../../../master/db.js'
 import type * as p from '../../../shared/protocol.js'
 import type { RequestId } from '../../../shared/ids.js'
 import { verifyToken } from '../../../shared/token.js'
@@ -127,4 +130,31 @@ t.test('a shadow replays the merged ops to equal tables', async (t) => {
   await caughtUp(shadow, master)
   t.same(tables(shadow.node.db), tables(master.db), 'inodes, chunks, replicas, meta equal')
   t.same(pair.fatal, [])
+})
+
+t.test('whole-file CRC32: combined from the chunks at complete, shown by stat; a schema-1 database gains the column', async (t) => {
+  const m = await startTestMaster(t)
+  await addServers(m, 3)
+  const created = await createWithChunk(m, '/crc')
+  const done = await m.call<p.CommitReply>('POST', '/fs/commit', commitBody(created, 4096, { crc32: 0xdeadbeef, complete: { sizeBytes: 4096, chunkCount: 1 } }))
+  t.equal(done.body.stat?.crc32, 0xdeadbeef, 'one chunk: its CRC32 is the file\'s')
+  t.equal((await m.call<p.FileStat>('GET', '/fs/stat', { path: '/crc' })).body.crc32, 0xdeadbeef)
+  t.equal((await m.call<p.FileStat>('GET', '/fs/stat', { path: '/' })).body.crc32, undefined, 'folders have none')
+})
+
+t.test('a schema-1 database opens as schema 2: files completed before show no checksum, never a wrong one', async (t) => {
+  const dir = t.testdir()
+  const v1 = new Database(join(dir, 'master.db'))
+  v1.exec(`CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), schemaVersion INTEGER NOT NULL, term INTEGER NOT NULL, seq INTEGER NOT NULL, nextChunkNumber INTEGER NOT NULL);
+    CREATE TABLE inodes (id INTEGER PRIMARY KEY AUTOINCREMENT, parentId INTEGER REFERENCES inodes(id), name TEXT, type TEXT NOT NULL, state TEXT NOT NULL,
+      sizeBytes INTEGER NOT NULL DEFAULT 0, replication INTEGER NOT NULL DEFAULT 0, chunkSizeBytes INTEGER NOT NULL DEFAULT 0, mtimeMs INTEGER NOT NULL,
+      leaseId TEXT, leaseExpiresAtMs INTEGER, pendingParentId INTEGER, pendingName TEXT, overwrite INTEGER NOT NULL DEFAULT 0, mode INTEGER NOT NULL DEFAULT 0, UNIQUE (parentId, name));
+    INSERT INTO meta VALUES (1, 1, 1, 0, 1);
+    INSERT INTO inodes (id, parentId, name, type, state, mtimeMs, mode) VALUES (1, NULL, '', 'dir', 'closed', 0, 493);
+    INSERT INTO inodes (id, parentId, name, type, state, sizeBytes, replication, chunkSizeBytes, mtimeMs, mode) VALUES (2, 1, 'old', 'file', 'closed', 0, 3, 65536, 5, 420);`)
+  v1.close()
+  const db = openDb(join(dir, 'master.db'), 'normal')
+  t.teardown(() => db.close())
+  t.equal(readMeta(db).schemaVersion, 2)
+  t.equal((db.prepare('SELECT crc32 FROM inodes WHERE id = 2').get() as { crc32: number | null }).crc32, null, 'the old file has none')
 })

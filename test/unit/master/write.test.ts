@@ -5,6 +5,7 @@
 import t, { type Test } from 'tap'
 import type * as p from '../../../shared/protocol.js'
 import { verifyToken } from '../../../shared/token.js'
+import { crc32Combine } from '../../../shared/checksum.js'
 import { addServers, dumpTables, heartbeat, renewLease, serverIdOf, smallChunkBytes, startTestMaster, writeFile, type TestMaster } from './fixture.js'
 
 async function refused (t: Test, m: TestMaster, url: string, payload: unknown, code: string): Promise<void> {
@@ -47,7 +48,9 @@ t.test('a whole write, then open returns chunks, replicas and read tokens', asyn
   }
   m.clock.nowMs += 1000
   const done = await m.call<p.FileStat>('POST', '/fs/complete', { inodeId, leaseId, sizeBytes: smallChunkBytes + 100, chunkCount: 2 })
-  t.same(done.body, { path: '/f', inodeId, type: 'file', sizeBytes: smallChunkBytes + 100, mtimeMs: m.clock.nowMs, replication: 2, chunkSizeBytes: smallChunkBytes, chunkCount: 2, mode: 0o644 })
+  // The whole file's CRC32 is combined from the chunks' (42 over the first, 43 over the last 100 bytes).
+  const crc32 = crc32Combine(crc32Combine(0, 42, smallChunkBytes), 43, 100)
+  t.same(done.body, { path: '/f', inodeId, type: 'file', sizeBytes: smallChunkBytes + 100, mtimeMs: m.clock.nowMs, replication: 2, chunkSizeBytes: smallChunkBytes, chunkCount: 2, mode: 0o644, crc32 })
   t.same((await m.call('GET', '/fs/stat', { path: '/f' })).body, done.body, 'stat agrees with complete')
 
   await heartbeat(m, 1)   // keep server 1 alive; let the others' heartbeats age past deadAfterMs
