@@ -1,12 +1,16 @@
 // The CLI commands that move bytes: put, get, cat. A failed put leaves nothing visible in Granary (the
 // master abandons the unfinished file); a failed get leaves nothing on disk (temp file, fsynced, renamed at
 // the end, then the folder fsynced: after a power cut the target is the old file or the whole new one).
-import { createReadStream, createWriteStream } from 'node:fs'
-import { open, stat as localStat, rename, rm } from 'node:fs/promises'
+// The data path is CPU-bound on a small box (docs/PERF-NOTES): every system call, thread-pool hop, stream
+// handshake and Buffer shows in the rate. So a put reads its file in 4 MiB pieces (one read(2) each, not a
+// thread-pool trip per 64 KiB), and a get or cat writes each piece the read stream delivers as it arrives,
+// without a pause and resume of the read per piece; no stage touches the bytes on the way.
+import { fstatSync, writeSync } from 'node:fs'
+import { open, stat as localStat, rename, rm, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { pipeline } from 'node:stream/promises'
-import type { Readable, Writable } from 'node:stream'
+import { Writable, type Readable } from 'node:stream'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import { normalizePath, parentPath, joinPath, baseName } from '../shared/paths.js'
 import { parseReplication, parseSize } from './cli-args.js'
@@ -15,19 +19,31 @@ import type { CommandContext } from './cli-main.js'
 import { putTree, getTree } from './cli-tree.js'
 import { namesDirectory } from './cli-namespace.js'
 
+const localPieceBytes = 4 * 1024 * 1024   // one read(2) of a local file moves this much
+const queueBytesMax = 4 * 1024 * 1024     // bytes a get or cat lets wait for a slow stdout before it pushes back
+
 export async function put (context: CommandContext): Promise<void> {
   if (context.values.recursive === true) { await putTree(context); return }
+  const sourceArg = context.positionals[0] as string
+  // Opened before Granary is asked anything: a missing or unreadable local file creates nothing remotely.
+  const local = sourceArg === '-' ? undefined : await openLocalFile(sourceArg)
+  try {
+    await putFrom(context, local)
+  } finally {
+    await local?.file.close()
+  }
+}
+
+async function putFrom (context: CommandContext, local: LocalFile | undefined): Promise<void> {
   const { client, io, values, positionals } = context
   const [sourceArg, targetArg] = positionals as [string, string]
-  const fromStdin = sourceArg === '-'
-  const localSize = fromStdin ? null : await localFileSize(sourceArg)
   const target = await resolvePutTarget(context, sourceArg, targetArg)
   const parent = parentPath(target)
   if (parent !== '/') await client.mkdir(parent, { recursive: true, signal: context.signal })
 
   const startMs = Date.now()
-  const progress = Progress.start(io.stderr, `put ${target}`, localSize)
-  const source: Readable = fromStdin ? io.stdin : createReadStream(sourceArg)
+  const progress = Progress.start(io.stderr, `put ${target}`, local === undefined ? null : local.sizeBytes)
+  const source: Readable | AsyncIterable<Buffer> = local === undefined ? io.stdin : localPieces(local.file)
   const output = client.createWriteStream(target, {
     overwrite: values.force === true,
     replication: values.replication === undefined ? undefined : parseReplication(values.replication as string),
@@ -45,6 +61,33 @@ export async function put (context: CommandContext): Promise<void> {
   if (context.json && stat !== undefined) {
     const elapsedMs = Date.now() - startMs
     context.printJson({ path: stat.path, sizeBytes: stat.sizeBytes, chunkCount: stat.chunkCount, replication: stat.replication, elapsedMs, bytesPerSecond: rate(stat.sizeBytes, elapsedMs) })
+  }
+}
+
+interface LocalFile { file: FileHandle, sizeBytes: number }
+
+async function openLocalFile (path: string): Promise<LocalFile> {
+  let file: FileHandle | undefined
+  try {
+    file = await open(path, 'r')
+    const stat = await file.stat()
+    if (stat.isDirectory()) throw new GranaryError('GRN_IS_DIR', [path])
+    return { file, sizeBytes: stat.size }
+  } catch (err) {
+    await file?.close()
+    throw localError(err, path)
+  }
+}
+
+// The file in fresh Buffers of localPieceBytes, read at the current offset (so a FIFO named by path works too).
+// None is reused: the write stream keeps the caller's Buffers (no copy) until their chunk is committed. A short
+// read (the last piece, or a pipe) is copied into a Buffer of its own size, so a few bytes never pin 4 MiB.
+async function * localPieces (file: FileHandle): AsyncGenerator<Buffer> {
+  for (;;) {
+    const piece = Buffer.allocUnsafeSlow(localPieceBytes)
+    const { bytesRead } = await file.read(piece, 0, localPieceBytes, null)
+    if (bytesRead === 0) return
+    yield bytesRead === localPieceBytes ? piece : Buffer.from(piece.subarray(0, bytesRead))
   }
 }
 
@@ -79,12 +122,15 @@ export async function get (context: CommandContext): Promise<void> {
   const temp = join(dirname(target), `.${basename(target)}.granary-${process.pid}-${randomBytes(4).toString('hex')}.tmp`)
   const progress = Progress.start(io.stderr, `get ${source}`, stat.sizeBytes)
   try {
-    const input = client.createReadStream(source, { signal: context.signal })
-    const output = createWriteStream(temp, { flags: 'wx' })
-    await (progress === undefined ? pipeline(input, output) : pipeline(input, progress.counter(), output))
-    // The data reaches the disk before the name points at it: renamed unsynced, a power cut can leave the
-    // target empty (the rename journaled, the data not yet written). fsync acts on the file, whatever the fd.
-    await syncFile(temp)
+    const file = await open(temp, 'wx')
+    try {
+      await copyPieces(client.createReadStream(source, { signal: context.signal }), progress, fileSink(file.fd))
+      // The data reaches the disk before the name points at it: renamed unsynced, a power cut can leave the
+      // target empty (the rename journaled, the data not yet written).
+      await file.sync()
+    } finally {
+      await file.close()
+    }
     await rename(temp, target)
     await syncDirectory(dirname(target))   // and the rename itself
   } catch (err) {
@@ -96,15 +142,6 @@ export async function get (context: CommandContext): Promise<void> {
   if (context.json) {
     const elapsedMs = Date.now() - startMs
     context.printJson({ path: source, target, sizeBytes: stat.sizeBytes, elapsedMs, bytesPerSecond: rate(stat.sizeBytes, elapsedMs) })
-  }
-}
-
-async function syncFile (path: string): Promise<void> {
-  const file = await open(path, 'r+')
-  try {
-    await file.sync()
-  } finally {
-    await file.close()
   }
 }
 
@@ -143,22 +180,102 @@ export async function cat (context: CommandContext): Promise<void> {
 async function toStdout (context: CommandContext, source: string, sizeBytes: number | null): Promise<void> {
   const input = context.client.createReadStream(source, { signal: context.signal })
   const progress = sizeBytes === null ? undefined : Progress.start(context.io.stderr, `get ${source}`, sizeBytes)
-  const output: Writable = context.io.stdout
+  const fd = fileDescriptorOf(context.io.stdout)
   try {
-    await (progress === undefined ? pipeline(input, output, { end: false }) : pipeline(input, progress.counter(), output, { end: false }))
+    await (fd === undefined ? copyToStream(input, progress, context.io.stdout) : copyPieces(input, progress, fileSink(fd)))
   } finally {
     progress?.stop()
   }
 }
 
-async function localFileSize (path: string): Promise<number> {
-  try {
-    const stat = await localStat(path)
-    if (stat.isDirectory()) throw new GranaryError('GRN_IS_DIR', [path])
-    return stat.size
-  } catch (err) {
-    throw localError(err, path)
+// Where a get or cat puts each piece: returns once the piece is taken, or a promise when the target is full.
+type PieceSink = (piece: Buffer) => Promise<void> | undefined
+
+// Copies a Granary read stream to `sink` one piece at a time, as each arrives: the read stream's own 64 KiB
+// Buffers, never copied and never held back to be merged into bigger writes (a Buffer held past a scavenge is
+// promoted, and then only a full GC frees it: that cost more than the write(2) calls it saved). The
+// progress counter (a terminal only) sees each piece as it goes by.
+async function copyPieces (input: Readable, progress: Progress | undefined, sink: PieceSink): Promise<void> {
+  const output = new Writable({
+    highWaterMark: queueBytesMax,
+    write (piece: Buffer, _encoding, callback) {
+      let waiting: Promise<void> | undefined
+      try {
+        waiting = sink(piece)
+      } catch (err) {
+        callback(err as Error)
+        return
+      }
+      if (waiting === undefined) callback()
+      else waiting.then(() => { callback() }, (err: Error) => { callback(err) })
+    },
+  })
+  await (progress === undefined ? pipeline(input, output) : pipeline(input, progress.counter(), output))
+}
+
+// A local file, written synchronously the way node writes a stdout that is a file: one write(2) per piece
+// straight into the page cache, with no thread-pool round trip and no stream handshake per piece.
+function fileSink (fd: number): PieceSink {
+  return (piece) => {
+    for (let offsetBytes = 0; offsetBytes < piece.length;) offsetBytes += writeSync(fd, piece, offsetBytes)
+    return undefined
   }
+}
+
+// A stdout that is a file or a device such as /dev/null: node writes those synchronously, one write(2) per
+// piece (its SyncWriteStream, which never holds bytes back); the same write(2) straight to its descriptor skips
+// a stream's bookkeeping per piece. Not a terminal, pipe or socket (those node writes asynchronously).
+function fileDescriptorOf (output: Writable & { fd?: unknown, isTTY?: boolean }): number | undefined {
+  const fd = output.fd
+  if (typeof fd !== 'number' || output.isTTY === true || output.writableLength > 0) return undefined
+  try {
+    const stat = fstatSync(fd)
+    return stat.isFile() || stat.isCharacterDevice() ? fd : undefined
+  } catch {
+    return undefined
+  }
+}
+
+// Any other stdout (a pipe, a terminal, a test's stream): each piece is written at once, and the copy
+// waits only when more than queueBytesMax is still queued. Waiting for 'drain' after every piece instead (what
+// pipe() does once a piece is over the stream's 16 KiB highWaterMark) paused and resumed the read per piece.
+// Its 'error' is watched for the whole copy: node's stdout may report a failed write (ENOSPC) only that way.
+async function copyToStream (input: Readable, progress: Progress | undefined, output: Writable): Promise<void> {
+  let failure: Error | null = null
+  const onError = (err: Error): void => { failure ??= err }
+  const throwIfFailed = (): void => {
+    const err = failure ?? output.errored
+    if (err !== null) throw err
+    if (output.destroyed) throw new GranaryError('GRN_ABORTED', ['stdout was closed'])
+  }
+  output.on('error', onError)
+  try {
+    await copyPieces(input, progress, (piece) => {
+      throwIfFailed()
+      const room = output.write(piece)
+      throwIfFailed()
+      return room || output.writableLength < queueBytesMax ? undefined : drained(output)
+    })
+  } finally {
+    output.off('error', onError)
+  }
+}
+
+async function drained (output: Writable): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const settle = (err?: Error | null): void => {
+      output.off('drain', onDrain)
+      output.off('error', settle)
+      output.off('close', onClose)
+      if (err === undefined || err === null) resolve()
+      else reject(err)
+    }
+    const onDrain = (): void => { settle() }
+    const onClose = (): void => { settle(output.errored ?? new GranaryError('GRN_ABORTED', ['stdout was closed'])) }
+    output.on('drain', onDrain)
+    output.on('error', settle)
+    output.on('close', onClose)
+  })
 }
 
 // Local file system errors in Granary's words, so the CLI prints one kind of error line.

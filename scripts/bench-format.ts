@@ -1,7 +1,8 @@
-// How every bench section prints: one aligned line per figure, medians, fixed number formats; and dropping the
-// page cache before a cold read.
+// How every bench section prints: one aligned line per figure, medians, fixed number formats; dropping the
+// page cache before a cold read; and the disk's own rate (dd), the baseline the data path is measured against.
 import { execFileSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { rmSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 export function median (values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.floor(sorted.length / 2)] as number
@@ -18,4 +19,14 @@ export function line (name: string, value: string, extra = ''): void {
 // Drops the OS page cache (needs root) so a read measures the disk, not memory; false when it cannot.
 export function dropPageCache (): boolean {
   try { execFileSync('sync'); writeFileSync('/proc/sys/vm/drop_caches', '3\n'); return true } catch { return false }
+}
+
+// dd writes 1 GiB of zeros into `dir` and fdatasyncs it: the disk's sequential write rate in MB/s (MiB/s).
+export function ddMBps (dir: string): number {
+  const file = join(dir, 'dd.bin')
+  const started = process.hrtime.bigint()
+  execFileSync('dd', ['if=/dev/zero', `of=${file}`, 'bs=1M', 'count=1024', 'conv=fdatasync'], { stdio: 'ignore' })
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  rmSync(file, { force: true })
+  return 1024 / seconds
 }

@@ -15,7 +15,7 @@
 //   failover  fault → first ack, worst write, failed/lost/wrong puts over N trials of a supervised restart, host
 //             death, a 5 s freeze and a hand-over; the in-sync shadow's cost per put (bench-failover.ts;
 //             GRANARY_BENCH_FAILOVER_TRIALS, default 20, each trial on a fresh cluster)
-import { execFileSync } from 'node:child_process'
+//   cli       `granary put FILE` and a cold `granary cat` beside the library, 1 GiB, CLI/library ratios (bench-cli.ts)
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto'
 import { startCluster, type Cluster } from '../test/helpers/cluster.js'
 import { benchShadowBootstrap, benchShadowLag } from './bench-shadow.js'
 import { benchRestart } from './bench-restart.js'
-import { dropPageCache, fmt, line, median } from './bench-format.js'
+import { ddMBps, dropPageCache, fmt, line, median } from './bench-format.js'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -33,14 +33,6 @@ const runs = 3
 
 
 
-function ddMBps (dir: string): number {
-  const file = join(dir, 'dd.bin')
-  const started = process.hrtime.bigint()
-  execFileSync('dd', ['if=/dev/zero', `of=${file}`, 'bs=1M', 'count=1024', 'conv=fdatasync'], { stdio: 'ignore' })
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9
-  rmSync(file, { force: true })
-  return GiB / MiB / seconds
-}
 
 function source (totalBytes: number, pattern: Buffer): Readable {
   let sent = 0
@@ -134,7 +126,7 @@ async function benchMetadata (cluster: Cluster): Promise<void> {
   line('stat/s (16 in flight)', fmt(median(statRates)), `runs ${statRates.map((r) => fmt(r)).join(' / ')}`)
 }
 
-const sections = ['core', 'put', 'small', 'meta', 'shadow', 'restart', 'fs', 'recovery', 'gc', 'scrub', 'failover', 'gray']
+const sections = ['core', 'put', 'small', 'meta', 'shadow', 'restart', 'fs', 'recovery', 'gc', 'scrub', 'failover', 'gray', 'cli']
 
 async function main (): Promise<void> {
   const named = process.argv.slice(2).filter((a) => !a.startsWith('-'))
@@ -158,6 +150,7 @@ async function main (): Promise<void> {
     if (run('scrub')) await (await import('./bench-scrub.js')).benchScrub()   // in this process, a 1 GiB chunk store
     if (run('failover')) await (await import('./bench-failover.js')).benchFailover()   // a fresh cluster per trial, 4 × N trials
     if (run('gray')) await (await import('./bench-gray.js')).benchGray()   // one cluster on 5 loopback hosts; freezes master, chunkserver
+    if (run('cli')) await (await import('./bench-cli.js')).benchCli()   // its own cluster; the CLI's put and cold cat beside the library's
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
