@@ -1,9 +1,12 @@
 // npm run bench [-- section ...]: prints figures (median of 3 runs), asserting nothing. With no section named it
 // runs every one (tens of minutes); name sections to run a subset. Each starts what it needs in a temp folder:
-//   core      = put + small + meta on one 3-chunkserver cluster (after dd 1 GiB, the disk baseline)
+//   core      = put + meta on one 3-chunkserver cluster, then small (after dd 1 GiB, the disk baseline)
 //     put       1 GiB put and get; throughput also as a ratio to the raw disk, because on one 2-core box every
 //               replica shares the same disk and cores
-//     small     4 KiB files put/get per second        meta   mkdir/stat per second
+//     meta      mkdir/stat per second
+//   small     4 KiB files put/get per second on the default cluster (with a shadow), beside the disk's own
+//             small-file rate; master calls per file (bench-small.ts)
+//   ticker    one writer, 4 KiB every 10 ms for 20 s: files done, p50/p99/max latency (bench-small.ts)
 //   shadow    shadow lag and bootstrap (bench-shadow.ts)
 //   restart   master restart over a 1M-file namespace (bench-restart.ts; minutes to fill)
 //   fs        fs API and a 1 GiB tree put -r / get -r (bench-fs.ts)
@@ -16,7 +19,7 @@
 //             death, a 5 s freeze and a hand-over; the in-sync shadow's cost per put (bench-failover.ts;
 //             GRANARY_BENCH_FAILOVER_TRIALS, default 20, each trial on a fresh cluster)
 //   cli       `granary put FILE` and a cold `granary cat` beside the library, 1 GiB, CLI/library ratios (bench-cli.ts)
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable, Writable } from 'node:stream'
@@ -25,6 +28,7 @@ import { randomBytes } from 'node:crypto'
 import { startCluster, type Cluster } from '../test/helpers/cluster.js'
 import { benchShadowBootstrap, benchShadowLag } from './bench-shadow.js'
 import { benchRestart } from './bench-restart.js'
+import { benchSmall, benchTicker } from './bench-small.js'
 import { ddMBps, dropPageCache, fmt, line, median } from './bench-format.js'
 
 const MiB = 1024 * 1024
@@ -86,47 +90,42 @@ async function inFlight<T> (count: number, concurrency: number, fn: (i: number) 
   }))
 }
 
-async function benchSmallFiles (cluster: Cluster): Promise<void> {
-  const fs = cluster.client({ deadlineMs: 60_000 })
-  const count = 2000
-  const data = randomBytes(4096)
-  const putRates: number[] = []
-  const getRates: number[] = []
-  for (let r = 0; r < runs; r++) {
-    await fs.mkdir(`/small-${r}`, { recursive: true })
-    let started = performance.now()
-    await inFlight(count, 16, async (i) => { await fs.writeFile(`/small-${r}/f${i}`, data) })
-    putRates.push(count / ((performance.now() - started) / 1000))
-    started = performance.now()
-    await inFlight(count, 16, async (i) => {
-      const got = await fs.readFile(`/small-${r}/f${i}`)
-      if (got.length !== data.length) throw new Error('short read')
-    })
-    getRates.push(count / ((performance.now() - started) / 1000))
-  }
-  line('4 KiB files put/s (16 in flight)', fmt(median(putRates)), `runs ${putRates.map((r) => fmt(r)).join(' / ')}`)
-  line('4 KiB files get/s (16 in flight)', fmt(median(getRates)), `runs ${getRates.map((r) => fmt(r)).join(' / ')}`)
-}
-
+// Also the CPU each op costs the client (this process) and the master (its /proc stat), which a busy machine
+// does not distort the way it does a rate: on 2 cores, 2 s of CPU per second over (client + master) µs per op
+// is the most ops/s that HTTP/JSON between the two processes allows here.
 async function benchMetadata (cluster: Cluster): Promise<void> {
   const fs = cluster.client({ deadlineMs: 60_000 })
   const count = 5000
-  const mkdirRates: number[] = []
-  const statRates: number[] = []
+  const rates: Record<'mkdir' | 'stat', number[]> = { mkdir: [], stat: [] }
+  const cpu: Record<'mkdir' | 'stat', Array<{ client: number, master: number }>> = { mkdir: [], stat: [] }
+  const masterCpuUs = (): number => processCpuUs(cluster.master.pid)
   for (let r = 0; r < runs; r++) {
     await fs.mkdir(`/meta-${r}`)
-    let started = performance.now()
-    await inFlight(count, 16, async (i) => { await fs.mkdir(`/meta-${r}/d${i}`) })
-    mkdirRates.push(count / ((performance.now() - started) / 1000))
-    started = performance.now()
-    await inFlight(count, 16, async (i) => { await fs.stat(`/meta-${r}/d${i}`) })
-    statRates.push(count / ((performance.now() - started) / 1000))
+    for (const [op, fn] of [['mkdir', async (i: number) => { await fs.mkdir(`/meta-${r}/d${i}`) }], ['stat', async (i: number) => { await fs.stat(`/meta-${r}/d${i}`) }]] as const) {
+      const client0 = process.cpuUsage()
+      const master0 = masterCpuUs()
+      const started = performance.now()
+      await inFlight(count, 16, fn)
+      rates[op].push(count / ((performance.now() - started) / 1000))
+      const client = process.cpuUsage(client0)
+      cpu[op].push({ client: (client.user + client.system) / count, master: (masterCpuUs() - master0) / count })
+    }
   }
-  line('mkdir/s (16 in flight)', fmt(median(mkdirRates)), `runs ${mkdirRates.map((r) => fmt(r)).join(' / ')}`)
-  line('stat/s (16 in flight)', fmt(median(statRates)), `runs ${statRates.map((r) => fmt(r)).join(' / ')}`)
+  for (const op of ['mkdir', 'stat'] as const) {
+    const clientUs = median(cpu[op].map((c) => c.client))
+    const masterUs = median(cpu[op].map((c) => c.master))
+    line(`${op}/s (16 in flight)`, fmt(median(rates[op])), `runs ${rates[op].map((v) => fmt(v)).join(' / ')}`)
+    line(`  ${op} CPU per op: client + master`, `${fmt(clientUs)} + ${fmt(masterUs)} µs`, `ceiling on 2 cores ≈ ${fmt(2e6 / (clientUs + masterUs))}/s`)
+  }
 }
 
-const sections = ['core', 'put', 'small', 'meta', 'shadow', 'restart', 'fs', 'recovery', 'gc', 'scrub', 'failover', 'gray', 'cli']
+// user + system CPU of a process, in µs (Linux /proc; clock ticks of 10 ms).
+function processCpuUs (pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+  return (Number(fields[11]) + Number(fields[12])) * 10_000
+}
+
+const sections = ['core', 'put', 'small', 'ticker', 'meta', 'shadow', 'restart', 'fs', 'recovery', 'gc', 'scrub', 'failover', 'gray', 'cli']
 
 async function main (): Promise<void> {
   const named = process.argv.slice(2).filter((a) => !a.startsWith('-'))
@@ -138,7 +137,9 @@ async function main (): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'granary-bench-'))
   process.stdout.write(`granary bench: ${new Date().toISOString()}, node ${process.version}, folder ${dir}, median of ${runs}, sections ${everything ? 'all' : named.join(' ')}\n`)
   try {
-    if (core || run('put') || run('small') || run('meta')) await benchCore(dir, new Set(named), core)
+    if (core || run('put') || run('meta')) await benchCore(dir, new Set(named), core)
+    if (core || run('small')) await benchSmall(dir)      // its own cluster with an in-sync shadow, beside the disk's small-file rate
+    if (run('ticker')) await benchTicker(dir)            // one writer, 4 KiB every 10 ms for 20 s
     if (run('shadow')) {
       await benchShadowLag(dir, line)
       await benchShadowBootstrap(dir, line)
@@ -159,10 +160,10 @@ async function main (): Promise<void> {
 async function benchCore (dir: string, wanted: Set<string>, all: boolean): Promise<void> {
   const disk = median([ddMBps(dir), ddMBps(dir), ddMBps(dir)])
   line('disk: dd 1 GiB conv=fdatasync', `${fmt(disk)} MB/s`)
-  const cluster = await startCluster({ chunkservers: 3, dataDir: join(dir, 'cluster'), heartbeatIntervalMs: 1000, deadAfterMs: 10_000 })
+  // The kit's heartbeat interval: the master lease is 1 s, and a 1 s interval let it lapse under load.
+  const cluster = await startCluster({ chunkservers: 3, dataDir: join(dir, 'cluster'), deadAfterMs: 10_000 })
   try {
     if (all || wanted.has('put')) await benchBigFile(cluster, disk)
-    if (all || wanted.has('small')) await benchSmallFiles(cluster)
     if (all || wanted.has('meta')) await benchMetadata(cluster)
   } finally {
     await cluster.stop()
