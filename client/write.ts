@@ -59,6 +59,7 @@ export class GranaryWriteStream extends Writable {
   #failure: Error | undefined
   #completed = false
   #createdAtMs: number | undefined
+  #completing = false         // a complete (its own call, or with the last commit) is on its way to the master
   #finishing = false          // _final has run: the chunk count and size are final
   #renewTimer: NodeJS.Timeout | undefined
   #stat: FileStat | undefined
@@ -192,6 +193,7 @@ export class GranaryWriteStream extends Writable {
       this.#context.invalidate(this.path)
       return
     }
+    this.#completing = true
     this.#stat = await this.#context.link.complete({
       inodeId: file.inodeId, leaseId: file.leaseId, sizeBytes: this.#sizeBytes, chunkCount: this.#chunkCount, mtimeMs: this.#options.mtimeMs,
     }, this.#callOptions())
@@ -232,6 +234,9 @@ export class GranaryWriteStream extends Writable {
     this.#context.link.renew({ inodeId: file.inodeId, leaseId: file.leaseId }, this.#callOptions()).then(
       (reply) => { this.#onLease(reply.leaseExpiresAtMs) },
       (err: unknown) => {
+        // A renewal that crossed the complete on the wire finds the lease gone because the file is done: the
+        // complete's own reply decides (it fails with GRN_LEASE_EXPIRED itself if the lease really ran out).
+        if (this.#completing || this.#completed) return
         if (isGranaryError(err) && (err.code === 'GRN_LEASE_EXPIRED' || err.code === 'GRN_ABORTED')) { this.#fail(err); return }
         this.#onLease(Date.now() + 2 * renewRetryDelayMs)   // the master may be restarting: try again soon
       })
@@ -279,6 +284,7 @@ export class GranaryWriteStream extends Writable {
   #completion (chunkIndex: number): { sizeBytes: number, chunkCount: number, mtimeMs?: number } | undefined {
     if (!this.#finishing || this.#failure !== undefined || chunkIndex !== this.#chunkCount - 1) return undefined
     if (this.#inFlight.size !== 1 || !this.#inFlight.has(chunkIndex)) return undefined
+    this.#completing = true
     return { sizeBytes: this.#sizeBytes, chunkCount: this.#chunkCount, ...(this.#options.mtimeMs === undefined ? {} : { mtimeMs: this.#options.mtimeMs }) }
   }
 }
