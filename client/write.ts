@@ -187,16 +187,12 @@ export class GranaryWriteStream extends Writable {
     }
     while (this.#inFlight.size > 0) await Promise.all(this.#inFlight.values())
     if (this.#failure !== undefined) throw this.#failure
-    if (this.#stat !== undefined) {   // the last chunk's commit completed the file
-      this.#completed = true
-      this.#stopRenewing()
-      this.#context.invalidate(this.path)
-      return
+    if (this.#stat === undefined) {   // else the last chunk's commit completed the file
+      this.#completing = true
+      this.#stat = await this.#context.link.complete({
+        inodeId: file.inodeId, leaseId: file.leaseId, sizeBytes: this.#sizeBytes, chunkCount: this.#chunkCount, mtimeMs: this.#options.mtimeMs,
+      }, this.#callOptions())
     }
-    this.#completing = true
-    this.#stat = await this.#context.link.complete({
-      inodeId: file.inodeId, leaseId: file.leaseId, sizeBytes: this.#sizeBytes, chunkCount: this.#chunkCount, mtimeMs: this.#options.mtimeMs,
-    }, this.#callOptions())
     this.#completed = true
     this.#stopRenewing()
     this.#context.invalidate(this.path)
