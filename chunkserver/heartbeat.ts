@@ -8,6 +8,7 @@
 // commands have run, at most commandFollowUpBeatsMax in a row: a deleted tree's garbage then goes at disk
 // speed (deletes run deletesInFlightMax at a time) rather than commandsPerHeartbeatMax per interval.
 import { Agent, request } from 'undici'
+import { controlRequest } from '../shared/auth.js'
 import { isGranaryError } from '../shared/errors.js'
 import { commandFollowUpBeatsMax, commandsPerHeartbeatMax, deletesInFlightMax, reportedChunksPerHeartbeatMax, voteRoundMsMax } from '../shared/limits.js'
 import { healthPath, heartbeatPath, namedMasterUrl, type ChunkserverCommand, type HeartbeatReply, type HeartbeatRequest, type LeaseEcho, type ReplicateCommand, type StoredChunk } from '../shared/protocol.js'
@@ -17,6 +18,7 @@ import type { Voter } from './voter.js'
 
 export interface HeartbeatDeps {
   store: ChunkStore
+  secret: Buffer               // signs heartbeats; replies not signed with it are not believed (shared/auth.ts)
   masters: string[]            // origins, from parseMasterList
   intervalMs: number
   url: () => string            // this server's advertised URL
@@ -164,11 +166,9 @@ export class Heartbeats {
     try {
       if (link.reachable === false) await this.#probe(link)
       const body = await this.#requestFor(link)
-      const res = await request(link.url + heartbeatPath, {
-        method: 'POST', dispatcher: this.#agent, signal: this.#stop.signal,
-        headers: { 'content-type': 'application/json' }, body: JSON.stringify(body)
-      })
-      const json = await res.body.json() as unknown
+      const res = await controlRequest(async (url, init) => await request(url, { ...init, dispatcher: this.#agent, signal: this.#stop.signal }),
+        this.#deps.secret, link.url + heartbeatPath, 'POST', body)
+      const json = res.json
       if (res.statusCode !== 200) {
         // A deposed master names its successor: heartbeat that one too (learned like a vote's master).
         const refusal = json as { code?: string, details?: { masterUrl?: unknown, fencedByTerm?: unknown } } | null

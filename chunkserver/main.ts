@@ -46,7 +46,7 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
   })
   const later: { heartbeats?: Heartbeats } = {}   // votes may come before the heartbeat loops exist
   const voter = await Voter.open({ store, leaseMs: config.leaseMs, secret, onVoted: (url, term) => { later.heartbeats?.addMaster(url, term) }, log: log.child({ component: 'voter' }) })
-  const app = buildChunkserverServer({ store, secret, agent, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal, voter })
+  const app = buildChunkserverServer({ store, secret, auth: config.auth === 'on', agent, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal, voter })
   await app.listen({ host: config.host.replace(/^\[|\]$/g, ''), port: config.port })
   const port = (app.server.address() as AddressInfo).port
   url = advertisedUrl(config.host, port, config.advertiseUrl)
@@ -56,7 +56,7 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
     store, syncEveryBytes: config.syncEveryBytes, log: log.child({ component: 'replicator' }), onCopied: () => { heartbeats.beatSoon() }
   })
   const heartbeats = new Heartbeats({
-    store, masters, intervalMs: config.heartbeatIntervalMs, url: () => url, log: log.child({ component: 'heartbeat' }),
+    store, secret, masters, intervalMs: config.heartbeatIntervalMs, url: () => url, log: log.child({ component: 'heartbeat' }),
     onReplicate: (command) => { replicator.enqueue(command) }, voter
   })
   later.heartbeats = heartbeats

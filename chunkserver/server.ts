@@ -11,6 +11,9 @@ import type { ChunkStore } from './store.js'
 import { chunkRoutes, statusRoutes, voteRoutes } from './routes.js'
 import type { Voter } from './voter.js'
 import { serverIdHeader } from './next-hop.js'
+import { controlKey, RequestVerifier } from '../shared/auth.js'
+import { installAuth, type RouteAccess } from '../shared/auth-server.js'
+import { chunkRoutePath, chunkserverStatusPath, votePath } from '../shared/protocol.js'
 
 // Idle keep-alive connections close after this; the forwarding agent (main.ts) drops its idle sockets sooner,
 // so it never reuses a socket at the moment the next hop closes it (a spurious pipeline failure).
@@ -27,7 +30,13 @@ export interface ChunkserverDeps {
   nowMs?: () => number           // tests move the clock for token expiry
   serverTimeouts?: ServerTimeouts // default chunkserverServerTimeouts (tests shrink them)
   voter?: Voter                  // POST /vote (main.ts always passes one)
+  auth?: boolean                 // check signatures on server-only routes (default true; config --auth)
 }
+
+// Who may call each route (shared/auth-server.ts): chunk reads and writes carry the master's token instead.
+export const chunkserverRouteAccess: ReadonlyMap<string, RouteAccess> = new Map<string, RouteAccess>([
+  [chunkRoutePath, { who: 'anyone' }], [chunkserverStatusPath, { who: 'anyone' }], [votePath, { who: 'cluster' }]
+])
 
 export function buildChunkserverServer (deps: ChunkserverDeps): FastifyInstance {
   const app = Fastify({
@@ -67,6 +76,12 @@ export function buildChunkserverServer (deps: ChunkserverDeps): FastifyInstance 
     void reply.code(404).send(new GranaryError('GRN_NOT_FOUND', [`${request.method} ${request.url.split('?')[0] ?? ''}`]).toBody())
   })
 
+  // Chunk routes carry the master's signed token instead (access.ts); only a candidate shadow may ask for a vote.
+  installAuth(app, {
+    verifier: deps.auth === false ? null : new RequestVerifier({ clusterSecret: deps.secret, lookup: () => null }),
+    routes: chunkserverRouteAccess,
+    controlKey: controlKey(deps.secret)
+  })
   void app.register(chunkRoutes, deps)
   void app.register(statusRoutes, { store: deps.store })
   if (deps.voter !== undefined) void app.register(voteRoutes, { store: deps.store, voter: deps.voter })

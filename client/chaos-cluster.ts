@@ -39,6 +39,7 @@ export class UpCluster {
 
   get lines (): readonly StdoutLine[] { return this.#lines }
   get logDir (): string { return join(this.#options.dataDir, 'logs') }
+  get credentialsFile (): string { return join(this.#options.dataDir, 'credentials') }   // the admin key the master made (up.ts)
 
   async start (): Promise<void> {
     const o = this.#options

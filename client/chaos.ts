@@ -11,6 +11,8 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
+import { signClient, type Credentials } from '../shared/auth.js'
+import { readCredentialsFile } from './credentials.js'
 import { GranaryError } from '../shared/errors.js'
 import { connect } from './index.js'
 import { UpCluster, processStartMs } from './chaos-cluster.js'
@@ -109,7 +111,7 @@ interface ChaosResult {
 
 async function runWorkload (cluster: UpCluster, options: ChaosOptions): Promise<ChaosResult> {
   const masterUrl = cluster.master().url
-  const client = connect({ masters: masterUrl, deadlineMs: options.deadlineMs, keepAliveTimeoutMs: 1_000 })
+  const client = connect({ masters: masterUrl, deadlineMs: options.deadlineMs, keepAliveTimeoutMs: 1_000, credentials: cluster.credentialsFile })
   try {
     const dir = `/chaos-${Date.now()}`
     await client.mkdir(dir)
@@ -149,7 +151,7 @@ async function killAndWatch (cluster: UpCluster, masterUrl: string, startMs: num
   const fromLine = cluster.lines.length
   const killAtMs = Date.now()
   process.kill(old.pid, 'SIGKILL')
-  const probe = firstSuccessfulStat(masterUrl, killAtMs + outageWaitMs)
+  const probe = firstSuccessfulStat(masterUrl, killAtMs + outageWaitMs, readCredentialsFile(cluster.credentialsFile))
   const noticed = await cluster.waitForLine((text) => text.includes(`(pid ${old.pid})`) && text.includes('restarting'), fromLine, outageWaitMs, 'the supervisor to notice the kill').catch(() => null)
   const restarted = await cluster.waitForLine((text) => text.includes('restarted as pid'), noticed?.index ?? fromLine, outageWaitMs, 'the supervisor to restart the master').catch(() => null)
   const firstStatAtMs = await probe
@@ -169,10 +171,10 @@ async function killAndWatch (cluster: UpCluster, masterUrl: string, startMs: num
   }
 }
 
-async function firstSuccessfulStat (masterUrl: string, untilMs: number): Promise<number | null> {
+async function firstSuccessfulStat (masterUrl: string, untilMs: number, credentials: Credentials): Promise<number | null> {
   while (Date.now() < untilMs) {
     try {
-      const res = await request(`${masterUrl}/fs/stat?path=/`, { headersTimeout: probeTimeoutMs, bodyTimeout: probeTimeoutMs })
+      const res = await request(`${masterUrl}/fs/stat?path=/`, { headersTimeout: probeTimeoutMs, bodyTimeout: probeTimeoutMs, headers: signClient(credentials, 'GET', '/fs/stat?path=/', null) })
       await res.body.dump()
       if (res.statusCode === 200) return Date.now()
     } catch {}

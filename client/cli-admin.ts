@@ -7,30 +7,70 @@ import { parseMasterList } from '../shared/config.js'
 import { promotePath, type ClusterReport, type PromoteReply } from '../shared/protocol.js'
 import { formatAge, formatTable } from './cli-format.js'
 import type { CommandContext } from './cli-main.js'
+import { signClient, type Credentials } from '../shared/auth.js'
 
 const promoteTimeoutMs = 30_000   // promotion waits for the shadow's tail loop to stop: a few ms, a poll at most
 
-export const adminActions = ['promote'] as const
+export const adminActions = ['promote', 'keys'] as const
+const keyActions = ['create', 'list', 'revoke'] as const
 
 export async function admin (context: CommandContext): Promise<void> {
   const action = context.positionals[0]
+  if (action === 'keys') { await keys(context); return }
   if (action !== 'promote') throw new GranaryError('GRN_INVALID_ARGUMENT', [`unknown admin action '${String(action)}' (known: ${adminActions.join(', ')})`])
   const shadow = context.values.shadow
   if (typeof shadow !== 'string') throw new GranaryError('GRN_INVALID_ARGUMENT', ['admin promote needs --shadow URL'])
   const url = parseMasterList(shadow)
   if (url.length !== 1) throw new GranaryError('GRN_INVALID_ARGUMENT', ['--shadow takes one URL'])
-  const reply = await promote(url[0] as string, context.values.force === true, context.signal)
+  const reply = await promote(url[0] as string, context.values.force === true, context.signal, context.credentials)
   if (context.json) { context.printJson(reply); return }
   const lag = reply.forced ? ` (forced: ${reply.lagRecords === null ? 'an unknown number of' : reply.lagRecords} records behind its old master were given up)` : ''
   context.print(`${url[0] as string} is now the master: term ${reply.term}, seq ${reply.seq}${lag}\n` +
     `Point clients at it first: GRANARY_MASTER=${url[0] as string},...\n`)
 }
 
-async function promote (shadowUrl: string, force: boolean, signal: AbortSignal): Promise<PromoteReply> {
+// `granary admin keys create|list|revoke`: the key is made here; its secret is printed once and never again.
+async function keys (context: CommandContext): Promise<void> {
+  const [, action, id] = context.positionals
+  const { client, values } = context
+  if (action === 'create') {
+    const made = await client.createAccessKey({
+      name: values.name as string, readOnly: values['read-only'] === true, admin: values.admin === true,
+      ...(typeof values.prefix === 'string' ? { prefix: values.prefix } : {})
+    }, { signal: context.signal })
+    if (context.json) { context.printJson(made); return }
+    context.print(`accessKeyId     ${made.accessKeyId}\nsecretAccessKey ${made.secretAccessKey}\n` +
+      `rights          ${describeRights(made)}\n\nThe secret is shown only now. To use it: granary admin keys create ... --json > FILE, then --credentials FILE or GRANARY_CREDENTIALS=FILE.\n`)
+    return
+  }
+  if (action === 'list') {
+    const list = await client.listAccessKeys({ signal: context.signal })
+    if (context.json) { context.printJson(list); return }
+    context.print(formatTable([['ACCESS KEY', 'NAME', 'RIGHTS', 'CREATED', 'REVOKED'],
+      ...list.map((k) => [k.accessKeyId, k.name, describeRights(k), new Date(k.createdAtMs).toISOString(), k.revokedAtMs === null ? '-' : new Date(k.revokedAtMs).toISOString()])]))
+    return
+  }
+  if (action === 'revoke') {
+    if (id === undefined) throw new GranaryError('GRN_INVALID_ARGUMENT', ['admin keys revoke needs the access key id'])
+    const revoked = await client.revokeAccessKey(id, { signal: context.signal })
+    if (context.json) { context.printJson(revoked); return }
+    context.print(`revoked ${revoked.accessKeyId} (${revoked.name})\n`)
+    return
+  }
+  throw new GranaryError('GRN_INVALID_ARGUMENT', [`unknown admin keys action '${String(action)}' (known: ${keyActions.join(', ')})`])
+}
+
+function describeRights (key: { readOnly: boolean, admin: boolean, prefix: string | null }): string {
+  const rights = key.admin ? 'admin, read, write' : key.readOnly ? 'read' : 'read, write'
+  return key.prefix === null ? rights : `${rights} under ${key.prefix}`
+}
+
+async function promote (shadowUrl: string, force: boolean, signal: AbortSignal, credentials: Credentials | null): Promise<PromoteReply> {
   let res
   try {
+    const body = JSON.stringify({ force })
     res = await request(shadowUrl + promotePath, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ force }),
+      method: 'POST', headers: { 'content-type': 'application/json', ...(credentials === null ? {} : signClient(credentials, 'POST', promotePath, body)) }, body,
       headersTimeout: promoteTimeoutMs, bodyTimeout: promoteTimeoutMs, signal
     })
   } catch (err) {

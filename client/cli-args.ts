@@ -26,6 +26,7 @@ export interface CommandSpec {
 export const globalOptions: Record<string, OptionSpec> = {
   master: { type: 'string', short: 'm', placeholder: 'URLS', help: 'master URL, then shadows, comma-separated (else $GRANARY_MASTER, else http://127.0.0.1:9000)' },
   json: { type: 'boolean', help: 'print data as JSON (for scripts)' },
+  credentials: { type: 'string', placeholder: 'FILE', help: 'access key file (else $GRANARY_CREDENTIALS, ./granary-data/credentials, ~/.config/granary/credentials)' },
   'deadline-ms': { type: 'string', placeholder: 'MS', help: 'budget of each operation, retries included (default 10000)' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 }
@@ -115,18 +116,25 @@ export const commands: CommandSpec[] = [
     examples: ['granary checksum /isos/big.iso', 'granary checksum --local big.iso', 'granary checksum --json /a /b'] },
   { name: 'du', kind: 'client', summary: 'show the total size of a tree', usage: 'granary du [options] [REMOTE]',
     options: {}, positionalsMin: 0, positionalsMax: 1, remoteArgs: 'all', examples: ['granary du /videos', 'granary du --json /'] },
-  { name: 'admin', kind: 'client', summary: 'cluster administration: promote a shadow to master', usage: 'granary admin promote --shadow URL [--force]',
+  { name: 'admin', kind: 'client', summary: 'cluster administration: promote a shadow to master; access keys', usage: 'granary admin promote --shadow URL [--force] | admin keys create --name NAME [--read-only] [--prefix /PATH] [--admin] | admin keys list | admin keys revoke ID',
     options: {
       shadow: { type: 'string', placeholder: 'URL', help: 'the shadow to promote' },
       force: force('skip the in-sync check: promote a shadow that is behind (what it lacks is lost); the chunkserver vote is never skipped'),
+      name: { type: 'string', placeholder: 'NAME', help: 'keys create: what the key is for (shown by keys list)' },
+      'read-only': { type: 'boolean', help: 'keys create: the key may read, never write' },
+      prefix: { type: 'string', placeholder: '/PATH', help: 'keys create: the key may touch only this folder and what is under it' },
+      admin: { type: 'boolean', help: 'keys create: the key may also administer (keys, fsck, report, promote)' },
     },
-    positionalsMin: 1, positionalsMax: 1, remoteArgs: 'none',
+    positionalsMin: 1, positionalsMax: 3, remoteArgs: 'none',
     notes: ['A planned hand-over: the master stops taking mutations, drains, and hands its lease to the shadow, which',
       'wins the chunkservers\' vote for a newer term at once (nothing acknowledged is lost). With the master gone, the',
       'shadow asks for votes once the master\'s lease has lapsed at the chunkservers (about 1 s). Shadows also do this',
       'by themselves unless started with --no-auto-promote. Chunkservers then refuse the old master\'s tokens.',
-      'Refused (GRN_NOT_CAUGHT_UP, with the lag) unless the shadow has applied everything its master had, or --force.'],
-    examples: ['granary admin promote --shadow http://127.0.0.1:9001', 'granary admin promote --shadow http://10.0.0.2:9001 --force'] },
+      'Refused (GRN_NOT_CAUGHT_UP, with the lag) unless the shadow has applied everything its master had, or --force.',
+      'keys create prints the new key\'s id and secret (the only time the secret is shown; --json prints',
+      '{"accessKeyId", "secretAccessKey", ...}, a credentials file). keys revoke takes effect at the next request.'],
+    examples: ['granary admin promote --shadow http://127.0.0.1:9001', 'granary admin promote --shadow http://10.0.0.2:9001 --force',
+      'granary admin keys create --name backups --prefix /backups --json > backups.credentials', 'granary admin keys list', 'granary admin keys revoke GKABCDEFGHIJKLMNOPQR'] },
   { name: 'fsck', kind: 'client', summary: 'list files whose chunks have fewer live replicas than wanted, or none', usage: 'granary fsck [options] [REMOTE]',
     options: {}, positionalsMin: 0, positionalsMax: 1, remoteArgs: 'all',
     notes: ['REMOTE defaults to /. Exits 0 when every chunk has its full replication, 1 (GRN_DATA_AT_RISK) when any chunk is under-replicated or missing.'],
@@ -150,6 +158,7 @@ export interface ClientFlags {
   masters: string[]
   deadlineMs: number | undefined
   json: boolean
+  credentials: string | undefined   // --credentials FILE; else connect() looks where client/credentials.ts says
 }
 
 function usageError (message: string, command?: string): GranaryError {
@@ -177,7 +186,7 @@ export function parseCommandLine (argv: readonly string[], env: NodeJS.ProcessEn
   if (positionals.length < spec.positionalsMin) throw usageError(`${spec.name} needs ${describeCount(spec)}; got ${positionals.length}`, spec.name)
   if (positionals.length > spec.positionalsMax) throw usageError(`${spec.name} takes ${describeCount(spec)}; got ${positionals.length}`, spec.name)
   checkRemoteArgs(spec, positionals)
-  checkCommandOptions(spec, values)
+  checkCommandOptions(spec, values, positionals)
   return { kind: 'client', spec, values, positionals, client: clientFlags(values, env, spec.name) }
 }
 
@@ -216,10 +225,11 @@ function checkRemoteArgs (spec: CommandSpec, positionals: string[]): void {
   })
 }
 
-function checkCommandOptions (spec: CommandSpec, values: OptionValues): void {
+function checkCommandOptions (spec: CommandSpec, values: OptionValues, positionals: string[]): void {
   if (values.replication !== undefined) parseReplication(values.replication as string)
   if (values['chunk-size'] !== undefined) parseSize(values['chunk-size'] as string)
-  if (spec.name === 'admin' && values.shadow === undefined) throw usageError('admin promote needs --shadow URL', 'admin')
+  if (spec.name === 'admin' && positionals[0] === 'promote' && values.shadow === undefined) throw usageError('admin promote needs --shadow URL', 'admin')
+  if (spec.name === 'admin' && positionals[0] === 'keys' && positionals[1] === 'create' && values.name === undefined) throw usageError('admin keys create needs --name NAME', 'admin')
 }
 
 function clientFlags (values: OptionValues, env: NodeJS.ProcessEnv, command: string): ClientFlags {
@@ -228,7 +238,7 @@ function clientFlags (values: OptionValues, env: NodeJS.ProcessEnv, command: str
   try { masters = parseMasterList(masterArg) } catch (err) { throw usageError(reason(err), command) }
   const deadline = values['deadline-ms'] as string | undefined
   if (deadline !== undefined && !/^[1-9]\d{0,9}$/.test(deadline)) throw usageError(`--deadline-ms must be a positive whole number of milliseconds, got '${deadline}'`, command)
-  return { masters, deadlineMs: deadline === undefined ? undefined : Number(deadline), json: values.json === true }
+  return { masters, deadlineMs: deadline === undefined ? undefined : Number(deadline), json: values.json === true, credentials: values.credentials as string | undefined }
 }
 
 export function parseReplication (text: string): number {

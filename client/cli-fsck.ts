@@ -3,6 +3,7 @@
 // GRN_DATA_AT_RISK when any chunk is at risk, 0 when every chunk is fully replicated. Asks the configured
 // master URLs in order (a shadow answers too while the master is down).
 import { request } from 'undici'
+import { signClient, type Credentials } from '../shared/auth.js'
 import { parseMasterList } from '../shared/config.js'
 import { errorFromBody, GranaryError, isGranaryError } from '../shared/errors.js'
 import { normalizePath } from '../shared/paths.js'
@@ -14,7 +15,7 @@ const problemLinesMax = 1000   // chunk lines printed per run (the JSON has them
 
 export async function fsckCommand (context: CommandContext): Promise<void> {
   const path = normalizePath(context.positionals[0] ?? '/')
-  const reply = await fetchFsck(parseMasterList(context.client.config.masters), path, context.signal)
+  const reply = await fetchFsck(parseMasterList(context.client.config.masters), path, context.signal, context.credentials)
   if (context.json) context.printJson(reply)
   else context.print(formatFsck(reply))
   if (reply.underReplicatedChunks + reply.missingChunks > 0) {
@@ -22,11 +23,12 @@ export async function fsckCommand (context: CommandContext): Promise<void> {
   }
 }
 
-async function fetchFsck (masters: string[], path: string, signal: AbortSignal): Promise<FsckReply> {
+async function fetchFsck (masters: string[], path: string, signal: AbortSignal, credentials: Credentials | null): Promise<FsckReply> {
   let lastError: unknown = new GranaryError('GRN_UNAVAILABLE', ['the master', 'no master URL'])
   for (const master of masters) {
     try {
-      const res = await request(`${master}${fsckPath}?path=${encodeURIComponent(path)}`, { method: 'GET', signal })
+      const target = `${fsckPath}?path=${encodeURIComponent(path)}`
+      const res = await request(`${master}${target}`, { method: 'GET', signal, headers: credentials === null ? {} : signClient(credentials, 'GET', target, null) })
       const body = await res.body.json() as unknown
       if (res.statusCode === 200) return body as FsckReply
       const err = errorFromBody(body as Record<string, string>, res.statusCode)

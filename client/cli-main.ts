@@ -1,6 +1,7 @@
 // The CLI's control flow: parse (usage errors exit 2), run one command against a connected client (a failed
 // operation exits 1 with `granary: <CODE>: <sentence>` on stderr, no stack), close the client. Streams are
 // passed in so tests run main() in-process; cli.ts hands it the real process streams.
+import type { Credentials } from '../shared/auth.js'
 import type { Readable, Writable } from 'node:stream'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import type { GranaryClient } from './index.js'
@@ -25,6 +26,7 @@ export interface CommandContext {
   signal: AbortSignal
   print: (text: string) => void
   printJson: (value: unknown) => void
+  credentials: Credentials | null   // the access key the client signs with (admin promote signs its own call)
 }
 
 // Every command's module is loaded only when that command runs: `granary master` must not pay for loading
@@ -79,9 +81,9 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
   if (parsed.kind === 'server') return await runServer(parsed.spec, parsed.argv, io)
   const { spec, values, positionals, client: flags } = parsed
   const { connect } = await import('./index.js')
-  const client = connect({ masters: flags.masters, deadlineMs: flags.deadlineMs, keepAliveTimeoutMs: 1_000 })
+  const client = connect({ masters: flags.masters, deadlineMs: flags.deadlineMs, keepAliveTimeoutMs: 1_000, credentials: flags.credentials })
   const context: CommandContext = {
-    client, io, values, positionals, json: flags.json, signal: io.signal ?? new AbortController().signal,
+    client, io, values, positionals, json: flags.json, credentials: client.credentials, signal: io.signal ?? new AbortController().signal,
     print: (text) => { io.stdout.write(text) },
     printJson: (value) => { io.stdout.write(JSON.stringify(value, null, 2) + '\n') },
   }

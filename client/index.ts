@@ -1,6 +1,9 @@
 // The package's public entry: `import { connect } from 'granary'`. connect() checks its options once
 // (unknown keys refused) and returns a GranaryClient: streams (createReadStream, createWriteStream) and an
 // fs.promises-like surface (readFile, writeFile, readdir, stat, mkdir, rename, rm) over one Granary cluster.
+import { newCredentials } from '../shared/auth.js'
+import type { AccessKeyInfo } from '../shared/protocol.js'
+import { findCredentials, type Credentials } from './credentials.js'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { constants as bufferConstants } from 'node:buffer'
@@ -20,8 +23,10 @@ import { GranaryFs } from './fs.js'
 import { packDirectory, unpackDirectory, type PackOptions, type UnpackOptions, type UnpackResult } from './tar.js'
 
 export { GranaryError, errorCodes, errorSpecs, isGranaryError, type ErrorCode, type ErrorBody } from '../shared/errors.js'
+export type { AccessKeyInfo } from '../shared/protocol.js'
 export type { FileStat, ListReply, DuReply, DeleteReply, RestoreReply, ClusterReport, ServerReport, OpenReply, ChunkLocation } from '../shared/protocol.js'
 export type { ClientConfig } from '../shared/config.js'
+export type { Credentials } from '../shared/auth.js'
 export { channelNames } from './diagnostics.js'
 export { GranaryWriteStream, type WriteOptions } from './write.js'
 export type { ReadOptions } from './read.js'
@@ -44,6 +49,9 @@ export interface ConnectOptions {
   chunkSizeBytes?: number                 // default for new files
   keepAliveTimeoutMs?: number             // idle pooled connections close after this
   staleReads?: boolean                    // accept reads from a shadow cut off from its master (else GRN_STALE past 10 s)
+  // An access key, or a credentials file; default: $GRANARY_CREDENTIALS, ./granary-data/credentials,
+  // ~/.config/granary/credentials (client/credentials.ts). null: send requests unsigned.
+  credentials?: Credentials | string | null
 }
 
 export interface CallOptions { deadlineMs?: number, signal?: AbortSignal }
@@ -51,17 +59,19 @@ export type WriteData = Buffer | Uint8Array | string | AsyncIterable<Buffer | Ui
 export interface ReadFileOptions extends CallOptions { encoding?: BufferEncoding }
 
 export function connect (options: ConnectOptions = {}): GranaryClient {
-  const given: Record<string, unknown> = { ...options }
+  const { credentials, ...rest } = options
+  const given: Record<string, unknown> = { ...rest }
   if (Array.isArray(given.masters)) given.masters = (given.masters as string[]).join(',')
   const config = resolveClientConfig(given)
   for (const key of ['requestTimeoutMs', 'keepAliveTimeoutMs'] as const) {
     if (config[key] < 1) throw new GranaryError('GRN_INVALID_ARGUMENT', [`client option '${key}' must be positive`])
   }
-  return new GranaryClient(config)
+  return new GranaryClient(config, credentials === null ? null : findCredentials(credentials)?.credentials ?? null)
 }
 
 export class GranaryClient {
   readonly config: Readonly<ClientConfig>
+  readonly credentials: Credentials | null   // the access key every metadata request is signed with
   readonly #transport: Transport
   readonly #link: MasterLink
   readonly #cache: MetadataCache
@@ -69,10 +79,11 @@ export class GranaryClient {
   #fs: GranaryFs | undefined
   #closed = false
 
-  constructor (config: ClientConfig) {
+  constructor (config: ClientConfig, credentials: Credentials | null = null) {
+    this.credentials = credentials
     this.config = Object.freeze({ ...config })
     this.#policy = { retryDelayMsMin: config.retryDelayMsMin, retryDelayMsMax: config.retryDelayMsMax, attemptsMax: limits.retryAttemptsMax }
-    this.#transport = new Transport({ requestTimeoutMs: config.requestTimeoutMs, keepAliveTimeoutMs: config.keepAliveTimeoutMs })
+    this.#transport = new Transport({ requestTimeoutMs: config.requestTimeoutMs, keepAliveTimeoutMs: config.keepAliveTimeoutMs, credentials })
     this.#link = new MasterLink(this.#transport, {
       masters: parseMasterList(config.masters), deadlineMs: config.deadlineMs, requestTimeoutMs: config.requestTimeoutMs,
       mutationTimeoutMs: config.mutationTimeoutMs, policy: this.#policy, staleReads: config.staleReads,
@@ -246,6 +257,26 @@ export class GranaryClient {
   async report (options: CallOptions = {}): Promise<ClusterReport> {
     this.#checkOpen()
     return await this.#link.report(options)
+  }
+
+  // Access keys (an admin key's calls). create makes the key here and returns its secret, the only time it is
+  // shown; the master keeps it sealed. prefix: the key may touch only that folder and what is under it.
+  async createAccessKey (options: { name: string, readOnly?: boolean, admin?: boolean, prefix?: string }, call: CallOptions = {}): Promise<AccessKeyInfo & Credentials> {
+    this.#checkOpen()
+    const made = newCredentials()
+    const prefix = options.prefix === undefined ? undefined : normalizePath(options.prefix)
+    const info = await this.#link.createKey({ ...made, name: options.name, readOnly: options.readOnly ?? false, admin: options.admin ?? false, ...(prefix === undefined ? {} : { prefix }) }, call)
+    return { ...info, secretAccessKey: made.secretAccessKey }
+  }
+
+  async listAccessKeys (call: CallOptions = {}): Promise<AccessKeyInfo[]> {
+    this.#checkOpen()
+    return (await this.#link.listKeys(call)).keys
+  }
+
+  async revokeAccessKey (accessKeyId: string, call: CallOptions = {}): Promise<AccessKeyInfo> {
+    this.#checkOpen()
+    return await this.#link.revokeKey(accessKeyId, call)
   }
 
   // Closes pooled connections; streams still open fail with GRN_ABORTED.

@@ -171,6 +171,19 @@ export class MasterLink {
     return this.read('report', protocol.reportPath, {}, options)
   }
 
+  // ---- access keys (admin) ------------------------------------------------------------------------------
+  listKeys (options?: CallOptions): Promise<protocol.KeyListReply> {
+    return this.read('list access keys', protocol.keysPath, {}, options)
+  }
+
+  createKey (request: Omit<protocol.KeyCreateRequest, 'requestId'>, options?: CallOptions): Promise<protocol.AccessKeyInfo> {
+    return this.mutate(`create access key ${request.name}`, protocol.keysPath, request, options)
+  }
+
+  revokeKey (accessKeyId: string, options?: CallOptions): Promise<protocol.AccessKeyInfo> {
+    return this.mutate(`revoke access key ${accessKeyId}`, protocol.keysRevokePath, { accessKeyId }, options)
+  }
+
   // ---- namespace mutations ----------------------------------------------------------------------------
   // mode: the new folder's permission bits (intermediate ones get the default); undefined: the default.
   mkdir (path: string, parents: boolean, options?: CallOptions, mode?: number): Promise<protocol.MkdirReply> {

@@ -1,6 +1,7 @@
 // The one undici Agent of a client: every request to masters and chunkservers goes through it, with its
 // timeouts passed explicitly. Socket-level failures become GranaryErrors here, so everything above branches
 // on err.code and the retry logic reads `retryable` (GRN_UNAVAILABLE, GRN_TIMEOUT) from the error table.
+import { signClient, type Credentials } from '../shared/auth.js'
 import { Agent } from 'undici'
 import type { Readable } from 'node:stream'
 import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../shared/errors.js'
@@ -10,6 +11,7 @@ import * as limits from '../shared/limits.js'
 import { assert } from '../shared/assert.js'
 
 export interface TransportOptions {
+  credentials?: Credentials | null   // signs every metadata request (shared/auth.ts); null: unsigned
   requestTimeoutMs: number        // connect, headers and body-idle timeout unless a call passes a shorter one
   keepAliveTimeoutMs: number      // idle pooled sockets close after this, so a finished test run can exit
   connectionsPerOrigin?: number
@@ -61,9 +63,11 @@ export interface ChunkBody {
 export class Transport {
   readonly #agent: Agent
   readonly #requestTimeoutMs: number
+  readonly #credentials: Credentials | null
   #closed = false
 
   constructor (options: TransportOptions) {
+    this.#credentials = options.credentials ?? null
     assert(options.requestTimeoutMs > 0, 'requestTimeoutMs is positive')
     assert(options.keepAliveTimeoutMs > 0, 'keepAliveTimeoutMs is positive')
     this.#requestTimeoutMs = options.requestTimeoutMs
@@ -92,13 +96,15 @@ export class Transport {
     const timer = watchdog === undefined ? undefined : setTimeout(() => { watchdog.abort(new GranaryError('GRN_TIMEOUT', [target, timeoutMs])) }, timeoutMs)
     const signal = watchdog === undefined ? request.signal : request.signal === undefined ? watchdog.signal : AbortSignal.any([request.signal, watchdog.signal])
     try {
-      const hasBody = request.body !== undefined
+      const body = request.body === undefined ? null : JSON.stringify(request.body)
+      const path = request.path + queryString(request.query)
+      const signature = this.#credentials === null ? {} : signClient(this.#credentials, request.method, path, body)
       const res = await this.#agent.request({
         origin: request.origin,
-        path: request.path + queryString(request.query),
+        path,
         method: request.method,
-        headers: hasBody ? { ...request.headers, 'content-type': 'application/json' } : { ...request.headers },
-        body: hasBody ? JSON.stringify(request.body) : null,
+        headers: body !== null ? { ...request.headers, ...signature, 'content-type': 'application/json' } : { ...request.headers, ...signature },
+        body,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
         signal,

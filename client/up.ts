@@ -2,6 +2,7 @@
 // embedded default data folder, and a supervisor that restarts any part that dies — at once, with a bounded
 // restart rate so a process that cannot start does not hot-loop. DATA/cluster.json always names the role,
 // url, pid and log of every process (temp file + rename, so a reader never sees half of it).
+import { credentialsFileName } from '../shared/auth.js'
 import { parseArgs } from 'node:util'
 import { mkdirSync, writeFileSync, renameSync, existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -130,7 +131,8 @@ export class Supervisor {
     process.once('SIGINT', () => { void this.stop('SIGINT') })
     process.once('SIGTERM', () => { void this.stop('SIGTERM') })
 
-    const common = ['--secret-file', secretFile, '--heartbeat-interval-ms', String(options.heartbeatIntervalMs), '--dead-after-ms', String(options.deadAfterMs)]
+    // The first admin key goes to DATA/credentials, where the CLI run beside the data folder looks (client/credentials.ts).
+    const common = ['--secret-file', secretFile, '--credentials-file', join(this.#dataDir, credentialsFileName), '--heartbeat-interval-ms', String(options.heartbeatIntervalMs), '--dead-after-ms', String(options.deadAfterMs)]
     const meta = [
       this.#member('master', 'master', join(this.#dataDir, 'master'), options.port, common),
       ...Array.from({ length: options.shadowCount }, (_, i) =>

@@ -66,6 +66,18 @@ CREATE TABLE IF NOT EXISTS replicas (
   PRIMARY KEY (chunkHandle, serverId)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS replicas_server ON replicas (serverId);        -- full-report reconciliation
+-- Access keys (master/keys.ts): created by every open, so an older database gains it without a migration step.
+-- The secret is sealed with the cluster secret (shared/auth.ts sealSecret), never stored in clear.
+CREATE TABLE IF NOT EXISTS accessKeys (
+  accessKeyId TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  sealedSecret TEXT NOT NULL,
+  readOnly INTEGER NOT NULL,
+  admin INTEGER NOT NULL,
+  prefix TEXT,                               -- NULL: the whole namespace
+  createdAtMs INTEGER NOT NULL,
+  revokedAtMs INTEGER                        -- NULL while in force; a revoked key is kept for the record
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS oplog (
   seq INTEGER PRIMARY KEY,
   term INTEGER NOT NULL,

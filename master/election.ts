@@ -9,6 +9,7 @@
 // in-sync check (what the shadow lacks is lost), never the vote.
 import { performance } from 'node:perf_hooks'
 import { Agent, request } from 'undici'
+import { controlRequest } from '../shared/auth.js'
 import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../shared/errors.js'
 import { majorityOf } from '../shared/failover.js'
 import type { ServerId, ShadowId } from '../shared/ids.js'
@@ -20,6 +21,7 @@ import { sql, type Db } from './db.js'
 
 export interface ElectionDeps {
   db: Db
+  secret: Buffer                      // signs votes and the hand-over request (shared/auth.ts)
   queue: CommitQueue
   shadowId: ShadowId
   url: () => string                   // where this shadow serves (candidateUrl)
@@ -180,14 +182,10 @@ export class Election {
   }
 
   async #handOver (): Promise<p.HandOverReply> {
-    const res = await request(this.#deps.masterUrl() + p.handOverPath, {
-      method: 'POST', dispatcher: this.#agent, headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ shadowId: this.#deps.shadowId, url: this.#deps.url() } satisfies p.HandOverRequest),
-      headersTimeout: handOverWaitMs, bodyTimeout: handOverWaitMs
-    })
-    const body = await res.body.json() as unknown
-    if (res.statusCode !== 200) throw errorFromBody(body as Partial<ErrorBody> | undefined, res.statusCode)
-    return body as p.HandOverReply
+    const res = await controlRequest(async (url, init) => await request(url, { ...init, dispatcher: this.#agent, headersTimeout: handOverWaitMs, bodyTimeout: handOverWaitMs }),
+      this.#deps.secret, this.#deps.masterUrl() + p.handOverPath, 'POST', { shadowId: this.#deps.shadowId, url: this.#deps.url() } satisfies p.HandOverRequest)
+    if (res.statusCode !== 200) throw errorFromBody(res.json as Partial<ErrorBody> | undefined, res.statusCode)
+    return res.json as p.HandOverReply
   }
 
   // One round: every registered chunkserver at once, each answer within voteRoundMsMax. Null: not won.
@@ -253,11 +251,9 @@ export class Election {
 
   async #ask (url: string, body: p.VoteRequest): Promise<Answer> {
     try {
-      const res = await request(url + p.votePath, {
-        method: 'POST', dispatcher: this.#agent, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
-        signal: AbortSignal.timeout(voteRoundMsMax)
-      })
-      const json = await res.body.json() as { granted?: boolean, code?: string, message?: string, details?: { term?: number, votedTerm?: number } }
+      const res = await controlRequest(async (target, init) => await request(target, { ...init, dispatcher: this.#agent, signal: AbortSignal.timeout(voteRoundMsMax) }),
+        this.#deps.secret, url + p.votePath, 'POST', body)
+      const json = (res.json ?? {}) as { granted?: boolean, code?: string, message?: string, details?: { term?: number, votedTerm?: number } }
       if (res.statusCode === 200 && json.granted === true) return { granted: true }
       const term = Math.max(json.details?.term ?? 0, json.details?.votedTerm ?? 0)
       return { granted: false, code: json.code ?? `HTTP ${res.statusCode}`, message: json.message ?? '', term }

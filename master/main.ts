@@ -1,10 +1,10 @@
 // `granary master` and `granary shadow`: config, secret, database, subsystems in a listed order, listen, one
 // ready line. A shadow is the same process code in another role: it bootstraps its database from a snapshot
 // of the master's, then follows the master's oplog (shadow.ts), serves reads, and can be promoted in place.
-import { existsSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { AssertionError } from '../shared/assert.js'
 import {
@@ -17,6 +17,7 @@ import { watchLifeline } from '../shared/lifeline.js'
 import { createLogger, readyMessage, type Logger } from '../shared/log.js'
 import type { ServerTimeouts } from '../shared/server-timeouts.js'
 import { loadSecret } from '../shared/token.js'
+import { credentialsFileName, newCredentials, parseCredentials, sealSecret, type Credentials } from '../shared/auth.js'
 import { CommitQueue, notMasterError } from './commit-queue.js'
 import { dbFileName, openMasterDb, readMeta, type Db } from './db.js'
 import { OplogFeed } from './oplog-feed.js'
@@ -96,7 +97,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
   const shadows = new ShadowTracker(retention.recordAgeMsMax)
   const follower = options.shadow === undefined
     ? null
-    : new Follower({ db, queue, ...options.shadow, leaseMs: config.leaseMs, log: log.child({ component: 'follower' }), now, onFatal })
+    : new Follower({ db, queue, secret, ...options.shadow, leaseMs: config.leaseMs, log: log.child({ component: 'follower' }), now, onFatal })
   const monoNow = options.monoNow ?? (() => performance.now())
   const lease = new MasterLease({ db, leaseMs: config.leaseMs, now: monoNow, log: log.child({ component: 'lease' }) })
   const isr = new InSyncSet({ dataDir: config.dataDir, term: queue.term, log: log.child({ component: 'isr' }), echoes: () => ({ epochs: lease.isrEchoes(), voterCount: lease.voterCount }) })
@@ -106,7 +107,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
   const election = follower === null || options.shadow === undefined
     ? null
     : new Election({
-      db, queue, shadowId: options.shadow.shadowId, url: () => follower.url, leaseMs: config.leaseMs, autoPromote: config.autoPromote,
+      db, queue, secret, shadowId: options.shadow.shadowId, url: () => follower.url, leaseMs: config.leaseMs, autoPromote: config.autoPromote,
       log: log.child({ component: 'election' }), now: monoNow,
       masterSilentForMs: (nowMs) => follower.masterSilentForMs(nowMs), inSync: () => follower.inSync, masterUrl: () => follower.masterUrl,
       takeOver: async (term, voterIds, sentAtMs) => {
@@ -165,9 +166,39 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
 
 export async function startMaster (config: MasterConfig, options: MasterOptions = {}): Promise<{ url: string, port: number, master: Master, close(): Promise<void> }> {
   const master = openMaster(config, options)
+  if (options.shadow === undefined && master.queue.seq === 0) {
+    try {
+      await bootstrapAdminKey(master, config, options.secret ?? loadSecret(config.secretFile, false))
+    } catch (err) {
+      await master.close()
+      throw err
+    }
+  }
   const { port, url } = await listen(master, config, config.port)
   master.log.info({ port, url, term: master.queue.term, seq: master.queue.seq }, readyMessage)
   return { url, port, master, close: master.close }
+}
+
+// A master on an empty data folder (nothing in its oplog yet) makes the first admin access key, as `granary up`
+// makes the cluster secret: its credentials file is imported when it exists (a test kit, an operator's own key),
+// else made (mode 0600). The key is an op like any other, so shadows get it through the oplog.
+async function bootstrapAdminKey (master: Master, config: MasterConfig, secret: Buffer): Promise<void> {
+  const file = config.credentialsFile === '' ? join(config.dataDir, credentialsFileName) : config.credentialsFile
+  let credentials: Credentials
+  if (existsSync(file)) {
+    credentials = parseCredentials(readFileSync(file, 'utf8'), file)
+  } else {
+    credentials = newCredentials()
+    mkdirSync(dirname(file), { recursive: true })
+    const temp = `${file}.${process.pid}.tmp`
+    writeFileSync(temp, JSON.stringify(credentials, null, 2) + '\n', { mode: 0o600 })
+    renameSync(temp, file)
+  }
+  await master.queue.submit({
+    type: 'keyCreate', accessKeyId: credentials.accessKeyId, name: 'admin (made at first start)', sealedSecret: sealSecret(secret, credentials.secretAccessKey),
+    readOnly: false, admin: true, prefix: null, createdAtMs: Date.now()
+  })
+  master.log.info({ accessKeyId: credentials.accessKeyId, file }, 'made the first admin access key')
 }
 
 async function listen (node: Master, config: MasterConfig, port: number): Promise<{ port: number, url: string }> {
@@ -209,7 +240,7 @@ export async function startShadow (config: ShadowConfig, options: MasterOptions 
   let bootstrappedAtMono: number | undefined
   let masterUrl = config.master   // the master followed: moves when a refusal or a failover names a newer one
   if (!existsSync(join(config.dataDir, dbFileName))) {
-    masterUrl = await bootstrap(config, shadowId, undefined, 0, log)
+    masterUrl = await bootstrap(config, secret, shadowId, undefined, 0, log)
     bootstrapCount += 1
     bootstrappedAtMono = performance.now()
   }
@@ -225,7 +256,7 @@ export async function startShadow (config: ShadowConfig, options: MasterOptions 
   const follow = async (): Promise<void> => {
     let outcome: FollowOutcome = await (node.follower as Follower).finished
     while (outcome === 'snapshot-required' && !closing) {
-      const made = await fetchSnapshot({ masterUrl: node.follower?.masterUrl ?? masterUrl, shadowId, url, dir: join(config.dataDir, 'bootstrap'), log, waitMsMax: bootstrapWaitMsMax, termAtLeast: node.queue.term })
+      const made = await fetchSnapshot({ secret, masterUrl: node.follower?.masterUrl ?? masterUrl, shadowId, url, dir: join(config.dataDir, 'bootstrap'), log, waitMsMax: bootstrapWaitMsMax, termAtLeast: node.queue.term })
       masterUrl = made.masterUrl
       await node.close()
       if (closing) return
@@ -257,9 +288,9 @@ export async function startShadow (config: ShadowConfig, options: MasterOptions 
 }
 
 // Returns the URL of the master the copy came from (the one named, or the master it named).
-async function bootstrap (config: ShadowConfig, shadowId: ShadowId, url: string | undefined, termAtLeast: number, log: Logger): Promise<string> {
+async function bootstrap (config: ShadowConfig, secret: Buffer, shadowId: ShadowId, url: string | undefined, termAtLeast: number, log: Logger): Promise<string> {
   const startedMs = Date.now()
-  const made = await fetchSnapshot({ masterUrl: config.master, shadowId, url, dir: join(config.dataDir, 'bootstrap'), log, waitMsMax: bootstrapWaitMsMax, termAtLeast })
+  const made = await fetchSnapshot({ secret, masterUrl: config.master, shadowId, url, dir: join(config.dataDir, 'bootstrap'), log, waitMsMax: bootstrapWaitMsMax, termAtLeast })
   installSnapshot(config.dataDir, made.file)
   log.info({ seq: made.manifest.seq, term: made.manifest.term, sizeBytes: made.manifest.sizeBytes, durationMs: Date.now() - startedMs, master: made.masterUrl }, 'bootstrapped from a snapshot')
   return made.masterUrl

@@ -14,6 +14,7 @@ import {
 } from './chunks.js'
 import { purgeCheckpoint, removeOrTrash, restore, type PurgeArgs, type PurgeResult, type RestoreArgs } from './trash.js'
 import { complete, create, mkdir, rename, type CompleteArgs, type CreateArgs, type CreateResult, type MkdirArgs } from './namespace.js'
+import { createKey, revokeKey, type KeyCreateArgs, type KeyInfo, type KeyRevokeArgs } from './keys.js'
 
 export type { Applied, DroppedReplica } from './chunks.js'
 
@@ -39,6 +40,8 @@ export type Op =
   | HeartbeatOp
   | { type: 'batch', ops: HeartbeatOp[] }   // one heartbeat's replica changes: one oplog record, one savepoint
   | { type: 'newTerm', term: number }        // a promoted shadow's first record: the term it won
+  | ({ type: 'keyCreate' } & KeyCreateArgs)   // an access key (its secret sealed with the cluster secret)
+  | ({ type: 'keyRevoke' } & KeyRevokeArgs)
 
 export interface OpResults {
   mkdir: FileStat
@@ -58,6 +61,8 @@ export interface OpResults {
   removeReplica: { removed: boolean }
   batch: Array<OpResults[HeartbeatOp['type']]>
   newTerm: { term: number }
+  keyCreate: KeyInfo
+  keyRevoke: KeyInfo
 }
 export type OpType = Op['type']
 export type OpResult<T extends Op> = OpResults[T['type']]
@@ -84,6 +89,8 @@ export function apply (db: Db, op: Op): Applied {
     case 'removeReplica': return removeReplica(db, op)
     case 'batch': return applyBatch(db, op.ops)
     case 'newTerm': return newTerm(db, op.term)
+    case 'keyCreate': return createKey(db, op)
+    case 'keyRevoke': return revokeKey(db, op)
     default: {
       const never: never = op
       throw new AssertionError(`apply() was given an unknown op: ${JSON.stringify(never)}`)

@@ -29,6 +29,9 @@ import { lazySchemaController } from './lazy-schemas.js'
 import { advertisedUrl } from '../shared/config.js'
 import type { AddressInfo } from 'node:net'
 import type { ShadowTracker } from './shadow-tracker.js'
+import { controlKey, RequestVerifier, sealSecret } from '../shared/auth.js'
+import { installAuth, type RouteAccess } from '../shared/auth-server.js'
+import { KeyCache, listKeys } from './keys.js'
 
 export interface MasterDeps {
   db: Db
@@ -92,6 +95,12 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     const address = app.server.address() as AddressInfo | null
     return address === null || typeof address !== 'object' ? null : advertisedUrl(deps.config.host, address.port, deps.config.advertiseUrl)
   }
+
+  // Who may call what (shared/auth-server.ts): every route below has a line here, or it answers GRN_INTERNAL.
+  const keyCache = new KeyCache(deps.db, deps.secret)
+  // The wall clock, not deps.now (tests move that one): a signer stamps requests with its own wall clock.
+  const verifier = deps.config.auth === 'on' ? new RequestVerifier({ clusterSecret: deps.secret, lookup: (id) => keyCache.lookup(id) }) : null
+  installAuth(app, { verifier, routes: masterRouteAccess, controlKey: controlKey(deps.secret) })
 
   const startedAtMs = deps.startedAtMs ?? now()
   const safeMode = deps.safeMode ?? new SafeMode({ db: deps.db, registry: deps.registry, startedAtMs, deadAfterMs: deps.config.deadAfterMs })
@@ -290,9 +299,54 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   app.post(p.handOverPath, { schema: p.handOverSchema }, s.handOver)
   // operator → shadow
   app.post(p.promotePath, { schema: p.promoteSchema }, s.promote)
+  // admin → master: access keys (the list is a read: a shadow answers it too)
+  app.post(p.keysPath, { schema: p.keyCreateSchema, ...mutation }, acked(async (request) => {
+    const body = request.body as p.KeyCreateRequest
+    const prefix = body.prefix === undefined ? null : normalizePath(body.prefix)
+    return await queue.submit({
+      type: 'keyCreate', accessKeyId: body.accessKeyId, name: body.name, sealedSecret: sealSecret(deps.secret, body.secretAccessKey),
+      readOnly: body.readOnly ?? false, admin: body.admin ?? false, prefix: prefix === '/' ? null : prefix, createdAtMs: now()
+    }, body.requestId)
+  }))
+  app.get(p.keysPath, { ...read }, async (): Promise<p.KeyListReply> => ({ keys: listKeys(deps.db) }))
+  app.post(p.keysRevokePath, { schema: p.keyRevokeSchema, ...mutation }, acked(async (request) => {
+    const body = request.body as p.KeyRevokeRequest
+    return await queue.submit({ type: 'keyRevoke', accessKeyId: body.accessKeyId, revokedAtMs: now() }, body.requestId)
+  }))
 
   return app
 }
+
+// Who may call each route. Paths are checked against a key's prefix after the schema (they are strings then).
+const query = (request: FastifyRequest): { path?: string } => request.query as { path?: string }
+const bodyOf = (request: FastifyRequest): Record<string, string | undefined> => (request.body ?? {}) as Record<string, string | undefined>
+export const masterRouteAccess: ReadonlyMap<string, RouteAccess> = new Map<string, RouteAccess>([
+  [p.healthPath, { who: 'anyone' }],                  // liveness and the metadata server list: nothing secret
+  [p.statPath, { who: 'key', right: 'read', paths: (r) => [query(r).path] }],
+  [p.listPath, { who: 'key', right: 'read', paths: (r) => [query(r).path] }],
+  [p.duPath, { who: 'key', right: 'read', paths: (r) => [query(r).path] }],
+  [p.openPath, { who: 'key', right: 'read', paths: (r) => [query(r).path] }],
+  [p.mkdirPath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).path] }],
+  [p.createPath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).path] }],
+  [p.deletePath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).path] }],
+  [p.renamePath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).source, bodyOf(r).target] }],
+  [p.restorePath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).path, bodyOf(r).target] }],
+  // A lease id is the capability here: only a create the key was allowed made it.
+  [p.allocatePath, { who: 'key', right: 'write' }],
+  [p.commitPath, { who: 'key', right: 'write' }],
+  [p.completePath, { who: 'key', right: 'write' }],
+  [p.renewPath, { who: 'key', right: 'write' }],
+  [p.abandonPath, { who: 'key', right: 'write' }],
+  [p.fsckPath, { who: 'key', right: 'admin' }],
+  [p.reportPath, { who: 'key', right: 'admin' }],
+  [p.promotePath, { who: 'key', right: 'admin' }],
+  [p.keysPath, { who: 'key', right: 'admin' }],
+  [p.keysRevokePath, { who: 'key', right: 'admin' }],
+  [p.heartbeatPath, { who: 'cluster' }],
+  [p.oplogPath, { who: 'cluster' }],
+  [p.snapshotPath, { who: 'cluster' }],
+  [p.handOverPath, { who: 'cluster' }]
+])
 
 type ErrorHandler = Parameters<FastifyInstance['setErrorHandler']>[0]
 

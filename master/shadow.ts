@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
+import { controlRequest, signRequestWithSecret } from '../shared/auth.js'
 import { AssertionError } from '../shared/assert.js'
 import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../shared/errors.js'
 import { newShadowId, shadowIdPattern, type ShadowId } from '../shared/ids.js'
@@ -47,6 +48,7 @@ export function loadShadowId (dataDir: string): ShadowId {
 
 export interface FetchSnapshotOptions {
   masterUrl: string, shadowId: ShadowId, url?: string, dir: string, log: Logger
+  secret: Buffer               // signs the request (the master serves a snapshot to servers only)
   waitMsMax: number            // keep trying an unreachable master this long
   termAtLeast: number          // never install a copy older than the term this shadow already has
 }
@@ -65,7 +67,8 @@ export async function fetchSnapshot (options: FetchSnapshotOptions): Promise<Rec
   try {
     for (let attempt = 1; ; attempt++) {
       try {
-        const res = await request(`${masterUrl}${p.snapshotPath}?${query.toString()}`, { dispatcher: agent })
+        const target = `${masterUrl}${p.snapshotPath}?${query.toString()}`
+        const res = await request(target, { dispatcher: agent, headers: signRequestWithSecret(options.secret, 'GET', new URL(target).pathname + new URL(target).search, null) })
         if (res.statusCode !== 200) throw errorFromBody(await res.body.json().catch(() => undefined) as Partial<ErrorBody> | undefined, res.statusCode)
         const made = await receiveSnapshot(res.body, options.dir)
         if (made.manifest.term < options.termAtLeast) {
@@ -94,6 +97,7 @@ export async function fetchSnapshot (options: FetchSnapshotOptions): Promise<Rec
 
 export interface FollowerDeps {
   db: Db
+  secret: Buffer                      // signs oplog polls (shared/auth.ts)
   queue: CommitQueue
   masterUrl: string
   shadowId: ShadowId
@@ -242,8 +246,9 @@ export class Follower {
       after: String(after), waitMs: String(Math.min(this.#deps.pollWaitMs, Math.floor(this.#deps.leaseMs / 2))), limit: String(oplogRecordsPerPollMax), shadowId: this.#deps.shadowId,
       ...(afterTerm === undefined ? {} : { afterTerm: String(afterTerm) }), ...(this.#url === undefined ? {} : { url: this.#url })
     })
-    const res = await request(`${this.#masterUrl}${p.oplogPath}?${query.toString()}`, { dispatcher: this.#agent, signal: this.#stop.signal })
-    const body = await res.body.json() as unknown
+    const res = await controlRequest(async (url, init) => await request(url, { ...init, dispatcher: this.#agent, signal: this.#stop.signal }),
+      this.#deps.secret, `${this.#masterUrl}${p.oplogPath}?${query.toString()}`, 'GET')
+    const body = res.json
     if (res.statusCode !== 200) throw errorFromBody(body as Partial<ErrorBody> | undefined, res.statusCode)
     return body as p.OplogReply
   }

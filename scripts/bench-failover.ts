@@ -30,7 +30,7 @@ import { channelNames } from '../client/diagnostics.js'
 import { UpCluster } from '../client/chaos-cluster.js'
 import { masterDefaults } from '../shared/config.js'
 import type { ClusterReport, HealthReply, PromoteReply } from '../shared/protocol.js'
-import { startCluster, type Cluster, type ClusterProcess } from '../test/helpers/cluster.js'
+import { signedRequest, startCluster, type Cluster, type ClusterProcess } from '../test/helpers/cluster.js'
 import { fmt, line, median } from './bench-format.js'
 
 const trialsDefault = 20
@@ -122,7 +122,7 @@ async function mustUntil (predicate: () => boolean | Promise<boolean>, timeoutMs
 
 async function getJson<T> (url: string): Promise<T | undefined> {
   try {
-    const res = await request(url, { headersTimeout: healthTimeoutMs, bodyTimeout: healthTimeoutMs })
+    const res = await signedRequest(url, { headersTimeout: healthTimeoutMs, bodyTimeout: healthTimeoutMs })
     const body = await res.body.json() as T
     return res.statusCode === 200 ? body : undefined
   } catch { return undefined }
@@ -340,7 +340,7 @@ async function wake (cluster: Cluster, writer: Writer, frozenAtMs: number): Prom
 }
 
 async function promote (shadowUrl: string): Promise<PromoteReply> {
-  const res = await request(`${shadowUrl}/admin/promote`, {
+  const res = await signedRequest(`${shadowUrl}/admin/promote`, {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}',
     headersTimeout: promoteTimeoutMs, bodyTimeout: promoteTimeoutMs
   })
@@ -361,7 +361,7 @@ async function upRig (): Promise<Rig> {
   process.once('exit', onExit)
   const clients: GranaryClient[] = []
   const client = (masters: string[]): GranaryClient => {
-    const c = connect({ masters, deadlineMs: writerDeadlineMs, keepAliveTimeoutMs: 1_000 })
+    const c = connect({ masters, deadlineMs: writerDeadlineMs, keepAliveTimeoutMs: 1_000, credentials: up.credentialsFile })
     clients.push(c)
     return c
   }

@@ -3,6 +3,7 @@
 // asserted. docs/CONFIG.md lists every option. Flags use the same words in kebab-case (--heartbeat-interval-ms).
 import { GranaryError } from './errors.js'
 import * as limits from './limits.js'
+import { isLoopbackHost } from './auth.js'
 
 export const masterDefaults = {
   host: '127.0.0.1',                              // the address to bind; a wildcard (0.0.0.0, ::) needs advertiseUrl
@@ -11,6 +12,12 @@ export const masterDefaults = {
   dataDir: 'granary-data/master',
   secretFile: 'granary-data/secret',
   createSecret: false,                            // make the secret file if missing (granary up does)
+  // Every control-plane request signed (shared/auth.ts): chunkservers and shadows with the cluster secret, clients
+  // with an access key. 'off' only on a server bound to loopback (tests, demos); elsewhere refused at start.
+  auth: 'on' as 'on' | 'off',
+  // A master on an empty data folder makes an admin access key and writes it here (mode 0600); if the file exists
+  // already (a test kit, an operator's pre-made key), that key is imported instead. '' = DATA_DIR/credentials.
+  credentialsFile: '',
   syncMode: 'normal' as 'normal' | 'full',        // SQLite synchronous: normal survives kill -9, full also power loss
   heartbeatIntervalMs: 250,                       // told to chunkservers; each reply renews the master lease
   leaseMs: limits.leaseMsDefault,                 // the master lease (shared/failover.ts); chunkservers must use the same
@@ -50,6 +57,7 @@ export const chunkserverDefaults = {
   advertiseUrl: '',                               // the URL clients and peers are told to use; '' = http://HOST:PORT
   dataDir: 'granary-data/cs0',
   secretFile: 'granary-data/secret',
+  auth: 'on' as 'on' | 'off',                     // as the master's: 'off' only bound to loopback
   masters: 'http://127.0.0.1:9000',               // comma-separated master (and shadow) URLs
   heartbeatIntervalMs: 250,
   leaseMs: limits.leaseMsDefault,                 // promised to the master with each echoed reply; no vote before it lapses
@@ -109,6 +117,7 @@ export function resolveMasterConfig (given: Record<string, unknown>): MasterConf
   if (config.syncMode !== 'normal' && config.syncMode !== 'full') throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'syncMode' must be 'normal' or 'full'"])
   if (config.port > 65535) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'port' must be at most 65535"])
   checkAddress('master', config.host, config.advertiseUrl)
+  checkAuth('master', config.auth, config.host)
   if (config.heartbeatIntervalMs < 10) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'heartbeatIntervalMs' must be at least 10"])
   if (config.deadAfterMs < 3 * config.heartbeatIntervalMs) {
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`master option 'deadAfterMs' (${config.deadAfterMs}) must be at least 3 × heartbeatIntervalMs (${3 * config.heartbeatIntervalMs})`])
@@ -139,6 +148,7 @@ export function resolveChunkserverConfig (given: Record<string, unknown>): Chunk
   const config = resolveConfig('chunkserver', chunkserverDefaults, given)
   if (config.port > 65535) throw new GranaryError('GRN_INVALID_ARGUMENT', ["chunkserver option 'port' must be at most 65535"])
   checkAddress('chunkserver', config.host, config.advertiseUrl)
+  checkAuth('chunkserver', config.auth, config.host)
   if (config.heartbeatIntervalMs < 10) throw new GranaryError('GRN_INVALID_ARGUMENT', ["chunkserver option 'heartbeatIntervalMs' must be at least 10"])
   if (config.syncEveryBytes % limits.blockSizeBytes !== 0 || config.syncEveryBytes === 0) {
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`chunkserver option 'syncEveryBytes' must be a positive multiple of ${limits.blockSizeBytes}`])
@@ -164,6 +174,14 @@ export function checkChunkSize (chunkSizeBytes: number): void {
   if (!Number.isSafeInteger(chunkSizeBytes) || chunkSizeBytes < limits.chunkSizeBytesMin || chunkSizeBytes > limits.chunkSizeBytesMax ||
       chunkSizeBytes % limits.blockSizeBytes !== 0) {
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`chunkSizeBytes must be a multiple of ${limits.blockSizeBytes} between ${limits.chunkSizeBytesMin} and ${limits.chunkSizeBytesMax}, got ${chunkSizeBytes}`])
+  }
+}
+
+// Authentication may be off only where nobody else can connect: a server bound to a loopback address.
+export function checkAuth (what: string, auth: string, host: string): void {
+  if (auth !== 'on' && auth !== 'off') throw new GranaryError('GRN_INVALID_ARGUMENT', [`${what} --auth must be 'on' or 'off', got ${JSON.stringify(auth)}`])
+  if (auth === 'off' && !isLoopbackHost(host)) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`${what} --auth off is refused on --host ${host}: only a server bound to a loopback address (127.0.0.1, ::1) may run without authentication`])
   }
 }
 

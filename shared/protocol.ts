@@ -332,6 +332,25 @@ export interface PromoteRequest { force?: boolean }
 export interface PromoteReply { term: number, seq: number, lagRecords: number | null, forced: boolean }
 export const promoteSchema = { body: body({ force: { type: 'boolean' } }, []) } as const
 
+// admin → master: access keys (master/keys.ts). The caller makes the key (client/cli-admin.ts newCredentials) and
+// sends its secret, so a retried create with the same request id is the same key; the master seals the secret
+// with the cluster secret before it reaches the oplog. The secret is never sent back.
+export const keysPath = '/admin/keys' as const
+export const keysRevokePath = '/admin/keys/revoke' as const
+export interface KeyCreateRequest { accessKeyId: string, secretAccessKey: string, name: string, readOnly?: boolean, admin?: boolean, prefix?: string, requestId?: RequestId }
+export interface KeyRevokeRequest { accessKeyId: string, requestId?: RequestId }
+export interface AccessKeyInfo { accessKeyId: string, name: string, readOnly: boolean, admin: boolean, prefix: string | null, createdAtMs: number, revokedAtMs: number | null }
+export interface KeyListReply { keys: AccessKeyInfo[] }
+const accessKeyIdProp = { type: 'string', pattern: '^GK[0-9A-Z]{18}$' } as const
+export const keyCreateSchema = {
+  body: body({
+    accessKeyId: accessKeyIdProp, secretAccessKey: { type: 'string', pattern: '^[A-Za-z0-9+/_-]{32,128}$' },
+    name: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f]*$' },
+    readOnly: { type: 'boolean' }, admin: { type: 'boolean' }, prefix: pathProp, requestId: requestIdProp
+  }, ['accessKeyId', 'secretAccessKey', 'name'])
+} as const
+export const keyRevokeSchema = { body: body({ accessKeyId: accessKeyIdProp, requestId: requestIdProp }, ['accessKeyId']) } as const
+
 // ---------------------------------------------------------------------------------------------------------
 // chunkserver → master: heartbeat. The master never calls a chunkserver; its commands ride on the reply
 // (HdfsDesign: "the NameNode never initiates any RPCs"). A chunkserver sends a full report of its chunks

@@ -6,7 +6,7 @@
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import { startCluster, type Cluster } from '../helpers/cluster.js'
 import type { ChunkLocation, FsckReply, OpenReply } from '../../shared/protocol.js'
 

@@ -7,7 +7,7 @@ import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import { startCluster } from '../helpers/cluster.js'
 import type { FsckReply, OpenReply } from '../../shared/protocol.js'
 

@@ -5,7 +5,7 @@
 // every chunk ends with exactly 3 copies on disk.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import { startCluster } from '../helpers/cluster.js'
 import type { FsckReply, OpenReply } from '../../shared/protocol.js'
 import { main } from '../../client/cli-main.js'

@@ -9,7 +9,7 @@ import { createReadStream, createWriteStream, readFileSync, statSync, writeFileS
 import { pipeline } from 'node:stream/promises'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import { startCluster } from '../helpers/cluster.js'
 
 const MiB = 1024 * 1024

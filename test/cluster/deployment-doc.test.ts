@@ -23,7 +23,8 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
+import { readCredentialsFile } from '../../client/credentials.js'
 import { connect } from '../../client/index.js'
 import {
   chunkserverDefaults, configFromArgv, masterDefaults, resolveChunkserverConfig, resolveMasterConfig, resolveShadowConfig, shadowDefaults
@@ -216,8 +217,11 @@ async function until<T> (what: string, timeoutMs: number, probe: () => Promise<T
   }
 }
 
+// The admin key the deployed master made at its first start (docs/OPERATIONS.md "Access keys").
+let adminKeyFile: string | undefined
 async function getText (url: string): Promise<{ status: number, text: string }> {
-  const res = await request(url, { headersTimeout: 5_000, bodyTimeout: 5_000 })
+  if (adminKeyFile === undefined) throw new Error('the master has not made its admin key yet')
+  const res = await request(url, { headersTimeout: 5_000, bodyTimeout: 5_000 }, readCredentialsFile(adminKeyFile))
   return { status: res.statusCode, text: await res.body.text() }
 }
 
@@ -395,7 +399,9 @@ t.test('docs/OPERATIONS.md "A five-host deployment" runs as written', async (t) 
 
   // The doc's checks, through sh, jq and the real CLI, mapped to loopback: poll each until it holds.
   const haveJq = (await sh('command -v jq', {}, 5_000)).code === 0
-  const checkEnv = { GRANARY_MASTER: loopback(layout.masters.join(',')), GRANARY_TEST_NODE: process.execPath, GRANARY_TEST_CLI: cliPath }
+  adminKeyFile = join(hostOf('10.0.0.11').stateDir, 'meta', 'credentials')
+  t.ok(existsSync(adminKeyFile), 'the master made its first admin key where the doc says')
+  const checkEnv = { GRANARY_MASTER: loopback(layout.masters.join(',')), GRANARY_TEST_NODE: process.execPath, GRANARY_TEST_CLI: cliPath, GRANARY_CREDENTIALS: adminKeyFile }
   // The lines are independent (as a monitoring system would run them): all at once.
   const runChecks = async (when: string): Promise<void> => {
     await Promise.all(layout.checks.map(async (line) => {
@@ -426,7 +432,7 @@ t.test('docs/OPERATIONS.md "A five-host deployment" runs as written', async (t) 
   phase('leased, shadow in sync')
 
   // The client as the doc builds it: a 200 MiB file streamed in (hashed as it is generated) and read back.
-  const fs = connect({ masters: layout.connectMasters.map(loopback) })
+  const fs = connect({ masters: layout.connectMasters.map(loopback), credentials: adminKeyFile })
   t.teardown(async () => { await fs.close() })
   const sent = createHash('sha256')
   async function * generate (): AsyncGenerator<Buffer> {

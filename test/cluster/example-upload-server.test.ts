@@ -6,7 +6,7 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import { startCluster } from '../helpers/cluster.js'
 import { buildServer, parseRange } from '../../examples/upload-server/server.js'
 

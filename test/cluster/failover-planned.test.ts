@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import type * as p from '../../shared/protocol.js'
 import { ClusterProcess, type Cluster } from '../helpers/cluster.js'
 import { checkAcked, health, readyWithShadow, startWriter, writesAfterFaultMin, writesBeforeFaultMin } from '../helpers/writer.js'

@@ -7,7 +7,8 @@
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import t from 'tap'
-import { Agent, request } from 'undici'
+import { Agent } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import { ClusterProcess } from '../helpers/cluster.js'
 import { checkAcked, health, readyWithShadow, startWriter, writerDeadlineMs, writesAfterFaultMin, writesBeforeFaultMin } from '../helpers/writer.js'
 

@@ -7,7 +7,7 @@
 // shadowReadStaleMsMax with GRN_STALE, unless the caller asks for stale reads.
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import { startCluster, type ClusterProcess } from '../helpers/cluster.js'
 import { sha } from '../helpers/writer.js'
 import { shadowReadStaleMsMax } from '../../shared/limits.js'

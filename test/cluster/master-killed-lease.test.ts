@@ -7,7 +7,7 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import { startCluster } from '../helpers/cluster.js'
 import { supervise } from '../helpers/supervise.js'
 

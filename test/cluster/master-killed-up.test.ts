@@ -4,12 +4,13 @@
 // says so, instead of hot-looping). master-killed-up-fail.test.ts covers a master that cannot start.
 import t, { type Test } from 'tap'
 import { readFileSync } from 'node:fs'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import { UpCluster } from '../../client/chaos-cluster.js'
+import { readCredentialsFile } from '../../client/credentials.js'
 
-async function statOk (url: string): Promise<boolean> {
+async function statOk (url: string, credentialsFile: string): Promise<boolean> {
   try {
-    const res = await request(`${url}/fs/stat?path=/`, { headersTimeout: 1000, bodyTimeout: 1000 })
+    const res = await request(`${url}/fs/stat?path=/`, { headersTimeout: 1000, bodyTimeout: 1000 }, readCredentialsFile(credentialsFile))
     await res.body.dump()
     return res.statusCode === 200
   } catch { return false }
@@ -41,7 +42,7 @@ t.test('a killed master is restarted from the warm spare, cluster.json says why,
 
   const killAtMs = Date.now()
   process.kill(first.pid, 'SIGKILL')
-  await until(async () => await statOk(first.url), 10_000, 'the master to answer again')
+  await until(async () => await statOk(first.url, cluster.credentialsFile), 10_000, 'the master to answer again')
   const recoveredMs = Date.now() - killAtMs
   await cluster.waitForLine((text) => text.includes('restarted as pid'), 0, 10_000, 'the restart line')
   const second = cluster.master()
@@ -65,5 +66,5 @@ t.test('a killed master is restarted from the warm spare, cluster.json says why,
   }
   t.equal(cluster.master().state, 'failed', 'cluster.json: failed, not restarting in a loop')
   if (cluster.master().state !== 'failed') t.comment(cluster.lines.map((l) => l.text).join('\n') + '\n' + JSON.stringify(cluster.master()))
-  t.notOk(await statOk(first.url), 'and no master is running')
+  t.notOk(await statOk(first.url, cluster.credentialsFile), 'and no master is running')
 })

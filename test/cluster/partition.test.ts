@@ -8,7 +8,7 @@
 // master's host cut from everyone, and the writer rides it out on the old one. Skips, saying why, where network
 // namespaces are not available (not root, no `ip netns`).
 import t from 'tap'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import { networkNamespacesUnavailable } from '../helpers/netns.js'
 import { checkAcked, health, readyWithShadow, startWriter, writerDeadlineMs, writesAfterFaultMin, writesBeforeFaultMin } from '../helpers/writer.js'
 

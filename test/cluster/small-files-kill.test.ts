@@ -5,7 +5,7 @@
 // shared folder fsync has made durable, so a kill -9 loses nothing it acked.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import { startCluster } from '../helpers/cluster.js'
 import type { OpenReply } from '../../shared/protocol.js'
 

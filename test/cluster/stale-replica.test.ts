@@ -5,7 +5,7 @@
 // that server for the chunk, and the file reads back as version 2's bytes.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import { startCluster } from '../helpers/cluster.js'
 import type { AllocateReply, CreateReply, OpenReply, WriteChunkReply } from '../../shared/protocol.js'
 

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import { UpCluster, type ClusterMember } from '../../client/chaos-cluster.js'
 import { connect } from '../../client/index.js'
 import type * as p from '../../shared/protocol.js'
@@ -39,7 +39,7 @@ t.test('granary up follows a failover, restarts members in their current roles, 
   await cluster.start()
   const meta = (): ClusterMember[] => members(dataDir).filter((m) => m.role !== 'chunkserver')
   const urls = meta().map((m) => m.url)
-  const fs = connect({ masters: urls, deadlineMs: 15_000, keepAliveTimeoutMs: 10 })
+  const fs = connect({ masters: urls, deadlineMs: 15_000, keepAliveTimeoutMs: 10, credentials: cluster.credentialsFile })
   t.teardown(() => fs.close())
   await fs.mkdir('/before')
   const shadowUrl = meta().find((m) => m.name === 'shadow0')?.url as string
@@ -73,7 +73,7 @@ t.test('granary up follows a failover, restarts members in their current roles, 
   t.teardown(async () => await again.stop())
   await again.start()
   t.equal(meta().find((m) => m.role === 'master')?.name, masterName, 'the same member is master after a restart of the cluster')
-  const fs2 = connect({ masters: meta().map((m) => m.url), deadlineMs: 15_000, keepAliveTimeoutMs: 10 })
+  const fs2 = connect({ masters: meta().map((m) => m.url), deadlineMs: 15_000, keepAliveTimeoutMs: 10, credentials: cluster.credentialsFile })
   t.teardown(() => fs2.close())
   await fs2.mkdir('/after-restart')
   for (const dir of ['/before', '/after-hand-over', '/after-kill', '/after-restart']) t.match(await fs2.stat(dir), { type: 'dir' }, `${dir} is there`)

@@ -21,7 +21,9 @@ import { spawnRole, formatLogTail, isAlive, type ProcessRole, type SpawnedRole }
 import { GranaryError } from '../../shared/errors.js'
 import { randomBytes } from 'node:crypto'
 import { connect, type GranaryClient } from '../../client/index.js'
-import type { ClusterReport } from '../../shared/protocol.js'
+import { reportPath, type ClusterReport } from '../../shared/protocol.js'
+import { newCredentials, signClient, type Credentials } from '../../shared/auth.js'
+import { readCredentialsFile } from '../../client/credentials.js'
 
 export interface TestContextLike {
   teardown?: (fn: () => unknown) => void   // tap
@@ -55,9 +57,30 @@ export const startClusterDefaults = {
   shadowArgs: [] as string[],        // extra flags for `granary shadow` (e.g. --no-auto-promote)
   chunkserverArgs: [] as string[],   // extra flags for every `granary chunkserver`
   keepDirs: false,
+  // 'on': every request signed (issue 12). The kit's admin key (kitCredentials(): $GRANARY_CREDENTIALS, made once
+  // per test process when unset) is the master's first key, so connect() and spawned CLIs find it unchanged.
+  auth: 'on' as 'on' | 'off',
   test: undefined as TestContextLike | undefined
 }
 export type StartClusterOptions = Partial<typeof startClusterDefaults>
+
+// The admin key of every cluster this process starts: $GRANARY_CREDENTIALS when set (the caller's own key),
+// else one made here and put in $GRANARY_CREDENTIALS, so connect() and spawned CLIs use it without being told.
+let kitKey: ({ file: string } & Credentials) | null = null
+export function kitCredentials (): { file: string } & Credentials {
+  if (kitKey !== null) return kitKey
+  const given = process.env.GRANARY_CREDENTIALS
+  if (given !== undefined && given !== '') {
+    kitKey = { file: given, ...readCredentialsFile(given) }
+  } else {
+    const file = join(mkdtempSync(join(tmpdir(), 'granary-kit-key-')), 'credentials')
+    const made = newCredentials()
+    writeFileSync(file, JSON.stringify(made) + '\n', { mode: 0o600 })
+    process.env.GRANARY_CREDENTIALS = file
+    kitKey = { file, ...made }
+  }
+  return kitKey
+}
 
 const liveClusters = new Set<Cluster>()
 let exitHookInstalled = false
@@ -303,6 +326,7 @@ export class Cluster {
   readonly chunkservers: ClusterProcess[]
   readonly shadow: ClusterProcess | undefined
   readonly secretFile: string
+  readonly credentials: { file: string } & Credentials   // the admin key every cluster of this test process starts with
   readonly hosts: ClusterHost[]
   readonly #config: typeof startClusterDefaults
   readonly #clients: GranaryClient[] = []
@@ -315,9 +339,10 @@ export class Cluster {
     mkdirSync(join(this.dir, 'logs'), { recursive: true })
     this.secretFile = join(this.dir, 'secret')
     if (!existsSync(this.secretFile)) writeFileSync(this.secretFile, randomBytes(32).toString('hex') + '\n', { mode: 0o600 })
-    const common = ['--secret-file', this.secretFile, '--heartbeat-interval-ms', String(config.heartbeatIntervalMs)]
+    const common = ['--secret-file', this.secretFile, '--heartbeat-interval-ms', String(config.heartbeatIntervalMs), '--auth', config.auth]
+    this.credentials = kitCredentials()
     this.master = this.#process('master', 'master', () => [
-      ...common, '--dead-after-ms', String(config.deadAfterMs), '--lease-ttl-ms', String(config.leaseTtlMs), ...config.masterArgs
+      ...common, '--credentials-file', this.credentials.file, '--dead-after-ms', String(config.deadAfterMs), '--lease-ttl-ms', String(config.leaseTtlMs), ...config.masterArgs
     ])
     this.shadow = config.shadow
       ? this.#process('shadow', 'shadow', () => [...common, '--dead-after-ms', String(config.deadAfterMs), '--master', this.master.url, ...config.shadowArgs])
@@ -392,7 +417,7 @@ export class Cluster {
   }
 
   async report (): Promise<ClusterReport> {
-    const response = await request(`${this.master.url}/cluster/report`, { headersTimeout: 5000, bodyTimeout: 5000 })
+    const response = await request(`${this.master.url}${reportPath}`, { headersTimeout: 5000, bodyTimeout: 5000, headers: signClient(this.credentials, 'GET', reportPath, null) })
     if (response.statusCode !== 200) { await response.body.dump(); throw new GranaryError('GRN_UNAVAILABLE', [this.master.url, `report answered ${response.statusCode}`]) }
     return await response.body.json() as ClusterReport
   }
@@ -478,4 +503,15 @@ export class Cluster {
     for (const p of this.processes) p.killSync()
     this.#network?.destroy()
   }
+}
+
+// undici's request, signed with the kit's admin key (shared/auth.ts) when its body is a string, a Buffer or
+// absent: for tests that call a server's routes directly. Chunk routes ignore the signature (they check tokens).
+export async function signedRequest (url: string | URL, options: Parameters<typeof request>[1] = {}, credentials: Credentials = kitCredentials()): ReturnType<typeof request> {
+  const target = new URL(url)
+  const body = (options as { body?: unknown }).body
+  const signable = body === undefined || body === null || typeof body === 'string' || Buffer.isBuffer(body)
+  const method = ((options as { method?: string }).method ?? 'GET').toUpperCase()
+  const signature = signable ? signClient(credentials, method, target.pathname + target.search, (body ?? null) as string | Buffer | null) : {}
+  return await request(url, { ...options, headers: { ...(options as { headers?: Record<string, string> }).headers, ...signature } } as Parameters<typeof request>[1])
 }

@@ -2,7 +2,7 @@
 // through a client configured [master, shadow], recording every acknowledgement — and the checks on it.
 import { createHash } from 'node:crypto'
 import type { Test } from 'tap'
-import { request } from 'undici'
+import { signedRequest as request } from './cluster.js'
 import type * as p from '../../shared/protocol.js'
 import { startCluster, type Cluster, type ClusterProcess, type StartClusterOptions } from './cluster.js'
 import type { GranaryClient } from '../../client/index.js'

@@ -8,7 +8,7 @@ import { createServer } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { HeartbeatRequest } from '../../../shared/protocol.js'
 import { retryAfterMs } from '../../../chunkserver/heartbeat.js'
-import { startFixture } from './fixtures/servers.js'
+import { startFixture, signedReplyHeaders } from './fixtures/servers.js'
 
 t.test('the backoff: 25 ms doubling, capped at the interval', async (t) => {
   t.same([1, 2, 3, 4, 5, 6].map((failures) => retryAfterMs({ failures, intervalMs: 250 })), [25, 50, 100, 200, 250, 250])
@@ -30,8 +30,9 @@ t.test('an unreachable master is probed soon and then less often; no report is b
         return
       }
       beats.push({ atMs: Date.now(), body: JSON.parse(text) as HeartbeatRequest })
-      if (!answering) { res.writeHead(503, { 'content-type': 'application/json' }).end('{"code":"GRN_UNAVAILABLE"}'); return }
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ term: 0, heartbeatIntervalMs: 2000, needFullReport: false, commands: [] }))
+      if (!answering) { res.writeHead(503, signedReplyHeaders(req, 503, '{"code":"GRN_UNAVAILABLE"}')).end('{"code":"GRN_UNAVAILABLE"}'); return }
+      const replyText = JSON.stringify({ term: 0, heartbeatIntervalMs: 2000, needFullReport: false, commands: [] })
+      res.writeHead(200, signedReplyHeaders(req, 200, replyText)).end(replyText)
     })
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))

@@ -16,7 +16,8 @@ import { randomBytes } from 'node:crypto'
 import { createServer, request as httpRequest, type Server } from 'node:http'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startFixture, putChunk, newHandle, chunkFiles } from './fixtures/servers.js'
+import { signRequestWithSecret } from '../../../shared/auth.js'
+import { startFixture, putChunk, newHandle, chunkFiles, signedReplyHeaders } from './fixtures/servers.js'
 import type { HeartbeatReply, HeartbeatRequest } from '../../../shared/protocol.js'
 import { healthPath, heartbeatPath, tokenHeader, votePath } from '../../../shared/protocol.js'
 import { commandFollowUpBeatsMax, leaseMsMin } from '../../../shared/limits.js'
@@ -46,14 +47,16 @@ async function fakeMaster (): Promise<FakeMaster> {
       if (req.method === 'GET' && req.url === healthPath) {
         master.probes++
         const up = master.reply({} as HeartbeatRequest).statusCode === 200 || 'fencedByTerm' in master.health
-        res.writeHead(up ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(master.health))
+        const text = JSON.stringify(master.health)
+        res.writeHead(up ? 200 : 503, signedReplyHeaders(req, up ? 200 : 503, text)).end(text)
         return
       }
       const beat = JSON.parse(text) as HeartbeatRequest
       if (req.url === heartbeatPath) master.posts++
       const { statusCode, body } = req.url === heartbeatPath ? master.reply(beat) : { statusCode: 404, body: {} }
       if (statusCode === 200) master.beats.push(beat)
-      res.writeHead(statusCode, { 'content-type': 'application/json' }).end(JSON.stringify(body))
+      const replyText = JSON.stringify(body)
+      res.writeHead(statusCode, signedReplyHeaders(req, statusCode, replyText)).end(replyText)
     })
   })
   await new Promise<void>((resolve) => master.server.listen(0, '127.0.0.1', resolve))
@@ -349,9 +352,9 @@ t.test('a vote granted: the candidate is beaten every few ms until it answers as
   await until('first heartbeats', () => master.beats.length > 0 && candidate.beats.length > 0)
   await sleep(leaseMsMin + 20)   // the promise a start gives lapses
   const before = candidate.beats.length
+  const voteBody = JSON.stringify({ term: 1, candidateId: 'sh-00000000000a', candidateUrl: candidate.url, force: true })
   const vote = await fetch(`${server.url}${votePath}`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ term: 1, candidateId: 'sh-00000000000a', candidateUrl: candidate.url, force: true })
+    method: 'POST', headers: { 'content-type': 'application/json', ...signRequestWithSecret(f.secret, 'POST', votePath, voteBody) }, body: voteBody
   })
   t.equal(vote.status, 200, 'granted')
   await sleep(100)

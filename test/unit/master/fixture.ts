@@ -1,6 +1,8 @@
 // Test fixture (not a test file): a master on a t.testdir() database with a hand-moved clock, driven through
 // fastify inject(); fake chunkservers are just heartbeats; dumpTables() snapshots every table for
 // "nothing changed" and replay comparisons.
+import type { FastifyInstance } from 'fastify'
+import { signRequestWithSecret } from '../../../shared/auth.js'
 import { randomBytes } from 'node:crypto'
 import { pino } from 'pino'
 import type { Test } from 'tap'
@@ -35,12 +37,7 @@ export async function startTestMaster (t: TapLike, over: Partial<MasterConfig> &
   const secret = givenSecret ?? randomBytes(32)
   const master = openMaster(config, { logger: quietLog, now: () => clock.nowMs, monoNow: () => clock.nowMs, onFatal: (err) => { fatal.push(err) }, tick: false, secret })
   t.teardown(() => master.close())
-  const call = async (method: 'GET' | 'POST', url: string, payload?: unknown) => {
-    const res = await master.app.inject(method === 'GET'
-      ? { method, url: url + (payload === undefined ? '' : '?' + new URLSearchParams(payload as Record<string, string>).toString()) }
-      : { method, url, payload: payload as Record<string, unknown> })
-    return { statusCode: res.statusCode, body: res.json() }
-  }
+  const call = async (method: 'GET' | 'POST', url: string, payload?: unknown) => await signedInject(master.app, secret, method, url, payload)
   return { ...master, clock, config, secret, fatal, call }
 }
 
@@ -130,4 +127,14 @@ export function dumpTables (db: Db, tables = Object.keys(tableOrder)): Record<st
   const out: Record<string, unknown[]> = {}
   for (const table of tables) out[table] = db.prepare(`SELECT * FROM ${table} ORDER BY ${tableOrder[table] ?? 'rowid'}`).all()
   return out
+}
+
+// One inject() signed with the cluster secret, as a chunkserver or shadow signs (shared/auth.ts): the cluster key
+// may call every route, so tests that are not about authentication pass its checks.
+export async function signedInject<T = any> (app: FastifyInstance, secret: Buffer, method: 'GET' | 'POST', url: string, payload?: unknown): Promise<{ statusCode: number, body: T }> {
+  const target = method === 'GET' ? url + (payload === undefined ? '' : '?' + new URLSearchParams(payload as Record<string, string>).toString()) : url
+  const body = method === 'GET' || payload === undefined ? null : JSON.stringify(payload)
+  const headers = { ...signRequestWithSecret(secret, method, target, body), ...(body === null ? {} : { 'content-type': 'application/json' }) }
+  const res = await app.inject(body === null ? { method, url: target, headers } : { method, url: target, headers, payload: body })
+  return { statusCode: res.statusCode, body: res.json() }
 }

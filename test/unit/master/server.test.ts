@@ -2,9 +2,10 @@
 // bodies with the right status; unknown routes are GRN_NOT_FOUND; a failed assertion reaches onFatal; health
 // and report answer; and a real master (startMaster on port 0, and runMaster in a child process) logs one
 // 'ready' line with its port and url, serves HTTP, and stops cleanly on SIGTERM.
+import { parseCredentials, signClient, signRequestWithSecret } from '../../../shared/auth.js'
 import t from 'tap'
 import { spawn } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pathToFileURL } from 'node:url'
@@ -27,7 +28,7 @@ t.test('bad requests become GRN_* bodies and change nothing', async (t) => {
   const malformed = await m.app.inject({ method: 'POST', url: '/fs/mkdir', headers: { 'content-type': 'application/json' }, payload: '{"path": ' })
   t.match(malformed.json(), { statusCode: 400, code: 'GRN_INVALID_ARGUMENT' })
   t.equal(malformed.statusCode, 400)
-  const wrongType = await m.app.inject({ method: 'POST', url: '/fs/mkdir', headers: { 'content-type': 'text/plain' }, payload: 'hi' })
+  const wrongType = await m.app.inject({ method: 'POST', url: '/fs/mkdir', headers: { 'content-type': 'text/plain', ...signRequestWithSecret(m.secret, 'POST', '/fs/mkdir', 'hi') }, payload: 'hi' })
   t.match(wrongType.json(), { code: 'GRN_INVALID_ARGUMENT' })
 
   const big = await m.call('POST', '/fs/mkdir', { path: '/a', requestId: 'r', pad: 'x'.repeat(jsonBodyBytesMax) })
@@ -135,7 +136,15 @@ t.test('startMaster listens on port 0, logs one ready line, serves HTTP, closes'
   const ready = lines.filter((l) => l.msg === 'ready')
   t.equal(ready.length, 1)
   t.match(ready[0], { level: 30, port: master.port, url: master.url })
-  const res = await fetch(`${master.url}/fs/mkdir`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ path: '/x' }) })
+  // A master on an empty data folder made the first admin key, in its data folder, readable by its owner only.
+  const credentialsFile = join(dir, 'master', 'credentials')
+  t.equal(statSync(credentialsFile).mode & 0o777, 0o600)
+  const credentials = parseCredentials(readFileSync(credentialsFile, 'utf8'), credentialsFile)
+  const unsigned = await fetch(`${master.url}/fs/mkdir`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ path: '/x' }) })
+  t.equal(unsigned.status, 401, 'an unsigned mutation is refused')
+  t.match(await unsigned.json(), { code: 'GRN_UNAUTHENTICATED' })
+  const body = JSON.stringify({ path: '/x' })
+  const res = await fetch(`${master.url}/fs/mkdir`, { method: 'POST', headers: { 'content-type': 'application/json', ...signClient(credentials, 'POST', '/fs/mkdir', body) }, body })
   t.equal(res.status, 200)
   t.match(await res.json(), { path: '/x', type: 'dir' })
   await master.close()
@@ -162,8 +171,8 @@ t.test('runMaster: ready on stdout, SIGTERM exits 0', async (t) => {
   })
   t.match(ready, { port: Number, url: `http://127.0.0.1:${ready.port}`, role: 'master' })
   const health = await fetch(`${ready.url}/healthz`)
-  t.same(await health.json(), { role: 'master', term: 1, seq: 0, safeMode: false, metadataServers: [ready.url] }, 'it lists itself, by its advertised URL')
-  t.equal(health.headers.get('x-granary-position'), '1.0', 'every reply carries its (term, seq) position')
+  t.same(await health.json(), { role: 'master', term: 1, seq: 1, safeMode: false, metadataServers: [ready.url] }, 'it lists itself, by its advertised URL (seq 1: the first admin key)')
+  t.equal(health.headers.get('x-granary-position'), '1.1', 'every reply carries its (term, seq) position')
   child.kill('SIGTERM')
   const code = await new Promise((resolve) => child.once('exit', resolve))
   t.equal(code, 0)

@@ -3,6 +3,8 @@
 // echo the master's lease fields), to wait for a shadow to catch up, and to compare the tables that define the
 // namespace and the chunks. startVoters() gives fake chunkservers a real vote (chunkserver/voter.ts behind a
 // bare HTTP server on its own hand-moved clock), so a shadow can win an election in-process.
+import { controlKey, nonceHeader, replySignatureHeader, signReply } from '../../../shared/auth.js'
+import { signedInject } from './fixture.js'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -33,9 +35,11 @@ export interface Pair {
   startShadow: (name?: string, over?: Partial<ShadowConfig>, options?: MasterOptions) => Promise<RunningShadow>
 }
 
+const pairSecret = randomBytes(32)
+
 export async function startPair (t: TapLike, masterOver: Partial<MasterConfig> = {}, masterOptions: MasterOptions = {}): Promise<Pair> {
   const root = t.testdir({})
-  const secret = randomBytes(32)
+  const secret = pairSecret
   const fatal: Error[] = []
   // The lease runs on the real clock here: longer than any test, so it holds once the fake chunkservers echoed.
   const started = await startMaster(resolveMasterConfig({ dataDir: join(root, 'master'), port: 0, logLevel: 'silent', leaseMs: testLeaseMs, ...masterOver }),
@@ -55,11 +59,9 @@ export async function startPair (t: TapLike, masterOver: Partial<MasterConfig> =
   }
 }
 
+// Signed with the pairs' cluster secret (the cluster key may call every route).
 export async function call<T = any> (node: Master, method: 'GET' | 'POST', url: string, payload?: unknown): Promise<{ statusCode: number, body: T }> {
-  const res = await node.app.inject(method === 'GET'
-    ? { method, url: url + (payload === undefined ? '' : '?' + new URLSearchParams(payload as Record<string, string>).toString()) }
-    : { method, url, payload: payload as Record<string, unknown> })
-  return { statusCode: res.statusCode, body: res.json() }
+  return await signedInject<T>(node.app, pairSecret, method, url, payload)
 }
 
 export async function waitFor (predicate: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
@@ -143,7 +145,13 @@ export async function startVoters (t: TapLike, pair: Pick<Pair, 'root' | 'secret
       const chunks: Buffer[] = []
       req.on('data', (chunk: Buffer) => chunks.push(chunk))
       req.on('end', () => {
-        const send = (statusCode: number, body: unknown): void => { res.writeHead(statusCode, { 'content-type': 'application/json' }); res.end(JSON.stringify(body)) }
+        // Signed as a chunkserver signs a vote's answer (shared/auth-server.ts): the candidate believes nothing else.
+        const send = (statusCode: number, body: unknown): void => {
+          const text = JSON.stringify(body)
+          const nonce = req.headers[nonceHeader]
+          res.writeHead(statusCode, { 'content-type': 'application/json', ...(typeof nonce === 'string' ? { [replySignatureHeader]: signReply(controlKey(pair.secret), nonce, statusCode, text) } : {}) })
+          res.end(text)
+        }
         if (req.method !== 'POST' || req.url !== '/vote') { send(404, { code: 'GRN_NOT_FOUND', message: String(req.url) }); return }
         voter.vote(JSON.parse(Buffer.concat(chunks).toString()) as p.VoteRequest).then(({ term }) => {
           answers.push('granted')

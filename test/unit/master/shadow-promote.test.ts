@@ -10,6 +10,7 @@
 // elect no shadow they never heard named in sync, and with no registered chunkserver there is no promotion at
 // all (GRN_UNAVAILABLE, nothing changes). A master that hears of a newer term is deposed and refuses mutations
 // and reads; a deposed master rejoining as a shadow of the new one re-bootstraps to the new master's copy.
+import { controlKey, nonceHeader, replySignatureHeader, signReply } from '../../../shared/auth.js'
 import t, { type Test } from 'tap'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -126,8 +127,10 @@ t.test('promotion is refused while behind, saying how far, unless forced; forced
   const fake = createServer((req, res) => {
     setTimeout(() => {
       const oplog = req.url?.startsWith('/oplog') === true
-      res.writeHead(oplog ? 200 : 503, { 'content-type': 'application/json' })
-      res.end(JSON.stringify(oplog ? { term: 1, seq: applied + 10, records: [] } : { statusCode: 503, code: 'GRN_UNAVAILABLE', message: 'a stand-in' }))
+      const text = JSON.stringify(oplog ? { term: 1, seq: applied + 10, records: [] } : { statusCode: 503, code: 'GRN_UNAVAILABLE', message: 'a stand-in' })
+      const nonce = req.headers[nonceHeader]
+      res.writeHead(oplog ? 200 : 503, { 'content-type': 'application/json', ...(typeof nonce === 'string' ? { [replySignatureHeader]: signReply(controlKey(pair.secret), nonce, oplog ? 200 : 503, text) } : {}) })
+      res.end(text)
     }, 20)
   })
   await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve))

@@ -3,6 +3,7 @@
 // a shadow restarted mid-stream resumes from its own seq with no gap and no duplicate; it serves stat, list and
 // open (with read tokens) and refuses mutations with GRN_NOT_MASTER naming the master; a record that replays to
 // a different result stops it loudly without applying the batch; a parked long poll answers at the commit.
+import { signRequestWithSecret } from '../../../shared/auth.js'
 import t from 'tap'
 import { request } from 'undici'
 import { verifyToken } from '../../../shared/token.js'
@@ -113,7 +114,8 @@ t.test('a parked long poll answers at the next commit, not at its timeout', asyn
   const joined = await call<p.OplogReply>(pair.master, 'GET', '/oplog', { after: seq, afterTerm: 1, waitMs: 0, shadowId: 'sh-00000000000a' })
   t.same(joined.body, { term: 1, seq, isr: ['sh-00000000000a'], records: [] })
   const startedMs = Date.now()
-  const poll = request(`${pair.masterUrl}/oplog?after=${seq}&afterTerm=1&waitMs=20000&shadowId=sh-00000000000a`).then(async (res) => ({ statusCode: res.statusCode, body: await res.body.json() as p.OplogReply }))
+  const pollPath = `/oplog?after=${seq}&afterTerm=1&waitMs=20000&shadowId=sh-00000000000a`
+  const poll = request(`${pair.masterUrl}${pollPath}`, { headers: signRequestWithSecret(pair.secret, 'GET', pollPath, null) }).then(async (res) => ({ statusCode: res.statusCode, body: await res.body.json() as p.OplogReply }))
   await new Promise((resolve) => setTimeout(resolve, 100))
   t.equal(pair.master.feed.waiterCount, 1, 'parked')
   await pair.master.queue.submit({ type: 'mkdir', path: '/b', parents: false, mtimeMs: 2 })
