@@ -17,6 +17,7 @@ import { Heartbeats } from './heartbeat.js'
 import { ChunkReplicator } from './replicator.js'
 import { Scrubber } from './scrubber.js'
 import { Voter } from './voter.js'
+import { ChunkserverMetrics } from './metrics.js'
 
 export interface RunningChunkserver {
   url: string
@@ -46,7 +47,8 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
   })
   const later: { heartbeats?: Heartbeats } = {}   // votes may come before the heartbeat loops exist
   const voter = await Voter.open({ store, leaseMs: config.leaseMs, secret, onVoted: (url, term) => { later.heartbeats?.addMaster(url, term) }, log: log.child({ component: 'voter' }) })
-  const app = buildChunkserverServer({ store, secret, agent, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal, voter })
+  const metrics = new ChunkserverMetrics()
+  const app = buildChunkserverServer({ store, secret, agent, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal, voter, metrics })
   await app.listen({ host: config.host.replace(/^\[|\]$/g, ''), port: config.port })
   const port = (app.server.address() as AddressInfo).port
   url = advertisedUrl(config.host, port, config.advertiseUrl)
@@ -63,6 +65,7 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
   heartbeats.start()
   const scrubber = new Scrubber({ store, log: log.child({ component: 'scrubber' }), bytesPerSecond: config.scrubBytesPerSecond, passGapMs: config.scrubPassGapMs })
   scrubber.start()
+  metrics.bind({ store, replicator, scrubber })
   let closing: Promise<void> | null = null
   const close = async (): Promise<void> => {
     closing ??= (async () => {

@@ -11,6 +11,8 @@ import type { ChunkStore } from './store.js'
 import { chunkRoutes, statusRoutes, voteRoutes } from './routes.js'
 import type { Voter } from './voter.js'
 import { serverIdHeader } from './next-hop.js'
+import { registerOperatorRoutes } from '../shared/metrics.js'
+import { ChunkserverMetrics } from './metrics.js'
 
 // Idle keep-alive connections close after this; the forwarding agent (main.ts) drops its idle sockets sooner,
 // so it never reuses a socket at the moment the next hop closes it (a spurious pipeline failure).
@@ -27,6 +29,7 @@ export interface ChunkserverDeps {
   nowMs?: () => number           // tests move the clock for token expiry
   serverTimeouts?: ServerTimeouts // default chunkserverServerTimeouts (tests shrink them)
   voter?: Voter                  // POST /vote (main.ts always passes one)
+  metrics?: ChunkserverMetrics   // GET /metrics (main.ts binds its replicator and scrubber); default a new one
 }
 
 export function buildChunkserverServer (deps: ChunkserverDeps): FastifyInstance {
@@ -67,7 +70,11 @@ export function buildChunkserverServer (deps: ChunkserverDeps): FastifyInstance 
     void reply.code(404).send(new GranaryError('GRN_NOT_FOUND', [`${request.method} ${request.url.split('?')[0] ?? ''}`]).toBody())
   })
 
-  void app.register(chunkRoutes, deps)
+  const metrics = deps.metrics ?? new ChunkserverMetrics()
+  metrics.bind({ store: deps.store })
+  metrics.watch(app.server)
+  registerOperatorRoutes(app, { metrics: metrics.server })   // GET /metrics, behind one access rule; no token needed
+  void app.register(chunkRoutes, { ...deps, metrics })
   void app.register(statusRoutes, { store: deps.store })
   if (deps.voter !== undefined) void app.register(voteRoutes, { store: deps.store, voter: deps.voter })
   return app

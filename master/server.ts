@@ -29,6 +29,9 @@ import { lazySchemaController } from './lazy-schemas.js'
 import { advertisedUrl } from '../shared/config.js'
 import type { AddressInfo } from 'node:net'
 import type { ShadowTracker } from './shadow-tracker.js'
+import { registerOperatorRoutes } from '../shared/metrics.js'
+import { MasterMetrics } from './metrics.js'
+import type { FailoverLog } from './failovers.js'
 
 export interface MasterDeps {
   db: Db
@@ -53,6 +56,8 @@ export interface MasterDeps {
   isr: InSyncSet                              // every ack waits for the in-sync shadows (master/isr.ts)
   safeMode?: SafeMode                         // shared with the replicator and restarted on promotion (main.ts)
   serverTimeouts?: ServerTimeouts             // default masterServerTimeouts (tests shrink them)
+  metrics?: MasterMetrics                     // GET /metrics (default: a new one, bound by openMaster only)
+  failovers?: FailoverLog                     // the failovers this process won (the report's `failovers`)
 }
 
 const handOverPollMs = 5                     // a hand-over's drain looks again this often (bounded by handOverDrainMsMax)
@@ -277,7 +282,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   // anyone → master or shadow
   app.get(p.healthPath, async (request: FastifyRequest): Promise<p.HealthReply> => ({ ...(await c.health(request)), metadataServers: metadataServers() }))
   app.get(p.reportPath, async (request: FastifyRequest): Promise<p.ClusterReport> => {
-    const report = await c.report(request)
+    const report = { ...await c.report(request), failovers: deps.failovers?.recent() ?? [] }
     if (queue.mode !== 'master') return report
     const remainingMs = Number.isFinite(lease.endsAtMs) ? Math.max(0, Math.round(lease.endsAtMs - lease.now())) : null
     return { ...report, isr: [...isr.members], lease: { held: lease.held() && lease.heardByMajority(queue.term), voters: lease.voterCount, remainingMs } }
@@ -290,6 +295,8 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   app.post(p.handOverPath, { schema: p.handOverSchema }, s.handOver)
   // operator → shadow
   app.post(p.promotePath, { schema: p.promoteSchema }, s.promote)
+  // operator → master or shadow: /metrics, behind one access rule
+  registerOperatorRoutes(app, { metrics: (deps.metrics ?? new MasterMetrics()).server })
 
   return app
 }
