@@ -31,6 +31,7 @@ import type { AddressInfo } from 'node:net'
 import type { ShadowTracker } from './shadow-tracker.js'
 import { registerOperatorRoutes } from '../shared/metrics.js'
 import { MasterMetrics } from './metrics.js'
+import { statusPageHtml } from './status-page.js'
 import type { FailoverLog } from './failovers.js'
 
 export interface MasterDeps {
@@ -295,8 +296,8 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   app.post(p.handOverPath, { schema: p.handOverSchema }, s.handOver)
   // operator → shadow
   app.post(p.promotePath, { schema: p.promoteSchema }, s.promote)
-  // operator → master or shadow: /metrics, behind one access rule
-  registerOperatorRoutes(app, { metrics: (deps.metrics ?? new MasterMetrics()).server })
+  // operator → master or shadow: /metrics and the status page (GET /), behind one access rule
+  registerOperatorRoutes(app, { metrics: (deps.metrics ?? new MasterMetrics()).server, statusPage: statusPageHtml })
 
   return app
 }
