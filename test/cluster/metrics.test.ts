@@ -4,13 +4,15 @@
 // are route patterns (/chunks/:chunkHandle), never raw URLs. After a file is written and read, the counters
 // moved: requests by route, group commits and their fsync times, oplog seq on master and shadow alike, bytes
 // in and out of the chunkservers. A planned promotion is counted and measured by the shadow that won it, and
-// the cluster report lists it.
+// the cluster report lists it; so is an automatic election after the master is SIGKILLed (its measured time is
+// the master's silence, at least a lease, plus the vote).
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { request } from 'undici'
 import type * as p from '../../shared/protocol.js'
 import { parsePrometheusText, sampleValue, type Family } from '../helpers/prometheus.js'
 import { readyWithShadow } from '../helpers/writer.js'
+import { leaseMsDefault } from '../../shared/limits.js'
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 
@@ -116,4 +118,19 @@ t.test('/metrics on master, shadow and chunkservers: valid text, bounded labels,
   t.match(failovers[0], { term: 2, kind: 'hand-over', fromUrl: urls.master, silentMs: null, voters: 3 })
   t.ok((failovers[0]?.totalMs ?? -1) >= 0 && (failovers[0]?.totalMs ?? Infinity) < 60_000, 'with a duration')
   t.equal(value(won, 'granary_failover_duration_seconds_sum', { kind: 'hand-over' }), (failovers[0]?.totalMs ?? 0) / 1000, 'the same duration in both')
+})
+
+t.test('an automatic election is counted and measured: the old master\'s silence plus the vote', async (t) => {
+  const { cluster, shadow } = await readyWithShadow(t)
+  await cluster.master.kill('SIGKILL')
+  await cluster.waitFor(async () => (await report(shadow.url)).failovers?.length === 1, { what: 'the shadow elected', timeoutMs: 15_000 })
+  const event = (await report(shadow.url)).failovers?.[0] as p.FailoverEvent
+  t.match(event, { kind: 'election', term: 2, fromUrl: cluster.master.url, voters: 3 })
+  t.ok((event.silentMs ?? 0) >= leaseMsDefault, `it stood after the master was silent for a lease: ${String(event.silentMs)} ms ≥ ${leaseMsDefault} ms`)
+  t.equal(event.totalMs, (event.silentMs ?? 0) + event.electionMs, 'total = silence + election')
+  t.ok(event.votes >= 2, 'won by a majority')
+  const won = await scrape(shadow.url)
+  t.equal(value(won, 'granary_failovers_total', { kind: 'election' }), 1)
+  t.equal(value(won, 'granary_failover_duration_seconds_sum', { kind: 'election' }), event.totalMs / 1000)
+  t.equal(value(won, 'granary_master_role', { role: 'master' }), 1)
 })
