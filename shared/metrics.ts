@@ -21,8 +21,6 @@ export const requestLabelSetsMax = 1_024
 // oplog long poll up to its wait (limits.oplogPollWaitMsMax).
 export const requestSecondsBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
-export type ServerRole = 'master' | 'shadow' | 'chunkserver' | 'gateway'
-
 // One method on one route: its count per status code and its latency histogram (per-bucket counts; made
 // cumulative when scraped).
 interface RouteStats { method: string, route: string, codes: Map<number, number>, buckets: Float64Array, sum: number, count: number }

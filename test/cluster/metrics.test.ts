@@ -5,13 +5,15 @@
 // moved: requests by route, group commits and their fsync times, oplog seq on master and shadow alike, bytes
 // in and out of the chunkservers. A planned promotion is counted and measured by the shadow that won it, and
 // the cluster report lists it; so is an automatic election after the master is SIGKILLed (its measured time is
-// the master's silence, at least a lease, plus the vote).
+// the master's silence, at least a lease, plus the vote). A replica rotted on disk is found by the scrubber and
+// counted once on its chunkserver, and the master's copy that replaces it is counted.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { request } from 'undici'
 import type * as p from '../../shared/protocol.js'
 import { parsePrometheusText, sampleValue, type Family } from '../helpers/prometheus.js'
 import { readyWithShadow } from '../helpers/writer.js'
+import { startCluster } from '../helpers/cluster.js'
 import { leaseMsDefault } from '../../shared/limits.js'
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
@@ -122,6 +124,12 @@ t.test('/metrics on master, shadow and chunkservers: valid text, bounded labels,
 
 t.test('an automatic election is counted and measured: the old master\'s silence plus the vote', async (t) => {
   const { cluster, shadow } = await readyWithShadow(t)
+  // Killed only while the shadow is in sync and polling: on a loaded machine a stalled poll can drop it from the
+  // in-sync set just before, and then no chunkserver may elect it (by design; failover.test.ts covers that).
+  await cluster.waitFor(async () => {
+    const r = await report(cluster.master.url)
+    return r.isr?.length === 1 && r.shadows?.[0]?.lagRecords === 0 && (r.shadows[0]?.lastSeenAgeMs ?? Infinity) < 250
+  }, { what: 'the shadow in sync and polling' })
   await cluster.master.kill('SIGKILL')
   await cluster.waitFor(async () => (await report(shadow.url)).failovers?.length === 1, { what: 'the shadow elected', timeoutMs: 15_000 })
   const event = (await report(shadow.url)).failovers?.[0] as p.FailoverEvent
@@ -133,4 +141,24 @@ t.test('an automatic election is counted and measured: the old master\'s silence
   t.equal(value(won, 'granary_failovers_total', { kind: 'election' }), 1)
   t.equal(value(won, 'granary_failover_duration_seconds_sum', { kind: 'election' }), event.totalMs / 1000)
   t.equal(value(won, 'granary_master_role', { role: 'master' }), 1)
+})
+
+t.test('a corrupt replica: found by the scrubber, counted on its chunkserver, re-replicated by the master', async (t) => {
+  const cluster = await startCluster({ chunkservers: 3, chunkSizeBytes: 256 * 1024, test: t, chunkserverArgs: ['--scrub-pass-gap-ms', '300'] })
+  const fs = cluster.client()
+  await fs.writeFile('/rot.bin', randomBytes(256 * 1024))
+  const open = await (await request(`${cluster.master.url}/fs/open?path=%2Frot.bin`)).body.json() as p.OpenReply
+  const chunkHandle = open.chunks[0]?.chunkHandle as string
+  const rotten = cluster.chunkservers[1]?.url as string
+  t.equal(value(await scrape(rotten), 'granary_chunkserver_corrupt_replicas_found_total'), 0, 'nothing found yet')
+  cluster.corruptChunkReplica({ serverIndex: 1, chunkHandle: chunkHandle as never, offsetBytes: 70 * 1024 })
+  await cluster.waitFor(async () => value(await scrape(rotten), 'granary_chunkserver_corrupt_replicas_found_total') === 1,
+    { what: 'the scrubber\'s find counted', timeoutMs: 30_000 })
+  t.ok(value(await scrape(rotten), 'granary_chunkserver_scrubbed_bytes_total') > 0, 'the scrubber\'s bytes counted')
+  await cluster.waitFor(async () => value(await scrape(cluster.master.url), 'granary_master_replicated_total') >= 1,
+    { what: 'the master\'s copy counted', timeoutMs: 60_000 })
+  await cluster.waitFor(async () => value(await scrape(rotten), 'granary_chunkserver_corrupt_replicas') === 0,
+    { what: 'the corrupt replica replaced', timeoutMs: 60_000 })
+  t.equal(value(await scrape(cluster.master.url), 'granary_master_corrupt_replicas'), 0, 'the master counts none left')
+  t.equal(value(await scrape(rotten), 'granary_chunkserver_corrupt_replicas_found_total'), 1, 'found once, however often it was reported')
 })
