@@ -3,6 +3,7 @@
 //   scan of the chunk folders (nothing is served before the index is complete)   4. listen (port 0 allowed)
 //   5. the one 'ready' line (the supervisor and test harness wait for it)   6. heartbeats (they advertise the URL
 //   learned in 4). Shutdown runs the other way: heartbeats, then the server, then the forwarding agent.
+import { isLoopbackHost } from '../shared/auth.js'
 import { watchLifeline } from '../shared/lifeline.js'
 import { Agent } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -17,6 +18,7 @@ import { Heartbeats } from './heartbeat.js'
 import { ChunkReplicator } from './replicator.js'
 import { Scrubber } from './scrubber.js'
 import { Voter } from './voter.js'
+import { ChunkserverMetrics } from './metrics.js'
 
 export interface RunningChunkserver {
   url: string
@@ -46,7 +48,8 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
   })
   const later: { heartbeats?: Heartbeats } = {}   // votes may come before the heartbeat loops exist
   const voter = await Voter.open({ store, leaseMs: config.leaseMs, secret, onVoted: (url, term) => { later.heartbeats?.addMaster(url, term) }, log: log.child({ component: 'voter' }) })
-  const app = buildChunkserverServer({ store, secret, auth: config.auth === 'on', agent, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal, voter })
+  const metrics = new ChunkserverMetrics()
+  const app = buildChunkserverServer({ store, secret, auth: config.auth === 'on', loopbackOnly: isLoopbackHost(config.host), agent, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal, voter, metrics })
   await app.listen({ host: config.host.replace(/^\[|\]$/g, ''), port: config.port })
   const port = (app.server.address() as AddressInfo).port
   url = advertisedUrl(config.host, port, config.advertiseUrl)
@@ -63,6 +66,7 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
   heartbeats.start()
   const scrubber = new Scrubber({ store, log: log.child({ component: 'scrubber' }), bytesPerSecond: config.scrubBytesPerSecond, passGapMs: config.scrubPassGapMs })
   scrubber.start()
+  metrics.bind({ store, replicator, scrubber })
   let closing: Promise<void> | null = null
   const close = async (): Promise<void> => {
     closing ??= (async () => {

@@ -38,6 +38,7 @@ export class ChunkReplicator {
   }
 
   get activeCount (): number { return this.#running }
+  get queuedCount (): number { return this.#waiting.length }
 
   // Takes a command from a heartbeat reply. A repeat of one already queued or running, or one past the queue
   // bound, is dropped: the master plans the copy again after its in-flight timeout.

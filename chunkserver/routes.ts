@@ -11,6 +11,7 @@ import {
 import type { Logger } from '../shared/log.js'
 import type { ChunkStore } from './store.js'
 import type { Voter } from './voter.js'
+import type { ChunkserverMetrics } from './metrics.js'
 import { chunkAccessHook, parsePipeline, type ChunkRequest } from './access.js'
 import { writeChunk } from './pipeline.js'
 import { parseRangeHeader, readChunk, type ByteRange } from './chunk-reader.js'
@@ -23,6 +24,7 @@ export interface RoutesDeps {
   syncEveryBytes: number
   log: Logger
   nowMs?: () => number
+  metrics?: ChunkserverMetrics
 }
 
 export async function chunkRoutes (app: FastifyInstance, deps: RoutesDeps): Promise<void> {
@@ -57,6 +59,7 @@ export async function chunkRoutes (app: FastifyInstance, deps: RoutesDeps): Prom
       ? parseRangeHeader(request.headers.range, chunkLengthBytes)
       : { offsetBytes: request.query.offset ?? 0, lengthBytes: request.query.length ?? null }
     const read = await readChunk(deps.store, deps.log, chunkHandle, version, range)
+    deps.metrics?.chunkBytesRead(read.lengthBytes)
     reply.header('content-type', 'application/octet-stream')
     reply.header('content-length', read.lengthBytes)
     reply.header(chunkLengthHeader, read.chunkLengthBytes)

@@ -13,7 +13,9 @@ import type { Voter } from './voter.js'
 import { serverIdHeader } from './next-hop.js'
 import { controlKey, RequestVerifier } from '../shared/auth.js'
 import { installAuth, type RouteAccess } from '../shared/auth-server.js'
-import { chunkRoutePath, chunkserverStatusPath, votePath } from '../shared/protocol.js'
+import { chunkRoutePath, chunkserverStatusPath, metricsPath, votePath } from '../shared/protocol.js'
+import { registerOperatorRoutes } from '../shared/metrics.js'
+import { ChunkserverMetrics } from './metrics.js'
 
 // Idle keep-alive connections close after this; the forwarding agent (main.ts) drops its idle sockets sooner,
 // so it never reuses a socket at the moment the next hop closes it (a spurious pipeline failure).
@@ -31,11 +33,14 @@ export interface ChunkserverDeps {
   serverTimeouts?: ServerTimeouts // default chunkserverServerTimeouts (tests shrink them)
   voter?: Voter                  // POST /vote (main.ts always passes one)
   auth?: boolean                 // check signatures on server-only routes (default true; config --auth)
+  loopbackOnly?: boolean         // bound to loopback: /metrics needs no signature (default false)
+  metrics?: ChunkserverMetrics   // GET /metrics (main.ts binds its replicator and scrubber); default a new one
 }
 
 // Who may call each route (shared/auth-server.ts): chunk reads and writes carry the master's token instead.
 export const chunkserverRouteAccess: ReadonlyMap<string, RouteAccess> = new Map<string, RouteAccess>([
-  [chunkRoutePath, { who: 'anyone' }], [chunkserverStatusPath, { who: 'anyone' }], [votePath, { who: 'cluster' }]
+  [chunkRoutePath, { who: 'anyone' }], [chunkserverStatusPath, { who: 'anyone' }], [votePath, { who: 'cluster' }],
+  [metricsPath, { who: 'operator' }]   // off loopback: signed with the cluster secret (a chunkserver knows no access keys)
 ])
 
 export function buildChunkserverServer (deps: ChunkserverDeps): FastifyInstance {
@@ -80,9 +85,14 @@ export function buildChunkserverServer (deps: ChunkserverDeps): FastifyInstance 
   installAuth(app, {
     verifier: deps.auth === false ? null : new RequestVerifier({ clusterSecret: deps.secret, lookup: () => null }),
     routes: chunkserverRouteAccess,
-    controlKey: controlKey(deps.secret)
+    controlKey: controlKey(deps.secret),
+    loopbackOnly: deps.loopbackOnly ?? false
   })
-  void app.register(chunkRoutes, deps)
+  const metrics = deps.metrics ?? new ChunkserverMetrics()
+  metrics.bind({ store: deps.store })
+  metrics.watch(app.server)
+  registerOperatorRoutes(app, { metrics: metrics.server })   // GET /metrics, behind one access rule; no token needed
+  void app.register(chunkRoutes, { ...deps, metrics })
   void app.register(statusRoutes, { store: deps.store })
   if (deps.voter !== undefined) void app.register(voteRoutes, { store: deps.store, voter: deps.voter })
   return app

@@ -37,6 +37,8 @@ export class ChunkStore {
   readonly #writes = new Map<string, WriteSlot>()       // `${handle}_${version}` → reservation
   readonly #listeners: StoreListener[] = []
   readonly #corrupt = new Set<string>()                  // `${handle}_${version}`, insertion-ordered
+  #corruptFound = 0
+  #committedBytes = 0
   // Chunk files the start-up scan could not read (footer): not indexed, reported corrupt until the master's
   // delete removes them or a good copy is written over them. At most corruptChunksKeptMax files in all.
   readonly #unreadable = new Map<ChunkHandle, UnreadableFile[]>()
@@ -73,6 +75,8 @@ export class ChunkStore {
   get chunkCount (): number { return this.#index.size }
   get usedBytes (): number { return this.#usedBytes }
   get activeWrites (): number { return this.#writes.size }
+  get committedBytes (): number { return this.#committedBytes }     // chunk bytes committed since start (metrics)
+  get corruptFoundCount (): number { return this.#corruptFound }    // chunks newly marked corrupt since start (metrics)
   get (chunkHandle: ChunkHandle): StoredChunk | undefined { return this.#index.get(chunkHandle) }
   chunks (): StoredChunk[] { return [...this.#index.values()] }
   onChange (listener: StoreListener): void { this.#listeners.push(listener) }
@@ -130,6 +134,7 @@ export class ChunkStore {
     assert(previous === undefined || previous.version < chunk.version, 'commit never replaces an equal or newer version')
     this.#index.set(chunk.chunkHandle, chunk)
     this.#usedBytes += fileBytesOf(chunk.lengthBytes)
+    this.#committedBytes += chunk.lengthBytes
     // The new file is verified: a mark left on this version (say, an unreadable file the rename has just
     // replaced) is not carried over to it. An older unreadable version stays reported: the master deletes it.
     this.#corrupt.delete(`${chunk.chunkHandle}_${chunk.version}`)
@@ -260,7 +265,7 @@ export class ChunkStore {
 
   noteCorrupt (chunkHandle: ChunkHandle, version: number): void {
     const key = `${chunkHandle}_${version}`
-    this.#corrupt.delete(key)
+    if (!this.#corrupt.delete(key)) this.#corruptFound++
     this.#corrupt.add(key)
     if (this.#corrupt.size > corruptChunksKeptMax) {
       const oldest = this.#corrupt.values().next().value

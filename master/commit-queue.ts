@@ -7,6 +7,7 @@
 // queue refuses submits and takes replayed oplog records instead (replay), until promote() logs a newTerm op
 // and makes it a master; a master that hears of a newer term is deposed and refuses everything after.
 import type Database from 'better-sqlite3'
+import { performance } from 'node:perf_hooks'
 import { assert, AssertionError } from '../shared/assert.js'
 import { GranaryError } from '../shared/errors.js'
 import type { RequestId } from '../shared/ids.js'
@@ -33,6 +34,9 @@ export interface CommitQueueOptions {
   mode?: 'master' | 'shadow'                       // default master
   onCommitted?: (seq: number) => void              // after every committed or replayed batch (wakes oplog long polls)
   refusal?: () => GranaryError                     // what a submit gets when this is not (or no longer) the master
+  // After every committed batch (metrics): its ops, the whole transaction, and its COMMIT alone (the WAL write
+  // and fsync: the body's end is marked inside the transaction), in seconds.
+  onBatch?: (opCount: number, transactionSeconds: number, commitSeconds: number) => void
 }
 
 // The refusal a shadow or a deposed master gives a client: retryable, naming the master when it knows it.
@@ -55,6 +59,7 @@ export class CommitQueue {
   #options: CommitQueueOptions
   #runBatch: Database.Transaction<RunBatch>
   #replayBatch: Database.Transaction<(records: readonly OplogRecord[]) => void>
+  #bodyEndedMs = 0                                      // performance.now() when a batch's last op was applied
 
   constructor (db: Db, options: CommitQueueOptions = {}) {
     this.#db = db
@@ -79,6 +84,7 @@ export class CommitQueue {
           outcomes.push({ ok: false, err })              // refused: its savepoint is already rolled back
         }
       }
+      this.#bodyEndedMs = performance.now()
       return { outcomes, seq }
     })
   }
@@ -131,7 +137,10 @@ export class CommitQueue {
     }
     let outcomes: Outcome[]
     try {
+      const startedMs = performance.now()
       const done = this.#runBatch.immediate(batch, Date.now())
+      const endedMs = performance.now()
+      this.#options.onBatch?.(batch.length, (endedMs - startedMs) / 1000, (endedMs - this.#bodyEndedMs) / 1000)
       outcomes = done.outcomes
       this.#seq = done.seq
       this.#options.onCommitted?.(this.#seq)

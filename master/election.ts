@@ -36,6 +36,7 @@ export interface ElectionDeps {
   masterUrl: () => string
   // Stops following and becomes master of `term`; voterIds granted at sentAtMs (the lease starts there).
   takeOver: (term: number, voterIds: ServerId[], sentAtMs: number) => Promise<void>
+  onElected?: (event: p.FailoverEvent) => void   // after a won candidacy, measured (master/failovers.ts)
 }
 
 export interface ElectionOutcome { term: number, seq: number, votes: number, voters: number, forced: boolean, handedOver: boolean }
@@ -105,10 +106,12 @@ export class Election {
     const nowMs = this.#now()
     const silentMs = this.#deps.masterSilentForMs(nowMs)
     if (silentMs === null || silentMs < this.#deps.leaseMs + this.#jitterMs || nowMs < this.#notBeforeMs) return
-    log.warn({ master: this.#deps.masterUrl(), silentMs: Math.round(silentMs) }, 'master silent for a lease: standing for election')
+    const fromUrl = this.#deps.masterUrl()
+    log.warn({ master: fromUrl, silentMs: Math.round(silentMs) }, 'master silent for a lease: standing for election')
     this.#running = this.#stand(async () => await this.#round({ force: false, release: undefined }))
     try {
       const won = await this.#running
+      if (won !== null) this.#elected(won, nowMs, silentMs, fromUrl)
       if (won === null) {
         this.#notBeforeMs = this.#now() + this.#retryAfterMs()
         this.#jitterMs = Math.random() * this.#deps.leaseMs / 4
@@ -127,7 +130,22 @@ export class Election {
     if (queue.mode !== 'shadow' || this.#running !== null || this.#standing !== null) {
       throw new GranaryError('GRN_INVALID_ARGUMENT', [`this server is ${queue.mode === 'shadow' ? 'already standing for election' : `a ${queue.mode}`} at term ${queue.term}; only a shadow is promoted`])
     }
-    return await this.#stand(async () => await this.#promote(force))
+    const startedMs = this.#now()
+    const silentMs = this.#deps.masterSilentForMs(startedMs)
+    const fromUrl = this.#deps.masterUrl()
+    const won = await this.#stand(async () => await this.#promote(force))
+    this.#elected(won, startedMs, silentMs, fromUrl)
+    return won
+  }
+
+  // A won candidacy, measured from standing (or the promote call) on this shadow's monotonic clock.
+  #elected (won: ElectionOutcome, startedMs: number, silentMs: number | null, fromUrl: string): void {
+    const electionMs = Math.round(this.#now() - startedMs)
+    const kind = won.forced ? 'forced' : won.handedOver ? 'hand-over' : 'election'
+    const silent = kind === 'hand-over' || silentMs === null ? null : Math.round(silentMs)
+    this.#deps.onElected?.({
+      atMs: Date.now(), term: won.term, kind, fromUrl, silentMs: silent, electionMs, totalMs: electionMs + (silent ?? 0), votes: won.votes, voters: won.voters
+    })
   }
 
   async #promote (force: boolean): Promise<ElectionOutcome> {

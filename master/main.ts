@@ -34,6 +34,8 @@ import { defaultRetention, Ticker } from './tick.js'
 import { Election } from './election.js'
 import { InSyncSet } from './isr.js'
 import { MasterLease } from './lease.js'
+import { MasterMetrics } from './metrics.js'
+import { FailoverLog } from './failovers.js'
 
 export interface MasterOptions {
   logger?: Logger
@@ -45,6 +47,8 @@ export interface MasterOptions {
   retention?: Partial<RetentionBounds>   // oplog retention (tests shrink it); default the limits.ts bounds
   shadow?: ShadowRole                // open as a shadow following shadow.masterUrl (startShadow sets this)
   serverTimeouts?: ServerTimeouts    // the HTTP server's timeouts (tests shrink them); default masterServerTimeouts
+  metrics?: MasterMetrics            // one per process (a shadow's re-bootstrap keeps its counters); default a new one
+  failovers?: FailoverLog            // likewise: the failovers this process won
 }
 
 export interface ShadowRole { masterUrl: string, shadowId: ShadowId, pollWaitMs: number, bootstrapCount: number, bootstrappedAtMono?: number }
@@ -63,6 +67,8 @@ export interface Master {
   lease: MasterLease
   isr: InSyncSet
   log: Logger
+  metrics: MasterMetrics
+  failovers: FailoverLog
   close: () => Promise<void>
 }
 
@@ -86,12 +92,15 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
   const registry = new Registry({ deadAfterMs: config.deadAfterMs, allocationHalfLifeMs: config.heartbeatIntervalMs })
   const masterUrl = options.shadow?.masterUrl ?? null
   const feed = new OplogFeed(readMeta(db).seq)
+  const metrics = options.metrics ?? new MasterMetrics()
+  const failovers = options.failovers ?? new FailoverLog()
   const queue: CommitQueue = new CommitQueue(db, {
     mode: options.shadow === undefined ? 'master' : 'shadow',
     onApplied: (applied) => { for (const r of applied.dropped) registry.queueDelete(r.serverId, r.chunkHandle, r.version) },
     onFatal: (err: AssertionError) => onFatal(err),
     onCommitted: (seq) => feed.notify(seq),
-    refusal: () => notMasterError(queue, masterUrl)
+    refusal: () => notMasterError(queue, masterUrl),
+    onBatch: (opCount, transactionSeconds, commitSeconds) => { metrics.observeBatch(opCount, transactionSeconds, commitSeconds) }
   })
   const retention = { ...defaultRetention, ...options.retention }
   const shadows = new ShadowTracker(retention.recordAgeMsMax)
@@ -116,11 +125,16 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
         lease.refreshVoters()
         lease.onVotes(voterIds, sentAtMs)
         safeMode.restart(now())
+      },
+      onElected: (event) => {
+        failovers.record(event)
+        metrics.observeFailover(event)
+        log.warn({ ...event }, 'failover measured')
       }
     })
   const app = buildMasterServer({
     db, queue, registry, secret, config, logger: log, now, startedAtMs: now(), onFatal, shadows, feed, snapshotDir, serverTimeouts: options.serverTimeouts,
-    lease, isr, safeMode,
+    lease, isr, safeMode, metrics, failovers,
     ...(follower === null || election === null
       ? {}
       : {
@@ -146,6 +160,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
     db, queue, registry, secret, tokenTtlMs: config.tokenTtlMs, log: log.child({ component: 'replication' }), now, onFatal, safeMode
   })
   if (options.tick !== false) replicator.start(config.tickIntervalMs)
+  metrics.bind({ db, queue, lease, isr, registry, shadows, replicator, safeMode, follower, now })
   let closing: Promise<void> | null = null
   const close = (): Promise<void> => {
     // Reverse order: stop following, stop new work, let requests finish, commit what is queued, close the file.
@@ -161,7 +176,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
     })()
     return closing
   }
-  return { app, db, queue, registry, ticker, replicator, shadows, feed, follower, election, lease, isr, log, close }
+  return { app, db, queue, registry, ticker, replicator, shadows, feed, follower, election, lease, isr, log, metrics, failovers, close }
 }
 
 export async function startMaster (config: MasterConfig, options: MasterOptions = {}): Promise<{ url: string, port: number, master: Master, close(): Promise<void> }> {
@@ -244,8 +259,10 @@ export async function startShadow (config: ShadowConfig, options: MasterOptions 
     bootstrapCount += 1
     bootstrappedAtMono = performance.now()
   }
+  const metrics = options.metrics ?? new MasterMetrics()     // one per process: they outlive a re-bootstrap
+  const failovers = options.failovers ?? new FailoverLog()
   const open = (): Master => openMaster(config, {
-    ...options, logger: log, secret, shadow: { masterUrl, shadowId, pollWaitMs: config.pollWaitMs, bootstrapCount, bootstrappedAtMono }
+    ...options, logger: log, secret, metrics, failovers, shadow: { masterUrl, shadowId, pollWaitMs: config.pollWaitMs, bootstrapCount, bootstrappedAtMono }
   })
   let node = open()
   const { port, url } = await listen(node, config, config.port)

@@ -58,6 +58,7 @@ export class Replicator {
   #lastScanMs = Number.NEGATIVE_INFINITY
   #lastSignature = ''
   #lastFoundWork = false
+  #lastNeedCount = 0
 
   constructor (deps: ReplicatorDeps) {
     this.#deps = deps
@@ -102,6 +103,9 @@ export class Replicator {
     return { inFlight: this.#inFlight.size, replicated: this.#replicated, trimmed: this.#trimmed }
   }
 
+  // Chunks the last scan found with a live count other than their replication (at most replicationScanChunksMax).
+  get neededCount (): number { return this.#lastNeedCount }
+
   // One round; tests call it directly.
   async tick (): Promise<void> {
     const { queue, safeMode, registry, log, now } = this.#deps
@@ -114,6 +118,7 @@ export class Replicator {
       const needs = this.#scan(liveServerIds)
       this.#lastScanMs = nowMs
       this.#lastFoundWork = needs.length > 0
+      this.#lastNeedCount = needs.length
       if (needs.length === 0) return
       const actions = planReplication(needs, registry.placementCandidates(nowMs), [...this.#inFlight.values()],
         { actionsMax: replicationsPerTickMax, perServerMax: replicationsAssignedPerServerMax })

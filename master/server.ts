@@ -29,9 +29,13 @@ import { lazySchemaController } from './lazy-schemas.js'
 import { advertisedUrl } from '../shared/config.js'
 import type { AddressInfo } from 'node:net'
 import type { ShadowTracker } from './shadow-tracker.js'
-import { controlKey, RequestVerifier, sealSecret } from '../shared/auth.js'
+import { accessKeyIdPattern, controlKey, equalSecrets, isLoopbackHost, RequestVerifier, sealSecret } from '../shared/auth.js'
 import { installAuth, type RouteAccess } from '../shared/auth-server.js'
 import { KeyCache, listKeys } from './keys.js'
+import { registerOperatorRoutes } from '../shared/metrics.js'
+import { MasterMetrics } from './metrics.js'
+import { statusPageHtml } from './status-page.js'
+import type { FailoverLog } from './failovers.js'
 
 export interface MasterDeps {
   db: Db
@@ -56,6 +60,8 @@ export interface MasterDeps {
   isr: InSyncSet                              // every ack waits for the in-sync shadows (master/isr.ts)
   safeMode?: SafeMode                         // shared with the replicator and restarted on promotion (main.ts)
   serverTimeouts?: ServerTimeouts             // default masterServerTimeouts (tests shrink them)
+  metrics?: MasterMetrics                     // GET /metrics (default: a new one, bound by openMaster only)
+  failovers?: FailoverLog                     // the failovers this process won (the report's `failovers`)
 }
 
 const handOverPollMs = 5                     // a hand-over's drain looks again this often (bounded by handOverDrainMsMax)
@@ -100,7 +106,13 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   const keyCache = new KeyCache(deps.db, deps.secret)
   // The wall clock, not deps.now (tests move that one): a signer stamps requests with its own wall clock.
   const verifier = deps.config.auth === 'on' ? new RequestVerifier({ clusterSecret: deps.secret, lookup: (id) => keyCache.lookup(id) }) : null
-  installAuth(app, { verifier, routes: masterRouteAccess, controlKey: controlKey(deps.secret) })
+  installAuth(app, {
+    verifier, routes: masterRouteAccess, controlKey: controlKey(deps.secret), loopbackOnly: isLoopbackHost(deps.config.host),
+    plainKey: (id, secret) => {
+      const record = accessKeyIdPattern.test(id) ? keyCache.lookup(id) : null
+      return record !== null && typeof record.key === 'string' && equalSecrets(record.key, secret) ? record.principal : null
+    }
+  })
 
   const startedAtMs = deps.startedAtMs ?? now()
   const safeMode = deps.safeMode ?? new SafeMode({ db: deps.db, registry: deps.registry, startedAtMs, deadAfterMs: deps.config.deadAfterMs })
@@ -286,7 +298,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   // anyone → master or shadow
   app.get(p.healthPath, async (request: FastifyRequest): Promise<p.HealthReply> => ({ ...(await c.health(request)), metadataServers: metadataServers() }))
   app.get(p.reportPath, async (request: FastifyRequest): Promise<p.ClusterReport> => {
-    const report = await c.report(request)
+    const report = { ...await c.report(request), failovers: deps.failovers?.recent() ?? [] }
     if (queue.mode !== 'master') return report
     const remainingMs = Number.isFinite(lease.endsAtMs) ? Math.max(0, Math.round(lease.endsAtMs - lease.now())) : null
     return { ...report, isr: [...isr.members], lease: { held: lease.held() && lease.heardByMajority(queue.term), voters: lease.voterCount, remainingMs } }
@@ -313,6 +325,8 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     const body = request.body as p.KeyRevokeRequest
     return await queue.submit({ type: 'keyRevoke', accessKeyId: body.accessKeyId, revokedAtMs: now() }, body.requestId)
   }))
+  // operator → master or shadow: /metrics and the status page (GET /), behind one access rule
+  registerOperatorRoutes(app, { metrics: (deps.metrics ?? new MasterMetrics()).server, statusPage: statusPageHtml })
 
   return app
 }
@@ -323,7 +337,7 @@ const bodyOf = (request: FastifyRequest): Record<string, string | undefined> => 
 export const masterRouteAccess: ReadonlyMap<string, RouteAccess> = new Map<string, RouteAccess>([
   [p.healthPath, { who: 'anyone' }],                  // liveness and the metadata server list: nothing secret
   [p.statPath, { who: 'key', right: 'read', paths: (r) => [query(r).path] }],
-  [p.listPath, { who: 'key', right: 'read', paths: (r) => [query(r).path] }],
+  [p.listPath, { who: 'key', right: 'read', paths: (r) => [query(r).path], operator: true }],   // the status page's namespace browser
   [p.duPath, { who: 'key', right: 'read', paths: (r) => [query(r).path] }],
   [p.openPath, { who: 'key', right: 'read', paths: (r) => [query(r).path] }],
   [p.mkdirPath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).path] }],
@@ -338,7 +352,9 @@ export const masterRouteAccess: ReadonlyMap<string, RouteAccess> = new Map<strin
   [p.renewPath, { who: 'key', right: 'write' }],
   [p.abandonPath, { who: 'key', right: 'write' }],
   [p.fsckPath, { who: 'key', right: 'admin' }],
-  [p.reportPath, { who: 'key', right: 'admin' }],
+  [p.reportPath, { who: 'key', right: 'admin', operator: true }],                                // and its numbers
+  [p.metricsPath, { who: 'operator' }],
+  [p.statusPagePath, { who: 'operator' }],
   [p.promotePath, { who: 'key', right: 'admin' }],
   [p.keysPath, { who: 'key', right: 'admin' }],
   [p.keysRevokePath, { who: 'key', right: 'admin' }],

@@ -4,19 +4,26 @@
 // to a server (the cluster key) is signed so a chunkserver or shadow acts only on commands a peer really sent.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { GranaryError } from './errors.js'
-import { nonceHeader, replySignatureHeader, requireRight, signReply, type Principal, type RequestVerifier, type Right } from './auth.js'
+import { nonceHeader, replySignatureHeader, requireRight, signatureHeader, signReply, type Principal, type RequestVerifier, type Right } from './auth.js'
 import { normalizePath } from './paths.js'
 
 // Who may call a route: anyone, servers only (the cluster key), or a key with a right on the paths it names.
+// operator: /metrics, the status page and the data it shows (issue 16): open on a server bound to loopback only
+// (what `granary up` runs); elsewhere an admin key, signed, or as HTTP Basic/Bearer "ACCESS_KEY_ID:SECRET" so a
+// browser or Prometheus can send it (in clear: use it on a private network).
 export type RouteAccess =
   | { who: 'anyone' }
   | { who: 'cluster' }
-  | { who: 'key', right: Right, paths?: (request: FastifyRequest) => Array<string | undefined> }
+  | { who: 'operator' }
+  | { who: 'key', right: Right, paths?: (request: FastifyRequest) => Array<string | undefined>, operator?: true }
 
 export interface AuthOptions {
   verifier: RequestVerifier | null              // null: authentication off (a loopback-only server, by choice)
   routes: ReadonlyMap<string, RouteAccess>      // by route pattern (request.routeOptions.url)
   controlKey: Buffer                            // signs replies to servers (shared/auth.ts controlKey)
+  loopbackOnly: boolean                         // bound to a loopback address: operator routes need no key
+  // An access key given in clear (Basic or Bearer "id:secret"), checked against its stored secret; null: none.
+  plainKey?: (accessKeyId: string, secret: string) => Principal | null
 }
 
 const principals = new WeakMap<FastifyRequest, Principal>()
@@ -37,11 +44,26 @@ export function installAuth (app: FastifyInstance, options: AuthOptions): void {
     rawBodies.set(request, body as string)
     parseJson(request, body as string, done)
   })
-  app.addHook('preValidation', async (request) => {
+  app.addHook('preValidation', async (request, reply) => {
     const access = accessOf(routes, request)
     if (access.who === 'anyone' || verifier === null) return
+    const operator = access.who === 'operator' || (access.who === 'key' && access.operator === true)
+    if (operator && request.headers[signatureHeader] === undefined) {
+      if (options.loopbackOnly) return
+      const principal = plainPrincipal(request.headers.authorization, options.plainKey)
+      if (principal === null || (principal.kind === 'key' && !principal.admin)) {
+        void reply.header('www-authenticate', 'Basic realm="granary", charset="UTF-8"')
+        throw new GranaryError(principal === null ? 'GRN_UNAUTHENTICATED' : 'GRN_PERMISSION_DENIED',
+          principal === null ? ['an admin access key is needed here: sign the request, or send Authorization: Basic (id:secret) or Bearer id:secret'] : [`access key ${principal.accessKeyId}`, 'read', 'the operator pages (admin only)'])
+      }
+      principals.set(request, principal)
+      return
+    }
     const principal = verifier.verify(request.method, request.url, request.headers, rawBodies.get(request) ?? null)
     principals.set(request, principal)
+    if (access.who === 'operator' && principal.kind === 'key' && !principal.admin) {
+      throw new GranaryError('GRN_PERMISSION_DENIED', [`access key ${principal.accessKeyId}`, 'read', 'the operator pages (admin only)'])
+    }
     if (access.who === 'cluster' && principal.kind !== 'cluster') {
       throw new GranaryError('GRN_PERMISSION_DENIED', [`access key ${principal.accessKeyId}`, 'call', `${request.routeOptions.url ?? request.url} (servers only)`])
     }
@@ -65,6 +87,15 @@ export function installAuth (app: FastifyInstance, options: AuthOptions): void {
     }
     return payload
   })
+}
+
+function plainPrincipal (header: string | undefined, check: AuthOptions['plainKey']): Principal | null {
+  if (header === undefined || check === undefined) return null
+  const match = /^(Basic|Bearer) +([A-Za-z0-9+/=_:.-]{1,512})$/.exec(header)
+  if (match === null) return null
+  const pair = match[1] === 'Basic' ? Buffer.from(match[2] as string, 'base64').toString('utf8') : match[2] as string
+  const colon = pair.indexOf(':')
+  return colon <= 0 ? null : check(pair.slice(0, colon), pair.slice(colon + 1))
 }
 
 function accessOf (routes: ReadonlyMap<string, RouteAccess>, request: FastifyRequest): RouteAccess {

@@ -87,6 +87,10 @@ export function verifyReply (key: Buffer, requestHeaders: Record<string, string>
   }
 }
 
+export function equalSecrets (a: string, b: string): boolean {
+  return equalHex(a, b)
+}
+
 function equalHex (a: string, b: string): boolean {
   const x = Buffer.from(a, 'utf8')
   const y = Buffer.from(b, 'utf8')

@@ -248,7 +248,24 @@ export interface ClusterReport {
   fencedByTerm?: number        // a deposed master: the newer term it heard of
   isr?: string[]               // a master: the in-sync shadows its acknowledgements wait for
   lease?: { held: boolean, voters: number, remainingMs: number | null }   // a master: its lease from the chunkservers
+  failovers?: FailoverEvent[]  // the failovers this process won as a shadow, newest first (master/failovers.ts, bounded)
 }
+// A shadow becoming the master, measured by that shadow (master/election.ts). Times in ms; atMs epoch ms.
+export interface FailoverEvent {
+  atMs: number                 // when it took over
+  term: number                 // the term it won
+  kind: 'election' | 'hand-over' | 'forced'   // master silent for a lease / planned (granary admin promote) / --force
+  fromUrl: string              // the master it followed
+  silentMs: number | null      // an election: how long the master had been silent when the shadow stood; else null
+  electionMs: number           // from standing (or the promote call) to taking over: hand-over, vote rounds, take-over
+  totalMs: number              // no master meanwhile, as far as this shadow can tell: silentMs + electionMs for an election
+  votes: number, voters: number
+}
+
+// anyone → master, shadow, chunkserver (shared/metrics.ts): Prometheus text format; master and shadow also
+// serve the status page (master/status-page.ts), one self-contained HTML page that reads the routes above.
+export const metricsPath = '/metrics' as const
+export const statusPagePath = '/' as const
 
 // ---------------------------------------------------------------------------------------------------------
 // shadow → master: following the oplog. A shadow bootstraps from a snapshot (a tar stream of an online backup
