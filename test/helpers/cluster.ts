@@ -479,3 +479,6 @@ export class Cluster {
     this.#network?.destroy()
   }
 }
+
+// Part of granary/testing too (docs/TESTING.md): restart a process whenever it dies, as `granary up` does.
+export { supervise, type Supervisor, type SuperviseOptions, type RestartRecord } from './supervise.js'
