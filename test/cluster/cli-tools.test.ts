@@ -5,7 +5,8 @@
 // granary://host:port/ naming the Granary side; cp with several sources, -r and -n; and completion scripts
 // generated from the command table (bash run for real; zsh and fish checked when installed).
 import t from 'tap'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+import { createServer, type Socket } from 'node:net'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, writeFileSync, mkdirSync, existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
@@ -35,6 +36,26 @@ t.test('exit statuses, --version, --json errors and server usage errors', async 
   }
   const badValue = await granary(['master', '--port', 'abc'], {})
   t.equal(badValue.code, 2, 'a bad flag value too')
+})
+
+// Ctrl-C: a master that accepts and never answers holds `granary ls` in its request; once the request has
+// reached it (the condition waited on), SIGINT aborts the command, which exits 130 with GRN_ABORTED.
+t.test('Ctrl-C exits 130', async (t) => {
+  const sockets: Socket[] = []
+  let connected: () => void = () => {}
+  const reached = new Promise<void>((resolve) => { connected = resolve })
+  const server = createServer((socket) => { sockets.push(socket); connected() })
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  t.teardown(() => { for (const s of sockets) s.destroy(); server.close() })
+  const { port } = server.address() as { port: number }
+  const child = spawn(process.execPath, [cliPath, 'ls', '/', '--deadline-ms', '60000'], { env: { ...process.env, GRANARY_MASTER: `http://127.0.0.1:${port}` }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+  const exited = new Promise<number | null>((resolve) => { child.on('close', resolve) })
+  await reached
+  child.kill('SIGINT')
+  t.equal(await exited, 130)
+  t.match(stderr, /GRN_ABORTED/)
 })
 
 t.test('ls -R/-lh, du -h, globs, gr:/ and granary:// names, cp several/-r/-n, -q', async (t) => {
