@@ -20,6 +20,7 @@ export interface CommandSpec {
   // Which positionals are Granary paths (checked here; gr:/ and granary:// prefixes are accepted and stripped).
   // 'marked': only those written with a prefix are (cp, sync: there a plain path is local).
   remoteArgs: 'all' | 'none' | number[] | 'marked'
+  localWith?: string                        // a boolean option that makes every argument local (checksum --local)
   notes?: string[]
   examples: string[]
   ownHelp?: boolean                         // a server command that prints its own --help
@@ -158,7 +159,7 @@ export const commands: CommandSpec[] = [
     examples: ['granary restore /docs/report.pdf', 'granary restore /docs/report.pdf /docs/report-old.pdf', 'granary restore /.trash/2026-11-21T10:15:30.123Z/docs'] },
   { name: 'checksum', kind: 'client', summary: "print files' whole-file CRC32 (stored at write; --local computes it for local files)", usage: 'granary checksum [--local] PATH...',
     options: { local: { type: 'boolean', help: 'PATHs are local files: compute the same CRC32 of their bytes, to compare with a stored copy' } },
-    positionalsMin: 1, positionalsMax: 1000, remoteArgs: 'none',
+    positionalsMin: 1, positionalsMax: 1000, remoteArgs: 'all', localWith: 'local',
     notes: ['Prints CRC32 (8 hex digits), size in bytes and path, one file a line. Granary combines the CRC32 of a',
       "file's chunks when the file completes (no second pass over the bytes); files written before Granary 0.1's",
       'schema 2 have none (GRN_NOT_FOUND names them). Equal CRC32 and size: the bytes are almost surely equal.'],
@@ -235,7 +236,7 @@ export function parseCommandLine (argv: readonly string[], env: NodeJS.ProcessEn
   if (values.help === true) return { kind: 'help', text: commandHelp(spec) }   // e.g. `get -fh`
   if (typed.length < spec.positionalsMin) throw usageError(`${spec.name} needs ${describeCount(spec)}; got ${typed.length}`, spec.name)
   if (typed.length > spec.positionalsMax) throw usageError(`${spec.name} takes ${describeCount(spec)}; got ${typed.length}`, spec.name)
-  const { positionals, locations } = checkRemoteArgs(spec, typed)
+  const { positionals, locations } = spec.localWith !== undefined && values[spec.localWith] === true ? { positionals: typed, locations: [] } : checkRemoteArgs(spec, typed)
   checkCommandOptions(spec, values, positionals)
   const client = clientFlags(values, env, spec.name)
   try { client.masters = mastersFor(locations, client.masters) } catch (err) { throw usageError(reason(err), spec.name) }
@@ -368,6 +369,9 @@ export function generalHelp (): string {
     '  granary put ./photo.jpg /pictures/         # upload',
     '  granary ls -l /pictures',
     '  granary get /pictures/photo.jpg copy.jpg   # download',
+    '  granary cp -r ./site gr:/www/              # cp in any direction; gr:/path names Granary',
+    "  granary ls '/logs/**/*.gz'                 # remote globs: ls, cp, rm, get, du",
+    '  granary sync ./site gr:/www --delete       # send only what differs (size and CRC32)',
     '  granary cat /notes.txt | less',
     '',
     'Granary paths: /path for commands that only take Granary paths; gr:/path or granary://HOST:PORT/path anywhere',

@@ -46,3 +46,10 @@ t.test('parseLocation and mastersFor', async (t) => {
   t.same(mastersFor([parseLocation('granary://127.0.0.1:7000/a', false)], configured), ['http://127.0.0.1:7000'])
   t.throws(() => mastersFor([parseLocation('granary://h:1/a', false), parseLocation('granary://h:2/a', false)], configured), { code: 'GRN_INVALID_ARGUMENT' })
 })
+
+t.test('checksum: Granary paths take gr:/, --local paths are left alone', async (t) => {
+  const { parseCommandLine } = await import('../../../client/cli-args.js')
+  t.match(parseCommandLine(['checksum', 'gr:/a']), { positionals: ['/a'] })
+  t.match(parseCommandLine(['checksum', '--local', 'relative.bin']), { positionals: ['relative.bin'] })
+  t.throws(() => parseCommandLine(['checksum', 'relative.bin']), { code: 'GRN_INVALID_ARGUMENT' }, 'without --local a path is Granary\'s')
+})
