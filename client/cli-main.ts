@@ -18,7 +18,7 @@ const unavailableCodes: ReadonlySet<string> = new Set(['GRN_UNAVAILABLE', 'GRN_T
 export function exitCodeOf (err: unknown, signal?: AbortSignal): number {
   const code = isGranaryError(err) ? err.code : (err as { code?: unknown } | null)?.code
   if (signal?.aborted === true || code === 'GRN_ABORTED' || code === 'ABORT_ERR') return exitCodes.interrupted
-  if (code === 'GRN_NOT_FOUND') return exitCodes.notFound
+  if (code === 'GRN_NOT_FOUND' || code === 'ENOENT') return exitCodes.notFound   // ENOENT: a local path, from node:fs
   if (typeof code === 'string' && unavailableCodes.has(code)) return exitCodes.unavailable
   return exitCodes.failed
 }
