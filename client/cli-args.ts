@@ -4,20 +4,23 @@
 import { parseArgs } from 'node:util'
 import { GranaryError } from '../shared/errors.js'
 import { parseMasterList, checkChunkSize, masterDefaults, chunkserverDefaults, shadowDefaults, kebab } from '../shared/config.js'
-import { normalizePath } from '../shared/paths.js'
 import * as limits from '../shared/limits.js'
+import { parseLocation, isMarkedRemote, mastersFor, type Location } from './cli-location.js'
 
 type OptionSpec = { type: 'boolean' | 'string', short?: string, help: string, placeholder?: string }
 
 export interface CommandSpec {
   name: string
-  kind: 'client' | 'server'
+  kind: 'client' | 'server' | 'local'      // local: runs without a cluster (completion)
   summary: string
   usage: string
   options: Record<string, OptionSpec>
   positionalsMin: number
   positionalsMax: number
-  remoteArgs: 'all' | 'none' | number[]     // which positionals are Granary paths (checked here)
+  // Which positionals are Granary paths (checked here; gr:/ and granary:// prefixes are accepted and stripped).
+  // 'marked': only those written with a prefix are (cp, sync: there a plain path is local).
+  remoteArgs: 'all' | 'none' | number[] | 'marked'
+  localWith?: string                        // a boolean option that makes every argument local (checksum --local)
   notes?: string[]
   examples: string[]
   ownHelp?: boolean                         // a server command that prints its own --help
@@ -28,8 +31,23 @@ export const globalOptions: Record<string, OptionSpec> = {
   json: { type: 'boolean', help: 'print data as JSON (for scripts)' },
   credentials: { type: 'string', placeholder: 'FILE', help: 'access key file (else $GRANARY_CREDENTIALS, ./granary-data/credentials, ~/.config/granary/credentials)' },
   'deadline-ms': { type: 'string', placeholder: 'MS', help: 'budget of each operation, retries included (default 10000)' },
-  help: { type: 'boolean', short: 'h', help: 'show this help' },
+  quiet: { type: 'boolean', short: 'q', help: 'print only data and errors: no progress bars, summaries or notes' },
+  help: { type: 'boolean', help: "show this help (also -h, except for ls and du where -h means human sizes)" },
 }
+
+// What every exit status means (the same for server commands); generalHelp and docs/API.md list them.
+export const exitStatuses: ReadonlyArray<readonly [number, string]> = [
+  [0, 'ok'],
+  [1, 'the operation failed'],
+  [2, 'usage error (bad command, option or argument)'],
+  [3, 'not found (a missing path, or a glob that matches nothing)'],
+  [4, 'cluster unreachable, or out of its deadline budget'],
+  [130, 'interrupted (Ctrl-C)'],
+]
+
+const humanOption: OptionSpec = { type: 'boolean', short: 'h', help: 'sizes in KiB, MiB, GiB (--help for help)' }
+const globNote = "REMOTE may be a glob: *, ?, [a-z] within a name, ** for any folders (quote it from the shell)."
+
 
 const force = (what: string): OptionSpec => ({ type: 'boolean', short: 'f', help: what })
 
@@ -73,15 +91,48 @@ export const commands: CommandSpec[] = [
     notes: ['LOCAL defaults to the file name in the current folder; a folder gets the file under its name.',
       'Bytes go to a temporary file beside LOCAL that is renamed when complete: a failed get leaves nothing behind.',
       'With -r, files and folders get their stored modes (without setuid, setgid and sticky bits unless',
-      '--preserve-permissions), and files their Granary mtimes.'],
+      '--preserve-permissions), and files their Granary mtimes.', `${globNote} Several matches go into the folder LOCAL.`],
     examples: ['granary get /videos/movie.mkv', 'granary get /data/big.bin /tmp/', 'granary get /logs/today.log - | grep ERROR',
       'granary get -r /backup/photos ./photos', 'granary get -r /backup/src - | tar t'] },
+  { name: 'cp', kind: 'client', summary: 'copy files in any direction: local to Granary, Granary to local, Granary to Granary', usage: 'granary cp [options] SOURCE... TARGET',
+    options: {
+      recursive: { type: 'boolean', short: 'r', help: 'copy folders with everything in them' },
+      'no-clobber': { type: 'boolean', short: 'n', help: 'refuse to replace an existing file (GRN_EXISTS) instead of replacing it' },
+      replication: { type: 'string', placeholder: 'N', help: `copies of each chunk written to Granary (${limits.replicationMin}..${limits.replicationMax}; default: the source's, or 3)` },
+      'chunk-size': { type: 'string', placeholder: 'BYTES', help: "chunk size of files written to Granary (default: the source's, or 64M)" },
+    },
+    positionalsMin: 2, positionalsMax: 1000, remoteArgs: 'marked',
+    notes: ['Granary paths are written gr:/path or granary://HOST:PORT/path (which also names the master); a plain',
+      'path is local. Like cp(1): an existing target file is replaced (atomically, when the copy completes) unless -n;',
+      'a TARGET that is a folder or ends with / receives each SOURCE under its name; with several SOURCEs (or a glob',
+      'matching several) TARGET is a folder (made on Granary if missing). A folder SOURCE needs -r: copied into an',
+      'existing folder TARGET under its own name, else TARGET becomes the copy. Granary to Granary copies through',
+      'this client (bytes are read and written again; nothing is shared between the two files).', globNote],
+    examples: ['granary cp big.iso gr:/isos/', 'granary cp gr:/isos/big.iso ./copy.iso', 'granary cp -r ./photos gr:/backup/',
+      "granary cp 'gr:/logs/2026-*.gz' ./logs/", 'granary cp gr:/a.bin gr:/b.bin', 'granary cp granary://10.0.0.5:9000/data/x.csv .'] },
+  { name: 'sync', kind: 'client', summary: 'make TARGET a copy of SOURCE, sending only files whose size or CRC32 differ', usage: 'granary sync [options] SOURCE TARGET',
+    options: {
+      delete: { type: 'boolean', help: 'also delete files and folders under TARGET that SOURCE lacks (Granary: to /.trash)' },
+      'dry-run': { type: 'boolean', help: 'print what would be copied and deleted; change nothing' },
+      replication: { type: 'string', placeholder: 'N', help: `copies of each chunk written to Granary (${limits.replicationMin}..${limits.replicationMax}, default 3)` },
+    },
+    positionalsMin: 2, positionalsMax: 2, remoteArgs: 'marked',
+    notes: ['SOURCE and TARGET are folders, local or gr:/path (either way round, or both on Granary). A file is',
+      'skipped when TARGET has it with the same size and whole-file CRC32 (the stored one on Granary, computed for a',
+      'local file only when the sizes match), so a second sync sends nothing. Prints one line per file copied or',
+      'deleted and a summary (--json: the lists; -q: nothing). Modification times are not compared.'],
+    examples: ['granary sync ./site gr:/www', 'granary sync --delete --dry-run gr:/www ./site-copy', 'granary sync --json ./data gr:/data | jq .copied'] },
   { name: 'cat', kind: 'client', summary: 'write Granary files to stdout', usage: 'granary cat REMOTE...',
     options: {}, positionalsMin: 1, positionalsMax: 1000, remoteArgs: 'all', examples: ['granary cat /etc/motd', 'granary cat /logs/a.log /logs/b.log | head'] },
-  { name: 'ls', kind: 'client', summary: 'list a directory', usage: 'granary ls [options] [REMOTE]',
-    options: { long: { type: 'boolean', short: 'l', help: 'also show type, size, modification time and replication' } },
-    positionalsMin: 0, positionalsMax: 1, remoteArgs: 'all', notes: ['Directories end with /. REMOTE defaults to /.'],
-    examples: ['granary ls', 'granary ls -l /videos', 'granary ls --json /videos | jq ".[].sizeBytes"'] },
+  { name: 'ls', kind: 'client', summary: 'list a directory', usage: 'granary ls [options] [REMOTE...]',
+    options: {
+      long: { type: 'boolean', short: 'l', help: 'also show type, size, modification time and replication' },
+      recursive: { type: 'boolean', short: 'R', help: 'list every folder below too (paths relative to REMOTE)' },
+      human: humanOption,
+    },
+    positionalsMin: 0, positionalsMax: 1000, remoteArgs: 'all',
+    notes: ['Directories end with /. REMOTE defaults to /.', globNote, 'A glob lists the entries it matches (full paths), not their contents.'],
+    examples: ['granary ls', 'granary ls -lh /videos', 'granary ls -R /backup', "granary ls '/logs/**/*.gz'", 'granary ls --json /videos | jq ".[].sizeBytes"'] },
   { name: 'stat', kind: 'client', summary: 'show a file or directory', usage: 'granary stat [options] REMOTE',
     options: {}, positionalsMin: 1, positionalsMax: 1, remoteArgs: 'all', examples: ['granary stat /videos/movie.mkv', 'granary stat --json /videos'] },
   { name: 'mkdir', kind: 'client', summary: 'make directories', usage: 'granary mkdir [options] REMOTE...',
@@ -99,8 +150,8 @@ export const commands: CommandSpec[] = [
     positionalsMin: 1, positionalsMax: 1000, remoteArgs: 'all',
     notes: ['Deleted entries move to /.trash/<deletion time>/<their path> and stay there for the master\'s',
       '--trash-retention-ms (default 24 h); then their chunks are deleted. \'granary restore PATH\' brings one back.',
-      'Removing something inside /.trash, or with --skip-trash, deletes it for good at once.'],
-    examples: ['granary rm /tmp/a.bin', 'granary rm -r /old-project', 'granary rm --skip-trash -r /scratch', 'granary rm -r /.trash   # empty the trash'] },
+      'Removing something inside /.trash, or with --skip-trash, deletes it for good at once.', globNote],
+    examples: ["granary rm '/tmp/*.bin'", 'granary rm -r /old-project', 'granary rm --skip-trash -r /scratch', 'granary rm -r /.trash   # empty the trash'] },
   { name: 'restore', kind: 'client', summary: 'bring a deleted file or directory back from the trash', usage: 'granary restore REMOTE [TARGET]',
     options: {}, positionalsMin: 1, positionalsMax: 2, remoteArgs: 'all',
     notes: ['REMOTE is the path it was deleted from (its newest copy in the trash is restored) or its place in',
@@ -109,13 +160,14 @@ export const commands: CommandSpec[] = [
     examples: ['granary restore /docs/report.pdf', 'granary restore /docs/report.pdf /docs/report-old.pdf', 'granary restore /.trash/2026-11-21T10:15:30.123Z/docs'] },
   { name: 'checksum', kind: 'client', summary: "print files' whole-file CRC32 (stored at write; --local computes it for local files)", usage: 'granary checksum [--local] PATH...',
     options: { local: { type: 'boolean', help: 'PATHs are local files: compute the same CRC32 of their bytes, to compare with a stored copy' } },
-    positionalsMin: 1, positionalsMax: 1000, remoteArgs: 'none',
+    positionalsMin: 1, positionalsMax: 1000, remoteArgs: 'all', localWith: 'local',
     notes: ['Prints CRC32 (8 hex digits), size in bytes and path, one file a line. Granary combines the CRC32 of a',
       "file's chunks when the file completes (no second pass over the bytes); files written before Granary 0.1's",
       'schema 2 have none (GRN_NOT_FOUND names them). Equal CRC32 and size: the bytes are almost surely equal.'],
     examples: ['granary checksum /isos/big.iso', 'granary checksum --local big.iso', 'granary checksum --json /a /b'] },
-  { name: 'du', kind: 'client', summary: 'show the total size of a tree', usage: 'granary du [options] [REMOTE]',
-    options: {}, positionalsMin: 0, positionalsMax: 1, remoteArgs: 'all', examples: ['granary du /videos', 'granary du --json /'] },
+  { name: 'du', kind: 'client', summary: 'show the total size of a tree', usage: 'granary du [options] [REMOTE...]',
+    options: { human: humanOption }, positionalsMin: 0, positionalsMax: 1000, remoteArgs: 'all', notes: [globNote],
+    examples: ['granary du /videos', 'granary du -h /videos', "granary du '/users/*'", 'granary du --json /'] },
   { name: 'admin', kind: 'client', summary: 'cluster administration: promote a shadow to master; access keys', usage: 'granary admin promote --shadow URL [--force] | admin keys create --name NAME [--read-only] [--prefix /PATH] [--admin] | admin keys list | admin keys revoke ID',
     options: {
       shadow: { type: 'string', placeholder: 'URL', help: 'the shadow to promote' },
@@ -141,6 +193,10 @@ export const commands: CommandSpec[] = [
     examples: ['granary fsck', 'granary fsck /videos --json | jq ".files[].path"'] },
   { name: 'report', kind: 'client', summary: 'show the chunkservers and cluster totals', usage: 'granary report [options]',
     options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', examples: ['granary report', 'granary report --json | jq ".servers[] | select(.alive | not)"'] },
+  { name: 'completion', kind: 'local', summary: 'print a shell completion script (bash, zsh or fish)', usage: 'granary completion bash|zsh|fish',
+    options: {}, positionalsMin: 1, positionalsMax: 1, remoteArgs: 'none',
+    notes: ['Generated from this command table: commands, their options, and local file names where a command takes them.'],
+    examples: ['source <(granary completion bash)', 'granary completion zsh > "${fpath[1]}/_granary"', 'granary completion fish > ~/.config/fish/completions/granary.fish'] },
 ]
 
 export function isServerCommand (name: string | undefined): boolean {
@@ -151,14 +207,16 @@ export type OptionValues = Record<string, string | boolean | undefined>
 
 export type ParsedCommandLine =
   | { kind: 'help', text: string }
+  | { kind: 'version' }
   | { kind: 'server', spec: CommandSpec, argv: string[] }
-  | { kind: 'client', spec: CommandSpec, values: OptionValues, positionals: string[], client: ClientFlags }
+  | { kind: 'client' | 'local', spec: CommandSpec, values: OptionValues, positionals: string[], client: ClientFlags }
 
 export interface ClientFlags {
   masters: string[]
   deadlineMs: number | undefined
   json: boolean
   credentials: string | undefined   // --credentials FILE; else connect() looks where client/credentials.ts says
+  quiet: boolean
 }
 
 function usageError (message: string, command?: string): GranaryError {
@@ -170,6 +228,7 @@ function usageError (message: string, command?: string): GranaryError {
 export function parseCommandLine (argv: readonly string[], env: NodeJS.ProcessEnv = {}): ParsedCommandLine {
   const [first, ...rest] = argv
   if (first === undefined) throw usageError('no command given')
+  if (first === '--version' || first === '-V' || first === 'version') return { kind: 'version' }
   if (first === '--help' || first === '-h' || first === 'help') {
     const topic = first === 'help' ? rest[0] : undefined
     const spec = topic === undefined ? undefined : commands.find((c) => c.name === topic)
@@ -179,19 +238,28 @@ export function parseCommandLine (argv: readonly string[], env: NodeJS.ProcessEn
   if (first.startsWith('-')) throw usageError(`put the command first: granary COMMAND [options], not '${first}'`)
   const spec = commands.find((c) => c.name === first)
   if (spec === undefined) throw usageError(`unknown command '${first}'`)
-  if ((rest.includes('--help') || rest.includes('-h')) && spec.ownHelp !== true) return { kind: 'help', text: commandHelp(spec) }
+  const helpShort = !ownsShortH(spec)
+  if ((rest.includes('--help') || (helpShort && rest.includes('-h'))) && spec.ownHelp !== true) return { kind: 'help', text: commandHelp(spec) }
   if (spec.kind === 'server') return { kind: 'server', spec, argv: rest }
-  const { values, positionals } = parseOptions(spec, rest)
-  if (values.help === true) return { kind: 'help', text: commandHelp(spec) }   // e.g. `ls -lh`
-  if (positionals.length < spec.positionalsMin) throw usageError(`${spec.name} needs ${describeCount(spec)}; got ${positionals.length}`, spec.name)
-  if (positionals.length > spec.positionalsMax) throw usageError(`${spec.name} takes ${describeCount(spec)}; got ${positionals.length}`, spec.name)
-  checkRemoteArgs(spec, positionals)
+  const { values, positionals: typed } = parseOptions(spec, rest)
+  if (values.help === true) return { kind: 'help', text: commandHelp(spec) }   // e.g. `get -fh`
+  if (typed.length < spec.positionalsMin) throw usageError(`${spec.name} needs ${describeCount(spec)}; got ${typed.length}`, spec.name)
+  if (typed.length > spec.positionalsMax) throw usageError(`${spec.name} takes ${describeCount(spec)}; got ${typed.length}`, spec.name)
+  const { positionals, locations } = spec.localWith !== undefined && values[spec.localWith] === true ? { positionals: typed, locations: [] } : checkRemoteArgs(spec, typed)
   checkCommandOptions(spec, values, positionals)
-  return { kind: 'client', spec, values, positionals, client: clientFlags(values, env, spec.name) }
+  const client = clientFlags(values, env, spec.name)
+  try { client.masters = mastersFor(locations, client.masters) } catch (err) { throw usageError(reason(err), spec.name) }
+  return { kind: spec.kind, spec, values, positionals, client }
+}
+
+// ls and du take -h for human sizes; elsewhere -h still means help.
+function ownsShortH (spec: CommandSpec): boolean {
+  return Object.values(spec.options).some((o) => o.short === 'h')
 }
 
 function parseOptions (spec: CommandSpec, args: string[]): { values: OptionValues, positionals: string[] } {
-  const known = { ...globalOptions, ...spec.options }
+  const known: Record<string, OptionSpec> = { ...globalOptions, ...spec.options }
+  if (!ownsShortH(spec)) known.help = { ...globalOptions.help as OptionSpec, short: 'h' }
   const options = Object.fromEntries(Object.entries(known).map(([name, o]) => [name, o.short === undefined ? { type: o.type } : { type: o.type, short: o.short }]))
   // strict: false plus tokens, so that every mistake gets our own clear sentence instead of Node's.
   const { tokens } = parseArgs({ args, options, allowPositionals: true, strict: false, tokens: true })
@@ -216,13 +284,32 @@ function describeCount (spec: CommandSpec): string {
   return max >= 1000 ? `at least ${min} argument${min === 1 ? '' : 's'} (${args})` : `${min} to ${max} arguments (${args})`
 }
 
-function checkRemoteArgs (spec: CommandSpec, positionals: string[]): void {
-  positionals.forEach((arg, i) => {
-    const remote = spec.remoteArgs === 'all' || (Array.isArray(spec.remoteArgs) && spec.remoteArgs.includes(i))
-    if (!remote) return
-    if (!arg.startsWith('/')) throw usageError(`'${arg}' is not a Granary path: Granary paths start with /`, spec.name)
-    normalizePath(arg)   // GRN_INVALID_PATH for '..', control bytes, over-long names
+// Granary-path arguments are checked (GRN_INVALID_PATH for '..', control bytes, over-long names) and, for
+// commands whose arguments are all Granary paths, their gr:/granary:// prefix is stripped (the path stays as
+// typed: a trailing / and glob characters carry meaning). cp and sync keep their arguments as typed.
+function checkRemoteArgs (spec: CommandSpec, typed: string[]): { positionals: string[], locations: Location[] } {
+  const locations: Location[] = []
+  const positionals = typed.map((arg, i) => {
+    const remote = spec.remoteArgs === 'all' || (Array.isArray(spec.remoteArgs) && spec.remoteArgs.includes(i)) ||
+      (spec.remoteArgs === 'marked' && isMarkedRemote(arg))
+    if (!remote) return arg
+    let location: Location
+    try { location = parseLocation(arg, true) } catch (err) {
+      if ((err as { code?: unknown }).code === 'GRN_INVALID_PATH') throw err
+      throw usageError(reason(err), spec.name)
+    }
+    locations.push(location)
+    if (spec.remoteArgs === 'marked') return arg
+    return pathAsTyped(arg)
   })
+  return { positionals, locations }
+}
+
+// '/x', 'gr:/x/' or 'granary://h:9000/x/' → '/x' or '/x/'.
+function pathAsTyped (arg: string): string {
+  if (arg.startsWith('gr:')) return arg.slice(3)
+  if (arg.startsWith('granary://')) return arg.slice('granary://'.length).replace(/^[^/]*/, '') || '/'
+  return arg
 }
 
 function checkCommandOptions (spec: CommandSpec, values: OptionValues, positionals: string[]): void {
@@ -230,6 +317,10 @@ function checkCommandOptions (spec: CommandSpec, values: OptionValues, positiona
   if (values['chunk-size'] !== undefined) parseSize(values['chunk-size'] as string)
   if (spec.name === 'admin' && positionals[0] === 'promote' && values.shadow === undefined) throw usageError('admin promote needs --shadow URL', 'admin')
   if (spec.name === 'admin' && positionals[0] === 'keys' && positionals[1] === 'create' && values.name === undefined) throw usageError('admin keys create needs --name NAME', 'admin')
+  if (spec.name === 'completion' && !['bash', 'zsh', 'fish'].includes(positionals[0] ?? '')) throw usageError(`completion takes bash, zsh or fish, not '${positionals[0] ?? ''}'`, 'completion')
+  if ((spec.name === 'cp' || spec.name === 'sync') && !positionals.some(isMarkedRemote)) {
+    throw usageError(`${spec.name} needs at least one Granary path, written gr:/path or granary://HOST:PORT/path (a plain path is local)`, spec.name)
+  }
 }
 
 function clientFlags (values: OptionValues, env: NodeJS.ProcessEnv, command: string): ClientFlags {
@@ -238,7 +329,7 @@ function clientFlags (values: OptionValues, env: NodeJS.ProcessEnv, command: str
   try { masters = parseMasterList(masterArg) } catch (err) { throw usageError(reason(err), command) }
   const deadline = values['deadline-ms'] as string | undefined
   if (deadline !== undefined && !/^[1-9]\d{0,9}$/.test(deadline)) throw usageError(`--deadline-ms must be a positive whole number of milliseconds, got '${deadline}'`, command)
-  return { masters, deadlineMs: deadline === undefined ? undefined : Number(deadline), json: values.json === true, credentials: values.credentials as string | undefined }
+  return { masters, deadlineMs: deadline === undefined ? undefined : Number(deadline), json: values.json === true, quiet: values.quiet === true, credentials: values.credentials as string | undefined }
 }
 
 export function parseReplication (text: string): number {
@@ -288,9 +379,16 @@ export function generalHelp (): string {
     '  granary put ./photo.jpg /pictures/         # upload',
     '  granary ls -l /pictures',
     '  granary get /pictures/photo.jpg copy.jpg   # download',
+    '  granary cp -r ./site gr:/www/              # cp in any direction; gr:/path names Granary',
+    "  granary ls '/logs/**/*.gz'                 # remote globs: ls, cp, rm, get, du",
+    '  granary sync ./site gr:/www --delete       # send only what differs (size and CRC32)',
     '  granary cat /notes.txt | less',
     '',
-    "Exit status: 0 ok, 1 the operation failed, 2 usage error. Run 'granary COMMAND --help' for a command's options.",
+    'Granary paths: /path for commands that only take Granary paths; gr:/path or granary://HOST:PORT/path anywhere',
+    '(cp and sync need the prefix, since a plain path is local there).',
+    '',
+    `Exit status (server commands too): ${exitStatuses.map(([code, meaning]) => `${code} ${meaning}`).join(', ')}.`,
+    "Run 'granary COMMAND --help' for a command's options; 'granary --version' for the version.",
     '',
   ].join('\n')
 }
@@ -300,6 +398,7 @@ export function commandHelp (spec: CommandSpec): string {
   if (spec.notes !== undefined) lines.push('', ...spec.notes)
   if (Object.keys(spec.options).length > 0) lines.push('', 'Options:', ...optionLines(spec.options))
   if (spec.kind === 'client') lines.push('', 'Common options:', ...optionLines(globalOptions))
+  if (spec.kind === 'server' && spec.ownHelp !== true) lines.push('', 'Exit status: 0 stopped cleanly, 1 failed, 2 usage error (an unknown flag or a bad value).')
   lines.push('', 'Examples:', ...spec.examples.map((e) => `  ${e}`), '')
   return lines.join('\n')
 }

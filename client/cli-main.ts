@@ -1,13 +1,28 @@
 // The CLI's control flow: parse (usage errors exit 2), run one command against a connected client (a failed
-// operation exits 1 with `granary: <CODE>: <sentence>` on stderr, no stack), close the client. Streams are
-// passed in so tests run main() in-process; cli.ts hands it the real process streams.
+// operation exits with the status its error code maps to, `granary: <CODE>: <sentence>` on stderr, no stack;
+// with --json the error is one JSON object on stderr instead), close the client. Streams are passed in so
+// tests run main() in-process; cli.ts hands it the real process streams.
+import { readFileSync } from 'node:fs'
 import type { Credentials } from '../shared/auth.js'
 import type { Readable, Writable } from 'node:stream'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import type { GranaryClient } from './index.js'
 import { parseCommandLine, type OptionValues, type CommandSpec } from './cli-args.js'
+import type { Progress } from './cli-format.js'
 
-export const exitCodes = { ok: 0, failed: 1, usage: 2 } as const
+// docs/API.md "Exit status" and cli-args.ts exitStatuses say the same; scripts branch on these.
+export const exitCodes = { ok: 0, failed: 1, usage: 2, notFound: 3, unavailable: 4, interrupted: 130 } as const
+
+// Codes that mean the cluster could not be reached, or the call's deadline ran out retrying it.
+const unavailableCodes: ReadonlySet<string> = new Set(['GRN_UNAVAILABLE', 'GRN_TIMEOUT', 'GRN_DEADLINE_EXCEEDED', 'GRN_NOT_MASTER', 'GRN_NO_CHUNKSERVERS', 'GRN_STALE'])
+
+export function exitCodeOf (err: unknown, signal?: AbortSignal): number {
+  const code = isGranaryError(err) ? err.code : (err as { code?: unknown } | null)?.code
+  if (signal?.aborted === true || code === 'GRN_ABORTED' || code === 'ABORT_ERR') return exitCodes.interrupted
+  if (code === 'GRN_NOT_FOUND' || code === 'ENOENT') return exitCodes.notFound   // ENOENT: a local path, from node:fs
+  if (typeof code === 'string' && unavailableCodes.has(code)) return exitCodes.unavailable
+  return exitCodes.failed
+}
 
 export interface CliIo {
   stdin: Readable
@@ -23,10 +38,13 @@ export interface CommandContext {
   values: OptionValues
   positionals: string[]
   json: boolean
+  quiet: boolean                // -q: data and errors only (no progress, summaries or notes)
   signal: AbortSignal
   print: (text: string) => void
   printJson: (value: unknown) => void
   credentials: Credentials | null   // the access key the client signs with (admin promote signs its own call)
+  note: (text: string) => void  // a human remark on stdout: dropped by --json and -q
+  progress: (label: string, totalBytes: number | null) => Progress | undefined   // a bar on a terminal's stderr, unless -q
 }
 
 // Every command's module is loaded only when that command runs: `granary master` must not pay for loading
@@ -47,6 +65,8 @@ const clientCommands: Record<string, () => Promise<ClientCommand>> = {
   restore: async () => (await namespace()).restore,
   du: async () => (await namespace()).du,
   checksum: async () => (await namespace()).checksum,
+  cp: async () => (await import('./cli-copy.js')).cp,
+  sync: async () => (await import('./cli-sync.js')).sync,
   report: async () => (await namespace()).report,
   admin: async () => (await import('./cli-admin.js')).admin,
   fsck: async () => (await import('./cli-fsck.js')).fsckCommand,
@@ -67,25 +87,40 @@ const serverCommands: Record<string, () => Promise<(argv: string[]) => Promise<v
 }
 
 export async function main (argv: string[], io: CliIo): Promise<number> {
+  // --json is looked for before parsing, so a usage error is JSON too when it was asked for.
+  const jsonErrors = argv.includes('--json')
   let parsed: ReturnType<typeof parseCommandLine>
   try {
     parsed = parseCommandLine(argv, io.env)
   } catch (err) {
-    printError(io, err)
+    printError(io, err, jsonErrors, exitCodes.usage)
     return exitCodes.usage
   }
   if (parsed.kind === 'help') {
     io.stdout.write(parsed.text)
     return exitCodes.ok
   }
+  if (parsed.kind === 'version') {
+    io.stdout.write(`granary ${packageVersion()} (node ${process.version})\n`)
+    return exitCodes.ok
+  }
   if (parsed.kind === 'server') return await runServer(parsed.spec, parsed.argv, io)
   const { spec, values, positionals, client: flags } = parsed
+  const signal = io.signal ?? new AbortController().signal
+  if (parsed.kind === 'local') {
+    const { completion } = await import('./cli-completion.js')
+    io.stdout.write(completion(positionals[0] as 'bash' | 'zsh' | 'fish'))
+    return exitCodes.ok
+  }
   const { connect } = await import('./index.js')
+  const { Progress } = await import('./cli-format.js')
   const client = connect({ masters: flags.masters, deadlineMs: flags.deadlineMs, keepAliveTimeoutMs: 1_000, credentials: flags.credentials })
   const context: CommandContext = {
-    client, io, values, positionals, json: flags.json, credentials: client.credentials, signal: io.signal ?? new AbortController().signal,
+    client, io, values, positionals, json: flags.json, quiet: flags.quiet, credentials: client.credentials, signal,
     print: (text) => { io.stdout.write(text) },
     printJson: (value) => { io.stdout.write(JSON.stringify(value, null, 2) + '\n') },
+    note: (text) => { if (!flags.json && !flags.quiet) io.stdout.write(text) },
+    progress: (label, totalBytes) => flags.quiet ? undefined : Progress.start(io.stderr, label, totalBytes),
   }
   try {
     const load = clientCommands[spec.name]
@@ -94,13 +129,16 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
     return exitCodes.ok
   } catch (err) {
     if (isBrokenPipe(err)) return exitCodes.ok    // `granary cat x | head`: the reader has all it wanted
-    printError(io, err)
-    return exitCodes.failed
+    const status = exitCodeOf(err, signal)
+    printError(io, err, flags.json, status)
+    return status
   } finally {
     await client.close()
   }
 }
 
+// Server commands check their flags before they start anything: a bad flag or value (GRN_INVALID_ARGUMENT from
+// shared/config.ts, or node's ERR_PARSE_ARGS_* from up and chaos) is a usage error, exit 2, in our words.
 async function runServer (spec: CommandSpec, argv: string[], io: CliIo): Promise<number> {
   const load = serverCommands[spec.name]
   try {
@@ -109,17 +147,52 @@ async function runServer (spec: CommandSpec, argv: string[], io: CliIo): Promise
     await run(argv)
     return exitCodes.ok
   } catch (err) {
-    printError(io, err)
-    return exitCodes.failed
+    const usage = serverUsageError(spec.name, err)
+    const status = usage === undefined ? exitCodeOf(err) : exitCodes.usage
+    printError(io, usage ?? err, argv.includes('--json'), status)
+    return status
   }
 }
 
+function serverUsageError (command: string, err: unknown): GranaryError | undefined {
+  const code = (err as { code?: unknown } | null)?.code
+  const hint = `see 'granary ${command} --help'`
+  if (code === 'GRN_INVALID_ARGUMENT') return new GranaryError('GRN_INVALID_ARGUMENT', [], undefined, `${(err as Error).message} (${hint})`)
+  if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')) {
+    const text = (err as Error).message.replace(/\.\s.*$/s, '').replace(/^Unknown option/, 'unknown option')
+    return new GranaryError('GRN_INVALID_ARGUMENT', [], undefined, `${command}: ${text} (${hint})`)
+  }
+  return undefined
+}
+
+// The package's version, from the package.json above this file (dist/client/ in the repo and when installed).
+function packageVersion (): string {
+  for (let up = 1; up <= 4; up++) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(`${'../'.repeat(up)}package.json`, import.meta.url), 'utf8')) as { name?: string, version?: string }
+      if (pkg.name === 'granary' && typeof pkg.version === 'string') return pkg.version
+    } catch {}
+  }
+  return 'unknown'
+}
+
 // One line: `granary: GRN_NOT_FOUND: no such file or directory: /x`. Errors that are not Granary's (a bug)
-// still get one line, with the error's own name; no stack unless GRANARY_DEBUG is set.
-export function printError (io: CliIo, err: unknown): void {
+// still get one line, with the error's own name; no stack unless GRANARY_DEBUG is set. With --json, one JSON
+// object instead: { code, message, exitCode, statusCode?, retryable?, details? }.
+export function printError (io: CliIo, err: unknown, json = false, exitCode: number = exitCodes.failed): void {
   const code = isGranaryError(err) ? err.code : errorName(err)
-  const message = err instanceof Error ? err.message : String(err)
-  io.stderr.write(`granary: ${code}: ${oneLine(message)}\n`)
+  const message = oneLine(err instanceof Error ? err.message : String(err))
+  if (json) {
+    const body: Record<string, unknown> = { code, message, exitCode }
+    if (isGranaryError(err)) {
+      body.statusCode = err.statusCode
+      body.retryable = err.retryable
+      if (err.details !== undefined) body.details = err.details
+    }
+    io.stderr.write(JSON.stringify(body) + '\n')
+  } else {
+    io.stderr.write(`granary: ${code}: ${message}\n`)
+  }
   if (io.env.GRANARY_DEBUG !== undefined && err instanceof Error && err.stack !== undefined) io.stderr.write(`${err.stack}\n`)
 }
 

@@ -9,38 +9,78 @@ import * as limits from '../shared/limits.js'
 import { formatBytes, formatTime, formatTable, formatAge } from './cli-format.js'
 import type { CommandContext } from './cli-main.js'
 import { formatShadowLines } from './cli-admin.js'
+import { hasGlob, expandRemote, expandAll } from './cli-glob.js'
 
+export const lsFoldersQueuedMax = 100_000   // folders `ls -R` holds waiting to be listed (it prints as it goes)
+
+// ls [-l] [-h] [-R] [REMOTE|GLOB...]: a folder's entries by name, a file as itself, a glob's matches by full
+// path; -R walks folders below breadth-first (names relative to the folder named). --json: one array of
+// FileStat for everything. Printed page by page, so a huge folder streams out instead of piling up in memory.
 export async function ls (context: CommandContext): Promise<void> {
-  const path = normalizePath(context.positionals[0] ?? '/')
-  const stat = await context.client.stat(path, { signal: context.signal })
-  const long = context.values.long === true
-  if (stat.type === 'file') {
-    context.print(context.json ? JSON.stringify([stat]) + '\n' : formatEntries([stat], long))
-    return
-  }
-  // Page by page, so a huge directory streams out instead of piling up in memory.
-  let after: string | undefined
-  let printed = 0
-  if (context.json) context.print('[')
-  do {
-    const page = await context.client.list(path, { after, limit: limits.listPageSizeDefault }, { signal: context.signal })
-    if (context.json) {
-      context.print(page.entries.map((entry, i) => (printed + i === 0 ? '' : ',') + JSON.stringify(entry)).join('\n'))
-    } else if (page.entries.length > 0) {
-      context.print(formatEntries(page.entries, long))
+  const args = context.positionals.length === 0 ? ['/'] : context.positionals
+  const out = new EntryPrinter(context)
+  for (const arg of args) {
+    if (hasGlob(arg)) { out.entries(await expandRemote(context.client, arg, context.signal), (e) => e.path); continue }
+    const root = normalizePath(arg)
+    const stat = await context.client.stat(root, { signal: context.signal })
+    if (stat.type === 'file') { out.entries([stat], (e) => baseName(e.path)); continue }
+    if (args.length > 1) out.heading(root)
+    const relative = (entry: FileStat): string => root === '/' ? entry.path.slice(1) : entry.path.slice(root.length + 1)
+    const queue = [root]
+    for (let folder = queue.shift(); folder !== undefined; folder = queue.shift()) {
+      let after: string | undefined
+      do {
+        const page = await context.client.list(folder, { after, limit: limits.listPageSizeDefault }, { signal: context.signal })
+        out.entries(page.entries, relative)
+        if (context.values.recursive === true) for (const entry of page.entries) if (entry.type === 'dir') queue.push(entry.path)
+        if (queue.length > lsFoldersQueuedMax) throw new GranaryError('GRN_LIMIT_EXCEEDED', [`folders waiting to be listed under ${root}`, lsFoldersQueuedMax])
+        after = page.nextAfter ?? undefined
+      } while (after !== undefined && out.count < limits.readdirEntriesMax)
+      if (out.count >= limits.readdirEntriesMax) throw new GranaryError('GRN_LIMIT_EXCEEDED', [`entries listed under ${root}`, limits.readdirEntriesMax])
     }
-    printed += page.entries.length
-    after = page.nextAfter ?? undefined
-  } while (after !== undefined && printed < limits.readdirEntriesMax)
-  if (context.json) context.print(']\n')
+  }
+  out.end()
 }
 
-function formatEntries (entries: FileStat[], long: boolean): string {
-  const name = (entry: FileStat): string => baseName(entry.path) + (entry.type === 'dir' ? '/' : '')
+// Prints entries as they come: names (or -l columns) for people, one JSON array across every argument.
+class EntryPrinter {
+  readonly #context: CommandContext
+  readonly #long: boolean
+  readonly #human: boolean
+  count = 0
+
+  constructor (context: CommandContext) {
+    this.#context = context
+    this.#long = context.values.long === true
+    this.#human = context.values.human === true
+    if (context.json) context.print('[')
+  }
+
+  heading (path: string): void {
+    if (!this.#context.json) this.#context.print(`${this.count === 0 ? '' : '\n'}${path}:\n`)
+  }
+
+  entries (entries: FileStat[], name: (entry: FileStat) => string): void {
+    if (entries.length === 0) return
+    if (this.#context.json) {
+      this.#context.print(entries.map((entry, i) => (this.count + i === 0 ? '' : ',\n') + JSON.stringify(entry)).join(''))
+    } else {
+      this.#context.print(formatEntries(entries, this.#long, this.#human, name))
+    }
+    this.count += entries.length
+  }
+
+  end (): void {
+    if (this.#context.json) this.#context.print(']\n')
+  }
+}
+
+function formatEntries (entries: FileStat[], long: boolean, human: boolean, nameOf: (entry: FileStat) => string): string {
+  const name = (entry: FileStat): string => nameOf(entry) + (entry.type === 'dir' ? '/' : '')
   if (!long) return entries.map(name).join('\n') + '\n'
   return formatTable(entries.map((entry) => [
     entry.type,
-    entry.type === 'dir' ? '-' : String(entry.sizeBytes),
+    entry.type === 'dir' ? '-' : human ? formatBytes(entry.sizeBytes) : String(entry.sizeBytes),
     formatTime(entry.mtimeMs),
     entry.type === 'dir' ? '-' : `r${entry.replication}`,
     name(entry),
@@ -91,14 +131,20 @@ export async function mv (context: CommandContext): Promise<void> {
 export async function rm (context: CommandContext): Promise<void> {
   const replies: DeleteReply[] = []
   for (const arg of context.positionals) {
-    const path = normalizePath(arg)
-    const reply = await context.client.rm(path, {
-      recursive: context.values.recursive === true, force: context.values.force === true, skipTrash: context.values['skip-trash'] === true, signal: context.signal
-    })
-    replies.push(reply)
-    if (!context.json && reply.trashPath !== null) context.print(`moved ${path} to ${reply.trashPath}  (undo: granary restore ${path})\n`)
+    // A glob is expanded first (GRN_NOT_FOUND, exit 3, when it matches nothing, even with -f: a pattern that
+    // names nothing is more likely a typo than an already-deleted file).
+    const paths = hasGlob(arg) ? (await expandRemote(context.client, arg, context.signal)).map((e) => e.path) : [normalizePath(arg)]
+    for (const path of paths) replies.push(await rmOne(context, path))
   }
   if (context.json) context.printJson(replies)
+}
+
+async function rmOne (context: CommandContext, path: string): Promise<DeleteReply> {
+  const reply = await context.client.rm(path, {
+    recursive: context.values.recursive === true, force: context.values.force === true, skipTrash: context.values['skip-trash'] === true, signal: context.signal
+  })
+  if (reply.trashPath !== null) context.note(`moved ${path} to ${reply.trashPath}  (undo: granary restore ${path})\n`)
+  return reply
 }
 
 export async function restore (context: CommandContext): Promise<void> {
@@ -128,7 +174,7 @@ export async function checksum (context: CommandContext): Promise<void> {
 
 const localReadBytes = 4 * 1024 * 1024   // one read per 4 MiB piece
 
-async function localCrc32 (path: string, signal: AbortSignal | undefined): Promise<{ crc32: number, sizeBytes: number }> {
+export async function localCrc32 (path: string, signal: AbortSignal | undefined): Promise<{ crc32: number, sizeBytes: number }> {
   let handle
   try { handle = await open(path, 'r') } catch (err) { throw localError(err, path) }
   try {
@@ -161,12 +207,21 @@ export function formatCrc32 (crc: number): string {
   return (crc >>> 0).toString(16).padStart(8, '0')
 }
 
+// du [-h] [REMOTE|GLOB...]: one row per path (a glob: per match). --json: the DuReply for one plain path (as
+// before), an array of them for several paths or a glob. -h: only the human size and the path, like du -sh.
 export async function du (context: CommandContext): Promise<void> {
-  const usage = await context.client.du(normalizePath(context.positionals[0] ?? '/'), { signal: context.signal })
-  if (context.json) { context.printJson(usage); return }
+  const args = context.positionals.length === 0 ? ['/'] : context.positionals
+  const paths = args.some(hasGlob) ? (await expandAll(context.client, args, context.signal)).map((e) => e.path) : args.map((a) => normalizePath(a))
+  const usages = []
+  for (const path of paths) usages.push(await context.client.du(path, { signal: context.signal }))
+  if (context.json) { context.printJson(usages.length === 1 && !args.some(hasGlob) ? usages[0] : usages); return }
+  if (context.values.human === true) {
+    context.print(formatTable(usages.map((u) => [formatBytes(u.sizeBytes), u.path]), new Set([0])))
+    return
+  }
   context.print(formatTable([
     ['SIZE', 'BYTES', 'FILES', 'DIRS', 'PATH'],
-    [formatBytes(usage.sizeBytes), String(usage.sizeBytes), String(usage.fileCount), String(usage.dirCount), usage.path],
+    ...usages.map((usage) => [formatBytes(usage.sizeBytes), String(usage.sizeBytes), String(usage.fileCount), String(usage.dirCount), usage.path]),
   ], new Set([0, 1, 2, 3])))
 }
 

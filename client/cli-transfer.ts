@@ -14,10 +14,12 @@ import { Writable, type Readable } from 'node:stream'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import { normalizePath, parentPath, joinPath, baseName } from '../shared/paths.js'
 import { parseReplication, parseSize } from './cli-args.js'
-import { Progress } from './cli-format.js'
+import type { Progress } from './cli-format.js'
 import type { CommandContext } from './cli-main.js'
 import { putTree, getTree } from './cli-tree.js'
 import { namesDirectory } from './cli-namespace.js'
+import { hasGlob, expandRemote } from './cli-glob.js'
+import type { FileStat } from '../shared/protocol.js'
 
 const localPieceBytes = 4 * 1024 * 1024   // one read(2) of a local file moves this much
 const queueBytesMax = 4 * 1024 * 1024     // bytes a get or cat lets wait for a slow stdout before it pushes back
@@ -35,38 +37,46 @@ export async function put (context: CommandContext): Promise<void> {
 }
 
 async function putFrom (context: CommandContext, local: LocalFile | undefined): Promise<void> {
-  const { client, io, values, positionals } = context
+  const { values, positionals } = context
   const [sourceArg, targetArg] = positionals as [string, string]
   const target = await resolvePutTarget(context, sourceArg, targetArg)
-  const parent = parentPath(target)
-  if (parent !== '/') await client.mkdir(parent, { recursive: true, signal: context.signal })
-
   const startMs = Date.now()
-  const progress = Progress.start(io.stderr, `put ${target}`, local === undefined ? null : local.sizeBytes)
-  const source: Readable | AsyncIterable<Buffer> = local === undefined ? io.stdin : localPieces(local.file)
-  const output = client.createWriteStream(target, {
+  const stat = await upload(context, local, sourceArg, target, {
     overwrite: values.force === true,
     replication: values.replication === undefined ? undefined : parseReplication(values.replication as string),
     chunkSizeBytes: values['chunk-size'] === undefined ? undefined : parseSize(values['chunk-size'] as string),
-    signal: context.signal,
   })
-  try {
-    await (progress === undefined ? pipeline(source, output) : pipeline(source, progress.counter(), output))
-  } catch (err) {
-    throw explainPutError(err, sourceArg, target)
-  } finally {
-    progress?.stop()
-  }
-  const stat = output.stat
   if (context.json && stat !== undefined) {
     const elapsedMs = Date.now() - startMs
     context.printJson({ path: stat.path, sizeBytes: stat.sizeBytes, chunkCount: stat.chunkCount, replication: stat.replication, elapsedMs, bytesPerSecond: rate(stat.sizeBytes, elapsedMs) })
   }
 }
 
-interface LocalFile { file: FileHandle, sizeBytes: number }
+export interface UploadOptions { overwrite: boolean, replication?: number | undefined, chunkSizeBytes?: number | undefined }
+const putExistsHint = 'use --force to replace it'
 
-async function openLocalFile (path: string): Promise<LocalFile> {
+// One local file (or stdin, when `local` is undefined) into Granary at `target`, parents made. Shared by put,
+// cp and sync. Returns the stored file's stat.
+export async function upload (context: CommandContext, local: LocalFile | undefined, sourceArg: string, target: string, options: UploadOptions, existsHint = putExistsHint): Promise<FileStat | undefined> {
+  const { client, io } = context
+  const parent = parentPath(target)
+  if (parent !== '/') await client.mkdir(parent, { recursive: true, signal: context.signal })
+  const progress = context.progress(`put ${target}`, local === undefined ? null : local.sizeBytes)
+  const source: Readable | AsyncIterable<Buffer> = local === undefined ? io.stdin : localPieces(local.file)
+  const output = client.createWriteStream(target, { ...options, signal: context.signal })
+  try {
+    await (progress === undefined ? pipeline(source, output) : pipeline(source, progress.counter(), output))
+  } catch (err) {
+    throw explainPutError(err, sourceArg, target, existsHint)
+  } finally {
+    progress?.stop()
+  }
+  return output.stat
+}
+
+export interface LocalFile { file: FileHandle, sizeBytes: number }
+
+export async function openLocalFile (path: string): Promise<LocalFile> {
   let file: FileHandle | undefined
   try {
     file = await open(path, 'r')
@@ -99,16 +109,17 @@ async function resolvePutTarget (context: CommandContext, sourceArg: string, tar
   return joinPath(target, basename(sourceArg))
 }
 
-function explainPutError (err: unknown, sourceArg: string, target: string): unknown {
+function explainPutError (err: unknown, sourceArg: string, target: string, hint: string): unknown {
   if (isGranaryError(err) && err.code === 'GRN_EXISTS') {
-    return new GranaryError('GRN_EXISTS', [], err.details, `${target} already exists (use --force to replace it)`)
+    return new GranaryError('GRN_EXISTS', [], err.details, `${target} already exists (${hint})`)
   }
   return localError(err, sourceArg)
 }
 
 export async function get (context: CommandContext): Promise<void> {
+  if (hasGlob(context.positionals[0] as string)) { await getMatches(context); return }
   if (context.values.recursive === true) { await getTree(context); return }
-  const { client, io, positionals } = context
+  const { client, positionals } = context
   const source = normalizePath(positionals[0] as string)
   const stat = await client.stat(source, { signal: context.signal })
   if (stat.type === 'dir') throw new GranaryError('GRN_IS_DIR', [source])
@@ -119,8 +130,51 @@ export async function get (context: CommandContext): Promise<void> {
     return
   }
   const target = await resolveGetTarget(localArg, baseName(source), context.values.force === true)
+  await download(context, stat, target)
+  if (context.json) {
+    const elapsedMs = Date.now() - startMs
+    context.printJson({ path: source, target, sizeBytes: stat.sizeBytes, elapsedMs, bytesPerSecond: rate(stat.sizeBytes, elapsedMs) })
+  }
+}
+
+// `granary get '/logs/*.gz' [LOCALDIR|-]`: every match into LOCALDIR (default: here) under its name, or all
+// to stdout one after another; folders need -r (each becomes LOCALDIR/<name>).
+async function getMatches (context: CommandContext): Promise<void> {
+  const matches = await expandRemote(context.client, context.positionals[0] as string, context.signal)
+  const localArg = context.positionals[1] ?? '.'
+  const force = context.values.force === true
+  const folders = matches.filter((m) => m.type === 'dir')
+  if (folders.length > 0 && context.values.recursive !== true) throw new GranaryError('GRN_IS_DIR', [], undefined, `${(folders[0] as FileStat).path} is a directory (get -r copies folders)`)
+  if (localArg === '-') {
+    if (folders.length > 0) throw new GranaryError('GRN_INVALID_ARGUMENT', ['get of a glob to stdout takes files only'])
+    for (const match of matches) await toStdout(context, match.path, match.sizeBytes)
+    return
+  }
+  const into = await localStat(localArg).catch(() => undefined)
+  if (into?.isDirectory() !== true) {
+    if (matches.length > 1 || localArg.endsWith('/')) throw new GranaryError('GRN_NOT_DIR', [], undefined, `${localArg} is not a folder (a glob matching several entries needs one)`)
+  }
+  const done: string[] = []
+  for (const match of matches) {
+    const target = into?.isDirectory() === true ? join(localArg, baseName(match.path)) : localArg
+    if (match.type === 'dir') {
+      const { unpackLocalDirectory } = await import('./tar-local.js')
+      await unpackLocalDirectory(target, context.client.packDirectory(match.path, { signal: context.signal }), { overwrite: force, signal: context.signal })
+    } else {
+      await download(context, match, await resolveGetTarget(target, baseName(match.path), force))
+    }
+    done.push(target)
+  }
+  if (context.json) context.printJson(matches.map((m, i) => ({ path: m.path, target: done[i], type: m.type, sizeBytes: m.sizeBytes })))
+}
+
+// One Granary file to the local path `target` through a temp file beside it: fsynced, renamed, folder fsynced.
+// Shared by get, cp and sync.
+export async function download (context: CommandContext, stat: FileStat, target: string): Promise<void> {
+  const { client } = context
+  const source = stat.path
   const temp = join(dirname(target), `.${basename(target)}.granary-${process.pid}-${randomBytes(4).toString('hex')}.tmp`)
-  const progress = Progress.start(io.stderr, `get ${source}`, stat.sizeBytes)
+  const progress = context.progress(`get ${source}`, stat.sizeBytes)
   try {
     const file = await open(temp, 'wx')
     try {
@@ -138,10 +192,6 @@ export async function get (context: CommandContext): Promise<void> {
     throw localError(err, target)
   } finally {
     progress?.stop()
-  }
-  if (context.json) {
-    const elapsedMs = Date.now() - startMs
-    context.printJson({ path: source, target, sizeBytes: stat.sizeBytes, elapsedMs, bytesPerSecond: rate(stat.sizeBytes, elapsedMs) })
   }
 }
 
@@ -161,7 +211,7 @@ async function syncDirectory (path: string): Promise<void> {
   }
 }
 
-async function resolveGetTarget (localArg: string, name: string, force: boolean): Promise<string> {
+export async function resolveGetTarget (localArg: string, name: string, force: boolean): Promise<string> {
   let target = localArg
   const existing = await localStat(localArg).catch(() => undefined)
   if (localArg.endsWith('/') || existing?.isDirectory() === true) target = join(localArg, name)
@@ -179,7 +229,7 @@ export async function cat (context: CommandContext): Promise<void> {
 
 async function toStdout (context: CommandContext, source: string, sizeBytes: number | null): Promise<void> {
   const input = context.client.createReadStream(source, { signal: context.signal })
-  const progress = sizeBytes === null ? undefined : Progress.start(context.io.stderr, `get ${source}`, sizeBytes)
+  const progress = sizeBytes === null ? undefined : context.progress(`get ${source}`, sizeBytes)
   const fd = fileDescriptorOf(context.io.stdout)
   try {
     await (fd === undefined ? copyToStream(input, progress, context.io.stdout) : copyPieces(input, progress, fileSink(fd)))

@@ -38,7 +38,9 @@ const descriptions: Record<string, string> = {
   EIO: 'i/o error', ENOTSUP: 'operation not supported',
 }
 
-export type Syscall = 'open' | 'read' | 'write' | 'stat' | 'lstat' | 'scandir' | 'mkdir' | 'rename' | 'unlink' | 'rmdir' | 'rm' | 'access'
+export type Syscall = 'open' | 'read' | 'write' | 'stat' | 'lstat' | 'scandir' | 'mkdir' | 'rename' | 'unlink' | 'rmdir' | 'rm' | 'access' |
+  'opendir' | 'copyfile' | 'cp' | 'mkdtemp' | 'realpath' | 'readlink' | 'symlink' | 'link' | 'chmod' | 'lchmod' | 'chown' | 'lchown' |
+  'utime' | 'lutime' | 'statfs' | 'watch' | 'glob'
 
 // The shape of a Node SystemError, plus Granary's code.
 export interface GranaryFsError extends Error {

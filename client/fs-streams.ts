@@ -36,6 +36,7 @@ export class FsWriteStream extends Writable {
     this.#inner = inner
     this.#map = map
     inner.on('error', (err) => { this.destroy(this.#map(err) as Error) })
+    inner.on('progress', (progress) => { this.emit('progress', progress) })   // WriteProgress, after each committed chunk
   }
 
   // The completed file, once 'finish' has been emitted.

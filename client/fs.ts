@@ -14,10 +14,13 @@ import type { GranaryWriteStream, WriteOptions } from './write.js'
 import { asFs, fsError, toFsError, type ErrorPlace, type GranaryFsError } from './fs-errors.js'
 import { GranaryStats, GranaryDirent } from './fs-stats.js'
 import { mappedReadable, FsWriteStream } from './fs-streams.js'
+import { GranaryDir, type FsOpendirOptions } from './fs-dir.js'
+import { copyFile, cp, truncate, type FsCpOptions } from './fs-copy.js'
+import { randomBytes } from 'node:crypto'
 
 export interface FsCallOptions { signal?: AbortSignal, deadlineMs?: number }
 export interface FsReadFileOptions extends FsCallOptions { encoding?: BufferEncoding | null, flag?: string }
-export interface FsWriteFileOptions extends FsCallOptions, Pick<WriteOptions, 'replication' | 'chunkSizeBytes' | 'mtimeMs' | 'mode'> {
+export interface FsWriteFileOptions extends FsCallOptions, Pick<WriteOptions, 'replication' | 'chunkSizeBytes' | 'mtimeMs' | 'mode' | 'onProgress'> {
   encoding?: BufferEncoding | null
   flag?: string                 // 'w' (default: replace atomically on completion) or 'wx' (fail with EEXIST)
 }
@@ -31,7 +34,7 @@ export interface FsReadStreamOptions extends FsCallOptions {
   highWaterMark?: number
   encoding?: BufferEncoding | null
 }
-export interface FsWriteStreamOptions extends FsCallOptions, Pick<WriteOptions, 'replication' | 'chunkSizeBytes' | 'mtimeMs' | 'highWaterMark' | 'mode'> {
+export interface FsWriteStreamOptions extends FsCallOptions, Pick<WriteOptions, 'replication' | 'chunkSizeBytes' | 'mtimeMs' | 'highWaterMark' | 'mode' | 'onProgress'> {
   flags?: string                // 'w' (default) or 'wx'; 'a', 'r+' and a non-zero start are ENOTSUP
   start?: number
 }
@@ -98,6 +101,30 @@ export class GranaryFs {
     })
   }
 
+  // node's fs.Dir: entries fetched a page at a time (bufferSize: entries per page, up to listPageSizeMax), so a
+  // huge folder is walked in bounded memory. ENOENT for a missing path, ENOTDIR for a file, at once (client/fs-dir.ts).
+  async opendir (path: string, options: FsOpendirOptions = {}): Promise<GranaryDir> {
+    const place: ErrorPlace = { syscall: 'opendir', path }
+    const target = normalizePath(path)
+    if (await this.#typeOf(target, options, place) === 'file') throw fsError('ENOTDIR', 'GRN_NOT_DIR', place)
+    return new GranaryDir(this.#client, path, target, options)
+  }
+
+  // A new folder named prefix + 6 random characters (A-Z, a-z, 0-9), like node; the prefix's folder must exist.
+  async mkdtemp (prefix: string, options: FsCallOptions & { encoding?: BufferEncoding | null } | BufferEncoding | null = {}): Promise<string> {
+    const { encoding: _encoding, ...call } = typeof options === 'string' || options === null ? {} : options
+    for (let attempt = 1; ; attempt++) {
+      const path = normalizePath(prefix + randomName())
+      try {
+        await this.#client.mkdir(path, call)
+        return path
+      } catch (err) {
+        // Like node, the error names the path tried (the prefix plus this attempt's six characters).
+        if (!isGranaryError(err) || err.code !== 'GRN_EXISTS' || attempt >= mkdtempAttemptsMax) throw toFsError(err, { syscall: 'mkdtemp', path })
+      }
+    }
+  }
+
   // Like node: undefined, or with recursive the first directory it created (undefined when all existed).
   async mkdir (path: string, options?: FsMkdirOptions | number | null): Promise<string | undefined> {
     const { recursive, mode, ...call } = typeof options === 'number' ? { mode: options } : options ?? {}
@@ -129,7 +156,53 @@ export class GranaryFs {
     return first
   }
 
+  // ---- copies (client-side: the bytes pass through this client; client/fs-copy.ts) ---------------------
+  // mode: fs.constants.COPYFILE_EXCL (EEXIST if the target exists); COPYFILE_FICLONE_FORCE is ENOTSUP.
+  async copyFile (source: string, target: string, mode: number = 0, options: FsCallOptions = {}): Promise<void> {
+    await copyFile(this.#client, source, target, mode, options)
+  }
+
+  // node's cp: a file like copyFile, a folder with { recursive: true } (as a tar stream through this client).
+  async cp (source: string, target: string, options: FsCpOptions = {}): Promise<void> {
+    await cp(this.#client, source, target, options)
+  }
+
+  // Keeps the first `length` bytes (or pads with zeros): Granary rewrites the file client-side (atomic replace).
+  async truncate (path: string, length = 0, options: FsCallOptions = {}): Promise<void> {
+    await truncate(this.#client, path, length, options)
+  }
+
   // ---- names ------------------------------------------------------------------------------------------
+  // No symlinks: the normalised path of something that exists ('//' folded); ENOENT otherwise.
+  async realpath (path: string, options: FsCallOptions & { encoding?: BufferEncoding | 'buffer' | null } | BufferEncoding | null = {}): Promise<string> {
+    const { encoding: _encoding, ...call } = typeof options === 'string' || options === null ? {} : options
+    const target = normalizePath(path)
+    await this.#typeOf(target, call, { syscall: 'realpath', path })
+    return target
+  }
+
+  // Nothing in Granary is a symlink: EINVAL for anything that exists (as node says of a regular file), else ENOENT.
+  async readlink (path: string, options: FsCallOptions = {}): Promise<never> {
+    const place: ErrorPlace = { syscall: 'readlink', path }
+    await this.#typeOf(normalizePath(path), options, place)
+    throw fsError('EINVAL', 'GRN_INVALID_ARGUMENT', place, undefined, 'Granary has no symbolic links')
+  }
+
+  // What Granary does not do, refused with ENOTSUP (not a TypeError) so callers can branch on err.code.
+  async open (path: string): Promise<never> { throw notSupported('open', path, 'no file handles: use readFile/createReadStream, writeFile/createWriteStream') }
+  async symlink (target: string, path: string): Promise<never> { throw notSupported('symlink', path, `Granary has no symbolic links (target ${target})`) }
+  async link (existing: string, path: string): Promise<never> { throw notSupported('link', path, `Granary has no hard links (to ${existing}); copyFile copies`) }
+  async chmod (path: string): Promise<never> { throw notSupported('chmod', path, 'modes are set when a file or folder is made (writeFile/mkdir mode)') }
+  async lchmod (path: string): Promise<never> { throw notSupported('lchmod', path, 'modes are set when a file or folder is made') }
+  async chown (path: string): Promise<never> { throw notSupported('chown', path, 'Granary keeps no owners') }
+  async lchown (path: string): Promise<never> { throw notSupported('lchown', path, 'Granary keeps no owners') }
+  async utimes (path: string): Promise<never> { throw notSupported('utime', path, 'mtimes are set when a file completes (writeFile mtimeMs)') }
+  async lutimes (path: string): Promise<never> { throw notSupported('lutime', path, 'mtimes are set when a file completes') }
+  async statfs (path: string): Promise<never> { throw notSupported('statfs', path, 'use client.report() for cluster space') }
+  // node's watch returns an async iterable; Granary has no change feed for clients yet: refused at once.
+  watch (path: string): never { throw notSupported('watch', path, 'no change notifications; poll stat or readdir') }
+  async glob (pattern: string): Promise<never> { throw notSupported('glob', pattern, 'use readdir({ recursive: true }) or the CLI\'s remote globs') }
+
   async rename (oldPath: string, newPath: string, options: FsCallOptions = {}): Promise<void> {
     await asFs({ syscall: 'rename', path: oldPath, dest: newPath }, async () => {
       await this.#client.rename(normalizePath(oldPath), normalizePath(newPath), options)
@@ -232,6 +305,13 @@ export class GranaryFs {
 }
 
 // ---- helpers ------------------------------------------------------------------------------------------
+
+const mkdtempAttemptsMax = 16   // fresh names tried when one is taken (62^6 names: a clash is rare)
+const nameCharacters = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'
+
+function randomName (): string {
+  return [...randomBytes(6)].map((byte) => nameCharacters[byte % nameCharacters.length] as string).join('')
+}
 
 // node reports reading a folder as EISDIR from read(2), without a path; anything else as from open(2).
 function readError (err: unknown, path: string): unknown {

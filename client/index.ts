@@ -28,11 +28,13 @@ export type { FileStat, ListReply, DuReply, DeleteReply, RestoreReply, ClusterRe
 export type { ClientConfig } from '../shared/config.js'
 export type { Credentials } from '../shared/auth.js'
 export { channelNames } from './diagnostics.js'
-export { GranaryWriteStream, type WriteOptions } from './write.js'
+export { GranaryWriteStream, type WriteOptions, type WriteProgress } from './write.js'
 export type { ReadOptions } from './read.js'
 export { GranaryFs, type FsCallOptions, type FsReadFileOptions, type FsWriteFileOptions, type FsReaddirOptions, type FsMkdirOptions,
   type FsRmOptions, type FsReadStreamOptions, type FsWriteStreamOptions } from './fs.js'
 export { GranaryStats, GranaryDirent } from './fs-stats.js'
+export { GranaryDir, type FsOpendirOptions } from './fs-dir.js'
+export type { FsCpOptions } from './fs-copy.js'
 export { FsWriteStream } from './fs-streams.js'
 export { nodeCodeOf, isFsError, type GranaryFsError } from './fs-errors.js'
 export { tarEntryNames, type PackOptions, type UnpackOptions, type UnpackResult } from './tar.js'
@@ -186,6 +188,30 @@ export class GranaryClient {
     return await this.#link.list(normalizePath(path), page, options)
   }
 
+  // A directory's entries one at a time, fetched a page at a time (memory: one page), sorted by name within each
+  // folder; with `recursive`, the folders below follow breadth-first (at most readdirEntriesMax folders
+  // waiting). `for await (const entry of client.entries('/photos')) ...`; breaking out stops the listing.
+  async * entries (path: string, options: CallOptions & { recursive?: boolean, pageSize?: number } = {}): AsyncGenerator<FileStat, void, undefined> {
+    const { recursive, pageSize, ...call } = options
+    const limit = Math.min(limits.listPageSizeMax, Math.max(1, Math.floor(pageSize ?? limits.listPageSizeDefault)))
+    const queue = [normalizePath(path)]
+    for (let folder = queue.shift(); folder !== undefined; folder = queue.shift()) {
+      let after: string | undefined
+      do {
+        const page = await this.list(folder, { after, limit }, call)
+        for (const entry of page.entries) {
+          if (recursive === true && entry.type === 'dir') queue.push(entry.path)
+          yield entry
+        }
+        if (queue.length > limits.readdirEntriesMax) throw new GranaryError('GRN_LIMIT_EXCEEDED', [`folders waiting to be listed under ${path}`, limits.readdirEntriesMax])
+        if (page.nextAfter !== null && after !== undefined && page.nextAfter <= after) {
+          throw new GranaryError('GRN_INTERNAL', [`listing ${folder} did not advance past ${after}`])
+        }
+        after = page.nextAfter ?? undefined
+      } while (after !== undefined)
+    }
+  }
+
   // Every entry of a directory (all pages): names, or stats with { withStats: true }.
   readdir (path: string, options?: CallOptions & { withStats?: false }): Promise<string[]>
   readdir (path: string, options: CallOptions & { withStats: true }): Promise<FileStat[]>
@@ -286,6 +312,9 @@ export class GranaryClient {
     this.#cache.clear()
     await this.#transport.close()
   }
+
+  // `await using client = connect(...)` closes it at the end of the block.
+  async [Symbol.asyncDispose] (): Promise<void> { await this.close() }
 
   // ---- wiring -----------------------------------------------------------------------------------------
   #checkOpen (): void {

@@ -28,6 +28,17 @@ export interface WriteOptions {
   deadlineMs?: number           // budget of each control call, and of retrying one failed chunk
   signal?: AbortSignal
   highWaterMark?: number
+  onProgress?: (progress: WriteProgress) => void   // also emitted as the stream's 'progress' event
+}
+
+// After each chunk is durable on every replica of its pipeline and committed at the master: how far the upload
+// has got. committedBytes only grows; the file itself appears when the stream finishes.
+export interface WriteProgress {
+  path: string
+  chunkIndex: number           // the chunk just committed (chunks may commit out of order, up to chunksInFlightMax apart)
+  committedChunks: number
+  committedBytes: number       // bytes in committed chunks: stored, replicated, acknowledged
+  bytesWritten: number         // bytes taken from the caller so far (committed or still in flight)
 }
 
 export interface WriteContext {
@@ -64,6 +75,8 @@ export class GranaryWriteStream extends Writable {
   #renewTimer: NodeJS.Timeout | undefined
   #stat: FileStat | undefined
   #allocationGate: Promise<void> = Promise.resolve()        // settles when the newest chunk was first allocated
+  #committedChunks = 0
+  #committedBytes = 0
 
   constructor (context: WriteContext, path: string, options: WriteOptions = {}) {
     // Checked before super(): a Writable schedules _construct as soon as it exists.
@@ -171,10 +184,27 @@ export class GranaryWriteStream extends Writable {
     let allocated: () => void = () => {}
     this.#allocationGate = new Promise<void>((resolve) => { allocated = resolve })
     const settled = writeChunk({ ...this.#chunkContext(file), previousAllocated, allocated }, chunk)
-      .then((leaseExpiresAtMs) => { chunk.release(); this.#onLease(leaseExpiresAtMs) }, (err: Error) => { chunk.release(); this.#fail(err) })
+      .then((leaseExpiresAtMs) => {
+        const lengthBytes = chunk.lengthBytes
+        chunk.release()
+        this.#onLease(leaseExpiresAtMs)
+        this.#progress(chunk.chunkIndex, lengthBytes)
+      }, (err: Error) => { chunk.release(); this.#fail(err) })
       .finally(() => { this.#inFlight.delete(chunk.chunkIndex) })
     this.#inFlight.set(chunk.chunkIndex, settled)
     return chunk
+  }
+
+  #progress (chunkIndex: number, lengthBytes: number): void {
+    this.#committedChunks++
+    this.#committedBytes += lengthBytes
+    const progress: WriteProgress = { path: this.path, chunkIndex, committedChunks: this.#committedChunks, committedBytes: this.#committedBytes, bytesWritten: this.#sizeBytes }
+    try {
+      this.emit('progress', progress)
+      this.#options.onProgress?.(progress)
+    } catch (err) {
+      this.#fail(err as Error)   // a listener that throws fails the upload, as a throwing 'data' handler would
+    }
   }
 
   async #finish (): Promise<void> {
@@ -297,6 +327,7 @@ function checkWriteOptions (options: WriteOptions): { highWaterMark: number, sig
   if (options.mtimeMs !== undefined && (!Number.isSafeInteger(options.mtimeMs) || options.mtimeMs < 0)) {
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`mtimeMs must be a non-negative integer (epoch ms), got ${String(options.mtimeMs)}`])
   }
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new GranaryError('GRN_INVALID_ARGUMENT', ['onProgress must be a function'])
   if (options.signal?.aborted === true) throw abortedError(options.signal)
   return { highWaterMark: options.highWaterMark ?? limits.forwardQueueBytesMax, signal: options.signal }
 }

@@ -1,6 +1,6 @@
 // Proves the `granary` CLI works as a user runs it (spawned, talking to a real cluster): put/get round-trip
 // by sha256 through files and through `-` (stdin/stdout), --json output parses, exit codes mean 0 ok /
-// 1 failed / 2 usage, errors print their stable code, and put refuses to overwrite without --force.
+// 1 failed / 2 usage / 3 not found, errors print their stable code, and put refuses to overwrite without --force.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, writeFileSync, existsSync } from 'node:fs'
@@ -52,7 +52,7 @@ t.test('granary CLI end to end', async (t) => {
   t.equal((await granary(['cat', '/cli/one.bin'], env)).stdout.toString(), 'replaced')
 
   const missing = await granary(['get', '/cli/nope', join(dir, 'nope')], env)
-  t.equal(missing.code, 1)
+  t.equal(missing.code, 3, 'not found: exit 3')
   t.match(missing.stderr, /GRN_NOT_FOUND/)
   t.notOk(existsSync(join(dir, 'nope')), 'a failed get leaves no file')
 
@@ -70,7 +70,7 @@ t.test('granary CLI end to end', async (t) => {
   t.equal((JSON.parse(du.stdout.toString()) as { sizeBytes: number }).sizeBytes, data.length + 'replaced'.length)
   t.equal((await granary(['rm', '/cli/z'], env)).code, 1, 'rm of a non-empty dir without -r fails')
   t.equal((await granary(['rm', '-r', '/cli'], env)).code, 0)
-  t.equal((await granary(['stat', '/cli'], env)).code, 1)
+  t.equal((await granary(['stat', '/cli'], env)).code, 3)
   const report = await granary(['report', '--json'], env)
   t.equal(report.code, 0, report.stderr)
   t.equal((JSON.parse(report.stdout.toString()) as { servers: Array<{ alive: boolean }> }).servers.filter((s) => s.alive).length, 3)

@@ -5,7 +5,7 @@
 // boundaries equal the same ranges of the local file. Differences by design (docs/API.md) are tested as such.
 import t from 'tap'
 import * as nodeFs from 'node:fs/promises'
-import { createReadStream as nodeCreateReadStream, createWriteStream as nodeCreateWriteStream } from 'node:fs'
+import { createReadStream as nodeCreateReadStream, createWriteStream as nodeCreateWriteStream, constants as nodeConstants } from 'node:fs'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { Readable, Writable } from 'node:stream'
@@ -28,9 +28,17 @@ interface FsLike {
   unlink: (path: string) => Promise<void>
   rmdir: (path: string) => Promise<void>
   access: (path: string) => Promise<void>
+  opendir: (path: string, options?: unknown) => Promise<AsyncIterable<DirentLike> & { read: () => Promise<DirentLike | null>, close: () => Promise<void> }>
+  copyFile: (source: string, target: string, mode?: number) => Promise<void>
+  cp: (source: string, target: string, options?: unknown) => Promise<void>
+  mkdtemp: (prefix: string) => Promise<string>
+  realpath: (path: string) => Promise<string>
+  truncate: (path: string, length?: number) => Promise<void>
+  readlink: (path: string) => Promise<string>
   createReadStream: (path: string, options?: { start?: number, end?: number, highWaterMark?: number }) => Readable
   createWriteStream: (path: string, options?: { flags?: string }) => Writable
 }
+interface DirentLike { name: string, parentPath: string, isFile: () => boolean, isDirectory: () => boolean }
 interface StatLike { size: number, mtime: Date, mtimeMs: number, mode: number, isFile: () => boolean, isDirectory: () => boolean, isSymbolicLink: () => boolean }
 interface Backend { name: string, fs: FsLike, root: string }
 type Case = (fs: FsLike, p: (relative: string) => string) => Promise<unknown>
@@ -191,6 +199,84 @@ const cases: Record<string, Case> = {
     return replaced
   },
   'createWriteStream with a missing parent': async (fs, p) => await writeAll(fs.createWriteStream(p('cws-missing/f')), Buffer.from('x')),
+  'opendir: for await, read() to null, close twice': async (fs, p) => {
+    await tree(fs, p, 'od')
+    const seen: DirentLike[] = []
+    for await (const dirent of await fs.opendir(p('od'))) seen.push(dirent)
+    const dir = await fs.opendir(p('od/dir'))
+    const first = await dir.read()
+    const second = await dir.read()
+    const end = await dir.read()
+    await dir.close()
+    const again = await dir.close().then(() => 'closed twice', (e: { code: string }) => e.code)
+    return [dirents(seen), [first, second].map((d) => d?.name).sort(), end, again]
+  },
+  'opendir of a file and of a missing path': async (fs, p) => {
+    await fs.writeFile(p('od-file'), 'x')
+    const file = await fs.opendir(p('od-file')).then(() => 'opened', (e: unknown) => describeError(e, p('')))
+    return [file, await fs.opendir(p('od-missing')).then(() => 'opened', (e: unknown) => describeError(e, p('')))]
+  },
+  'copyFile copies, replaces, and refuses COPYFILE_EXCL over a file': async (fs, p) => {
+    await fs.writeFile(p('cf-a'), data)
+    await fs.copyFile(p('cf-a'), p('cf-b'))
+    const copied = (await fs.readFile(p('cf-b')) as Buffer).equals(data)
+    await fs.writeFile(p('cf-c'), 'small')
+    await fs.copyFile(p('cf-c'), p('cf-b'))
+    const replaced = await fs.readFile(p('cf-b'), 'utf8')
+    return [copied, replaced, await fs.copyFile(p('cf-a'), p('cf-b'), nodeConstants.COPYFILE_EXCL).then(() => 'copied', (e: unknown) => describeError(e, p('')))]
+  },
+  'copyFile of a missing file': async (fs, p) => await fs.copyFile(p('cf-missing'), p('cf-x')),
+  'copyFile with a missing target folder': async (fs, p) => { await fs.writeFile(p('cf-m'), 'x'); await fs.copyFile(p('cf-m'), p('cf-nodir/x')) },
+  'copyFile onto a folder': async (fs, p) => { await fs.writeFile(p('cf-f'), 'x'); await fs.mkdir(p('cf-d')); await fs.copyFile(p('cf-f'), p('cf-d')) },
+  'copyFile of a folder': async (fs, p) => { await fs.mkdir(p('cf-dd')); await fs.copyFile(p('cf-dd'), p('cf-dd2')) },
+  'cp of a file, and of a folder with recursive': async (fs, p) => {
+    await tree(fs, p, 'cp')
+    await fs.cp(p('cp/file.txt'), p('cp/copy.txt'))
+    await fs.cp(p('cp/dir'), p('cp/dir2'), { recursive: true })
+    return [await fs.readFile(p('cp/copy.txt'), 'utf8'), names(await fs.readdir(p('cp/dir2'), { recursive: true })), await fs.readFile(p('cp/dir2/inner.txt'), 'utf8')]
+  },
+  'cp of a folder without recursive': async (fs, p) => { await tree(fs, p, 'cpn'); await fs.cp(p('cpn/dir'), p('cpn/dir2')) },
+  'cp of a missing path': async (fs, p) => await fs.cp(p('cp-missing'), p('cp-x')),
+  'cp force: false keeps an existing file': async (fs, p) => {
+    await fs.writeFile(p('cpf-a'), 'new'); await fs.writeFile(p('cpf-b'), 'old')
+    await fs.cp(p('cpf-a'), p('cpf-b'), { force: false })
+    return await fs.readFile(p('cpf-b'), 'utf8')
+  },
+  'mkdtemp makes a new folder from the prefix': async (fs, p) => {
+    await fs.mkdir(p('mt'))
+    const made = await fs.mkdtemp(p('mt/tmp-'))
+    const other = await fs.mkdtemp(p('mt/tmp-'))
+    return [made.startsWith(p('mt/tmp-')), made.length - p('mt/tmp-').length, /^[A-Za-z0-9]{6}$/.test(made.slice(-6)), made !== other,
+      (await fs.stat(made)).isDirectory(), await fs.readdir(made)]
+  },
+  'mkdtemp in a missing folder': async (fs, p) => await fs.mkdtemp(p('mt-missing/tmp-')).catch((e: { path?: string }) => {
+    // the error names the random path tried: compare its shape
+    throw Object.assign(e, { path: e.path?.replace(/tmp-[A-Za-z0-9]{6}$/, 'tmp-XXXXXX') })
+  }),
+  'realpath of a file, a folder, a missing path': async (fs, p) => {
+    await tree(fs, p, 'rp')
+    return [await fs.realpath(p('rp/dir//inner.txt')), await fs.realpath(p('rp/dir/')), await fs.realpath(p('rp/nope')).catch((e: unknown) => describeError(e, p('')))]
+  },
+  'readlink of a file and of a missing path': async (fs, p) => {
+    await fs.writeFile(p('rl'), 'x')
+    return [await fs.readlink(p('rl')).catch((e: unknown) => describeError(e, p(''))), await fs.readlink(p('rl-missing')).catch((e: unknown) => describeError(e, p('')))]
+  },
+  'truncate: shorter, longer with zeros, to zero, unchanged': async (fs, p) => {
+    await fs.writeFile(p('tr'), data)
+    await fs.truncate(p('tr'), 3 * chunkSizeBytes + 17)
+    const shorter = (await fs.readFile(p('tr')) as Buffer).equals(data.subarray(0, 3 * chunkSizeBytes + 17))
+    await fs.writeFile(p('tr2'), 'abc')
+    await fs.truncate(p('tr2'), 70_000)
+    const longer = await fs.readFile(p('tr2')) as Buffer
+    await fs.truncate(p('tr2'), 3)
+    const same = await fs.readFile(p('tr2'), 'utf8')
+    await fs.truncate(p('tr2'))
+    return [shorter, longer.length, longer.subarray(0, 3).toString(), longer.subarray(3).every((b) => b === 0), same, (await fs.stat(p('tr2'))).size]
+  },
+  'truncate of a missing file and of a folder': async (fs, p) => {
+    await fs.mkdir(p('tr-dir'))
+    return [await fs.truncate(p('tr-missing')).catch((e: unknown) => describeError(e, p(''))), await fs.truncate(p('tr-dir')).catch((e: unknown) => describeError(e, p('')))]
+  },
   'readFile with an aborted signal': async (fs, p) => { await fs.writeFile(p('ab'), 'x'); return await fs.readFile(p('ab'), { signal: AbortSignal.abort() }) },
   'writeFile with an aborted signal writes nothing': async (fs, p) => {
     const failed = await fs.writeFile(p('ab-w'), 'x', { signal: AbortSignal.abort() }).then(() => 'written', (e: { code: string, name: string }) => `${e.name} ${e.code}`)
@@ -261,5 +347,57 @@ t.test('client.fs conforms to node:fs/promises', async (t) => {
     t.equal((await fs.stat('/conformance/private')).mode, 0o040700, 'a mkdir mode is stored')
     t.same(await fs.readdir('/conformance/'), [...await fs.readdir('/conformance')].sort(), 'readdir is sorted bytewise')
     await t.rejects(fs.access('/conformance/append.txt', fs.constants.X_OK), { code: 'EACCES' }, 'files are not executable')
+
+    // Every function node:fs/promises has exists here; what Granary does not do fails with ENOTSUP, not TypeError.
+    const missing = Object.keys(nodeFs).filter((key) => typeof (nodeFs as Record<string, unknown>)[key] === 'function' && typeof (fs as unknown as Record<string, unknown>)[key] !== 'function')
+    t.same(missing, [], 'no node:fs/promises function is missing')
+    for (const name of ['open', 'symlink', 'link', 'chmod', 'lchmod', 'chown', 'lchown', 'utimes', 'lutimes', 'statfs', 'glob']) {
+      await t.rejects((fs as unknown as Record<string, (p: string, q?: string) => Promise<unknown>>)[name]!('/conformance/append.txt', '/conformance/x'), { code: 'ENOTSUP' }, `${name}: ENOTSUP`)
+    }
+    t.throws(() => fs.watch('/conformance'), { code: 'ENOTSUP', syscall: 'watch' }, 'watch: ENOTSUP at once')
+    await t.rejects(fs.copyFile('/conformance/append.txt', '/conformance/clone', fs.constants.COPYFILE_FICLONE_FORCE), { code: 'ENOTSUP' }, 'no reflinks')
+    await t.rejects(fs.cp('/conformance', '/elsewhere', { recursive: true, filter: () => true }), { code: 'ENOTSUP' }, 'no cp filter')
+    await t.rejects(fs.cp('/conformance', '/conformance/inside', { recursive: true }), { code: 'ERR_FS_CP_EINVAL' }, 'not into itself')
+  })
+
+  await t.test('library additions: entries, opendir pages, progress events, asyncDispose', async (t) => {
+    await client.mkdir('/lib/many/deeper', { recursive: true })
+    for (let i = 0; i < 25; i++) await client.writeFile(`/lib/many/f${String(i).padStart(2, '0')}`, String(i))
+    await client.writeFile('/lib/many/deeper/last', 'x')
+    const flat: string[] = []
+    for await (const entry of client.entries('/lib/many', { pageSize: 4 })) flat.push(entry.path)
+    t.equal(flat.length, 26, 'every entry, 4 per page')
+    t.same(flat, [...flat].sort(), 'in name order')
+    const all: string[] = []
+    for await (const entry of client.entries('/lib', { recursive: true, pageSize: 3 })) all.push(entry.path)
+    t.same(all.slice(0, 2), ['/lib/many', '/lib/many/deeper'], 'recursive: breadth-first')
+    t.equal(all[all.length - 1], '/lib/many/deeper/last')
+    let taken = 0
+    for await (const _entry of client.entries('/lib/many', { pageSize: 2 })) if (++taken === 3) break
+    t.equal(taken, 3, 'breaking out stops the listing')
+    const dir = await client.fs.opendir('/lib', { recursive: true, bufferSize: 2 })
+    const seen: string[] = []
+    for await (const dirent of dir) seen.push(`${dirent.parentPath}/${dirent.name}`)
+    t.equal(seen.length, 28, 'many, deeper, 25 files and deeper/last')
+    t.ok(seen.includes('/lib/many/deeper/last'), 'parentPath names the folder')
+    await t.rejects(dir.read(), { code: 'ERR_DIR_CLOSED' }, 'the iterator closed the Dir')
+
+    const events: Array<{ chunkIndex: number, committedBytes: number, committedChunks: number }> = []
+    const size = 4 * chunkSizeBytes + 5
+    const stat = await client.writeFile('/lib/progress.bin', data.subarray(0, size), { chunkSizeBytes, onProgress: (p) => { events.push(p) } })
+    t.equal(events.length, stat.chunkCount, 'one progress event per committed chunk')
+    t.same(events.map((e) => e.committedChunks), [1, 2, 3, 4, 5])
+    t.equal(events[events.length - 1]?.committedBytes, size, 'the last one counts every byte')
+    t.same(events.map((e) => e.chunkIndex).sort(), [0, 1, 2, 3, 4])
+    t.ok(events.every((e, i) => i === 0 || e.committedBytes > (events[i - 1]?.committedBytes ?? 0)), 'committedBytes only grows')
+    const stream = client.fs.createWriteStream('/lib/progress2.bin', { chunkSizeBytes })
+    let streamed = 0
+    stream.on('progress', (p: { committedBytes: number }) => { streamed = p.committedBytes })
+    await writeAll(stream, data.subarray(0, 2 * chunkSizeBytes))
+    t.equal(streamed, 2 * chunkSizeBytes, "client.fs write streams emit 'progress' too")
+
+    const other = cluster.client()
+    await other[Symbol.asyncDispose]()
+    await t.rejects(other.stat('/lib'), { code: 'GRN_ABORTED' }, 'Symbol.asyncDispose closes the client')
   })
 })

@@ -214,7 +214,7 @@ t.test('a chunkserver on 0.0.0.0 without --advertise-url exits before it binds, 
   const dir = t.testdir({})
   // No secret file, no master: the address check comes first and nothing is bound or dialled.
   const run = await granary(['chunkserver', '--host', '0.0.0.0', '--port', '0', '--data-dir', `${dir}/cs`, '--secret-file', `${dir}/secret`, '--masters', 'http://127.0.0.2:9'], {})
-  t.equal(run.code, 1, 'exits 1')
+  t.equal(run.code, 2, 'exits 2: a usage error, like every bad server flag')
   t.match(run.stderr, /^granary: GRN_INVALID_ARGUMENT: .*chunkserver --host 0\.0\.0\.0 binds every address/, 'an invalid argument, and why')
   t.match(run.stderr, /give --advertise-url http:\/\/ADDRESS:PORT/, 'the message names --advertise-url')
   t.notOk(run.stdout.toString().includes('"msg":"ready"'), 'it never got as far as ready')

@@ -32,13 +32,13 @@ t.test('rm → trash → restore, then purge after the retention; --skip-trash d
   const rm = await granary(['rm', '/docs/data.bin'], env)
   t.equal(rm.code, 0, rm.stderr)
   t.match(rm.stdout.toString(), /^moved \/docs\/data\.bin to \/\.trash\/\d{4}-\d\d-\d\dT[^/]+Z\/docs\/data\.bin {2}\(undo: granary restore \/docs\/data\.bin\)\n$/)
-  t.equal((await granary(['get', '/docs/data.bin', '-'], env)).code, 1, 'gone from its folder')
+  t.equal((await granary(['get', '/docs/data.bin', '-'], env)).code, 3, 'gone from its folder (not found: exit 3)')
   const restore = await granary(['restore', '/docs/data.bin'], env)
   t.equal(restore.code, 0, restore.stderr)
   t.match(restore.stdout.toString(), /^restored \/\.trash\/.+\/docs\/data\.bin to \/docs\/data\.bin\n$/)
   t.equal(sha(await fs.readFile('/docs/data.bin')), sha(data), 'the restored file has the same bytes')
   t.same(chunkCount(), stored, 'no chunk was touched')
-  t.equal((await granary(['restore', '/docs/data.bin'], env)).code, 1, 'nothing left in the trash to restore')
+  t.equal((await granary(['restore', '/docs/data.bin'], env)).code, 3, 'nothing left in the trash to restore')
 
   // Deleted again and left: past the retention the master purges it and the chunkservers delete the replicas.
   t.equal((await granary(['rm', '-r', '/docs'], env)).code, 0)

@@ -515,3 +515,6 @@ export async function signedRequest (url: string | URL, options: Parameters<type
   const signature = signable ? signClient(credentials, method, target.pathname + target.search, (body ?? null) as string | Buffer | null) : {}
   return await request(url, { ...options, headers: { ...(options as { headers?: Record<string, string> }).headers, ...signature } } as Parameters<typeof request>[1])
 }
+
+// Part of granary/testing too (docs/TESTING.md): restart a process whenever it dies, as `granary up` does.
+export { supervise, type Supervisor, type SuperviseOptions, type RestartRecord } from './supervise.js'

@@ -1,0 +1,75 @@
+// Proves the published package holds what it should and nothing it should not (issue 16 item 7), from what
+// `npm pack --dry-run --json` would put in the tarball: the runtime, its types, its TypeScript sources (so
+// every source map resolves), the public test kit (granary/testing), docs, README and LICENSE; no compiled unit
+// or cluster tests, no private test helpers, no benchmarks or examples. Every source map's sources and every
+// relative import of a shipped .js file resolve inside the tarball, so the package works as installed. Also:
+// engines says what actually runs (zlib crc32 needs 20.15; require(esm) for cookie@2 needs 20.19 / 22.12),
+// the LICENSE is the MIT text package.json names, and supervise is exported from granary/testing.
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { existsSync, readFileSync } from 'node:fs'
+import { dirname, join, normalize } from 'node:path'
+
+const root = process.cwd()
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+  engines: { node: string }, license: string, bin: Record<string, string>, main: string, types: string,
+  exports: Record<string, string | Record<string, string>>
+}
+
+t.test('npm pack contents', { skip: existsSync(join(root, 'dist', 'client', 'index.js')) ? false : 'build first (npx tsc -p .)' }, async (t) => {
+  // --ignore-scripts: `prepare` would run tsc again; the build is already there.
+  const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  const files = new Set((JSON.parse(out) as Array<{ files: Array<{ path: string }> }>)[0]?.files.map((f) => f.path) ?? [])
+  t.ok(files.size > 50, `the pack lists files (${files.size})`)
+
+  for (const needed of ['package.json', 'README.md', 'LICENSE', 'dist/client/index.js', 'dist/client/index.d.ts', 'dist/client/cli.js',
+    'dist/test/helpers/cluster.js', 'dist/test/helpers/cluster.d.ts', 'dist/test/helpers/supervise.js', 'docs/API.md', 'docs/TESTING.md']) {
+    t.ok(files.has(needed), `ships ${needed}`)
+  }
+  for (const target of [...Object.values(pkg.bin), pkg.main, pkg.types, ...Object.values(pkg.exports).flatMap((e) => typeof e === 'string' ? [e] : Object.values(e))]) {
+    t.ok(files.has(normalize(target)), `package.json points at a shipped file: ${target}`)
+  }
+
+  const unwanted = [...files].filter((path) =>
+    /(^|\/)test\/(unit|cluster)\//.test(path) || /\.test\.(js|ts|d\.ts|js\.map)$/.test(path) ||
+    /^(dist\/)?(scripts|examples)\//.test(path) || /bench/i.test(path) ||
+    /^(dist\/)?test\/helpers\/(cli|writer)\./.test(path))
+  t.same(unwanted, [], 'no tests (but the public kit), private helpers, benchmarks or examples')
+
+  // Source maps: each .js names a shipped map, and each map's sources are shipped.
+  const dangling: string[] = []
+  for (const path of files) {
+    if (path.endsWith('.js')) {
+      const url = /\/\/# sourceMappingURL=(\S+)\s*$/.exec(readFileSync(join(root, path), 'utf8'))?.[1]
+      if (url !== undefined && !files.has(join(dirname(path), url))) dangling.push(`${path} → ${url}`)
+    }
+    if (path.endsWith('.js.map')) {
+      const map = JSON.parse(readFileSync(join(root, path), 'utf8')) as { sources: string[] }
+      for (const source of map.sources) if (!files.has(join(dirname(path), source))) dangling.push(`${path} → ${source}`)
+    }
+  }
+  t.same(dangling, [], 'no source map points at a file the package does not ship')
+
+  // Every relative import of a shipped .js file is shipped too (the installed package can load itself).
+  const missing: string[] = []
+  for (const path of files) {
+    if (!path.endsWith('.js')) continue
+    const text = readFileSync(join(root, path), 'utf8')
+    for (const match of text.matchAll(/(?:from\s+|import\s*\(\s*)['"](\.{1,2}\/[^'"]+)['"]/g)) {
+      const target = join(dirname(path), match[1] as string)
+      if (!files.has(target)) missing.push(`${path} imports ${match[1] as string}`)
+    }
+  }
+  t.same(missing, [], 'every relative import resolves inside the package')
+})
+
+t.test('engines, LICENSE, and granary/testing exports supervise', async (t) => {
+  t.equal(pkg.engines.node, '^20.19 || >=22.12', 'zlib crc32 needs 20.15; cookie@2 (fastify) needs require(esm): 20.19 or 22.12')
+  t.equal(pkg.license, 'MIT')
+  const license = readFileSync(join(root, 'LICENSE'), 'utf8')
+  t.match(license, /^MIT License\n/)
+  t.match(license, /Permission is hereby granted, free of charge/)
+  const kit = await import('../helpers/cluster.js') as Record<string, unknown>
+  t.type(kit.supervise, 'function', 'supervise, which docs/TESTING.md shows, comes with startCluster')
+  t.type(kit.startCluster, 'function')
+})
