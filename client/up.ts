@@ -337,6 +337,7 @@ export class Supervisor {
     for (const m of this.#members) lines.push(`  ${m.name.padEnd(13)} ${m.url.padEnd(24)} pid ${String(m.pid).padEnd(8)} log ${m.logPath}`)
     const masters = this.#members.filter((m) => m.role !== 'chunkserver').map((m) => m.url)
     if (masters.length > 1) lines.push(`Clients fall over to the shadow: export GRANARY_MASTER=${masters.join(',')}`)
+    lines.push(`Admin access key: ${join(this.#dataDir, credentialsFileName)} (the CLI run beside ./granary-data finds it; elsewhere export GRANARY_CREDENTIALS=that file)`)
     lines.push(`Try: npx granary put <local file> /path   ·   npx granary ls /   ·   Ctrl-C stops the cluster`)
     process.stdout.write(lines.join('\n') + '\n')
   }

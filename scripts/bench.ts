@@ -125,7 +125,7 @@ function processCpuUs (pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10_000
 }
 
-const sections = ['core', 'put', 'small', 'ticker', 'meta', 'shadow', 'restart', 'fs', 'recovery', 'gc', 'scrub', 'failover', 'gray', 'cli']
+const sections = ['core', 'put', 'small', 'ticker', 'meta', 'shadow', 'restart', 'fs', 'recovery', 'gc', 'scrub', 'failover', 'gray', 'cli', 'auth']
 
 async function main (): Promise<void> {
   const named = process.argv.slice(2).filter((a) => !a.startsWith('-'))
@@ -152,6 +152,7 @@ async function main (): Promise<void> {
     if (run('failover')) await (await import('./bench-failover.js')).benchFailover()   // a fresh cluster per trial, 4 × N trials
     if (run('gray')) await (await import('./bench-gray.js')).benchGray()   // one cluster on 5 loopback hosts; freezes master, chunkserver
     if (run('cli')) await (await import('./bench-cli.js')).benchCli()   // its own cluster; the CLI's put and cold cat beside the library's
+    if (run('auth')) await (await import('./bench-auth.js')).benchAuth()   // two clusters: signed requests vs --auth off
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
