@@ -295,6 +295,14 @@ export class GranaryClient {
     return { ...info, secretAccessKey: made.secretAccessKey }
   }
 
+  // An access key's AWS SigV4 signing key for one day, region and service, and its rights (an admin key's call:
+  // the S3 gateway checks S3 signatures with it and never holds a secret).
+  async accessKeySigningKey (accessKeyId: string, scope: { date: string, region: string, service: string }, call: CallOptions = {}): Promise<{ signingKey: Buffer, readOnly: boolean, admin: boolean, prefix: string | null }> {
+    this.#checkOpen()
+    const reply = await this.#link.signingKey({ accessKeyId, ...scope }, call)
+    return { signingKey: Buffer.from(reply.signingKey, 'hex'), readOnly: reply.readOnly, admin: reply.admin, prefix: reply.prefix }
+  }
+
   async listAccessKeys (call: CallOptions = {}): Promise<AccessKeyInfo[]> {
     this.#checkOpen()
     return (await this.#link.listKeys(call)).keys

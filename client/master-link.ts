@@ -176,6 +176,10 @@ export class MasterLink {
     return this.read('list access keys', protocol.keysPath, {}, options)
   }
 
+  signingKey (query: protocol.KeySigningQuery, options?: CallOptions): Promise<protocol.KeySigningReply> {
+    return this.read(`signing key of ${query.accessKeyId}`, protocol.keySigningPath, { ...query }, options)
+  }
+
   createKey (request: Omit<protocol.KeyCreateRequest, 'requestId'>, options?: CallOptions): Promise<protocol.AccessKeyInfo> {
     return this.mutate(`create access key ${request.name}`, protocol.keysPath, request, options)
   }

@@ -29,7 +29,7 @@ import { lazySchemaController } from './lazy-schemas.js'
 import { advertisedUrl } from '../shared/config.js'
 import type { AddressInfo } from 'node:net'
 import type { ShadowTracker } from './shadow-tracker.js'
-import { accessKeyIdPattern, controlKey, equalSecrets, isLoopbackHost, RequestVerifier, sealSecret } from '../shared/auth.js'
+import { accessKeyIdPattern, controlKey, equalSecrets, isLoopbackHost, RequestVerifier, sealSecret, sigV4SigningKey } from '../shared/auth.js'
 import { installAuth, type RouteAccess } from '../shared/auth-server.js'
 import { KeyCache, listKeys } from './keys.js'
 import { registerOperatorRoutes } from '../shared/metrics.js'
@@ -321,6 +321,13 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     }, body.requestId)
   }))
   app.get(p.keysPath, { ...read }, async (): Promise<p.KeyListReply> => ({ keys: listKeys(deps.db) }))
+  app.get(p.keySigningPath, { schema: p.keySigningSchema, ...read }, async (request): Promise<p.KeySigningReply> => {
+    const q = request.query as p.KeySigningQuery
+    const record = accessKeyIdPattern.test(q.accessKeyId) ? keyCache.lookup(q.accessKeyId) : null
+    if (record === null || record.principal.kind !== 'key' || typeof record.key !== 'string') throw new GranaryError('GRN_NO_SUCH_KEY', [q.accessKeyId])
+    const { readOnly, admin, prefix } = record.principal
+    return { accessKeyId: q.accessKeyId, signingKey: sigV4SigningKey(record.key, q.date, q.region, q.service).toString('hex'), readOnly, admin, prefix }
+  })
   app.post(p.keysRevokePath, { schema: p.keyRevokeSchema, ...mutation }, acked(async (request) => {
     const body = request.body as p.KeyRevokeRequest
     return await queue.submit({ type: 'keyRevoke', accessKeyId: body.accessKeyId, revokedAtMs: now() }, body.requestId)
@@ -358,6 +365,7 @@ export const masterRouteAccess: ReadonlyMap<string, RouteAccess> = new Map<strin
   [p.promotePath, { who: 'key', right: 'admin' }],
   [p.keysPath, { who: 'key', right: 'admin' }],
   [p.keysRevokePath, { who: 'key', right: 'admin' }],
+  [p.keySigningPath, { who: 'key', right: 'admin' }],
   [p.heartbeatPath, { who: 'cluster' }],
   [p.oplogPath, { who: 'cluster' }],
   [p.snapshotPath, { who: 'cluster' }],

@@ -366,6 +366,18 @@ export const keyCreateSchema = {
     readOnly: { type: 'boolean' }, admin: { type: 'boolean' }, prefix: pathProp, requestId: requestIdProp
   }, ['accessKeyId', 'secretAccessKey', 'name'])
 } as const
+// admin (the S3 gateway) → master or shadow: the AWS SigV4 signing key of an access key for one scope (date,
+// region, service), derived as AWS does from its secret, so a gateway can check S3 signatures without ever
+// holding a secret (a derived key is good for that one day, region and service only).
+export const keySigningPath = '/admin/keys/signing-key' as const
+export interface KeySigningQuery { accessKeyId: string, date: string, region: string, service: string }
+export interface KeySigningReply { accessKeyId: string, signingKey: string, readOnly: boolean, admin: boolean, prefix: string | null }
+export const keySigningSchema = {
+  querystring: body({
+    accessKeyId: { type: 'string', minLength: 1, maxLength: 128 }, date: { type: 'string', pattern: '^[0-9]{8}$' },
+    region: { type: 'string', pattern: '^[a-z0-9-]{1,64}$' }, service: { type: 'string', pattern: '^[a-z0-9-]{1,64}$' }
+  }, ['accessKeyId', 'date', 'region', 'service'])
+} as const
 export const keyRevokeSchema = { body: body({ accessKeyId: accessKeyIdProp, requestId: requestIdProp }, ['accessKeyId']) } as const
 
 // ---------------------------------------------------------------------------------------------------------
