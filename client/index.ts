@@ -20,7 +20,7 @@ import { GranaryFs } from './fs.js'
 import { packDirectory, unpackDirectory, type PackOptions, type UnpackOptions, type UnpackResult } from './tar.js'
 
 export { GranaryError, errorCodes, errorSpecs, isGranaryError, type ErrorCode, type ErrorBody } from '../shared/errors.js'
-export type { FileStat, ListReply, DuReply, DeleteReply, RestoreReply, ClusterReport, ServerReport, OpenReply, ChunkLocation } from '../shared/protocol.js'
+export type { FileStat, FileAttrs, ListReply, DuReply, DeleteReply, RestoreReply, ClusterReport, ServerReport, OpenReply, ChunkLocation } from '../shared/protocol.js'
 export type { ClientConfig } from '../shared/config.js'
 export { channelNames } from './diagnostics.js'
 export { GranaryWriteStream, type WriteOptions } from './write.js'

@@ -6,7 +6,7 @@
 // apply() throws GranaryError for an invalid request; the caller's savepoint then rolls back, nothing is logged.
 import { assert, AssertionError } from '../shared/assert.js'
 import type { ChunkHandle, InodeId, LeaseId, ServerId } from '../shared/ids.js'
-import type { AbandonReply, CommitReply, DeleteReply, FileStat, RenewReply } from '../shared/protocol.js'
+import type { AbandonReply, CommitReply, DeleteReply, FileAttrs, FileStat, RenewReply } from '../shared/protocol.js'
 import { readMeta, sql, type Db } from './db.js'
 import {
   abandonFile, addReplica, allocateChunk, commitChunk, expireLease, registerServer, removeReplica, renewLease,
@@ -94,7 +94,7 @@ export function apply (db: Db, op: Op): Applied {
 // A small file's two round trips (create with its first chunk, the last chunk's commit completing the file) are
 // each ONE op: one oplog record, one savepoint, so either both halves happened or neither did.
 export interface FirstChunkArgs { serverIds: ServerId[] }
-export interface CommitCompleteArgs { sizeBytes: number, chunkCount: number, mtimeMs: number }
+export interface CommitCompleteArgs { sizeBytes: number, chunkCount: number, mtimeMs: number, attrs?: FileAttrs }
 
 function createWithChunk (db: Db, op: CreateArgs & { firstChunk?: FirstChunkArgs }): Applied<CreateResult & { firstChunk?: AllocateResult }> {
   const created = create(db, op)

@@ -94,6 +94,7 @@ function writeHandlers (deps: ClientRouteDeps) {
       chunkSizeBytes,
       overwrite: body.overwrite ?? false,
       mode: body.mode ?? fileModeDefault,
+      ...(body.attrs === undefined ? {} : { attrs: body.attrs }),
       leaseId: newLeaseId(),
       leaseExpiresAtMs: nowMs + deps.leaseTtlMs,
       nowMs,
@@ -112,7 +113,10 @@ function writeHandlers (deps: ClientRouteDeps) {
   const commit: Handler<p.CommitReply> = async (request) => {
     const b = request.body as p.CommitRequest
     const nowMs = deps.now()
-    const completion = b.complete === undefined ? undefined : { sizeBytes: b.complete.sizeBytes, chunkCount: b.complete.chunkCount, mtimeMs: b.complete.mtimeMs ?? nowMs }
+    const completion = b.complete === undefined ? undefined : {
+      sizeBytes: b.complete.sizeBytes, chunkCount: b.complete.chunkCount, mtimeMs: b.complete.mtimeMs ?? nowMs,
+      ...(b.complete.attrs === undefined ? {} : { attrs: b.complete.attrs })
+    }
     return await queue.submit({
       type: 'commit', inodeId: b.inodeId, leaseId: b.leaseId, chunkIndex: b.chunkIndex, chunkHandle: b.chunkHandle, version: b.version,
       lengthBytes: b.lengthBytes, crc32: b.crc32, serverIds: b.serverIds, leaseExpiresAtMs: nowMs + deps.leaseTtlMs, nowMs, complete: completion
@@ -121,7 +125,10 @@ function writeHandlers (deps: ClientRouteDeps) {
   const complete: Handler<p.CompleteReply> = async (request) => {
     const b = request.body as p.CompleteRequest
     const nowMs = deps.now()
-    return await queue.submit({ type: 'complete', inodeId: b.inodeId, leaseId: b.leaseId, sizeBytes: b.sizeBytes, chunkCount: b.chunkCount, mtimeMs: b.mtimeMs ?? nowMs, nowMs }, b.requestId)
+    return await queue.submit({
+      type: 'complete', inodeId: b.inodeId, leaseId: b.leaseId, sizeBytes: b.sizeBytes, chunkCount: b.chunkCount, mtimeMs: b.mtimeMs ?? nowMs, nowMs,
+      ...(b.attrs === undefined ? {} : { attrs: b.attrs })
+    }, b.requestId)
   }
   const renew: Handler<p.RenewReply> = async (request) => {
     const b = request.body as p.RenewRequest
