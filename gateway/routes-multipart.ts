@@ -153,14 +153,11 @@ export const completeMultipartUpload: Handler = async (context, request, reply) 
   const keepAlive = setInterval(() => { raw.write(' ') }, completeKeepAliveMs)
   try {
     const stream = context.client.createWriteStream(target, { overwrite: true })
-    const finished = new Promise<void>((resolve, reject) => {
-      stream.once('finish', resolve)
-      stream.once('error', reject)
-    })
-    for (const part of chosen) await pipeline(context.client.createReadStream(part.path), stream, { end: false })
-    stream.setAttrs({ ...record.attrs, etag })
-    stream.end()
-    await finished
+    const client = context.client
+    await pipeline(async function * () {
+      for (const part of chosen) yield * client.createReadStream(part.path)
+      stream.setAttrs({ ...record.attrs, etag })   // before the end: the complete may ride on the last commit
+    }, stream)
     await context.client.rm(uploadDir(request.bucket, uploadId), { recursive: true, skipTrash: true }).catch(() => {})
     clearInterval(keepAlive)
     raw.end(document('CompleteMultipartUploadResult', [

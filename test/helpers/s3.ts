@@ -3,17 +3,18 @@
 import { S3Client } from '@aws-sdk/client-s3'
 import type { Cluster, TestContextLike } from './cluster.js'
 import { startGateway, resolveGatewayConfig, type RunningGateway } from '../../gateway/main.js'
+import type { KeyResolver } from '../../gateway/sigv4.js'
 
-export const testKeys = { accessKeyId: 'GRANARYTESTKEY', secretAccessKey: 'granary-test-secret-key' }
+export const testKeys = Object.freeze({ accessKeyId: 'GRANARYTESTKEY', secretAccessKey: 'granary-test-secret-key' })
 
 export interface S3Harness { gateway: RunningGateway, url: string, s3: (options?: Record<string, unknown>) => S3Client }
 
-export async function startS3 (cluster: Cluster, t: TestContextLike & { teardown: (fn: () => unknown) => void }, options: { now?: () => number, chunkSizeBytes?: number } = {}): Promise<S3Harness> {
+export async function startS3 (cluster: Cluster, t: TestContextLike & { teardown: (fn: () => unknown) => void }, options: { now?: () => number, chunkSizeBytes?: number, resolver?: KeyResolver } = {}): Promise<S3Harness> {
   const config = resolveGatewayConfig({
-    port: 0, masters: cluster.masters.join(','), ...testKeys, logLevel: 'warn',
+    port: 0, masters: cluster.masters.join(','), accessKeyId: testKeys.accessKeyId, secretAccessKey: testKeys.secretAccessKey, logLevel: 'warn',
     chunkSizeBytes: options.chunkSizeBytes ?? 1024 * 1024, replication: 3,
   }, {})
-  const gateway = await startGateway(config, { now: options.now })
+  const gateway = await startGateway(config, { now: options.now, resolver: options.resolver })
   const clients: S3Client[] = []
   t.teardown(async () => {
     for (const client of clients) client.destroy()
@@ -23,7 +24,7 @@ export async function startS3 (cluster: Cluster, t: TestContextLike & { teardown
     gateway,
     url: gateway.url,
     s3: (extra = {}) => {
-      const client = new S3Client({ endpoint: gateway.url, region: 'us-east-1', forcePathStyle: true, credentials: testKeys, ...extra })
+      const client = new S3Client({ endpoint: gateway.url, region: 'us-east-1', forcePathStyle: true, credentials: { ...testKeys }, ...extra })
       clients.push(client)
       return client
     }
