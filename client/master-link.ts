@@ -181,6 +181,10 @@ export class MasterLink {
     return this.mutate(`rename ${source}`, protocol.renamePath, { source, target }, options)
   }
 
+  concat (request: { target: string, sources: string[], attrs?: protocol.FileAttrs, mtimeMs?: number }, options?: CallOptions): Promise<protocol.ConcatReply> {
+    return this.mutate(`concat into ${request.target}`, protocol.concatPath, request, options)
+  }
+
   delete (path: string, recursive: boolean, skipTrash: boolean, options?: CallOptions): Promise<protocol.DeleteReply> {
     return this.mutate(`delete ${path}`, protocol.deletePath, { path, recursive, skipTrash }, options)
   }

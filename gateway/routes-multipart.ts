@@ -1,11 +1,16 @@
 // Multipart uploads. An upload is a folder /.s3-uploads/BUCKET/UPLOAD_ID holding upload.json (the key, the
 // object's attrs, when it began) and one file per part, named by its number (00001..10000), each with its MD5
-// as its ETag attr. Parts stream to the chunkservers like any PUT. Complete checks the list against the stored
-// parts (InvalidPart, InvalidPartOrder, EntityTooSmall), then writes the object by streaming the parts in order
-// into one new file (a copy inside the store: the bytes pass through the gateway once more, never through the
-// client), stores S3's md5-of-md5s-N ETag with it and removes the upload. While it copies it answers 200 at
-// once and sends a space every few seconds, as S3 does, so clients do not time out on large objects; a failure
-// after that point is an <Error> document in the 200 body (which SDKs check for).
+// as its ETag attr. Parts stream to the chunkservers like any PUT, each written with a chunk size that divides
+// its length (partChunkSizeBytes), so equal parts are whole chunks of one size. Complete checks the list against
+// the stored parts (InvalidPart, InvalidPartOrder, EntityTooSmall), then:
+//   - parts chunk-aligned (every part but the last whole chunks of the first part's chunk size; what S3 clients
+//     send: equal parts, a shorter last one): the master's concat moves the parts' chunks into the object in one
+//     op. No byte moves.
+//   - otherwise (parts of different sizes, or sizes not a multiple of 64 KiB): the parts are streamed in order
+//     into a new file, a copy inside the store (never through the client). While it copies it answers 200 at once
+//     and sends a space every few seconds, as S3 does, so clients do not time out; a failure after that point is
+//     an <Error> document in the 200 body (which SDKs check for).
+// Either way the object gets S3's md5-of-md5s-N ETag and the upload folder is removed.
 import { randomBytes, createHash } from 'node:crypto'
 import { pipeline } from 'node:stream/promises'
 import { isGranaryError } from '../shared/errors.js'
@@ -20,9 +25,38 @@ import { writeObject, copySource, parseRange, checkCopyConditions, drainBody } f
 import { readSmallBody } from './body.js'
 import { headerValue } from './sigv4.js'
 import { checkContentMd5 } from './payload.js'
+import { blockSizeBytes, chunkSizeBytesDefault, MiB } from '../shared/limits.js'
 import { partNumberMax, partSizeBytesMax, partSizeBytesMin, listPartsMax, listUploadsMax, completeKeepAliveMs } from './limits.js'
 
 export const uploadsScannedMax = 10_000   // uploads of one bucket ListMultipartUploads reads (then it says truncated)
+const partChunkSizeBytesMin = MiB           // smaller chunks would make a large object many chunks: copy instead
+
+// The chunk size for a part of `lengthBytes`: the largest whole number of 64 KiB blocks, at most the default
+// chunk size, that divides the length; undefined (the gateway's default, and a copy at Complete) when none fits.
+export function partChunkSizeBytes (lengthBytes: number | undefined): number | undefined {
+  if (lengthBytes === undefined || !Number.isSafeInteger(lengthBytes) || lengthBytes <= 0 || lengthBytes % blockSizeBytes !== 0) return undefined
+  const blocks = lengthBytes / blockSizeBytes
+  for (let perChunk = Math.min(blocks, chunkSizeBytesDefault / blockSizeBytes); perChunk >= 1; perChunk--) {
+    if (blocks % perChunk === 0) return perChunk * blockSizeBytes >= partChunkSizeBytesMin ? perChunk * blockSizeBytes : undefined
+  }
+  return undefined
+}
+
+// The length a part's request announces (the decoded length of an aws-chunked body).
+function announcedLength (request: S3Request): number | undefined {
+  const raw = headerValue(request.headers, 'x-amz-decoded-content-length') ?? (request.auth.payload.kind === 'chunked' ? undefined : headerValue(request.headers, 'content-length'))
+  return raw === undefined || !/^\d+$/.test(raw) ? undefined : Number(raw)
+}
+
+// True when concat can join these parts: what master/concat.ts accepts.
+function chunkAligned (parts: readonly FileStat[]): boolean {
+  const chunkSizeBytes = (parts[0] as FileStat).chunkSizeBytes
+  return parts.every((part, index) => {
+    const last = index === parts.length - 1
+    if (part.chunkSizeBytes === chunkSizeBytes && (last || part.sizeBytes % chunkSizeBytes === 0)) return true
+    return last && part.chunkCount <= 1 && part.sizeBytes <= chunkSizeBytes
+  })
+}
 
 interface UploadRecord { key: string, attrs: ObjectAttrs, initiatedMs: number }
 
@@ -74,7 +108,7 @@ export const uploadPart: Handler = async (context, request, reply) => {
   await readUpload(context, request.bucket, uploadId, request.key)
   checkContentMd5(request.headers)
   const { stat, verified } = await writeObject(context, `${uploadDir(request.bucket, uploadId)}/${partName(partNumber)}`, request.raw, {
-    mode: request.auth.payload, headers: request.headers, attrs: {}, sizeBytesMax: partSizeBytesMax
+    mode: request.auth.payload, headers: request.headers, attrs: {}, sizeBytesMax: partSizeBytesMax, chunkSizeBytes: partChunkSizeBytes(announcedLength(request))
   })
   const checksums: Record<string, string> = {}
   for (const [algorithm, value] of Object.entries(verified.checksums)) checksums[`x-amz-checksum-${algorithm}`] = value
@@ -99,8 +133,9 @@ export const uploadPartCopy: Handler = async (context, request, reply) => {
   if (rangeHeader !== undefined && range === null) throw new S3Error('InvalidArgument', 'x-amz-copy-source-range must be bytes=FIRST-LAST')
   await drainBody(request)
   const readStream = context.client.createReadStream(stat.path, range === null ? {} : { start: range.start, end: range.end })
+  const lengthBytes = range === null ? stat.sizeBytes : range.end - range.start + 1
   const { stat: written } = await writeObject(context, `${uploadDir(request.bucket, uploadId)}/${partName(partNumber)}`, readStream, {
-    mode: { kind: 'unsigned' }, headers: {}, attrs: {}, sizeBytesMax: partSizeBytesMax
+    mode: { kind: 'unsigned' }, headers: {}, attrs: {}, sizeBytesMax: partSizeBytesMax, chunkSizeBytes: partChunkSizeBytes(lengthBytes)
   })
   return sendXml(reply, 200, document('CopyPartResult', [['LastModified', new Date(written.mtimeMs).toISOString()], ['ETag', `"${attrsOf(written).etag ?? ''}"`]]))
 }
@@ -144,6 +179,14 @@ export const completeMultipartUpload: Handler = async (context, request, reply) 
   const md5s = Buffer.concat(chosen.map((stat) => Buffer.from(attrsOf(stat).etag as string, 'hex')))
   const etag = `${createHash('md5').update(md5s).digest('hex')}-${chosen.length}`
   await context.buckets.require(request.bucket)
+  const result = (): string => document('CompleteMultipartUploadResult', [
+    ['Location', `/${request.bucket}/${request.key}`], ['Bucket', request.bucket], ['Key', request.key], ['ETag', `"${etag}"`]
+  ])
+  if (chunkAligned(chosen)) {
+    await concatParts(context, target, chosen, { ...record.attrs, etag })
+    await context.client.rm(uploadDir(request.bucket, uploadId), { recursive: true, skipTrash: true }).catch(() => {})
+    return sendXml(reply, 200, result())
+  }
 
   // From here the answer is 200 with a body that comes when the copy is done (spaces until then).
   reply.hijack()
@@ -160,9 +203,7 @@ export const completeMultipartUpload: Handler = async (context, request, reply) 
     }, stream)
     await context.client.rm(uploadDir(request.bucket, uploadId), { recursive: true, skipTrash: true }).catch(() => {})
     clearInterval(keepAlive)
-    raw.end(document('CompleteMultipartUploadResult', [
-      ['Location', `/${request.bucket}/${request.key}`], ['Bucket', request.bucket], ['Key', request.key], ['ETag', `"${etag}"`]
-    ]).replace(/^<\?xml[^>]*\?>\n/, ''))
+    raw.end(result().replace(/^<\?xml[^>]*\?>\n/, ''))
   } catch (err) {
     clearInterval(keepAlive)
     const error = fromGranary(err, 'write')
@@ -231,4 +272,21 @@ export const listMultipartUploads: Handler = async (context, request, reply) => 
       ['Initiated', new Date(record.initiatedMs).toISOString()]]])
   }
   return sendXml(reply, 200, document('ListMultipartUploadsResult', nodes))
+}
+
+// The parts' chunks moved into the object by one master op; the key's folders are made first when missing.
+async function concatParts (context: GatewayContext, target: string, parts: readonly FileStat[], attrs: ObjectAttrs): Promise<void> {
+  const sources = parts.map((part) => part.path)
+  try {
+    try {
+      await context.client.concat(target, sources, { attrs: { ...attrs } })
+    } catch (err) {
+      const parent = target.slice(0, target.lastIndexOf('/'))
+      if (!isGranaryError(err) || err.code !== 'GRN_NOT_FOUND' || parent.split('/').length <= 2) throw err
+      await context.client.mkdir(parent, { recursive: true })
+      await context.client.concat(target, sources, { attrs: { ...attrs } })
+    }
+  } catch (err) {
+    throw fromGranary(err, 'write')
+  }
 }

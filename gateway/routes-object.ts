@@ -27,9 +27,10 @@ export interface WriteResult { stat: FileStat, verified: Verified }
 // attrs given plus the computed ETag (or `etag` when given) are stored with the file.
 export async function writeObject (context: GatewayContext, path: string, source: Readable, options: {
   mode: PayloadMode, headers: IncomingHttpHeaders, attrs: ObjectAttrs, sizeBytesMax: number, etag?: (verified: Verified) => string
+  chunkSizeBytes?: number       // default: the gateway's client's
 }): Promise<WriteResult> {
   let verified: Verified | undefined
-  const target = context.client.createWriteStream(path, { overwrite: true })
+  const target = context.client.createWriteStream(path, { overwrite: true, ...(options.chunkSizeBytes === undefined ? {} : { chunkSizeBytes: options.chunkSizeBytes }) })
   const reader = new PayloadReader({
     mode: options.mode, headers: options.headers, sizeBytesMax: options.sizeBytesMax,
     onVerified: (result) => {

@@ -250,7 +250,7 @@ export function complete (db: Db, op: CompleteArgs): Applied<FileStat> {
 }
 
 // The CRC32 of the whole file from its chunks' CRC32s and lengths (zlib's crc32_combine): no pass over the bytes.
-function wholeFileCrc32 (db: Db, inodeId: number): number {
+export function wholeFileCrc32 (db: Db, inodeId: number): number {
   const rows = sql(db, 'SELECT crc32, lengthBytes FROM chunks WHERE inodeId = ? ORDER BY chunkIndex').all(inodeId) as Array<{ crc32: number, lengthBytes: number }>
   let crc = 0
   for (const row of rows) crc = crc32Combine(crc, row.crc32, row.lengthBytes)

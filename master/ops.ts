@@ -14,6 +14,7 @@ import {
 } from './chunks.js'
 import { purgeCheckpoint, removeOrTrash, restore, type PurgeArgs, type PurgeResult, type RestoreArgs } from './trash.js'
 import { complete, create, mkdir, rename, type CompleteArgs, type CreateArgs, type CreateResult, type MkdirArgs } from './namespace.js'
+import { concat, type ConcatArgs } from './concat.js'
 
 export type { Applied, DroppedReplica } from './chunks.js'
 
@@ -33,6 +34,7 @@ export type Op =
   | { type: 'abandon', inodeId: InodeId, leaseId: LeaseId }
   | { type: 'expireLease', inodeId: InodeId, nowMs: number }
   | { type: 'rename', source: string, target: string, mtimeMs: number }
+  | ({ type: 'concat' } & ConcatArgs)
   | { type: 'delete', path: string, recursive: boolean, mtimeMs: number, trash?: string | null }   // trash: checkpoint name, or none (for good)
   | ({ type: 'restore' } & RestoreArgs)
   | ({ type: 'purgeTrash' } & PurgeArgs)
@@ -50,6 +52,7 @@ export interface OpResults {
   abandon: AbandonReply
   expireLease: { expired: boolean }
   rename: FileStat
+  concat: FileStat
   delete: DeleteReply
   restore: { from: string, stat: FileStat }
   purgeTrash: PurgeResult
@@ -76,6 +79,7 @@ export function apply (db: Db, op: Op): Applied {
     case 'abandon': return abandonFile(db, op)
     case 'expireLease': return expireLease(db, op)
     case 'rename': return rename(db, op)
+    case 'concat': return concat(db, op)
     case 'delete': return removeOrTrash(db, op)
     case 'restore': return restore(db, op)
     case 'purgeTrash': return purgeCheckpoint(db, op)

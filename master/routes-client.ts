@@ -74,7 +74,14 @@ function namespaceHandlers (deps: ClientRouteDeps) {
     return await queue.submit({ type: 'restore', source, target, mtimeMs: deps.now() }, body.requestId)
   }
   const du: Handler<p.DuReply> = async (request) => diskUsage(db, normalizePath((request.query as p.DuQuery).path))
-  return { mkdir, stat, list, rename, remove, restore, du }
+  const concat: Handler<p.ConcatReply> = async (request) => {
+    const body = request.body as p.ConcatRequest
+    return await queue.submit({
+      type: 'concat', target: normalizePath(body.target), sources: body.sources.map(normalizePath), mtimeMs: body.mtimeMs ?? deps.now(),
+      ...(body.attrs === undefined ? {} : { attrs: body.attrs })
+    }, body.requestId)
+  }
+  return { mkdir, stat, list, rename, remove, restore, du, concat }
 }
 
 // Each handler decides the op's time, lease expiry and lease id here, before apply() (which must be deterministic).

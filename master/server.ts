@@ -260,6 +260,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   app.get(p.statPath, { schema: p.statSchema, ...read }, c.stat)
   app.get(p.listPath, { schema: p.listSchema, ...read }, c.list)
   app.post(p.renamePath, { schema: p.renameSchema, ...mutation }, acked(c.rename))
+  app.post(p.concatPath, { schema: p.concatSchema, ...mutation }, acked(c.concat))
   app.post(p.deletePath, { schema: p.deleteSchema, ...mutation }, acked(c.remove))
   app.post(p.restorePath, { schema: p.restoreSchema, ...mutation }, acked(c.restore))
   app.get(p.duPath, { schema: p.duSchema, ...read }, c.du)

@@ -22,6 +22,7 @@ export const pathLengthBytesMax = 4096
 export const nameLengthBytesMax = 255
 export const pathDepthMax = 256
 export const fileAttrsBytesMax = 4 * KiB               // a file's attrs as JSON (the S3 gateway's 2 KiB of x-amz-meta-* plus its headers and ETag)
+export const concatSourcesMax = 10_000                 // files one concat joins (S3's part count)
 export const listPageSizeMax = 10_000
 export const listPageSizeDefault = 1000
 export const deleteEntriesPerOpMax = 100_000           // a recursive delete of more entries is refused; delete subtrees first

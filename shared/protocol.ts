@@ -91,6 +91,19 @@ export interface RenameRequest { source: string, target: string, requestId?: Req
 export type RenameReply = FileStat   // the moved entry, at its new path
 export const renameSchema = { body: body({ source: pathProp, target: pathProp, requestId: requestIdProp }, ['source', 'target']) } as const
 
+// One new file at target made of the chunks of closed files `sources`, in order, moved without copying (master/
+// concat.ts); the sources are gone after. Every source but the last must be whole chunks of one chunk size.
+// An existing file at target is replaced. attrs: the new file's attributes.
+export const concatPath = '/fs/concat' as const
+export interface ConcatRequest { target: string, sources: string[], attrs?: FileAttrs, mtimeMs?: number, requestId?: RequestId }
+export type ConcatReply = FileStat
+export const concatSchema = {
+  body: body({
+    target: pathProp, sources: { type: 'array', minItems: 1, maxItems: limits.concatSourcesMax, items: pathProp },
+    attrs: attrsProp, mtimeMs: { type: 'integer', minimum: 0, maximum: 8.64e15 }, requestId: requestIdProp
+  }, ['target', 'sources'])
+} as const
+
 // Deleting moves the entry to the trash (master/trash.ts): /.trash/<checkpoint>/<its path>, kept for the master's
 // trashRetentionMs, then purged. skipTrash, a path already in /.trash, or trashRetentionMs = 0 delete at once.
 // The counts say what was deleted for good now (all 0 when the entry went to the trash); trashPath where it went.

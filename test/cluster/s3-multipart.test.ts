@@ -63,6 +63,7 @@ t.test('multipart through the gateway', async (t) => {
     t.equal(await shaOfObject(s3, 'big', 'videos/huge.bin', `bytes=${8 * MiB - 3}-${24 * MiB + 2}`),
       createHash('sha256').update(data.subarray(8 * MiB - 3, 24 * MiB + 3)).digest('hex'), 'a range across part and chunk boundaries')
     t.same(await cluster.client().readdir('/.s3-uploads/big'), [], 'the upload folder is gone')
+    t.equal((await cluster.client().stat('/big/videos/huge.bin')).chunkSizeBytes, partSize, "the parts' own 8 MiB chunks: joined by concat, not copied")
   })
 
   t.test('each call and its errors', async (t) => {
@@ -102,6 +103,15 @@ t.test('multipart through the gateway', async (t) => {
     t.equal(await shaOfObject(s3, 'big', 'parts/obj'), createHash('sha256').update(whole).digest('hex'), 'parts 1 and 4 in order; parts 2 and 3 left out')
     t.equal((await s3.send(new HeadObjectCommand({ Bucket: 'big', Key: 'parts/obj' }))).ContentType, 'text/x-parts', 'the upload\'s metadata')
     t.match(await codeOf(s3.send(new ListPartsCommand({ Bucket: 'big', Key: 'parts/obj', UploadId: uploadId }))), { name: 'NoSuchUpload', status: 404 }, 'completed: gone')
+
+    // Parts whose sizes are not whole chunks of one size cannot be joined by concat: Complete copies them.
+    const odd = (await s3.send(new CreateMultipartUploadCommand({ Bucket: 'big', Key: 'parts/odd' }))).UploadId as string
+    const oddOne = randomBytes(5 * MiB + 1)
+    const o1 = await s3.send(new UploadPartCommand({ Bucket: 'big', Key: 'parts/odd', UploadId: odd, PartNumber: 1, Body: oddOne }))
+    const o2 = await s3.send(new UploadPartCommand({ Bucket: 'big', Key: 'parts/odd', UploadId: odd, PartNumber: 2, Body: two }))
+    await s3.send(new CompleteMultipartUploadCommand({ Bucket: 'big', Key: 'parts/odd', UploadId: odd, MultipartUpload: { Parts: [{ PartNumber: 1, ETag: o1.ETag }, { PartNumber: 2, ETag: o2.ETag }] } }))
+    t.equal(await shaOfObject(s3, 'big', 'parts/odd'), createHash('sha256').update(Buffer.concat([oddOne, two])).digest('hex'), 'unaligned parts: copied, whole')
+    t.equal((await cluster.client().stat('/big/parts/odd')).chunkSizeBytes, MiB, "written anew with the gateway's chunk size")
 
     const aborted = (await s3.send(new CreateMultipartUploadCommand({ Bucket: 'big', Key: 'parts/aborted' }))).UploadId as string
     await s3.send(new UploadPartCommand({ Bucket: 'big', Key: 'parts/aborted', UploadId: aborted, PartNumber: 1, Body: two }))
