@@ -4,6 +4,7 @@ import { isGranaryError, type ErrorCode } from '../shared/errors.js'
 
 export const s3Statuses: Record<string, number> = {
   AccessDenied: 403,
+  AccessForbidden: 403,
   AuthorizationHeaderMalformed: 400,
   AuthorizationQueryParametersError: 400,
   BadDigest: 400,

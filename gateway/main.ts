@@ -20,6 +20,7 @@ export const gatewayDefaults = {
   secretAccessKey: '',
   chunkSizeBytes: 0,                   // chunk size of the files the gateway writes; 0 = the client default
   replication: 0,                      // replication of the files the gateway writes; 0 = the client default
+  corsOrigins: '*',                    // browser origins allowed (comma-separated), '*' any, '' none: every request is signed anyway
   logLevel: 'info' as 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent',
 }
 export type GatewayConfig = typeof gatewayDefaults
@@ -53,7 +54,7 @@ export async function startGateway (config: GatewayConfig, options: GatewayOptio
     // A gateway serves many requests at once for a long time: the default per-call budget, pooled connections kept.
   })
   const resolver = options.resolver ?? new StaticKeyResolver(config.accessKeyId, config.secretAccessKey)
-  const app = buildGateway({ client, resolver, region: config.region, logger: log, now: options.now })
+  const app = buildGateway({ client, resolver, region: config.region, logger: log, now: options.now, corsOrigins: config.corsOrigins })
   await app.listen({ host: config.host, port: config.port })
   const port = (app.server.address() as AddressInfo).port
   const url = advertisedUrl(config.host, port, config.advertiseUrl)

@@ -10,7 +10,7 @@ import { document, readItems, type XmlNode } from './xml.js'
 import { checkBucketName, isBucketName, uploadsRoot } from './keys.js'
 import { walkBucket, type WalkEntry } from './walk.js'
 import { etagOf } from './attrs.js'
-import { listKeysMax, deleteObjectsMax } from './limits.js'
+import { listKeysMax, deleteObjectsMax, deletesInFlightMax } from './limits.js'
 import { readSmallBody } from './body.js'
 import { deleteKey } from './routes-object.js'
 
@@ -215,24 +215,29 @@ export const deleteObjects: Handler = async (context, request, reply) => {
   if (items.length === 0) throw new S3Error('MalformedXML', 'The XML you provided was not well-formed: no <Object> to delete')
   if (items.length > deleteObjectsMax) throw new S3Error('MalformedXML', `at most ${deleteObjectsMax} keys per DeleteObjects request`)
   const quiet = top.get('Quiet') === 'true'
-  const results: XmlNode[] = []
-  for (const item of items) {
+  const results: Array<XmlNode | null> = items.map(() => null)   // in the request's order
+  const one = async (index: number): Promise<void> => {
+    const item = items[index] as Map<string, string>
     const key = item.get('Key')
     const versionId = item.get('VersionId')
-    if (key === undefined || key === '') { results.push(['Error', [['Key', ''], ['Code', 'MalformedXML'], ['Message', 'an <Object> without a <Key>']]]); continue }
+    if (key === undefined || key === '') { results[index] = ['Error', [['Key', ''], ['Code', 'MalformedXML'], ['Message', 'an <Object> without a <Key>']]]; return }
     if (versionId !== undefined && versionId !== 'null') {
-      results.push(['Error', [['Key', key], ['VersionId', versionId], ['Code', 'NoSuchVersion'], ['Message', 'The specified version does not exist.']]])
-      continue
+      results[index] = ['Error', [['Key', key], ['VersionId', versionId], ['Code', 'NoSuchVersion'], ['Message', 'The specified version does not exist.']]]
+      return
     }
     try {
       await deleteKey(context, request.bucket, key)
-      if (!quiet) results.push(['Deleted', [['Key', key], ...(versionId === undefined ? [] : [['VersionId', versionId] as XmlNode])]])
+      if (!quiet) results[index] = ['Deleted', [['Key', key], ...(versionId === undefined ? [] : [['VersionId', versionId] as XmlNode])]]
     } catch (err) {
       const error = fromGranary(err, 'object')
-      results.push(['Error', [['Key', key], ['Code', error.code], ['Message', error.message]]])
+      results[index] = ['Error', [['Key', key], ['Code', error.code], ['Message', error.message]]]
     }
   }
-  return sendXml(reply, 200, document('DeleteResult', results))
+  let next = 0
+  await Promise.all(Array.from({ length: Math.min(deletesInFlightMax, items.length) }, async () => {
+    for (let index = next++; index < items.length; index = next++) await one(index)
+  }))
+  return sendXml(reply, 200, document('DeleteResult', results.filter((node): node is XmlNode => node !== null)))
 }
 
 // Reads and drops a body a request may carry but this gateway ignores (CreateBucket's location constraint).

@@ -191,7 +191,7 @@ export const completeMultipartUpload: Handler = async (context, request, reply) 
   // From here the answer is 200 with a body that comes when the copy is done (spaces until then).
   reply.hijack()
   const raw = reply.raw
-  raw.writeHead(200, { 'content-type': 'application/xml', 'x-amz-request-id': request.requestId, server: 'Granary' })
+  raw.writeHead(200, { ...reply.getHeaders(), 'content-type': 'application/xml' } as Record<string, string>)
   raw.write('<?xml version="1.0" encoding="UTF-8"?>\n')
   const keepAlive = setInterval(() => { raw.write(' ') }, completeKeepAliveMs)
   try {

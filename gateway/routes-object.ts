@@ -202,9 +202,12 @@ export async function deleteKey (context: GatewayContext, bucket: string, key: s
   await pruneEmptyFolders(context, bucket, parentPath(path))
 }
 
+// A read first (one entry), so a delete among siblings costs no second mutation; the rm itself refuses a folder
+// that is not empty, so a file arriving in between is never lost.
 async function pruneEmptyFolders (context: GatewayContext, bucket: string, from: string): Promise<void> {
   for (let path = from; path !== `/${bucket}` && path !== '/'; path = parentPath(path)) {
     try {
+      if ((await context.client.list(path, { limit: 1 })).entries.length > 0) return
       await context.client.rm(path, { skipTrash: true })
     } catch {
       return   // not empty (or gone, or a new file arrived): it stays

@@ -8,7 +8,8 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { GranaryClient } from '../client/index.js'
 import { fastifyTimeoutOptions, chunkserverServerTimeouts } from '../shared/server-timeouts.js'
 import type { Logger } from '../shared/log.js'
-import { authenticate, decode, splitUrl, type Authenticated, type KeyResolver } from './sigv4.js'
+import { authenticate, decode, headerValue, splitUrl, type Authenticated, type KeyResolver } from './sigv4.js'
+import { corsMaxAgeSeconds } from './limits.js'
 import { S3Error, fromGranary } from './errors.js'
 import { errorDocument, type XmlNode } from './xml.js'
 import * as buckets from './routes-bucket.js'
@@ -22,6 +23,7 @@ export interface GatewayDeps {
   region: string                     // answered by GetBucketLocation; any region is accepted in signatures
   logger?: Logger
   now?: () => number                 // tests move the clock (skew, expiry)
+  corsOrigins?: string               // browser origins allowed (comma-separated), '*' for any, '' for none (default '*')
 }
 
 // What each handler gets: the parsed request and the gateway's shared state.
@@ -54,8 +56,9 @@ export function buildGateway (deps: GatewayDeps): FastifyInstance {
   const context: GatewayContext = {
     client: deps.client, region: deps.region, buckets: new BucketCache(deps.client), log: deps.logger, now: deps.now ?? Date.now
   }
+  const cors = corsPolicy(deps.corsOrigins ?? '*')
   app.route({
-    method: ['GET', 'HEAD', 'PUT', 'POST', 'DELETE'],
+    method: ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'OPTIONS'],
     url: '*',
     handler: async (request, reply) => {
       const requestId = randomBytes(8).toString('hex').toUpperCase()
@@ -63,6 +66,11 @@ export function buildGateway (deps: GatewayDeps): FastifyInstance {
       reply.header('server', 'Granary')
       let target: { bucket: string, key: string } = { bucket: '', key: '' }
       try {
+        const origin = headerValue(request.headers, 'origin')
+        if (origin !== undefined && cors(origin)) {
+          reply.header('access-control-allow-origin', origin).header('vary', 'Origin').header('access-control-expose-headers', exposedHeaders)
+        }
+        if (request.method === 'OPTIONS') return preflight(request, reply, origin !== undefined && cors(origin))
         const url = request.raw.url ?? '/'
         target = parseTarget(url)
         const auth = await authenticate({ method: request.method, url, headers: request.headers }, deps.resolver, context.now())
@@ -157,6 +165,27 @@ function route (request: S3Request): Handler {
       return objects.deleteObject
   }
   throw new S3Error('MethodNotAllowed', 'The specified method is not allowed against this resource.')
+}
+
+// CORS, so a page on another origin can use presigned URLs (a browser PUT or GET) and signed requests. Every
+// request but the preflight is signed, so allowing an origin grants nothing a signature does not.
+const exposedHeaders = 'ETag, x-amz-request-id, x-amz-version-id, x-amz-checksum-crc32, x-amz-checksum-crc32c, x-amz-checksum-sha1, x-amz-checksum-sha256, Content-Range, Content-Length, Last-Modified'
+
+function corsPolicy (origins: string): (origin: string) => boolean {
+  if (origins === '*') return () => true
+  const allowed = new Set(origins.split(',').map((o) => o.trim()).filter((o) => o !== ''))
+  return (origin) => allowed.has(origin)
+}
+
+function preflight (request: FastifyRequest, reply: FastifyReply, allowed: boolean): FastifyReply {
+  const method = headerValue(request.headers, 'access-control-request-method')
+  if (!allowed || method === undefined || !['GET', 'HEAD', 'PUT', 'POST', 'DELETE'].includes(method)) {
+    throw new S3Error('AccessForbidden', 'CORSResponse: This CORS request is not allowed.')
+  }
+  const headers = headerValue(request.headers, 'access-control-request-headers')
+  reply.header('access-control-allow-methods', 'GET, HEAD, PUT, POST, DELETE').header('access-control-max-age', String(corsMaxAgeSeconds))
+  if (headers !== undefined) reply.header('access-control-allow-headers', headers)
+  return reply.code(200).send()
 }
 
 function unsupported (name: string): Handler {

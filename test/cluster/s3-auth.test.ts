@@ -60,6 +60,18 @@ t.test('SigV4 at the gateway', async (t) => {
     t.equal(got.headers['content-disposition'], 'attachment; filename="p.jpg"', 'response-* overrides')
     t.equal(Buffer.from(await got.body.arrayBuffer()).compare(data), 0, 'the bytes come back')
 
+    // A page on another origin: the preflight is answered, and the real requests carry CORS headers.
+    const preflight = await request(putUrl, { method: 'OPTIONS', headers: { origin: 'http://app.example', 'access-control-request-method': 'PUT', 'access-control-request-headers': 'content-type' } })
+    await preflight.body.dump()
+    t.equal(preflight.statusCode, 200, 'CORS preflight answered')
+    t.equal(preflight.headers['access-control-allow-origin'], 'http://app.example')
+    t.match(String(preflight.headers['access-control-allow-methods']), /PUT/)
+    t.equal(preflight.headers['access-control-allow-headers'], 'content-type')
+    const fromPage = await request(getUrl, { headers: { origin: 'http://app.example' } })
+    await fromPage.body.dump()
+    t.equal(fromPage.headers['access-control-allow-origin'], 'http://app.example')
+    t.match(String(fromPage.headers['access-control-expose-headers']), /ETag/, 'the page may read the ETag')
+
     const tampered = await request(getUrl.replace('up/photo.jpg', 'up/other.jpg'))
     t.equal(tampered.statusCode, 403)
     t.equal(xmlCode(await tampered.body.text()), 'SignatureDoesNotMatch', 'a URL changed after signing')
