@@ -169,6 +169,9 @@ async function readObject (context: GatewayContext, request: S3Request, reply: P
   reply.code(range === null ? 200 : 206).headers(headers).header('content-length', String(lengthBytes))
   if (range !== null) reply.header('content-range', `bytes ${start}-${end}/${stat.sizeBytes}`)
   if (!withBody || lengthBytes === 0) return reply.send()
+  // The bytes are read after the stat: a file replaced in between may differ in length. Node then cuts the
+  // connection rather than send a body that disagrees with Content-Length (a client retries the GET).
+  reply.raw.strictContentLength = true
   const stream = context.client.createReadStream(stat.path, { start, end })
   return reply.send(stream)
 }
