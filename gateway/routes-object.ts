@@ -229,7 +229,13 @@ export function copySource (request: S3Request): { bucket: string, key: string }
   if (slash <= 0 || slash === path.length - 1) throw new S3Error('InvalidArgument', 'x-amz-copy-source must be BUCKET/KEY')
   const bucket = path.slice(0, slash)
   checkBucketName(bucket)
-  return { bucket, key: path.slice(slash + 1) }
+  const key = path.slice(slash + 1)
+  // The signing key's prefix bounds what it may read too.
+  const prefix = request.auth.key.prefix
+  if (prefix !== null && !`/${bucket}/${key}`.startsWith(`${prefix.replace(/\/$/, '')}/`)) {
+    throw new S3Error('AccessDenied', `this access key is limited to ${prefix}`)
+  }
+  return { bucket, key }
 }
 
 // A copy inside the store: the gateway reads the source and writes the target (bytes never go to the client);
@@ -238,9 +244,6 @@ export const copyObject: Handler = async (context, request, reply) => {
   await context.buckets.require(request.bucket)
   const target = objectPath(request.bucket, request.key)
   const source = copySource(request)
-  if (request.auth.key.prefix !== null && !`/${source.bucket}/${source.key}`.startsWith(`${request.auth.key.prefix.replace(/\/$/, '')}/`)) {
-    throw new S3Error('AccessDenied', `this access key is limited to ${request.auth.key.prefix}`)
-  }
   const stat = await statObject(context, source.bucket, source.key)
   checkCopyConditions(request.headers, stat)
   const directive = headerValue(request.headers, 'x-amz-metadata-directive') ?? 'COPY'

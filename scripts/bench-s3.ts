@@ -34,7 +34,7 @@ export async function benchS3 (): Promise<void> {
     const cluster = await startCluster({ chunkservers: 3, dataDir: join(dir, 'cluster'), chunkSizeBytes: 64 * MiB })
     try {
       const gateway = await spawnRole({
-        role: 's3', args: ['--port', '0', '--masters', cluster.masters.join(','), '--log-level', 'warn'],
+        role: 's3', args: ['--port', '0', '--masters', cluster.masters.join(',')],
         logPath: join(dir, 's3.log'), readyTimeoutMs: 30_000, env: { GRANARY_S3_ACCESS_KEY_ID: keys.accessKeyId, GRANARY_S3_SECRET_ACCESS_KEY: keys.secretAccessKey }
       })
       const s3 = new S3Client({ endpoint: gateway.ready.url, region: 'us-east-1', forcePathStyle: true, credentials: { ...keys } })
