@@ -281,6 +281,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   app.get(p.statPath, { schema: p.statSchema, ...read }, c.stat)
   app.get(p.listPath, { schema: p.listSchema, ...read }, c.list)
   app.post(p.renamePath, { schema: p.renameSchema, ...mutation }, acked(c.rename))
+  app.post(p.concatPath, { schema: p.concatSchema, ...mutation }, acked(c.concat))
   app.post(p.deletePath, { schema: p.deleteSchema, ...mutation }, acked(c.remove))
   app.post(p.restorePath, { schema: p.restoreSchema, ...mutation }, acked(c.restore))
   app.get(p.duPath, { schema: p.duSchema, ...read }, c.du)
@@ -352,6 +353,7 @@ export const masterRouteAccess: ReadonlyMap<string, RouteAccess> = new Map<strin
   [p.deletePath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).path] }],
   [p.renamePath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).source, bodyOf(r).target] }],
   [p.restorePath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).path, bodyOf(r).target] }],
+  [p.concatPath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).target, ...((r.body as { sources?: string[] } | undefined)?.sources ?? [])] }],
   // A lease id is the capability here: only a create the key was allowed made it.
   [p.allocatePath, { who: 'key', right: 'write' }],
   [p.commitPath, { who: 'key', right: 'write' }],
