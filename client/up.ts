@@ -188,7 +188,9 @@ export class Supervisor {
     }))
     if (options.s3 !== undefined) {
       const gateway = this.#member('s3', 's3', join(this.#dataDir, 's3'), options.s3.port, ['--masters', masters])
-      gateway.env = { GRANARY_S3_ACCESS_KEY_ID: options.s3.keys.accessKeyId, GRANARY_S3_SECRET_ACCESS_KEY: options.s3.keys.secretAccessKey }
+      // Its own calls are signed with the admin key the master made (DATA/credentials); S3 clients may use that pair,
+      // any Granary access key, or the pair in DATA/s3-credentials.
+      gateway.env = { GRANARY_S3_ACCESS_KEY_ID: options.s3.keys.accessKeyId, GRANARY_S3_SECRET_ACCESS_KEY: options.s3.keys.secretAccessKey, GRANARY_CREDENTIALS: join(this.#dataDir, credentialsFileName) }
       await this.#launchAnyPort(gateway)
     }
     this.#writeClusterFile()

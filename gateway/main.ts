@@ -9,6 +9,7 @@ import { watchLifeline } from '../shared/lifeline.js'
 import { connect, type GranaryClient } from '../client/index.js'
 import { buildGateway } from './server.js'
 import { StaticKeyResolver, type KeyResolver } from './sigv4.js'
+import { AccessKeyResolver } from './access-keys.js'
 
 export const gatewayDefaults = {
   host: '127.0.0.1',                   // the address to bind; a wildcard (0.0.0.0, ::) needs advertiseUrl
@@ -16,8 +17,11 @@ export const gatewayDefaults = {
   advertiseUrl: '',                    // the endpoint clients are told; '' = http://HOST:PORT
   masters: 'http://127.0.0.1:9000',    // comma-separated master (and shadow) URLs
   region: 'us-east-1',                 // what GetBucketLocation answers; signatures for any region are accepted
-  accessKeyId: '',                     // the static key pair (or GRANARY_S3_ACCESS_KEY_ID / GRANARY_S3_SECRET_ACCESS_KEY)
+  // Granary access keys always work (their SigV4 keys come from the master); this static pair is an extra one
+  // (or GRANARY_S3_ACCESS_KEY_ID / GRANARY_S3_SECRET_ACCESS_KEY); both empty: Granary access keys only.
+  accessKeyId: '',
   secretAccessKey: '',
+  credentials: '',                     // the gateway's own Granary key (an admin key); '' = found as every client finds it
   chunkSizeBytes: 0,                   // chunk size of the files the gateway writes; 0 = the client default
   replication: 0,                      // replication of the files the gateway writes; 0 = the client default
   corsOrigins: '*',                    // browser origins allowed (comma-separated), '*' any, '' none: every request is signed anyway
@@ -29,11 +33,11 @@ export function resolveGatewayConfig (given: Record<string, unknown>, env: NodeJ
   const config = resolveConfig('s3', gatewayDefaults, given)
   if (config.accessKeyId === '') config.accessKeyId = env.GRANARY_S3_ACCESS_KEY_ID ?? ''
   if (config.secretAccessKey === '') config.secretAccessKey = env.GRANARY_S3_SECRET_ACCESS_KEY ?? ''
-  if (config.accessKeyId === '' || config.secretAccessKey === '') {
-    throw new GranaryError('GRN_INVALID_ARGUMENT', ['s3 needs a key pair: --access-key-id and --secret-access-key (or GRANARY_S3_ACCESS_KEY_ID and GRANARY_S3_SECRET_ACCESS_KEY)'])
+  if ((config.accessKeyId === '') !== (config.secretAccessKey === '')) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', ['s3 --access-key-id and --secret-access-key go together (or GRANARY_S3_ACCESS_KEY_ID and GRANARY_S3_SECRET_ACCESS_KEY); without both, Granary access keys only'])
   }
-  if (!/^[A-Za-z0-9]{3,128}$/.test(config.accessKeyId)) throw new GranaryError('GRN_INVALID_ARGUMENT', ['s3 --access-key-id must be 3-128 letters and digits'])
-  if (config.secretAccessKey.length < 8) throw new GranaryError('GRN_INVALID_ARGUMENT', ['s3 --secret-access-key must be at least 8 characters'])
+  if (config.accessKeyId !== '' && !/^[A-Za-z0-9]{3,128}$/.test(config.accessKeyId)) throw new GranaryError('GRN_INVALID_ARGUMENT', ['s3 --access-key-id must be 3-128 letters and digits'])
+  if (config.secretAccessKey !== '' && config.secretAccessKey.length < 8) throw new GranaryError('GRN_INVALID_ARGUMENT', ['s3 --secret-access-key must be at least 8 characters'])
   if (config.port > 65535) throw new GranaryError('GRN_INVALID_ARGUMENT', ["s3 option 'port' must be at most 65535"])
   if (!/^[a-z0-9-]{1,32}$/.test(config.region)) throw new GranaryError('GRN_INVALID_ARGUMENT', ['s3 --region must be a region name like us-east-1'])
   checkAddress('s3', config.host, config.advertiseUrl)
@@ -49,11 +53,12 @@ export async function startGateway (config: GatewayConfig, options: GatewayOptio
   const log = options.logger ?? createLogger('s3', config.logLevel)
   const client = connect({
     masters: config.masters,
+    ...(config.credentials !== '' ? { credentials: config.credentials } : {}),
     ...(config.chunkSizeBytes > 0 ? { chunkSizeBytes: config.chunkSizeBytes } : {}),
     ...(config.replication > 0 ? { replication: config.replication } : {}),
     // A gateway serves many requests at once for a long time: the default per-call budget, pooled connections kept.
   })
-  const resolver = options.resolver ?? new StaticKeyResolver(config.accessKeyId, config.secretAccessKey)
+  const resolver = options.resolver ?? new AccessKeyResolver(client, config.accessKeyId === '' ? null : new StaticKeyResolver(config.accessKeyId, config.secretAccessKey))
   const app = buildGateway({ client, resolver, region: config.region, logger: log, now: options.now, corsOrigins: config.corsOrigins })
   await app.listen({ host: config.host, port: config.port })
   const port = (app.server.address() as AddressInfo).port

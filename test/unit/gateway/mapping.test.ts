@@ -72,7 +72,8 @@ t.test('granary s3 start-up checks', async (t) => {
   const base = { accessKeyId: 'KEY123', secretAccessKey: 'secret-key-1' }
   t.match(resolveGatewayConfig({ ...base }, {}), { port: 9300, region: 'us-east-1', corsOrigins: '*' })
   t.match(resolveGatewayConfig({}, { GRANARY_S3_ACCESS_KEY_ID: 'ENVKEY', GRANARY_S3_SECRET_ACCESS_KEY: 'env-secret-key' }), { accessKeyId: 'ENVKEY' }, 'keys from the environment')
-  t.throws(() => resolveGatewayConfig({}, {}), { code: 'GRN_INVALID_ARGUMENT' }, 'no key pair')
+  t.match(resolveGatewayConfig({}, {}), { accessKeyId: '', secretAccessKey: '' }, 'no static pair: Granary access keys only')
+  t.throws(() => resolveGatewayConfig({ accessKeyId: 'KEY123' }, {}), { code: 'GRN_INVALID_ARGUMENT', message: /go together/ }, 'half a pair')
   t.throws(() => resolveGatewayConfig({ ...base, secretAccessKey: 'short' }, {}), { code: 'GRN_INVALID_ARGUMENT' })
   t.throws(() => resolveGatewayConfig({ ...base, host: '0.0.0.0' }, {}), { code: 'GRN_INVALID_ARGUMENT' }, 'a wildcard bind needs --advertise-url')
   t.throws(() => resolveGatewayConfig({ ...base, bogus: 1 }, {}), { code: 'GRN_INVALID_ARGUMENT' })
