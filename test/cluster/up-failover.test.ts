@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { signedRequest as request } from '../helpers/cluster.js'
 import { UpCluster, type ClusterMember } from '../../client/chaos-cluster.js'
+import { readCredentialsFile } from '../../client/credentials.js'
 import { connect } from '../../client/index.js'
 import type * as p from '../../shared/protocol.js'
 
@@ -43,10 +44,10 @@ t.test('granary up follows a failover, restarts members in their current roles, 
   t.teardown(() => fs.close())
   await fs.mkdir('/before')
   const shadowUrl = meta().find((m) => m.name === 'shadow0')?.url as string
-  await until(async () => ((await (await request(`${meta()[0]?.url as string}/cluster/report`)).body.json() as p.ClusterReport).isr?.length ?? 0) === 1, 20_000, 'the shadow in sync')
+  await until(async () => ((await (await request(`${meta()[0]?.url as string}/cluster/report`, {}, readCredentialsFile(cluster.credentialsFile))).body.json() as p.ClusterReport).isr?.length ?? 0) === 1, 20_000, 'the shadow in sync')
 
   // A planned hand-over: shadow0 becomes master; the supervisor sees it and restarts the old master as its shadow.
-  const promoted = await request(`${shadowUrl}/admin/promote`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })
+  const promoted = await request(`${shadowUrl}/admin/promote`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }, readCredentialsFile(cluster.credentialsFile))
   t.equal(promoted.statusCode, 200, JSON.stringify(await promoted.body.json()))
   await until(() => meta().find((m) => m.name === 'shadow0')?.role === 'master' && meta().find((m) => m.name === 'master')?.role === 'shadow', 20_000, 'cluster.json: shadow0 master, master its shadow')
   const oldMasterUrl = meta().find((m) => m.name === 'master')?.url as string

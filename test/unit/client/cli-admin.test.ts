@@ -60,7 +60,7 @@ t.test('admin promote: usage, refusal and success', async (t) => {
   t.equal(seen[1], 'POST /admin/promote {"force":true}')
 
   const gone = io()
-  t.equal(await main(['admin', 'promote', '--shadow', 'http://127.0.0.1:1'], gone), 1)
+  t.equal(await main(['admin', 'promote', '--shadow', 'http://127.0.0.1:1'], gone), 4, 'a shadow nobody answers at: exit 4 (unreachable)')
   t.match(gone.err(), /^granary: GRN_UNAVAILABLE: /)
 })
 
