@@ -17,6 +17,8 @@ export interface UpOptions {
   heartbeatIntervalMs: number
   restartDelayMs: number
   startTimeoutMs: number
+  s3Port?: number               // start granary up's S3 gateway on this port (0: any); default: no gateway
+  env?: NodeJS.ProcessEnv       // added to granary up's environment (the gateway's key pair)
 }
 
 export interface StdoutLine { atMs: number, text: string }
@@ -44,8 +46,9 @@ export class UpCluster {
   async start (): Promise<void> {
     const o = this.#options
     const args = [cliPath, 'up', '--data', o.dataDir, '--port', '0', '--chunkservers', String(o.chunkservers),
-      '--heartbeat-interval-ms', String(o.heartbeatIntervalMs), '--restart-delay-ms', String(o.restartDelayMs), '--shadows', String(o.shadows)]
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+      '--heartbeat-interval-ms', String(o.heartbeatIntervalMs), '--restart-delay-ms', String(o.restartDelayMs), '--shadows', String(o.shadows),
+      ...(o.s3Port === undefined ? ['--no-s3'] : ['--s3-port', String(o.s3Port)])]
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } })
     this.#child = child
     this.#exited = new Promise((resolve) => child.once('exit', () => resolve()))
     let partial = ''

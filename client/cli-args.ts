@@ -68,6 +68,11 @@ export const commands: CommandSpec[] = [
   { name: 'chunkserver', kind: 'server', summary: 'run a chunkserver', usage: 'granary chunkserver [flags]',
     options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none', notes: serverFlagNotes(chunkserverDefaults),
     examples: ['granary chunkserver --port 9101 --data-dir /srv/granary/cs1 --masters http://127.0.0.1:9000'] },
+  { name: 's3', kind: 'server', summary: 'run an S3 gateway (docs/S3.md): any S3 client reaches the cluster through it', usage: 'granary s3 [flags]',
+    options: {}, positionalsMin: 0, positionalsMax: 0, remoteArgs: 'none',
+    notes: ['Flags: --port (9300) --host --advertise-url --masters --region --access-key-id --secret-access-key --chunk-size-bytes --replication --cors-origins --log-level.',
+      'The key pair may also come from GRANARY_S3_ACCESS_KEY_ID and GRANARY_S3_SECRET_ACCESS_KEY.'],
+    examples: ['granary s3 --port 9300 --masters http://127.0.0.1:9000,http://127.0.0.1:9001 --access-key-id granary --secret-access-key s3cr3tkey'] },
   { name: 'put', kind: 'client', summary: 'copy a local file (or stdin) into Granary', usage: 'granary put [options] LOCAL|- REMOTE',
     options: {
       force: force('replace an existing file (atomically, when the upload completes)'),

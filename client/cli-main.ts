@@ -84,6 +84,7 @@ const serverCommands: Record<string, () => Promise<(argv: string[]) => Promise<v
     return master.runShadow
   },
   chunkserver: async () => (await import('../chunkserver/main.js')).runChunkserver,
+  s3: async () => (await import('../gateway/main.js')).runGateway,
 }
 
 export async function main (argv: string[], io: CliIo): Promise<number> {

@@ -10,7 +10,7 @@ import { constants as bufferConstants } from 'node:buffer'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import { resolveClientConfig, parseMasterList, type ClientConfig } from '../shared/config.js'
 import { normalizePath } from '../shared/paths.js'
-import type { FileStat, ListReply, DuReply, DeleteReply, RestoreReply, ClusterReport, OpenReply } from '../shared/protocol.js'
+import type { FileStat, FileAttrs, ListReply, DuReply, DeleteReply, RestoreReply, ClusterReport, OpenReply } from '../shared/protocol.js'
 import * as limits from '../shared/limits.js'
 import { assert } from '../shared/assert.js'
 import { Transport } from './transport.js'
@@ -25,7 +25,7 @@ import { packDirectory, unpackDirectory, type PackOptions, type UnpackOptions, t
 
 export { GranaryError, errorCodes, errorSpecs, isGranaryError, type ErrorCode, type ErrorBody } from '../shared/errors.js'
 export type { AccessKeyInfo } from '../shared/protocol.js'
-export type { FileStat, ListReply, DuReply, DeleteReply, RestoreReply, ClusterReport, ServerReport, OpenReply, ChunkLocation } from '../shared/protocol.js'
+export type { FileStat, FileAttrs, ListReply, DuReply, DeleteReply, RestoreReply, ClusterReport, ServerReport, OpenReply, ChunkLocation } from '../shared/protocol.js'
 export type { ClientConfig } from '../shared/config.js'
 export type { Credentials } from '../shared/auth.js'
 export { channelNames } from './diagnostics.js'
@@ -253,6 +253,23 @@ export class GranaryClient {
     }
   }
 
+  // One new file at `target` made of the closed files `sources` in order, their chunks moved, not copied (HDFS's
+  // concat); the sources are gone after and an existing target is replaced. Every source but the last must be
+  // whole chunks of one chunk size (write them with a chunkSizeBytes that divides their size): else
+  // GRN_INVALID_ARGUMENT and nothing changes. attrs: the new file's attributes.
+  async concat (target: string, sources: readonly string[], options: CallOptions & { attrs?: FileAttrs, mtimeMs?: number } = {}): Promise<FileStat> {
+    this.#checkOpen()
+    const to = normalizePath(target)
+    const from = sources.map((source) => normalizePath(source))
+    const { attrs, mtimeMs, ...call } = options
+    try {
+      return await this.#link.concat({ target: to, sources: from, ...(attrs === undefined ? {} : { attrs }), ...(mtimeMs === undefined ? {} : { mtimeMs }) }, call)
+    } finally {
+      this.#cache.invalidate(to)
+      for (const source of from) this.#cache.invalidate(source)
+    }
+  }
+
   // Moves the entry to the trash (/.trash/<checkpoint>/<path>, restorable for the master's trashRetentionMs);
   // skipTrash deletes it for good at once (so does deleting inside /.trash). force: a missing path is not an
   // error (like fs.rm); the reply then counts nothing.
@@ -298,6 +315,14 @@ export class GranaryClient {
     const prefix = options.prefix === undefined ? undefined : normalizePath(options.prefix)
     const info = await this.#link.createKey({ ...made, name: options.name, readOnly: options.readOnly ?? false, admin: options.admin ?? false, ...(prefix === undefined ? {} : { prefix }) }, call)
     return { ...info, secretAccessKey: made.secretAccessKey }
+  }
+
+  // An access key's AWS SigV4 signing key for one day, region and service, and its rights (an admin key's call:
+  // the S3 gateway checks S3 signatures with it and never holds a secret).
+  async accessKeySigningKey (accessKeyId: string, scope: { date: string, region: string, service: string }, call: CallOptions = {}): Promise<{ signingKey: Buffer, readOnly: boolean, admin: boolean, prefix: string | null }> {
+    this.#checkOpen()
+    const reply = await this.#link.signingKey({ accessKeyId, ...scope }, call)
+    return { signingKey: Buffer.from(reply.signingKey, 'hex'), readOnly: reply.readOnly, admin: reply.admin, prefix: reply.prefix }
   }
 
   async listAccessKeys (call: CallOptions = {}): Promise<AccessKeyInfo[]> {

@@ -176,6 +176,10 @@ export class MasterLink {
     return this.read('list access keys', protocol.keysPath, {}, options)
   }
 
+  signingKey (query: protocol.KeySigningQuery, options?: CallOptions): Promise<protocol.KeySigningReply> {
+    return this.read(`signing key of ${query.accessKeyId}`, protocol.keySigningPath, { ...query }, options)
+  }
+
   createKey (request: Omit<protocol.KeyCreateRequest, 'requestId'>, options?: CallOptions): Promise<protocol.AccessKeyInfo> {
     return this.mutate(`create access key ${request.name}`, protocol.keysPath, request, options)
   }
@@ -194,6 +198,10 @@ export class MasterLink {
     return this.mutate(`rename ${source}`, protocol.renamePath, { source, target }, options)
   }
 
+  concat (request: { target: string, sources: string[], attrs?: protocol.FileAttrs, mtimeMs?: number }, options?: CallOptions): Promise<protocol.ConcatReply> {
+    return this.mutate(`concat into ${request.target}`, protocol.concatPath, request, options)
+  }
+
   delete (path: string, recursive: boolean, skipTrash: boolean, options?: CallOptions): Promise<protocol.DeleteReply> {
     return this.mutate(`delete ${path}`, protocol.deletePath, { path, recursive, skipTrash }, options)
   }
@@ -203,7 +211,7 @@ export class MasterLink {
   }
 
   // ---- the write protocol -----------------------------------------------------------------------------
-  create (request: { path: string, replication?: number, chunkSizeBytes?: number, overwrite?: boolean, mode?: number, allocateFirstChunk?: boolean }, options?: CallOptions): Promise<protocol.CreateReply> {
+  create (request: { path: string, replication?: number, chunkSizeBytes?: number, overwrite?: boolean, mode?: number, allocateFirstChunk?: boolean, attrs?: protocol.FileAttrs }, options?: CallOptions): Promise<protocol.CreateReply> {
     return this.mutate(`create ${request.path}`, protocol.createPath, request, options)
   }
 
@@ -213,12 +221,12 @@ export class MasterLink {
 
   commit (request: {
     inodeId: InodeId, leaseId: LeaseId, chunkIndex: number, chunkHandle: ChunkHandle, version: number,
-    lengthBytes: number, crc32: number, serverIds: ServerId[], complete?: { sizeBytes: number, chunkCount: number, mtimeMs?: number }
+    lengthBytes: number, crc32: number, serverIds: ServerId[], complete?: { sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: protocol.FileAttrs }
   }, options?: CallOptions): Promise<protocol.CommitReply> {
     return this.mutate(`commit chunk ${request.chunkIndex}`, protocol.commitPath, request, options)
   }
 
-  complete (request: { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs?: number }, options?: CallOptions): Promise<protocol.CompleteReply> {
+  complete (request: { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: protocol.FileAttrs }, options?: CallOptions): Promise<protocol.CompleteReply> {
     return this.mutate(`complete inode ${request.inodeId}`, protocol.completePath, request, options)
   }
 

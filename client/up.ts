@@ -6,6 +6,7 @@ import { credentialsFileName } from '../shared/auth.js'
 import { parseArgs } from 'node:util'
 import { mkdirSync, writeFileSync, renameSync, existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { randomBytes } from 'node:crypto'
 import { setTimeout as delay } from 'node:timers/promises'
 import { spawnRole, type ProcessRole, type SpawnedRole, type SpawnRoleOptions } from '../shared/process.js'
 import { loadSecret } from '../shared/token.js'
@@ -30,6 +31,9 @@ Options:
   --restart-delay-ms MS    wait this long before restarting a dead process (default: 0; for outage tests)
   --heartbeat-interval-ms MS   chunkserver heartbeat interval (default: ${masterDefaults.heartbeatIntervalMs})
   --dead-after-ms MS       silence before a chunkserver counts as dead (default: ${masterDefaults.deadAfterMs})
+  --s3-port P              the S3 gateway's port (default: 9300; another free one if taken). Its key pair comes from
+                           GRANARY_S3_ACCESS_KEY_ID / GRANARY_S3_SECRET_ACCESS_KEY, else DATA/s3-credentials (made once, mode 0600)
+  --no-s3                  start no S3 gateway
   -h, --help               this text
 
 Example:
@@ -59,6 +63,22 @@ interface Member {
   // A metadata member (the master or a shadow): its flags for either role. Which role it has moves with
   // failovers; the supervisor follows (#watchRoles) and restarts it in the role it has now.
   meta?: { common: string[] }
+  env?: NodeJS.ProcessEnv                 // the S3 gateway's key pair (kept off its command line)
+}
+
+// The S3 gateway's key pair: from the environment, else DATA/s3-credentials (generated once, mode 0600).
+export function s3Keys (dataDir: string, env: NodeJS.ProcessEnv): { accessKeyId: string, secretAccessKey: string, file: string | null } {
+  const given = { accessKeyId: env.GRANARY_S3_ACCESS_KEY_ID ?? '', secretAccessKey: env.GRANARY_S3_SECRET_ACCESS_KEY ?? '' }
+  if (given.accessKeyId !== '' && given.secretAccessKey !== '') return { ...given, file: null }
+  const file = join(dataDir, 's3-credentials')
+  if (existsSync(file)) {
+    const stored = JSON.parse(readFileSync(file, 'utf8')) as { accessKeyId?: unknown, secretAccessKey?: unknown }
+    if (typeof stored.accessKeyId === 'string' && typeof stored.secretAccessKey === 'string') return { accessKeyId: stored.accessKeyId, secretAccessKey: stored.secretAccessKey, file }
+  }
+  const made = { accessKeyId: `GR${randomBytes(9).toString('hex').toUpperCase()}`, secretAccessKey: randomBytes(30).toString('base64url') }
+  mkdirSync(dataDir, { recursive: true })
+  writeFileSync(file, JSON.stringify(made, null, 2) + '\n', { mode: 0o600 })
+  return { ...made, file }
 }
 
 const roleWatchMs = 500                 // how often the supervisor asks the metadata members who is master
@@ -75,6 +95,8 @@ export async function runUp (argv: string[]): Promise<void> {
       'restart-delay-ms': { type: 'string', default: '0' },
       'heartbeat-interval-ms': { type: 'string', default: String(masterDefaults.heartbeatIntervalMs) },
       'dead-after-ms': { type: 'string', default: String(masterDefaults.deadAfterMs) },
+      's3-port': { type: 'string', default: '9300' },
+      'no-s3': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false }
     },
     strict: true,
@@ -89,8 +111,10 @@ export async function runUp (argv: string[]): Promise<void> {
   const heartbeatIntervalMs = wholeNumber('--heartbeat-interval-ms', values['heartbeat-interval-ms'], 10, 600_000)
   const deadAfterMs = wholeNumber('--dead-after-ms', values['dead-after-ms'], 30, 3_600_000)
 
+  const s3Port = wholeNumber('--s3-port', values['s3-port'], 0, 65535)
+  const s3 = values['no-s3'] === true ? undefined : { port: s3Port, keys: s3Keys(dataDir, process.env) }
   const supervisor = new Supervisor(dataDir, restartDelayMs)
-  await supervisor.start({ port, chunkserverCount, shadowCount, heartbeatIntervalMs, deadAfterMs })
+  await supervisor.start({ port, chunkserverCount, shadowCount, heartbeatIntervalMs, deadAfterMs, s3 })
   await supervisor.stopped
 }
 
@@ -122,7 +146,10 @@ export class Supervisor {
     this.#deps = deps
   }
 
-  async start (options: { port: number, chunkserverCount: number, shadowCount: number, heartbeatIntervalMs: number, deadAfterMs: number }): Promise<void> {
+  async start (options: {
+    port: number, chunkserverCount: number, shadowCount: number, heartbeatIntervalMs: number, deadAfterMs: number
+    s3?: { port: number, keys: { accessKeyId: string, secretAccessKey: string, file: string | null } }   // the S3 gateway, if any
+  }): Promise<void> {
     mkdirSync(join(this.#dataDir, 'logs'), { recursive: true })
     const secretFile = join(this.#dataDir, 'secret')
     loadSecret(secretFile, true)
@@ -159,8 +186,13 @@ export class Supervisor {
       ])
       await this.#launchAnyPort(member)
     }))
+    if (options.s3 !== undefined) {
+      const gateway = this.#member('s3', 's3', join(this.#dataDir, 's3'), options.s3.port, ['--masters', masters])
+      gateway.env = { GRANARY_S3_ACCESS_KEY_ID: options.s3.keys.accessKeyId, GRANARY_S3_SECRET_ACCESS_KEY: options.s3.keys.secretAccessKey }
+      await this.#launchAnyPort(gateway)
+    }
     this.#writeClusterFile()
-    this.#printSummary()
+    this.#printSummary(options.s3?.keys)
     if (shadows.length > 0) this.#watchRoles()
   }
 
@@ -242,11 +274,12 @@ export class Supervisor {
   }
 
   async #launch (member: Member): Promise<void> {
-    const args = ['--data-dir', member.dataDir, '--port', String(member.port), ...member.args]
+    // The S3 gateway keeps no data of its own: it takes no --data-dir.
+    const args = [...(member.role === 's3' ? [] : ['--data-dir', member.dataDir]), '--port', String(member.port), ...member.args]
     // A master is restarted from its warm spare when there is one (up-standby.ts), else started cold.
     const useSpare = member.role === 'master' && (this.#spareFor === undefined || this.#spareFor === member)
     const spare = useSpare ? await this.#deps.spare.take({ args, logPath: member.logPath, readyTimeoutMs }).catch(() => undefined) : undefined
-    const spawned = spare ?? await this.#deps.spawnRole({ role: member.role, args, logPath: member.logPath, readyTimeoutMs })
+    const spawned = spare ?? await this.#deps.spawnRole({ role: member.role, args, logPath: member.logPath, readyTimeoutMs, ...(member.env === undefined ? {} : { env: member.env }) })
     member.spawned = spawned
     member.pid = spawned.pid
     member.port = spawned.ready.port   // keep the port across restarts: clients and peers keep their URLs
@@ -332,11 +365,16 @@ export class Supervisor {
     renameSync(temp, file)
   }
 
-  #printSummary (): void {
+  #printSummary (s3?: { accessKeyId: string, secretAccessKey: string, file: string | null }): void {
     const lines = [`granary: cluster up, data in ${this.#dataDir}`]
     for (const m of this.#members) lines.push(`  ${m.name.padEnd(13)} ${m.url.padEnd(24)} pid ${String(m.pid).padEnd(8)} log ${m.logPath}`)
-    const masters = this.#members.filter((m) => m.role !== 'chunkserver').map((m) => m.url)
+    const masters = this.#members.filter((m) => m.meta !== undefined).map((m) => m.url)
+    const gateway = this.#members.find((m) => m.role === 's3')
+    if (gateway !== undefined && s3 !== undefined) {
+      lines.push(`S3 endpoint ${gateway.url}  access key id ${s3.accessKeyId}  secret access key ${s3.secretAccessKey}${s3.file === null ? '' : `  (kept in ${s3.file})`}`)
+    }
     if (masters.length > 1) lines.push(`Clients fall over to the shadow: export GRANARY_MASTER=${masters.join(',')}`)
+    lines.push(`Admin access key: ${join(this.#dataDir, credentialsFileName)} (the CLI run beside ./granary-data finds it; elsewhere export GRANARY_CREDENTIALS=that file)`)
     lines.push(`Try: npx granary put <local file> /path   ·   npx granary ls /   ·   Ctrl-C stops the cluster`)
     process.stdout.write(lines.join('\n') + '\n')
   }

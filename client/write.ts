@@ -6,7 +6,7 @@
 // pipeline can be retried on a new one without the failed server; memory stays ≈ chunkSizeBytes × chunksInFlightMax.
 import { Writable } from 'node:stream'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
-import type { FileStat, CreateReply, AllocateReply } from '../shared/protocol.js'
+import type { FileStat, FileAttrs, CreateReply, AllocateReply } from '../shared/protocol.js'
 import * as limits from '../shared/limits.js'
 import { checkChunkSize } from '../shared/config.js'
 import { parentPath } from '../shared/paths.js'
@@ -25,6 +25,7 @@ export interface WriteOptions {
   mtimeMs?: number              // the completed file's modification time (epoch ms); default: when it completes
   parents?: boolean             // create missing parent directories, like HDFS create (default true)
   mode?: number                 // permission bits kept with the file (0..0o7777); default 0o644
+  attrs?: FileAttrs             // the file's attributes (a JSON object ≤ fileAttrsBytesMax), set at create; see setAttrs
   deadlineMs?: number           // budget of each control call, and of retrying one failed chunk
   signal?: AbortSignal
   highWaterMark?: number
@@ -77,6 +78,7 @@ export class GranaryWriteStream extends Writable {
   #allocationGate: Promise<void> = Promise.resolve()        // settles when the newest chunk was first allocated
   #committedChunks = 0
   #committedBytes = 0
+  #finalAttrs: FileAttrs | undefined                         // setAttrs: sent with the complete, replacing create's
 
   constructor (context: WriteContext, path: string, options: WriteOptions = {}) {
     // Checked before super(): a Writable schedules _construct as soon as it exists.
@@ -89,6 +91,14 @@ export class GranaryWriteStream extends Writable {
   // The completed file, once 'finish' has been emitted.
   get stat (): FileStat | undefined { return this.#stat }
   get bytesWritten (): number { return this.#sizeBytes }
+
+  // Attributes to store with the file when it completes, replacing any given at create (a digest known only
+  // once every byte went by, say). Call before end(): the complete may ride on the last chunk's commit.
+  setAttrs (attrs: FileAttrs): void {
+    if (this.#finishing) throw new GranaryError('GRN_INVALID_ARGUMENT', [`setAttrs on ${this.path} after end()`])
+    checkAttrs(attrs)
+    this.#finalAttrs = attrs
+  }
 
   override _construct (callback: (err?: Error | null) => void): void {
     this.#context.invalidate(this.path)
@@ -110,6 +120,7 @@ export class GranaryWriteStream extends Writable {
       chunkSizeBytes: this.#options.chunkSizeBytes ?? this.#context.chunkSizeBytes,
       overwrite: this.#options.overwrite ?? false,
       mode: this.#options.mode,
+      ...(this.#options.attrs === undefined ? {} : { attrs: this.#options.attrs }),
       allocateFirstChunk: true   // chunk 0 placed in the same round trip (a small file costs two master calls)
     }
     try {
@@ -221,6 +232,7 @@ export class GranaryWriteStream extends Writable {
       this.#completing = true
       this.#stat = await this.#context.link.complete({
         inodeId: file.inodeId, leaseId: file.leaseId, sizeBytes: this.#sizeBytes, chunkCount: this.#chunkCount, mtimeMs: this.#options.mtimeMs,
+        ...(this.#finalAttrs === undefined ? {} : { attrs: this.#finalAttrs }),
       }, this.#callOptions())
     }
     this.#completed = true
@@ -307,11 +319,14 @@ export class GranaryWriteStream extends Writable {
 
   // The last chunk completes the file with its commit when the stream has ended, this is the last chunk, and
   // every other chunk is committed (in flight: only this one), so the sizes the master checks are final.
-  #completion (chunkIndex: number): { sizeBytes: number, chunkCount: number, mtimeMs?: number } | undefined {
+  #completion (chunkIndex: number): { sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: FileAttrs } | undefined {
     if (!this.#finishing || this.#failure !== undefined || chunkIndex !== this.#chunkCount - 1) return undefined
     if (this.#inFlight.size !== 1 || !this.#inFlight.has(chunkIndex)) return undefined
     this.#completing = true
-    return { sizeBytes: this.#sizeBytes, chunkCount: this.#chunkCount, ...(this.#options.mtimeMs === undefined ? {} : { mtimeMs: this.#options.mtimeMs }) }
+    return {
+      sizeBytes: this.#sizeBytes, chunkCount: this.#chunkCount, ...(this.#options.mtimeMs === undefined ? {} : { mtimeMs: this.#options.mtimeMs }),
+      ...(this.#finalAttrs === undefined ? {} : { attrs: this.#finalAttrs })
+    }
   }
 }
 
@@ -328,6 +343,14 @@ function checkWriteOptions (options: WriteOptions): { highWaterMark: number, sig
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`mtimeMs must be a non-negative integer (epoch ms), got ${String(options.mtimeMs)}`])
   }
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new GranaryError('GRN_INVALID_ARGUMENT', ['onProgress must be a function'])
+  if (options.attrs !== undefined) checkAttrs(options.attrs)
   if (options.signal?.aborted === true) throw abortedError(options.signal)
   return { highWaterMark: options.highWaterMark ?? limits.forwardQueueBytesMax, signal: options.signal }
+}
+
+// The master checks too; checking here fails a write before any byte moves.
+function checkAttrs (attrs: FileAttrs): void {
+  if (typeof attrs !== 'object' || attrs === null || Array.isArray(attrs)) throw new GranaryError('GRN_INVALID_ARGUMENT', ['attrs must be a plain object'])
+  const bytes = Buffer.byteLength(JSON.stringify(attrs))
+  if (bytes > limits.fileAttrsBytesMax) throw new GranaryError('GRN_LIMIT_EXCEEDED', ['attrs (as JSON, bytes)', limits.fileAttrsBytesMax])
 }

@@ -10,7 +10,7 @@ import { rootInodeId } from '../shared/ids.js'
 export type Db = Database.Database
 export type SyncMode = 'normal' | 'full'
 
-export const schemaVersion = 2
+export const schemaVersion = 3
 export const dbFileName = 'master.db'
 
 // Every lookup the master does has an index here; the comment after each says which lookup it serves.
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS inodes (
   overwrite INTEGER NOT NULL DEFAULT 0,      -- complete() may replace an existing file at the pending name
   mode INTEGER NOT NULL DEFAULT 0,           -- permission bits (0..0o7777), set by create and mkdir
   crc32 INTEGER,                             -- a closed file's whole-file CRC32, combined from its chunks' at complete (NULL: written before schema 2)
+  attrs TEXT,                                -- a file's attributes (JSON object ≤ fileAttrsBytesMax), set at create and/or complete; NULL: none
   UNIQUE (parentId, name)                    -- child lookup, sorted listing, and the parentId foreign key
 );
 CREATE UNIQUE INDEX IF NOT EXISTS inodes_pending ON inodes (pendingParentId, pendingName) WHERE state = 'writing';
@@ -140,6 +141,12 @@ function migrate (db: Db): void {
       db.prepare('UPDATE meta SET schemaVersion = 2 WHERE id = 1').run()
       meta.schemaVersion = 2
     }
+    if (meta.schemaVersion === 2) {
+      // Per-file attributes: a new nullable column; existing files have none. No row is touched.
+      db.exec('ALTER TABLE inodes ADD COLUMN attrs TEXT')
+      db.prepare('UPDATE meta SET schemaVersion = 3 WHERE id = 1').run()
+      meta.schemaVersion = 3
+    }
     assert(meta.schemaVersion === schemaVersion, 'no migration path from an older schema version')
   }).immediate()
 }
@@ -187,6 +194,7 @@ export interface InodeRow {
   overwrite: number
   mode: number
   crc32: number | null
+  attrs: string | null
 }
 
 export interface ChunkRow {

@@ -18,6 +18,7 @@ import { createLogger, readyMessage, type Logger } from '../shared/log.js'
 import type { ServerTimeouts } from '../shared/server-timeouts.js'
 import { loadSecret } from '../shared/token.js'
 import { loadCa } from '../shared/tls.js'
+import { countKeys } from './keys.js'
 import { credentialsFileName, newCredentials, parseCredentials, sealSecret, type Credentials } from '../shared/auth.js'
 import { CommitQueue, notMasterError } from './commit-queue.js'
 import { dbFileName, openMasterDb, readMeta, type Db } from './db.js'
@@ -183,7 +184,8 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
 
 export async function startMaster (config: MasterConfig, options: MasterOptions = {}): Promise<{ url: string, port: number, master: Master, close(): Promise<void> }> {
   const master = openMaster(config, options)
-  if (options.shadow === undefined && master.queue.seq === 0) {
+  // No key at all: an empty data folder, or a database from before access keys (an upgrade would lock everyone out).
+  if (options.shadow === undefined && countKeys(master.db) === 0) {
     try {
       await bootstrapAdminKey(master, config, options.secret ?? loadSecret(config.secretFile, false))
     } catch (err) {
@@ -196,7 +198,7 @@ export async function startMaster (config: MasterConfig, options: MasterOptions 
   return { url, port, master, close: master.close }
 }
 
-// A master on an empty data folder (nothing in its oplog yet) makes the first admin access key, as `granary up`
+// A master whose database has no access key at all (an empty data folder, or one from before keys) makes the first admin access key, as `granary up`
 // makes the cluster secret: its credentials file is imported when it exists (a test kit, an operator's own key),
 // else made (mode 0600). The key is an op like any other, so shadows get it through the oplog.
 async function bootstrapAdminKey (master: Master, config: MasterConfig, secret: Buffer): Promise<void> {

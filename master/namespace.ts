@@ -5,9 +5,9 @@ import { assert } from '../shared/assert.js'
 import { GranaryError } from '../shared/errors.js'
 import { rootInodeId, type InodeId, type LeaseId } from '../shared/ids.js'
 import { crc32Combine } from '../shared/checksum.js'
-import { deleteEntriesPerOpMax, pathDepthMax } from '../shared/limits.js'
+import { deleteEntriesPerOpMax, fileAttrsBytesMax, pathDepthMax } from '../shared/limits.js'
 import { joinPath, splitPath } from '../shared/paths.js'
-import { dirModeDefault, fileModeDefault, type DeleteReply, type DuReply, type FileStat, type ListReply } from '../shared/protocol.js'
+import { dirModeDefault, fileModeDefault, type DeleteReply, type DuReply, type FileAttrs, type FileStat, type ListReply } from '../shared/protocol.js'
 import { sql, type Db, type InodeRow } from './db.js'
 import {
   chunkCountOf, checkCompleteChunks, deleteInodes, dropChunksOf, dropWritingFile, getInode, requireLease,
@@ -90,7 +90,8 @@ export function statOf (db: Db, row: InodeRow, path: string, chunkCount?: number
     chunkSizeBytes: file ? row.chunkSizeBytes : 0,
     chunkCount: file ? (chunkCount ?? chunkCountOf(db, row.id)) : 0,
     mode: row.mode,
-    ...(file && row.crc32 !== null && row.crc32 !== undefined ? { crc32: row.crc32 } : {})
+    ...(file && row.crc32 !== null && row.crc32 !== undefined ? { crc32: row.crc32 } : {}),
+    ...(file && row.attrs !== null && row.attrs !== undefined ? { attrs: JSON.parse(row.attrs) as FileAttrs } : {})
   }
 }
 
@@ -181,6 +182,7 @@ export function mkdir (db: Db, op: MkdirArgs): Applied<FileStat> {
 export interface CreateArgs {
   path: string, replication: number, chunkSizeBytes: number, overwrite: boolean,
   leaseId: LeaseId, leaseExpiresAtMs: number, nowMs: number, mode?: number   // mode: fileModeDefault when absent
+  attrs?: FileAttrs                                                          // the file's attributes (replaced by complete's, if any)
 }
 export interface CreateResult { inodeId: InodeId, leaseId: LeaseId, leaseExpiresAtMs: number, replication: number, chunkSizeBytes: number }
 
@@ -190,6 +192,7 @@ export function create (db: Db, op: CreateArgs): Applied<CreateResult> {
   const names = splitPath(op.path)
   const path = '/' + names.join('/')
   if (names.length === 0) throw new GranaryError('GRN_IS_DIR', [path])
+  const attrs = attrsText(op.attrs)
   const { parent, name } = resolveParent(db, names)
   const existing = childOf(db, parent.id, name)
   if (existing?.type === 'dir') throw new GranaryError('GRN_IS_DIR', [path])
@@ -201,18 +204,28 @@ export function create (db: Db, op: CreateArgs): Applied<CreateResult> {
     dropped = dropWritingFile(db, pending.id)   // its writer's lease ran out: the upload is dropped, never linked
   }
   const id = sql(db, `INSERT INTO inodes (parentId, name, type, state, replication, chunkSizeBytes, mtimeMs, leaseId, leaseExpiresAtMs,
-    pendingParentId, pendingName, overwrite, mode) VALUES (NULL, NULL, 'file', 'writing', ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-    .run(op.replication, op.chunkSizeBytes, op.nowMs, op.leaseId, op.leaseExpiresAtMs, parent.id, name, op.overwrite ? 1 : 0, op.mode ?? fileModeDefault).lastInsertRowid
+    pendingParentId, pendingName, overwrite, mode, attrs) VALUES (NULL, NULL, 'file', 'writing', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+    .run(op.replication, op.chunkSizeBytes, op.nowMs, op.leaseId, op.leaseExpiresAtMs, parent.id, name, op.overwrite ? 1 : 0, op.mode ?? fileModeDefault, attrs).lastInsertRowid
   const result = { inodeId: Number(id) as InodeId, leaseId: op.leaseId, leaseExpiresAtMs: op.leaseExpiresAtMs, replication: op.replication, chunkSizeBytes: op.chunkSizeBytes }
   return { result, dropped }
 }
 
-export interface CompleteArgs { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs: number, nowMs: number }
+export interface CompleteArgs { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs: number, nowMs: number, attrs?: FileAttrs }
+
+// A file's attributes as stored: JSON of an object, at most fileAttrsBytesMax bytes; null for none.
+export function attrsText (attrs: FileAttrs | undefined): string | null {
+  if (attrs === undefined) return null
+  if (typeof attrs !== 'object' || attrs === null || Array.isArray(attrs)) throw new GranaryError('GRN_INVALID_ARGUMENT', ['attrs must be a JSON object'])
+  const text = JSON.stringify(attrs)
+  if (Buffer.byteLength(text) > fileAttrsBytesMax) throw new GranaryError('GRN_LIMIT_EXCEEDED', ['attrs (as JSON, bytes)', fileAttrsBytesMax])
+  return text
+}
 
 // Checks the chunks, then links the file under its name in the same transaction. With overwrite, an existing
 // file there is deleted (with its chunks) in that same transaction, so readers see the old or the new file.
 export function complete (db: Db, op: CompleteArgs): Applied<FileStat> {
   const inode = requireLease(db, op.inodeId, op.leaseId, op.nowMs)
+  const attrs = attrsText(op.attrs)
   let dropped = dropUnusedAllocations(db, inode.id, op.chunkCount)
   checkCompleteChunks(db, inode, op.sizeBytes, op.chunkCount)
   assert(inode.pendingParentId !== null && inode.pendingName !== null, 'a file being written knows where it goes')
@@ -228,8 +241,8 @@ export function complete (db: Db, op: CompleteArgs): Applied<FileStat> {
     deleteInodes(db, [existing.id])
   }
   sql(db, `UPDATE inodes SET parentId = ?, name = ?, state = 'closed', sizeBytes = ?, mtimeMs = ?, leaseId = NULL,
-    leaseExpiresAtMs = NULL, pendingParentId = NULL, pendingName = NULL, overwrite = 0, crc32 = ? WHERE id = ?`)
-    .run(parent.id, name, op.sizeBytes, op.mtimeMs, wholeFileCrc32(db, inode.id), inode.id)
+    leaseExpiresAtMs = NULL, pendingParentId = NULL, pendingName = NULL, overwrite = 0, crc32 = ?, attrs = coalesce(?, attrs) WHERE id = ?`)
+    .run(parent.id, name, op.sizeBytes, op.mtimeMs, wholeFileCrc32(db, inode.id), attrs, inode.id)
   touch(db, parent.id, op.nowMs)   // the folder changed now, whatever mtime the file was given
   const linked = getInode(db, inode.id)
   assert(linked !== undefined && linked.state === 'closed', 'the completed file reads back closed')
@@ -237,7 +250,7 @@ export function complete (db: Db, op: CompleteArgs): Applied<FileStat> {
 }
 
 // The CRC32 of the whole file from its chunks' CRC32s and lengths (zlib's crc32_combine): no pass over the bytes.
-function wholeFileCrc32 (db: Db, inodeId: number): number {
+export function wholeFileCrc32 (db: Db, inodeId: number): number {
   const rows = sql(db, 'SELECT crc32, lengthBytes FROM chunks WHERE inodeId = ? ORDER BY chunkIndex').all(inodeId) as Array<{ crc32: number, lengthBytes: number }>
   let crc = 0
   for (const row of rows) crc = crc32Combine(crc, row.crc32, row.lengthBytes)

@@ -6,7 +6,7 @@
 // apply() throws GranaryError for an invalid request; the caller's savepoint then rolls back, nothing is logged.
 import { assert, AssertionError } from '../shared/assert.js'
 import type { ChunkHandle, InodeId, LeaseId, ServerId } from '../shared/ids.js'
-import type { AbandonReply, CommitReply, DeleteReply, FileStat, RenewReply } from '../shared/protocol.js'
+import type { AbandonReply, CommitReply, DeleteReply, FileAttrs, FileStat, RenewReply } from '../shared/protocol.js'
 import { readMeta, sql, type Db } from './db.js'
 import {
   abandonFile, addReplica, allocateChunk, commitChunk, expireLease, registerServer, removeReplica, renewLease,
@@ -15,6 +15,7 @@ import {
 import { purgeCheckpoint, removeOrTrash, restore, type PurgeArgs, type PurgeResult, type RestoreArgs } from './trash.js'
 import { complete, create, mkdir, rename, type CompleteArgs, type CreateArgs, type CreateResult, type MkdirArgs } from './namespace.js'
 import { createKey, revokeKey, type KeyCreateArgs, type KeyInfo, type KeyRevokeArgs } from './keys.js'
+import { concat, type ConcatArgs } from './concat.js'
 
 export type { Applied, DroppedReplica } from './chunks.js'
 
@@ -34,6 +35,7 @@ export type Op =
   | { type: 'abandon', inodeId: InodeId, leaseId: LeaseId }
   | { type: 'expireLease', inodeId: InodeId, nowMs: number }
   | { type: 'rename', source: string, target: string, mtimeMs: number }
+  | ({ type: 'concat' } & ConcatArgs)
   | { type: 'delete', path: string, recursive: boolean, mtimeMs: number, trash?: string | null }   // trash: checkpoint name, or none (for good)
   | ({ type: 'restore' } & RestoreArgs)
   | ({ type: 'purgeTrash' } & PurgeArgs)
@@ -53,6 +55,7 @@ export interface OpResults {
   abandon: AbandonReply
   expireLease: { expired: boolean }
   rename: FileStat
+  concat: FileStat
   delete: DeleteReply
   restore: { from: string, stat: FileStat }
   purgeTrash: PurgeResult
@@ -81,6 +84,7 @@ export function apply (db: Db, op: Op): Applied {
     case 'abandon': return abandonFile(db, op)
     case 'expireLease': return expireLease(db, op)
     case 'rename': return rename(db, op)
+    case 'concat': return concat(db, op)
     case 'delete': return removeOrTrash(db, op)
     case 'restore': return restore(db, op)
     case 'purgeTrash': return purgeCheckpoint(db, op)
@@ -101,7 +105,7 @@ export function apply (db: Db, op: Op): Applied {
 // A small file's two round trips (create with its first chunk, the last chunk's commit completing the file) are
 // each ONE op: one oplog record, one savepoint, so either both halves happened or neither did.
 export interface FirstChunkArgs { serverIds: ServerId[] }
-export interface CommitCompleteArgs { sizeBytes: number, chunkCount: number, mtimeMs: number }
+export interface CommitCompleteArgs { sizeBytes: number, chunkCount: number, mtimeMs: number, attrs?: FileAttrs }
 
 function createWithChunk (db: Db, op: CreateArgs & { firstChunk?: FirstChunkArgs }): Applied<CreateResult & { firstChunk?: AllocateResult }> {
   const created = create(db, op)

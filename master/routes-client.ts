@@ -74,7 +74,14 @@ function namespaceHandlers (deps: ClientRouteDeps) {
     return await queue.submit({ type: 'restore', source, target, mtimeMs: deps.now() }, body.requestId)
   }
   const du: Handler<p.DuReply> = async (request) => diskUsage(db, normalizePath((request.query as p.DuQuery).path))
-  return { mkdir, stat, list, rename, remove, restore, du }
+  const concat: Handler<p.ConcatReply> = async (request) => {
+    const body = request.body as p.ConcatRequest
+    return await queue.submit({
+      type: 'concat', target: normalizePath(body.target), sources: body.sources.map(normalizePath), mtimeMs: body.mtimeMs ?? deps.now(),
+      ...(body.attrs === undefined ? {} : { attrs: body.attrs })
+    }, body.requestId)
+  }
+  return { mkdir, stat, list, rename, remove, restore, du, concat }
 }
 
 // Each handler decides the op's time, lease expiry and lease id here, before apply() (which must be deterministic).
@@ -94,6 +101,7 @@ function writeHandlers (deps: ClientRouteDeps) {
       chunkSizeBytes,
       overwrite: body.overwrite ?? false,
       mode: body.mode ?? fileModeDefault,
+      ...(body.attrs === undefined ? {} : { attrs: body.attrs }),
       leaseId: newLeaseId(),
       leaseExpiresAtMs: nowMs + deps.leaseTtlMs,
       nowMs,
@@ -112,7 +120,10 @@ function writeHandlers (deps: ClientRouteDeps) {
   const commit: Handler<p.CommitReply> = async (request) => {
     const b = request.body as p.CommitRequest
     const nowMs = deps.now()
-    const completion = b.complete === undefined ? undefined : { sizeBytes: b.complete.sizeBytes, chunkCount: b.complete.chunkCount, mtimeMs: b.complete.mtimeMs ?? nowMs }
+    const completion = b.complete === undefined ? undefined : {
+      sizeBytes: b.complete.sizeBytes, chunkCount: b.complete.chunkCount, mtimeMs: b.complete.mtimeMs ?? nowMs,
+      ...(b.complete.attrs === undefined ? {} : { attrs: b.complete.attrs })
+    }
     return await queue.submit({
       type: 'commit', inodeId: b.inodeId, leaseId: b.leaseId, chunkIndex: b.chunkIndex, chunkHandle: b.chunkHandle, version: b.version,
       lengthBytes: b.lengthBytes, crc32: b.crc32, serverIds: b.serverIds, leaseExpiresAtMs: nowMs + deps.leaseTtlMs, nowMs, complete: completion
@@ -121,7 +132,10 @@ function writeHandlers (deps: ClientRouteDeps) {
   const complete: Handler<p.CompleteReply> = async (request) => {
     const b = request.body as p.CompleteRequest
     const nowMs = deps.now()
-    return await queue.submit({ type: 'complete', inodeId: b.inodeId, leaseId: b.leaseId, sizeBytes: b.sizeBytes, chunkCount: b.chunkCount, mtimeMs: b.mtimeMs ?? nowMs, nowMs }, b.requestId)
+    return await queue.submit({
+      type: 'complete', inodeId: b.inodeId, leaseId: b.leaseId, sizeBytes: b.sizeBytes, chunkCount: b.chunkCount, mtimeMs: b.mtimeMs ?? nowMs, nowMs,
+      ...(b.attrs === undefined ? {} : { attrs: b.attrs })
+    }, b.requestId)
   }
   const renew: Handler<p.RenewReply> = async (request) => {
     const b = request.body as p.RenewRequest

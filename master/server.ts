@@ -30,7 +30,7 @@ import { advertisedUrl } from '../shared/config.js'
 import { loadServerTls } from '../shared/tls.js'
 import type { AddressInfo } from 'node:net'
 import type { ShadowTracker } from './shadow-tracker.js'
-import { accessKeyIdPattern, controlKey, equalSecrets, isLoopbackHost, RequestVerifier, sealSecret } from '../shared/auth.js'
+import { accessKeyIdPattern, controlKey, equalSecrets, isLoopbackHost, RequestVerifier, sealSecret, sigV4SigningKey } from '../shared/auth.js'
 import { installAuth, type RouteAccess } from '../shared/auth-server.js'
 import { KeyCache, listKeys } from './keys.js'
 import { registerOperatorRoutes } from '../shared/metrics.js'
@@ -284,6 +284,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   app.get(p.statPath, { schema: p.statSchema, ...read }, c.stat)
   app.get(p.listPath, { schema: p.listSchema, ...read }, c.list)
   app.post(p.renamePath, { schema: p.renameSchema, ...mutation }, acked(c.rename))
+  app.post(p.concatPath, { schema: p.concatSchema, ...mutation }, acked(c.concat))
   app.post(p.deletePath, { schema: p.deleteSchema, ...mutation }, acked(c.remove))
   app.post(p.restorePath, { schema: p.restoreSchema, ...mutation }, acked(c.restore))
   app.get(p.duPath, { schema: p.duSchema, ...read }, c.du)
@@ -324,6 +325,13 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     }, body.requestId)
   }))
   app.get(p.keysPath, { ...read }, async (): Promise<p.KeyListReply> => ({ keys: listKeys(deps.db) }))
+  app.get(p.keySigningPath, { schema: p.keySigningSchema, ...read }, async (request): Promise<p.KeySigningReply> => {
+    const q = request.query as p.KeySigningQuery
+    const record = accessKeyIdPattern.test(q.accessKeyId) ? keyCache.lookup(q.accessKeyId) : null
+    if (record === null || record.principal.kind !== 'key' || typeof record.key !== 'string') throw new GranaryError('GRN_NO_SUCH_KEY', [q.accessKeyId])
+    const { readOnly, admin, prefix } = record.principal
+    return { accessKeyId: q.accessKeyId, signingKey: sigV4SigningKey(record.key, q.date, q.region, q.service).toString('hex'), readOnly, admin, prefix }
+  })
   app.post(p.keysRevokePath, { schema: p.keyRevokeSchema, ...mutation }, acked(async (request) => {
     const body = request.body as p.KeyRevokeRequest
     return await queue.submit({ type: 'keyRevoke', accessKeyId: body.accessKeyId, revokedAtMs: now() }, body.requestId)
@@ -348,6 +356,7 @@ export const masterRouteAccess: ReadonlyMap<string, RouteAccess> = new Map<strin
   [p.deletePath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).path] }],
   [p.renamePath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).source, bodyOf(r).target] }],
   [p.restorePath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).path, bodyOf(r).target] }],
+  [p.concatPath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).target, ...((r.body as { sources?: string[] } | undefined)?.sources ?? [])] }],
   // A lease id is the capability here: only a create the key was allowed made it.
   [p.allocatePath, { who: 'key', right: 'write' }],
   [p.commitPath, { who: 'key', right: 'write' }],
@@ -361,6 +370,7 @@ export const masterRouteAccess: ReadonlyMap<string, RouteAccess> = new Map<strin
   [p.promotePath, { who: 'key', right: 'admin' }],
   [p.keysPath, { who: 'key', right: 'admin' }],
   [p.keysRevokePath, { who: 'key', right: 'admin' }],
+  [p.keySigningPath, { who: 'key', right: 'admin' }],
   [p.heartbeatPath, { who: 'cluster' }],
   [p.oplogPath, { who: 'cluster' }],
   [p.snapshotPath, { who: 'cluster' }],

@@ -19,6 +19,7 @@
 //             death, a 5 s freeze and a hand-over; the in-sync shadow's cost per put (bench-failover.ts;
 //             GRANARY_BENCH_FAILOVER_TRIALS, default 20, each trial on a fresh cluster)
 //   cli       `granary put FILE` and a cold `granary cat` beside the library, 1 GiB, CLI/library ratios (bench-cli.ts)
+//   s3        1 GiB put/get through the S3 gateway with the AWS SDK beside the library, and 4 KiB puts/s (bench-s3.ts)
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -125,7 +126,7 @@ function processCpuUs (pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10_000
 }
 
-const sections = ['core', 'put', 'small', 'ticker', 'meta', 'shadow', 'restart', 'fs', 'recovery', 'gc', 'scrub', 'failover', 'gray', 'cli']
+const sections = ['core', 'put', 'small', 'ticker', 'meta', 'shadow', 'restart', 'fs', 'recovery', 'gc', 'scrub', 'failover', 'gray', 'cli', 'auth', 's3']
 
 async function main (): Promise<void> {
   const named = process.argv.slice(2).filter((a) => !a.startsWith('-'))
@@ -152,6 +153,8 @@ async function main (): Promise<void> {
     if (run('failover')) await (await import('./bench-failover.js')).benchFailover()   // a fresh cluster per trial, 4 × N trials
     if (run('gray')) await (await import('./bench-gray.js')).benchGray()   // one cluster on 5 loopback hosts; freezes master, chunkserver
     if (run('cli')) await (await import('./bench-cli.js')).benchCli()   // its own cluster; the CLI's put and cold cat beside the library's
+    if (run('auth')) await (await import('./bench-auth.js')).benchAuth()   // two clusters: signed requests vs --auth off
+    if (run('s3')) await (await import('./bench-s3.js')).benchS3()   // its own cluster and gateway; the SDK beside the library
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }

@@ -192,6 +192,13 @@ export function unsealSecret (clusterSecret: Buffer, sealed: string): string {
   }
 }
 
+// AWS Signature V4's signing key for one scope (the S3 gateway checks S3 requests with it): HMAC chain over
+// date (YYYYMMDD), region, service, "aws4_request", starting from "AWS4" + secret.
+export function sigV4SigningKey (secret: string, date: string, region: string, service: string): Buffer {
+  const step = (key: Buffer | string, text: string): Buffer => createHmac('sha256', key).update(text).digest()
+  return step(step(step(step(`AWS4${secret}`, date), region), service), 'aws4_request')
+}
+
 // A new access key: an id that says what it is (GK + 18 base-32 characters) and a 40-character secret.
 export function newCredentials (): Credentials {
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'

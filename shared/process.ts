@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { GranaryError } from './errors.js'
 import { readyMessage } from './log.js'
 
-export type ProcessRole = 'master' | 'shadow' | 'chunkserver'
+export type ProcessRole = 'master' | 'shadow' | 'chunkserver' | 's3'
 
 // Compiled, this file is dist/shared/process.js and the CLI sits beside it; run from source (tap runs the
 // .ts tests directly) it is shared/process.ts and the processes are the build in dist/ (npm test builds first).

@@ -46,7 +46,14 @@ export interface FileStat {
   mode: number                 // permission bits only (0..0o7777): files 0o644, dirs 0o755 unless given
   crc32?: number               // files: CRC32 (zlib's, unsigned) of the whole file, combined from its chunks' at complete;
                                // absent for dirs and for files completed before schema 2
+  attrs?: FileAttrs            // files: the attributes set at create and/or complete (absent when none)
 }
+
+// A file's own attributes: a small JSON object (≤ limits.fileAttrsBytesMax as JSON) the writer sets at create
+// and/or at complete (replacing the whole object), stored with the inode and returned by stat, open and list.
+// The S3 gateway keeps Content-Type, x-amz-meta-* and the ETag here.
+export type FileAttrs = Record<string, unknown>
+const attrsProp = { type: 'object', maxProperties: 256 } as const
 
 export interface ChunkLocation {
   chunkIndex: number
@@ -83,6 +90,19 @@ export const renamePath = '/fs/rename' as const
 export interface RenameRequest { source: string, target: string, requestId?: RequestId }
 export type RenameReply = FileStat   // the moved entry, at its new path
 export const renameSchema = { body: body({ source: pathProp, target: pathProp, requestId: requestIdProp }, ['source', 'target']) } as const
+
+// One new file at target made of the chunks of closed files `sources`, in order, moved without copying (master/
+// concat.ts); the sources are gone after. Every source but the last must be whole chunks of one chunk size.
+// An existing file at target is replaced. attrs: the new file's attributes.
+export const concatPath = '/fs/concat' as const
+export interface ConcatRequest { target: string, sources: string[], attrs?: FileAttrs, mtimeMs?: number, requestId?: RequestId }
+export type ConcatReply = FileStat
+export const concatSchema = {
+  body: body({
+    target: pathProp, sources: { type: 'array', minItems: 1, maxItems: limits.concatSourcesMax, items: pathProp },
+    attrs: attrsProp, mtimeMs: { type: 'integer', minimum: 0, maximum: 8.64e15 }, requestId: requestIdProp
+  }, ['target', 'sources'])
+} as const
 
 // Deleting moves the entry to the trash (master/trash.ts): /.trash/<checkpoint>/<its path>, kept for the master's
 // trashRetentionMs, then purged. skipTrash, a path already in /.trash, or trashRetentionMs = 0 delete at once.
@@ -133,7 +153,7 @@ export const fsckSchema = { querystring: body({ path: pathProp }, ['path']) } as
 export const createPath = '/fs/create' as const
 // allocateFirstChunk: also allocate chunk 0 in the same op (a small file's first round trip; absent from the
 // reply when no pipeline could be placed — the client then allocates as usual).
-export interface CreateRequest { path: string, replication?: number, chunkSizeBytes?: number, overwrite?: boolean, mode?: number, allocateFirstChunk?: boolean, requestId?: RequestId }
+export interface CreateRequest { path: string, replication?: number, chunkSizeBytes?: number, overwrite?: boolean, mode?: number, allocateFirstChunk?: boolean, attrs?: FileAttrs, requestId?: RequestId }
 export interface CreateReply { inodeId: InodeId, leaseId: LeaseId, leaseExpiresAtMs: number, replication: number, chunkSizeBytes: number, firstChunk?: AllocateReply }
 export const createSchema = {
   body: body({
@@ -143,6 +163,7 @@ export const createSchema = {
     overwrite: { type: 'boolean' },
     mode: modeProp,
     allocateFirstChunk: { type: 'boolean' },
+    attrs: attrsProp,
     requestId: requestIdProp
   }, ['path'])
 } as const
@@ -170,7 +191,8 @@ export const allocateSchema = {
 const completionProps = {
   sizeBytes: { type: 'integer', minimum: 0, maximum: limits.fileSizeBytesMax },
   chunkCount: { type: 'integer', minimum: 0, maximum: limits.chunkCountPerFileMax },
-  mtimeMs: { type: 'integer', minimum: 0, maximum: 8.64e15 }
+  mtimeMs: { type: 'integer', minimum: 0, maximum: 8.64e15 },
+  attrs: attrsProp             // replaces the attrs given at create
 } as const
 
 // Records a chunk as written: its length, CRC32, and the servers that acknowledged it durable.
@@ -178,7 +200,7 @@ export const commitPath = '/fs/commit' as const
 export interface CommitRequest {
   inodeId: InodeId, leaseId: LeaseId, chunkIndex: number, chunkHandle: ChunkHandle, version: number,
   lengthBytes: number, crc32: number, serverIds: ServerId[], requestId?: RequestId
-  complete?: { sizeBytes: number, chunkCount: number, mtimeMs?: number }   // this is the last chunk: complete the file in the same op
+  complete?: { sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: FileAttrs }   // this is the last chunk: complete the file in the same op
 }
 export interface CommitReply { leaseExpiresAtMs: number, stat?: FileStat }   // stat: the completed file, when complete was asked
 export const commitSchema = {
@@ -193,7 +215,7 @@ export const commitSchema = {
 // Makes the file visible: every chunk 0..chunkCount-1 committed, all but the last full, total = sizeBytes.
 // mtimeMs (epoch ms) sets the file's modification time (tar unpack keeps the source's); default: the master's clock.
 export const completePath = '/fs/complete' as const
-export interface CompleteRequest { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs?: number, requestId?: RequestId }
+export interface CompleteRequest { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: FileAttrs, requestId?: RequestId }
 export type CompleteReply = FileStat
 export const completeSchema = {
   body: body({ inodeId: inodeIdProp, leaseId: leaseIdProp, ...completionProps, requestId: requestIdProp }, ['inodeId', 'leaseId', 'sizeBytes', 'chunkCount'])
@@ -365,6 +387,18 @@ export const keyCreateSchema = {
     name: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\u0000-\\u001f]*$' },
     readOnly: { type: 'boolean' }, admin: { type: 'boolean' }, prefix: pathProp, requestId: requestIdProp
   }, ['accessKeyId', 'secretAccessKey', 'name'])
+} as const
+// admin (the S3 gateway) → master or shadow: the AWS SigV4 signing key of an access key for one scope (date,
+// region, service), derived as AWS does from its secret, so a gateway can check S3 signatures without ever
+// holding a secret (a derived key is good for that one day, region and service only).
+export const keySigningPath = '/admin/keys/signing-key' as const
+export interface KeySigningQuery { accessKeyId: string, date: string, region: string, service: string }
+export interface KeySigningReply { accessKeyId: string, signingKey: string, readOnly: boolean, admin: boolean, prefix: string | null }
+export const keySigningSchema = {
+  querystring: body({
+    accessKeyId: { type: 'string', minLength: 1, maxLength: 128 }, date: { type: 'string', pattern: '^[0-9]{8}$' },
+    region: { type: 'string', pattern: '^[a-z0-9-]{1,64}$' }, service: { type: 'string', pattern: '^[a-z0-9-]{1,64}$' }
+  }, ['accessKeyId', 'date', 'region', 'service'])
 } as const
 export const keyRevokeSchema = { body: body({ accessKeyId: accessKeyIdProp, requestId: requestIdProp }, ['accessKeyId']) } as const
 

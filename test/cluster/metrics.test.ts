@@ -9,7 +9,7 @@
 // counted once on its chunkserver, and the master's copy that replaces it is counted.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import { request } from 'undici'
+import { signedRequest as request } from '../helpers/cluster.js'
 import type * as p from '../../shared/protocol.js'
 import { parsePrometheusText, sampleValue, type Family } from '../helpers/prometheus.js'
 import { readyWithShadow } from '../helpers/writer.js'

@@ -142,7 +142,7 @@ t.test('whole-file CRC32: combined from the chunks at complete, shown by stat; a
   t.equal((await m.call<p.FileStat>('GET', '/fs/stat', { path: '/' })).body.crc32, undefined, 'folders have none')
 })
 
-t.test('a schema-1 database opens as schema 2: files completed before show no checksum, never a wrong one', async (t) => {
+t.test('a schema-1 database opens as schema 3: files completed before show no checksum, never a wrong one', async (t) => {
   const dir = t.testdir()
   const v1 = new Database(join(dir, 'master.db'))
   v1.exec(`CREATE TABLE meta (id INTEGER PRIMARY KEY CHECK (id = 1), schemaVersion INTEGER NOT NULL, term INTEGER NOT NULL, seq INTEGER NOT NULL, nextChunkNumber INTEGER NOT NULL);
@@ -155,6 +155,6 @@ t.test('a schema-1 database opens as schema 2: files completed before show no ch
   v1.close()
   const db = openDb(join(dir, 'master.db'), 'normal')
   t.teardown(() => db.close())
-  t.equal(readMeta(db).schemaVersion, 2)
+  t.equal(readMeta(db).schemaVersion, 3, 'migrated through 2 to 3')
   t.equal((db.prepare('SELECT crc32 FROM inodes WHERE id = 2').get() as { crc32: number | null }).crc32, null, 'the old file has none')
 })
