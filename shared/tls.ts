@@ -11,7 +11,7 @@ export const pemFileBytesMax = 1024 * 1024
 
 export interface ServerTls { cert: Buffer, key: Buffer }
 
-// Both flags or neither; each file readable and PEM. Returns null when TLS is off.
+// Both flags or neither; each given file readable and PEM (read here, so a bad one is refused at start-up).
 export function checkTlsFiles (what: string, tlsCert: string, tlsKey: string, caFile: string): void {
   if ((tlsCert === '') !== (tlsKey === '')) {
     const missing = tlsCert === '' ? '--tls-cert' : '--tls-key'

@@ -2,7 +2,7 @@
 // --tls-key from a CA made at run time (test/helpers/tls.ts), each trusting it with --ca-file. A client given the
 // CA puts and gets a multi-chunk file (pipelines forwarded chunkserver to chunkserver over TLS), every URL the
 // master hands out is https, a client without the CA is refused at once with the certificate named, and plain
-// http to a TLS server gets nothing. Then the master is killed and the shadow, elected by the chunkservers over
+// http to a TLS server gets nothing; the CLI takes --ca-file and GRANARY_CA_FILE. Then the master is killed and the shadow, elected by the chunkservers over
 // TLS, takes writes.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { startCluster, signedRequest } from '../helpers/cluster.js'
 import { makeTestCa } from '../helpers/tls.js'
+import { granary } from '../helpers/cli.js'
 import { connect, isGranaryError } from '../../client/index.js'
 import { healthPath, openPath, type OpenReply } from '../../shared/protocol.js'
 
@@ -62,6 +63,20 @@ t.test('a cluster with TLS everywhere', async (t) => {
     t.ok(isGranaryError(err), `a GranaryError (${String(err)})`)
     t.equal((err as { code?: string }).code, 'GRN_UNAVAILABLE')
     t.match((err as Error).message, /TLS (UNABLE_TO_VERIFY_LEAF_SIGNATURE|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_GET_ISSUER_CERT_LOCALLY).*certificate is not trusted.*--ca-file/)
+  })
+
+  await t.test('the CLI: --ca-file or GRANARY_CA_FILE, and without either a clear refusal (exit 4)', async (t) => {
+    const master = ['--master', cluster.masters.join(',')]
+    const withFlag = await granary(['stat', '/tls/blob', '--json', '--ca-file', ca.caFile, ...master], { GRANARY_CA_FILE: '' })
+    t.equal(withFlag.code, 0, withFlag.stderr)
+    t.match(withFlag.stdout.toString(), new RegExp(`\\b${data.length}\\b`), '--ca-file: the stat names the file\'s size')
+    const withEnv = await granary(['stat', '/tls/blob', ...master], { GRANARY_CA_FILE: ca.caFile })
+    t.equal(withEnv.code, 0, `GRANARY_CA_FILE ${withEnv.stderr}`)
+    const without = await granary(['stat', '/tls/blob', ...master], { GRANARY_CA_FILE: '' })
+    t.equal(without.code, 4, 'unreachable: exit 4')
+    t.match(without.stderr, /GRN_UNAVAILABLE: .*TLS UNABLE_TO_VERIFY_LEAF_SIGNATURE.*--ca-file/, without.stderr)
+    const fsck = await granary(['fsck', '/', '--ca-file', ca.caFile, ...master], { GRANARY_CA_FILE: '' })
+    t.equal(fsck.code, 0, `fsck over TLS ${fsck.stderr}`)
   })
 
   await t.test('plain http to a TLS server gets no answer', async (t) => {
