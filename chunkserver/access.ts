@@ -52,7 +52,7 @@ function originOf (url: string): string | null {
   try { return new URL(url).origin } catch { return null }
 }
 
-// 'http://a:1,http://b:2' → ['http://a:1', 'http://b:2']; absent or empty → [] (this is the last replica).
+// 'http://a:1,https://b:2' → ['http://a:1', 'https://b:2']; absent or empty → [] (this is the last replica).
 export function parsePipeline (header: string | string[] | undefined): string[] {
   if (header === undefined) return []
   if (typeof header !== 'string') throw new GranaryError('GRN_INVALID_ARGUMENT', [`one ${pipelineHeader} header, not ${header.length}`])
@@ -61,7 +61,7 @@ export function parsePipeline (header: string | string[] | undefined): string[] 
   return urls.map((url) => {
     let parsed: URL
     try { parsed = new URL(url) } catch { throw new GranaryError('GRN_INVALID_ARGUMENT', [`${pipelineHeader} entry ${JSON.stringify(url)} is not a URL`]) }
-    if (parsed.protocol !== 'http:') throw new GranaryError('GRN_INVALID_ARGUMENT', [`${pipelineHeader} entry ${url} must use http:`])
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new GranaryError('GRN_INVALID_ARGUMENT', [`${pipelineHeader} entry ${url} must use http: or https:`])
     return parsed.origin
   })
 }

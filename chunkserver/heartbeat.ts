@@ -8,6 +8,7 @@
 // commands have run, at most commandFollowUpBeatsMax in a row: a deleted tree's garbage then goes at disk
 // speed (deletes run deletesInFlightMax at a time) rather than commandsPerHeartbeatMax per interval.
 import { Agent, request } from 'undici'
+import { caConnectOptions } from '../shared/tls.js'
 import { controlRequest } from '../shared/auth.js'
 import { isGranaryError } from '../shared/errors.js'
 import { commandFollowUpBeatsMax, commandsPerHeartbeatMax, deletesInFlightMax, reportedChunksPerHeartbeatMax, voteRoundMsMax } from '../shared/limits.js'
@@ -25,6 +26,7 @@ export interface HeartbeatDeps {
   log: Logger
   onReplicate?: (command: ReplicateCommand) => void   // chunkserver/replicator.ts: copies run outside this loop
   voter?: Voter                // the lease and the vote: master replies renew a promise, and the next heartbeat echoes it
+  ca?: Buffer                  // --ca-file: trusted for https:// masters (default: the system's CAs)
 }
 
 const intervalMsMin = 10
@@ -80,7 +82,7 @@ export class Heartbeats {
     this.#links = deps.masters.map((url) => newLink(url, deps.intervalMs))
     // A heartbeat that takes longer than a few intervals is as good as lost; never let one hang a loop.
     const timeoutMs = Math.max(1000, 3 * deps.intervalMs)
-    this.#agent = new Agent({ connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, keepAliveTimeout: 2 * timeoutMs, connections: 2 })
+    this.#agent = new Agent({ connectTimeout: timeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, keepAliveTimeout: 2 * timeoutMs, connections: 2, ...caConnectOptions(deps.ca) })
     deps.store.onChange((event, chunk) => { for (const link of this.#links) record(link, event, chunk) })
   }
 

@@ -6,6 +6,8 @@
 import { isLoopbackHost } from '../shared/auth.js'
 import { watchLifeline } from '../shared/lifeline.js'
 import { Agent } from 'node:http'
+import { Agent as HttpsAgent } from 'node:https'
+import { loadCa, loadServerTls } from '../shared/tls.js'
 import type { AddressInfo } from 'node:net'
 import { advertisedUrl, configFromArgv, chunkserverDefaults, parseMasterList, resolveChunkserverConfig, type ChunkserverConfig } from '../shared/config.js'
 import { createLogger, readyMessage, type Logger } from '../shared/log.js'
@@ -38,9 +40,12 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
   const log = options.log ?? createLogger('chunkserver', config.logLevel)
   const masters = parseMasterList(config.masters)
   const secret = loadSecret(config.secretFile, false)
+  const tls = loadServerTls('chunkserver', config.tlsCert, config.tlsKey)
+  const ca = loadCa('chunkserver', config.caFile)   // for every call this server makes: heartbeats, copies, next hops
   const store = await ChunkStore.open({ dataDir: config.dataDir, capacityBytes: config.capacityBytes, log: log.child({ component: 'store' }) })
   // `timeout` here is the idle timeout of free sockets; requests set their own (dataIdleTimeoutMs) in next-hop.ts.
   const agent = new Agent({ keepAlive: true, maxSockets: connectionsPerOriginMax, timeout: keepAliveTimeoutMs - 1000 })
+  const tlsAgent = new HttpsAgent({ keepAlive: true, maxSockets: connectionsPerOriginMax, timeout: keepAliveTimeoutMs - 1000, ...(ca === undefined ? {} : { ca }) })
   let url = ''
   const onFatal = options.onFatal ?? ((err: Error) => {
     log.fatal({ err }, 'assertion failed')
@@ -49,18 +54,18 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
   const later: { heartbeats?: Heartbeats } = {}   // votes may come before the heartbeat loops exist
   const voter = await Voter.open({ store, leaseMs: config.leaseMs, secret, onVoted: (url, term) => { later.heartbeats?.addMaster(url, term) }, log: log.child({ component: 'voter' }) })
   const metrics = new ChunkserverMetrics()
-  const app = buildChunkserverServer({ store, secret, auth: config.auth === 'on', loopbackOnly: isLoopbackHost(config.host), agent, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal, voter, metrics })
+  const app = buildChunkserverServer({ store, secret, auth: config.auth === 'on', loopbackOnly: isLoopbackHost(config.host), agent, tlsAgent, tls, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal, voter, metrics })
   await app.listen({ host: config.host.replace(/^\[|\]$/g, ''), port: config.port })
   const port = (app.server.address() as AddressInfo).port
-  url = advertisedUrl(config.host, port, config.advertiseUrl)
+  url = advertisedUrl(config.host, port, config.advertiseUrl, tls !== null)
   log.info({ port, url, serverId: store.serverId }, readyMessage)
   // onCopied reaches `heartbeats` only after a copy, and copies come from heartbeat replies: it exists by then.
   const replicator = new ChunkReplicator({
-    store, syncEveryBytes: config.syncEveryBytes, log: log.child({ component: 'replicator' }), onCopied: () => { heartbeats.beatSoon() }
+    store, syncEveryBytes: config.syncEveryBytes, log: log.child({ component: 'replicator' }), onCopied: () => { heartbeats.beatSoon() }, ca
   })
   const heartbeats = new Heartbeats({
     store, secret, masters, intervalMs: config.heartbeatIntervalMs, url: () => url, log: log.child({ component: 'heartbeat' }),
-    onReplicate: (command) => { replicator.enqueue(command) }, voter
+    onReplicate: (command) => { replicator.enqueue(command) }, voter, ca
   })
   later.heartbeats = heartbeats
   heartbeats.start()
@@ -75,6 +80,7 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
       await replicator.stop()
       await app.close()
       agent.destroy()
+      tlsAgent.destroy()
     })()
     await closing
   }

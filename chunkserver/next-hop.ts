@@ -3,6 +3,7 @@
 // The outcome is a promise that never rejects: { ok: true, reply } or { ok: false, error } where the error is
 // GRN_REPLICA_FAILED naming the server that failed (the next hop, or whoever it says failed further down).
 import { request as httpRequest, type Agent, type ClientRequest, type IncomingMessage } from 'node:http'
+import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https'
 import { GranaryError, isErrorCode, type ErrorBody } from '../shared/errors.js'
 import { dataIdleTimeoutMs, jsonBodyBytesMax } from '../shared/limits.js'
 import { pipelineHeader, tokenHeader, type WriteChunkReply } from '../shared/protocol.js'
@@ -29,7 +30,9 @@ export class NextHop {
   #settled = false
   #settle!: (outcome: HopOutcome) => void
 
-  constructor (target: HopTarget, agent: Agent) {
+  // An https:// next hop goes through node:https with `tlsAgent` (the --ca-file CA; node's default agent, and so
+  // the system CAs, when none is given); an http:// one through `agent`.
+  constructor (target: HopTarget, agent: Agent, tlsAgent?: HttpsAgent) {
     this.url = target.url
     this.outcome = new Promise((resolve) => { this.#settle = resolve })
     const next = new URL(`/chunks/${target.chunkHandle}?version=${target.version}`, target.url)
@@ -39,7 +42,9 @@ export class NextHop {
     }
     if (target.rest.length > 0) headers[pipelineHeader] = target.rest.join(',')
     if (target.contentLength !== null) headers['content-length'] = target.contentLength
-    this.#request = httpRequest(next, { method: 'PUT', agent, headers, timeout: dataIdleTimeoutMs })
+    this.#request = next.protocol === 'https:'
+      ? httpsRequest(next, { method: 'PUT', ...(tlsAgent === undefined ? {} : { agent: tlsAgent }), headers, timeout: dataIdleTimeoutMs })
+      : httpRequest(next, { method: 'PUT', agent, headers, timeout: dataIdleTimeoutMs })
     this.#request.on('response', (res) => this.#onResponse(res))
     this.#request.on('error', (err: NodeJS.ErrnoException) => this.#fail(undefined, err.code ?? err.message))
     this.#request.on('timeout', () => this.#request.destroy(Object.assign(new Error('idle timeout'), { code: 'ETIMEDOUT' })))

@@ -6,6 +6,7 @@
 // The reply goes out only when this copy is durable under its final name AND the next hop said 200 for the
 // rest; on any failure the local copy is removed and nothing half-written stays visible.
 import type { Agent, IncomingMessage } from 'node:http'
+import type { Agent as HttpsAgent } from 'node:https'
 import { unlink } from 'node:fs/promises'
 import { BlockCrcs } from '../shared/checksum.js'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
@@ -22,6 +23,7 @@ import { NextHop } from './next-hop.js'
 export interface PipelineDeps {
   store: ChunkStore
   agent: Agent                // keep-alive connections to the next hops
+  tlsAgent?: HttpsAgent       // the same for next hops with https:// URLs (it carries --ca-file)
   url: () => string           // this server's advertised URL
   syncEveryBytes: number
   log: Logger
@@ -50,7 +52,7 @@ export async function writeChunk (deps: PipelineDeps, write: ChunkWrite): Promis
   try {
     writer = await ChunkWriter.open(slot.tempPath, deps.syncEveryBytes)
     const [next, ...rest] = write.rest
-    if (next !== undefined) hop = new NextHop({ url: next, rest, chunkHandle, version, token: write.token, contentLength: write.contentLength }, deps.agent)
+    if (next !== undefined) hop = new NextHop({ url: next, rest, chunkHandle, version, token: write.token, contentLength: write.contentLength }, deps.agent, deps.tlsAgent)
     const sums = new BlockCrcs()
     await receive(write.source, writer, hop, sums)
     const { blockCrcs, chunkCrc32, lengthBytes } = sums.finish()

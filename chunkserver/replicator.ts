@@ -8,6 +8,7 @@
 // bounded in number and queue length. A command naming a good copy this server already holds is answered
 // the same way, by reporting that copy `added` again: the master asks only because it has no row for it.
 import { Agent, request } from 'undici'
+import { caConnectOptions } from '../shared/tls.js'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import type { Logger } from '../shared/log.js'
 import { dataIdleTimeoutMs, diskQueueBytesMax, replicationsInFlightPerServerMax, replicationsQueuedPerServerMax } from '../shared/limits.js'
@@ -22,11 +23,12 @@ export interface ReplicatorDeps {
   syncEveryBytes: number
   log: Logger
   onCopied?: () => void      // a chunk was copied and stored (main.ts: Heartbeats.beatSoon)
+  ca?: Buffer                // --ca-file: trusted for https:// source chunkservers (default: the system's CAs)
 }
 
 export class ChunkReplicator {
   readonly #deps: ReplicatorDeps
-  readonly #agent = new Agent({ connectTimeout: 10_000, headersTimeout: dataIdleTimeoutMs, bodyTimeout: dataIdleTimeoutMs, keepAliveTimeout: 4_000 })
+  readonly #agent: Agent
   readonly #waiting: ReplicateCommand[] = []          // bounded by replicationsQueuedPerServerMax
   readonly #active = new Set<string>()                // chunk handles being copied
   #running = 0
@@ -35,6 +37,7 @@ export class ChunkReplicator {
 
   constructor (deps: ReplicatorDeps) {
     this.#deps = deps
+    this.#agent = new Agent({ connectTimeout: 10_000, headersTimeout: dataIdleTimeoutMs, bodyTimeout: dataIdleTimeoutMs, keepAliveTimeout: 4_000, ...caConnectOptions(deps.ca) })
   }
 
   get activeCount (): number { return this.#running }

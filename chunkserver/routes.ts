@@ -3,6 +3,7 @@
 // /chunks plugin only, so /status stays open.
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import type { Agent } from 'node:http'
+import type { Agent as HttpsAgent } from 'node:https'
 import { GranaryError } from '../shared/errors.js'
 import {
   chunkLengthHeader, chunkQuerySchema, chunkRoutePath, chunkserverStatusPath, pipelineHeader, tokenHeader, votePath, voteSchema,
@@ -20,6 +21,7 @@ export interface RoutesDeps {
   store: ChunkStore
   secret: Buffer
   agent: Agent
+  tlsAgent?: HttpsAgent           // next hops with https:// URLs
   url: () => string
   syncEveryBytes: number
   log: Logger

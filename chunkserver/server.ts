@@ -2,6 +2,8 @@
 // can inject() the small routes. main.ts owns the process: config, store, listen, heartbeats, signals.
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import type { Agent } from 'node:http'
+import type { Agent as HttpsAgent } from 'node:https'
+import type { ServerTls } from '../shared/tls.js'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import { AssertionError } from '../shared/assert.js'
 import { dataIdleTimeoutMs, httpKeepAliveTimeoutMs, jsonBodyBytesMax } from '../shared/limits.js'
@@ -32,6 +34,8 @@ export interface ChunkserverDeps {
   nowMs?: () => number           // tests move the clock for token expiry
   serverTimeouts?: ServerTimeouts // default chunkserverServerTimeouts (tests shrink them)
   voter?: Voter                  // POST /vote (main.ts always passes one)
+  tls?: ServerTls | null         // --tls-cert/--tls-key: serve https only (default: plain http)
+  tlsAgent?: HttpsAgent          // node:https keep-alive agent for next hops with https:// URLs (carries --ca-file)
   auth?: boolean                 // check signatures on server-only routes (default true; config --auth)
   loopbackOnly?: boolean         // bound to loopback: /metrics needs no signature (default false)
   metrics?: ChunkserverMetrics   // GET /metrics (main.ts binds its replicator and scrubber); default a new one
@@ -45,6 +49,7 @@ export const chunkserverRouteAccess: ReadonlyMap<string, RouteAccess> = new Map<
 
 export function buildChunkserverServer (deps: ChunkserverDeps): FastifyInstance {
   const app = Fastify({
+    ...(deps.tls === undefined || deps.tls === null ? {} : { https: deps.tls }),
     loggerInstance: deps.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }), // per-request lines are noise on the data path
     bodyLimit: jsonBodyBytesMax,          // JSON only; chunk bodies bypass it and are limited in pipeline.ts

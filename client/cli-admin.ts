@@ -2,6 +2,7 @@
 // shadow lines of `granary report`. Promotion talks to the shadow named, not to the configured masters: the
 // master may be the very thing that is gone.
 import { request } from 'undici'
+import { caDispatcher, certificateError, isCertificateFailure } from '../shared/tls.js'
 import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../shared/errors.js'
 import { parseMasterList } from '../shared/config.js'
 import { promotePath, type ClusterReport, type PromoteReply } from '../shared/protocol.js'
@@ -22,7 +23,7 @@ export async function admin (context: CommandContext): Promise<void> {
   if (typeof shadow !== 'string') throw new GranaryError('GRN_INVALID_ARGUMENT', ['admin promote needs --shadow URL'])
   const url = parseMasterList(shadow)
   if (url.length !== 1) throw new GranaryError('GRN_INVALID_ARGUMENT', ['--shadow takes one URL'])
-  const reply = await promote(url[0] as string, context.values.force === true, context.signal, context.credentials)
+  const reply = await promote(url[0] as string, context.values.force === true, context.signal, context.credentials, context.client.config.caFile)
   if (context.json) { context.printJson(reply); return }
   const lag = reply.forced ? ` (forced: ${reply.lagRecords === null ? 'an unknown number of' : reply.lagRecords} records behind its old master were given up)` : ''
   context.print(`${url[0] as string} is now the master: term ${reply.term}, seq ${reply.seq}${lag}\n` +
@@ -65,19 +66,24 @@ function describeRights (key: { readOnly: boolean, admin: boolean, prefix: strin
   return key.prefix === null ? rights : `${rights} under ${key.prefix}`
 }
 
-async function promote (shadowUrl: string, force: boolean, signal: AbortSignal, credentials: Credentials | null): Promise<PromoteReply> {
+async function promote (shadowUrl: string, force: boolean, signal: AbortSignal, credentials: Credentials | null, caFile: string): Promise<PromoteReply> {
   let res
+  const dispatcher = caDispatcher('client', caFile)
   try {
     const body = JSON.stringify({ force })
     res = await request(shadowUrl + promotePath, {
       method: 'POST', headers: { 'content-type': 'application/json', ...(credentials === null ? {} : signClient(credentials, 'POST', promotePath, body)) }, body,
-      headersTimeout: promoteTimeoutMs, bodyTimeout: promoteTimeoutMs, signal
+      headersTimeout: promoteTimeoutMs, bodyTimeout: promoteTimeoutMs, signal, ...(dispatcher === undefined ? {} : { dispatcher })
     })
   } catch (err) {
+    void dispatcher?.close()
     if (isGranaryError(err)) throw err
+    const code = (err as { code?: string }).code
+    if (isCertificateFailure(code)) throw certificateError(shadowUrl, code as string, (err as Error).message)
     throw new GranaryError('GRN_UNAVAILABLE', [shadowUrl, (err as Error).message])
   }
   const body = await res.body.json().catch(() => undefined) as unknown
+  void dispatcher?.close()
   if (res.statusCode !== 200) throw errorFromBody(body as Partial<ErrorBody> | undefined, res.statusCode)
   return body as PromoteReply
 }

@@ -30,6 +30,7 @@ export const globalOptions: Record<string, OptionSpec> = {
   master: { type: 'string', short: 'm', placeholder: 'URLS', help: 'master URL, then shadows, comma-separated (else $GRANARY_MASTER, else http://127.0.0.1:9000)' },
   json: { type: 'boolean', help: 'print data as JSON (for scripts)' },
   credentials: { type: 'string', placeholder: 'FILE', help: 'access key file (else $GRANARY_CREDENTIALS, ./granary-data/credentials, ~/.config/granary/credentials)' },
+  'ca-file': { type: 'string', placeholder: 'FILE', help: 'CA that signed the servers\' certificates, for https:// URLs (else $GRANARY_CA_FILE, else the system CAs)' },
   'deadline-ms': { type: 'string', placeholder: 'MS', help: 'budget of each operation, retries included (default 10000)' },
   quiet: { type: 'boolean', short: 'q', help: 'print only data and errors: no progress bars, summaries or notes' },
   help: { type: 'boolean', help: "show this help (also -h, except for ls and du where -h means human sizes)" },
@@ -221,6 +222,7 @@ export interface ClientFlags {
   deadlineMs: number | undefined
   json: boolean
   credentials: string | undefined   // --credentials FILE; else connect() looks where client/credentials.ts says
+  caFile: string | undefined        // --ca-file FILE; else connect() reads $GRANARY_CA_FILE
   quiet: boolean
 }
 
@@ -334,7 +336,7 @@ function clientFlags (values: OptionValues, env: NodeJS.ProcessEnv, command: str
   try { masters = parseMasterList(masterArg) } catch (err) { throw usageError(reason(err), command) }
   const deadline = values['deadline-ms'] as string | undefined
   if (deadline !== undefined && !/^[1-9]\d{0,9}$/.test(deadline)) throw usageError(`--deadline-ms must be a positive whole number of milliseconds, got '${deadline}'`, command)
-  return { masters, deadlineMs: deadline === undefined ? undefined : Number(deadline), json: values.json === true, quiet: values.quiet === true, credentials: values.credentials as string | undefined }
+  return { masters, deadlineMs: deadline === undefined ? undefined : Number(deadline), json: values.json === true, quiet: values.quiet === true, credentials: values.credentials as string | undefined, caFile: values['ca-file'] as string | undefined }
 }
 
 export function parseReplication (text: string): number {

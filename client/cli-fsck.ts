@@ -2,7 +2,8 @@
 // replication (under-replicated) or none live at all (missing), from the master's GET /fs/fsck. Exits 1 with
 // GRN_DATA_AT_RISK when any chunk is at risk, 0 when every chunk is fully replicated. Asks the configured
 // master URLs in order (a shadow answers too while the master is down).
-import { request } from 'undici'
+import { request, type Dispatcher } from 'undici'
+import { caDispatcher, certificateError, isCertificateFailure } from '../shared/tls.js'
 import { signClient, type Credentials } from '../shared/auth.js'
 import { parseMasterList } from '../shared/config.js'
 import { errorFromBody, GranaryError, isGranaryError } from '../shared/errors.js'
@@ -15,7 +16,8 @@ const problemLinesMax = 1000   // chunk lines printed per run (the JSON has them
 
 export async function fsckCommand (context: CommandContext): Promise<void> {
   const path = normalizePath(context.positionals[0] ?? '/')
-  const reply = await fetchFsck(parseMasterList(context.client.config.masters), path, context.signal, context.credentials)
+  const dispatcher = caDispatcher('client', context.client.config.caFile)
+  const reply = await fetchFsck(parseMasterList(context.client.config.masters), path, context.signal, context.credentials, dispatcher).finally(() => { void dispatcher?.close() })
   if (context.json) context.printJson(reply)
   else context.print(formatFsck(reply))
   if (reply.underReplicatedChunks + reply.missingChunks > 0) {
@@ -23,12 +25,12 @@ export async function fsckCommand (context: CommandContext): Promise<void> {
   }
 }
 
-async function fetchFsck (masters: string[], path: string, signal: AbortSignal, credentials: Credentials | null): Promise<FsckReply> {
+async function fetchFsck (masters: string[], path: string, signal: AbortSignal, credentials: Credentials | null, dispatcher: Dispatcher | undefined): Promise<FsckReply> {
   let lastError: unknown = new GranaryError('GRN_UNAVAILABLE', ['the master', 'no master URL'])
   for (const master of masters) {
     try {
       const target = `${fsckPath}?path=${encodeURIComponent(path)}`
-      const res = await request(`${master}${target}`, { method: 'GET', signal, headers: credentials === null ? {} : signClient(credentials, 'GET', target, null) })
+      const res = await request(`${master}${target}`, { method: 'GET', signal, headers: credentials === null ? {} : signClient(credentials, 'GET', target, null), ...(dispatcher === undefined ? {} : { dispatcher }) })
       const body = await res.body.json() as unknown
       if (res.statusCode === 200) return body as FsckReply
       const err = errorFromBody(body as Record<string, string>, res.statusCode)
@@ -36,6 +38,8 @@ async function fetchFsck (masters: string[], path: string, signal: AbortSignal, 
       lastError = err
     } catch (err) {
       if (isGranaryError(err) && err.code !== 'GRN_NOT_MASTER') throw err
+      const code = (err as { code?: string }).code
+      if (isCertificateFailure(code)) throw certificateError(master, code as string, (err as Error).message)   // not 'try the next one'
       lastError = isGranaryError(err) ? err : new GranaryError('GRN_UNAVAILABLE', [master, (err as Error).message])
     }
   }

@@ -115,7 +115,7 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
   }
   const { connect } = await import('./index.js')
   const { Progress } = await import('./cli-format.js')
-  const client = connect({ masters: flags.masters, deadlineMs: flags.deadlineMs, keepAliveTimeoutMs: 1_000, credentials: flags.credentials })
+  const client = connect({ masters: flags.masters, deadlineMs: flags.deadlineMs, keepAliveTimeoutMs: 1_000, credentials: flags.credentials, caFile: flags.caFile })
   const context: CommandContext = {
     client, io, values, positionals, json: flags.json, quiet: flags.quiet, credentials: client.credentials, signal,
     print: (text) => { io.stdout.write(text) },

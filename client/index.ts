@@ -14,6 +14,7 @@ import type { FileStat, FileAttrs, ListReply, DuReply, DeleteReply, RestoreReply
 import * as limits from '../shared/limits.js'
 import { assert } from '../shared/assert.js'
 import { Transport } from './transport.js'
+import { loadCa } from '../shared/tls.js'
 import { MasterLink } from './master-link.js'
 import { MetadataCache } from './cache.js'
 import type { RetryPolicy } from './retry.js'
@@ -54,6 +55,9 @@ export interface ConnectOptions {
   // An access key, or a credentials file; default: $GRANARY_CREDENTIALS, ./granary-data/credentials,
   // ~/.config/granary/credentials (client/credentials.ts). null: send requests unsigned.
   credentials?: Credentials | string | null
+  // A PEM file of the CA that signed the servers' certificates, for https:// URLs; default $GRANARY_CA_FILE,
+  // else the system's CAs.
+  caFile?: string
 }
 
 export interface CallOptions { deadlineMs?: number, signal?: AbortSignal }
@@ -64,6 +68,7 @@ export function connect (options: ConnectOptions = {}): GranaryClient {
   const { credentials, ...rest } = options
   const given: Record<string, unknown> = { ...rest }
   if (Array.isArray(given.masters)) given.masters = (given.masters as string[]).join(',')
+  if (given.caFile === undefined && process.env.GRANARY_CA_FILE !== undefined && process.env.GRANARY_CA_FILE !== '') given.caFile = process.env.GRANARY_CA_FILE
   const config = resolveClientConfig(given)
   for (const key of ['requestTimeoutMs', 'keepAliveTimeoutMs'] as const) {
     if (config[key] < 1) throw new GranaryError('GRN_INVALID_ARGUMENT', [`client option '${key}' must be positive`])
@@ -85,7 +90,7 @@ export class GranaryClient {
     this.credentials = credentials
     this.config = Object.freeze({ ...config })
     this.#policy = { retryDelayMsMin: config.retryDelayMsMin, retryDelayMsMax: config.retryDelayMsMax, attemptsMax: limits.retryAttemptsMax }
-    this.#transport = new Transport({ requestTimeoutMs: config.requestTimeoutMs, keepAliveTimeoutMs: config.keepAliveTimeoutMs, credentials })
+    this.#transport = new Transport({ requestTimeoutMs: config.requestTimeoutMs, keepAliveTimeoutMs: config.keepAliveTimeoutMs, credentials, ca: loadCa('client', config.caFile) })
     this.#link = new MasterLink(this.#transport, {
       masters: parseMasterList(config.masters), deadlineMs: config.deadlineMs, requestTimeoutMs: config.requestTimeoutMs,
       mutationTimeoutMs: config.mutationTimeoutMs, policy: this.#policy, staleReads: config.staleReads,

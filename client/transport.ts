@@ -3,6 +3,7 @@
 // on err.code and the retry logic reads `retryable` (GRN_UNAVAILABLE, GRN_TIMEOUT) from the error table.
 import { signClient, type Credentials } from '../shared/auth.js'
 import { Agent } from 'undici'
+import { certificateError, isCertificateFailure } from '../shared/tls.js'
 import type { Readable } from 'node:stream'
 import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../shared/errors.js'
 import { tokenHeader, pipelineHeader, chunkLengthHeader, positionHeader, parsePosition, type Position, type WriteChunkReply } from '../shared/protocol.js'
@@ -15,6 +16,7 @@ export interface TransportOptions {
   requestTimeoutMs: number        // connect, headers and body-idle timeout unless a call passes a shorter one
   keepAliveTimeoutMs: number      // idle pooled sockets close after this, so a finished test run can exit
   connectionsPerOrigin?: number
+  ca?: Buffer                     // trusted for https:// masters and chunkservers (default: the system's CAs)
 }
 
 export type QueryValues = Record<string, string | number | boolean | undefined>
@@ -72,7 +74,7 @@ export class Transport {
     assert(options.keepAliveTimeoutMs > 0, 'keepAliveTimeoutMs is positive')
     this.#requestTimeoutMs = options.requestTimeoutMs
     this.#agent = new Agent({
-      connect: { timeout: options.requestTimeoutMs },
+      connect: { timeout: options.requestTimeoutMs, ...(options.ca === undefined ? {} : { ca: options.ca }) },
       connections: options.connectionsPerOrigin ?? limits.connectionsPerOriginMax,
       keepAliveTimeout: options.keepAliveTimeoutMs,
       keepAliveMaxTimeout: Math.max(options.keepAliveTimeoutMs, 1),
@@ -206,6 +208,7 @@ export function toGranaryError (err: unknown, target: string, timeoutMs: number,
     return isGranaryError(signal.reason) ? signal.reason : new GranaryError('GRN_ABORTED', [describe(signal.reason)])
   }
   const code = errorCode(err)
+  if (isCertificateFailure(code)) return certificateError(target, code as string, describe(err))
   if (code !== undefined && timeoutCodes.has(code)) return new GranaryError('GRN_TIMEOUT', [target, timeoutMs], { cause: code })
   if (code !== undefined && unreachableCodes.has(code)) return new GranaryError('GRN_UNAVAILABLE', [target, describe(err)], { cause: code })
   if ((code !== undefined && closedCodes.has(code)) || (err as Error)?.name === 'AbortError') {

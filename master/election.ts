@@ -9,6 +9,7 @@
 // in-sync check (what the shadow lacks is lost), never the vote.
 import { performance } from 'node:perf_hooks'
 import { Agent, request } from 'undici'
+import { caConnectOptions } from '../shared/tls.js'
 import { controlRequest } from '../shared/auth.js'
 import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../shared/errors.js'
 import { majorityOf } from '../shared/failover.js'
@@ -37,6 +38,7 @@ export interface ElectionDeps {
   // Stops following and becomes master of `term`; voterIds granted at sentAtMs (the lease starts there).
   takeOver: (term: number, voterIds: ServerId[], sentAtMs: number) => Promise<void>
   onElected?: (event: p.FailoverEvent) => void   // after a won candidacy, measured (master/failovers.ts)
+  ca?: Buffer                         // --ca-file: trusted for https:// chunkservers and masters (default: the system's CAs)
 }
 
 export interface ElectionOutcome { term: number, seq: number, votes: number, voters: number, forced: boolean, handedOver: boolean }
@@ -52,7 +54,7 @@ const handOverWaitMs = 2 * handOverDrainMsMax + voteRoundMsMax
 export class Election {
   readonly #deps: ElectionDeps
   readonly #now: () => number
-  readonly #agent = new Agent({ connectTimeout: voteRoundMsMax, headersTimeout: voteRoundMsMax, bodyTimeout: voteRoundMsMax, connections: 2 })
+  readonly #agent: Agent
   #timer: NodeJS.Timeout | null = null
   #running: Promise<ElectionOutcome | null> | null = null
   #standing: Promise<void> | null = null   // a candidacy (a promotion's hand-over and votes, or a round) under way
@@ -65,6 +67,7 @@ export class Election {
     this.#deps = deps
     this.#now = deps.now ?? (() => performance.now())
     this.#jitterMs = Math.random() * deps.leaseMs / 4
+    this.#agent = new Agent({ connectTimeout: voteRoundMsMax, headersTimeout: voteRoundMsMax, bodyTimeout: voteRoundMsMax, connections: 2, ...caConnectOptions(deps.ca) })
   }
 
   start (): void {

@@ -17,6 +17,7 @@ import { watchLifeline } from '../shared/lifeline.js'
 import { createLogger, readyMessage, type Logger } from '../shared/log.js'
 import type { ServerTimeouts } from '../shared/server-timeouts.js'
 import { loadSecret } from '../shared/token.js'
+import { loadCa } from '../shared/tls.js'
 import { countKeys } from './keys.js'
 import { credentialsFileName, newCredentials, parseCredentials, sealSecret, type Credentials } from '../shared/auth.js'
 import { CommitQueue, notMasterError } from './commit-queue.js'
@@ -87,6 +88,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
   const now = options.now ?? Date.now
   const onFatal = options.onFatal ?? ((err: Error) => { log.fatal({ err }, 'assertion failed; exiting'); process.exit(1) })
   const secret = options.secret ?? loadSecret(config.secretFile, config.createSecret)
+  const ca = loadCa('master', config.caFile)   // trusted for the calls a shadow makes: polls, snapshots, votes, hand-over
   const db = openMasterDb(config.dataDir, config.syncMode)
   const snapshotDir = join(config.dataDir, 'snapshots')
   rmSync(snapshotDir, { recursive: true, force: true })   // backups a crash left half-streamed
@@ -107,7 +109,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
   const shadows = new ShadowTracker(retention.recordAgeMsMax)
   const follower = options.shadow === undefined
     ? null
-    : new Follower({ db, queue, secret, ...options.shadow, leaseMs: config.leaseMs, log: log.child({ component: 'follower' }), now, onFatal })
+    : new Follower({ db, queue, secret, ...options.shadow, leaseMs: config.leaseMs, log: log.child({ component: 'follower' }), now, onFatal, ca })
   const monoNow = options.monoNow ?? (() => performance.now())
   const lease = new MasterLease({ db, leaseMs: config.leaseMs, now: monoNow, log: log.child({ component: 'lease' }) })
   const isr = new InSyncSet({ dataDir: config.dataDir, term: queue.term, log: log.child({ component: 'isr' }), echoes: () => ({ epochs: lease.isrEchoes(), voterCount: lease.voterCount }) })
@@ -118,7 +120,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
     ? null
     : new Election({
       db, queue, secret, shadowId: options.shadow.shadowId, url: () => follower.url, leaseMs: config.leaseMs, autoPromote: config.autoPromote,
-      log: log.child({ component: 'election' }), now: monoNow,
+      log: log.child({ component: 'election' }), now: monoNow, ca,
       masterSilentForMs: (nowMs) => follower.masterSilentForMs(nowMs), inSync: () => follower.inSync, masterUrl: () => follower.masterUrl,
       takeOver: async (term, voterIds, sentAtMs) => {
         await follower.takeOver(term)
@@ -226,7 +228,7 @@ async function listen (node: Master, config: MasterConfig, port: number): Promis
     throw err
   }
   const bound = (node.app.server.address() as AddressInfo).port
-  return { port: bound, url: advertisedUrl(config.host, bound, config.advertiseUrl) }
+  return { port: bound, url: advertisedUrl(config.host, bound, config.advertiseUrl, config.tlsCert !== '') }
 }
 
 export async function runMaster (argv: string[]): Promise<void> {
@@ -275,7 +277,7 @@ export async function startShadow (config: ShadowConfig, options: MasterOptions 
   const follow = async (): Promise<void> => {
     let outcome: FollowOutcome = await (node.follower as Follower).finished
     while (outcome === 'snapshot-required' && !closing) {
-      const made = await fetchSnapshot({ secret, masterUrl: node.follower?.masterUrl ?? masterUrl, shadowId, url, dir: join(config.dataDir, 'bootstrap'), log, waitMsMax: bootstrapWaitMsMax, termAtLeast: node.queue.term })
+      const made = await fetchSnapshot({ secret, masterUrl: node.follower?.masterUrl ?? masterUrl, shadowId, url, dir: join(config.dataDir, 'bootstrap'), log, waitMsMax: bootstrapWaitMsMax, termAtLeast: node.queue.term, ca: loadCa('shadow', config.caFile) })
       masterUrl = made.masterUrl
       await node.close()
       if (closing) return
@@ -309,7 +311,7 @@ export async function startShadow (config: ShadowConfig, options: MasterOptions 
 // Returns the URL of the master the copy came from (the one named, or the master it named).
 async function bootstrap (config: ShadowConfig, secret: Buffer, shadowId: ShadowId, url: string | undefined, termAtLeast: number, log: Logger): Promise<string> {
   const startedMs = Date.now()
-  const made = await fetchSnapshot({ secret, masterUrl: config.master, shadowId, url, dir: join(config.dataDir, 'bootstrap'), log, waitMsMax: bootstrapWaitMsMax, termAtLeast })
+  const made = await fetchSnapshot({ secret, masterUrl: config.master, shadowId, url, dir: join(config.dataDir, 'bootstrap'), log, waitMsMax: bootstrapWaitMsMax, termAtLeast, ca: loadCa('shadow', config.caFile) })
   installSnapshot(config.dataDir, made.file)
   log.info({ seq: made.manifest.seq, term: made.manifest.term, sizeBytes: made.manifest.sizeBytes, durationMs: Date.now() - startedMs, master: made.masterUrl }, 'bootstrapped from a snapshot')
   return made.masterUrl

@@ -27,6 +27,7 @@ import type { MasterLease } from './lease.js'
 import { signRelease } from '../shared/token.js'
 import { lazySchemaController } from './lazy-schemas.js'
 import { advertisedUrl } from '../shared/config.js'
+import { loadServerTls } from '../shared/tls.js'
 import type { AddressInfo } from 'node:net'
 import type { ShadowTracker } from './shadow-tracker.js'
 import { accessKeyIdPattern, controlKey, equalSecrets, isLoopbackHost, RequestVerifier, sealSecret, sigV4SigningKey } from '../shared/auth.js'
@@ -70,7 +71,9 @@ const settlingMutationsMax = 1_024           // past this many waiting, a mutati
 
 export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   const logger = deps.logger ?? createLogger('master', deps.config.logLevel)
+  const tls = loadServerTls('master', deps.config.tlsCert, deps.config.tlsKey)
   const app = Fastify({
+    ...(tls === null ? {} : { https: tls }),              // --tls-cert: https only (shared/tls.ts)
     loggerInstance: logger,
     bodyLimit: limits.jsonBodyBytesMax,
     ...fastifyTimeoutOptions(deps.serverTimeouts ?? masterServerTimeouts),   // a half-sent request is cut, not held open
@@ -99,7 +102,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
   // This server's advertised URL, once it listens (main.ts listens after building it).
   const ownUrl = (): string | null => {
     const address = app.server.address() as AddressInfo | null
-    return address === null || typeof address !== 'object' ? null : advertisedUrl(deps.config.host, address.port, deps.config.advertiseUrl)
+    return address === null || typeof address !== 'object' ? null : advertisedUrl(deps.config.host, address.port, deps.config.advertiseUrl, tls !== null)
   }
 
   // Who may call what (shared/auth-server.ts): every route below has a line here, or it answers GRN_INTERNAL.

@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, request } from 'undici'
+import { caConnectOptions } from '../shared/tls.js'
 import { controlRequest, signRequestWithSecret } from '../shared/auth.js'
 import { AssertionError } from '../shared/assert.js'
 import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../shared/errors.js'
@@ -51,6 +52,7 @@ export interface FetchSnapshotOptions {
   secret: Buffer               // signs the request (the master serves a snapshot to servers only)
   waitMsMax: number            // keep trying an unreachable master this long
   termAtLeast: number          // never install a copy older than the term this shadow already has
+  ca?: Buffer                  // --ca-file: trusted for an https:// master (default: the system's CAs)
 }
 
 // GET /snapshot with retries (an unreachable or busy master is waited for, within waitMsMax). A server that
@@ -59,7 +61,7 @@ export interface FetchSnapshotOptions {
 // follows that one.
 export const masterHopsMax = 8
 export async function fetchSnapshot (options: FetchSnapshotOptions): Promise<ReceivedSnapshot & { masterUrl: string }> {
-  const agent = new Agent({ connectTimeout: requestTimeoutMs, headersTimeout: snapshotWaitMs, bodyTimeout: snapshotWaitMs, connections: 1 })
+  const agent = new Agent({ connectTimeout: requestTimeoutMs, headersTimeout: snapshotWaitMs, bodyTimeout: snapshotWaitMs, connections: 1, ...caConnectOptions(options.ca) })
   const deadlineMs = Date.now() + options.waitMsMax
   const query = new URLSearchParams({ shadowId: options.shadowId, ...(options.url === undefined ? {} : { url: options.url }) })
   let masterUrl = options.masterUrl
@@ -108,6 +110,7 @@ export interface FollowerDeps {
   log: Logger
   now: () => number
   onFatal: (err: Error) => void
+  ca?: Buffer                  // --ca-file: trusted for an https:// master (default: the system's CAs)
 }
 
 export class Follower {
@@ -129,7 +132,7 @@ export class Follower {
     this.#deps = deps
     this.#masterUrl = deps.masterUrl
     const timeoutMs = deps.pollWaitMs + requestTimeoutMs
-    this.#agent = new Agent({ connectTimeout: requestTimeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, keepAliveTimeout: 2 * timeoutMs, connections: 2 })
+    this.#agent = new Agent({ connectTimeout: requestTimeoutMs, headersTimeout: timeoutMs, bodyTimeout: timeoutMs, keepAliveTimeout: 2 * timeoutMs, connections: 2, ...caConnectOptions(deps.ca) })
   }
 
   // Starts the tail loop; `url` is where this shadow serves (sent with every poll for the master's report).

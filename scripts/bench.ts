@@ -153,7 +153,7 @@ async function main (): Promise<void> {
     if (run('failover')) await (await import('./bench-failover.js')).benchFailover()   // a fresh cluster per trial, 4 × N trials
     if (run('gray')) await (await import('./bench-gray.js')).benchGray()   // one cluster on 5 loopback hosts; freezes master, chunkserver
     if (run('cli')) await (await import('./bench-cli.js')).benchCli()   // its own cluster; the CLI's put and cold cat beside the library's
-    if (run('auth')) await (await import('./bench-auth.js')).benchAuth()   // two clusters: signed requests vs --auth off
+    if (run('auth')) await (await import('./bench-auth.js')).benchAuth()   // three clusters: --auth off, signed requests, signed requests + TLS
     if (run('s3')) await (await import('./bench-s3.js')).benchS3()   // its own cluster and gateway; the SDK beside the library
   } finally {
     rmSync(dir, { recursive: true, force: true })

@@ -4,11 +4,17 @@
 import { GranaryError } from './errors.js'
 import * as limits from './limits.js'
 import { isLoopbackHost } from './auth.js'
+import { checkTlsFiles } from './tls.js'
 
 export const masterDefaults = {
   host: '127.0.0.1',                              // the address to bind; a wildcard (0.0.0.0, ::) needs advertiseUrl
   port: 9000,                                     // 0 = any free port (logged in the ready line)
-  advertiseUrl: '',                               // the URL others are told to use; '' = http://HOST:PORT
+  advertiseUrl: '',                               // the URL others are told to use; '' = http://HOST:PORT (https:// with TLS)
+  // TLS (shared/tls.ts): both or neither; with them the server speaks only https. caFile: the CA this server
+  // trusts when it calls other servers (shadow → master, votes, hand-over); '' = the system's CAs.
+  tlsCert: '',
+  tlsKey: '',
+  caFile: '',
   dataDir: 'granary-data/master',
   secretFile: 'granary-data/secret',
   createSecret: false,                            // make the secret file if missing (granary up does)
@@ -54,7 +60,11 @@ export type ShadowConfig = typeof shadowDefaults
 export const chunkserverDefaults = {
   host: '127.0.0.1',                              // the address to bind; a wildcard (0.0.0.0, ::) needs advertiseUrl
   port: 0,
-  advertiseUrl: '',                               // the URL clients and peers are told to use; '' = http://HOST:PORT
+  advertiseUrl: '',                               // the URL clients and peers are told to use; '' = http://HOST:PORT (https:// with TLS)
+  // TLS, as the master's. caFile: trusted for heartbeats, copies and pipeline forwarding; '' = the system's CAs.
+  tlsCert: '',
+  tlsKey: '',
+  caFile: '',
   dataDir: 'granary-data/cs0',
   secretFile: 'granary-data/secret',
   auth: 'on' as 'on' | 'off',                     // as the master's: 'off' only bound to loopback
@@ -82,6 +92,7 @@ export const clientDefaults = {
   chunkSizeBytes: limits.chunkSizeBytesDefault,
   keepAliveTimeoutMs: 4_000,                      // idle pooled connections close after this (tests use ~10)
   staleReads: false,                              // accept a shadow's reads however long it has not heard from its master
+  caFile: '',                                     // PEM CA trusted for https:// masters and chunkservers; '' = $GRANARY_CA_FILE or the system's CAs
 }
 export type ClientConfig = typeof clientDefaults
 
@@ -116,7 +127,8 @@ export function resolveMasterConfig (given: Record<string, unknown>): MasterConf
   const config = resolveConfig('master', masterDefaults, given)
   if (config.syncMode !== 'normal' && config.syncMode !== 'full') throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'syncMode' must be 'normal' or 'full'"])
   if (config.port > 65535) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'port' must be at most 65535"])
-  checkAddress('master', config.host, config.advertiseUrl)
+  checkTlsFiles('master', config.tlsCert, config.tlsKey, config.caFile)
+  checkAddress('master', config.host, config.advertiseUrl, config.tlsCert !== '')
   checkAuth('master', config.auth, config.host)
   if (config.heartbeatIntervalMs < 10) throw new GranaryError('GRN_INVALID_ARGUMENT', ["master option 'heartbeatIntervalMs' must be at least 10"])
   if (config.deadAfterMs < 3 * config.heartbeatIntervalMs) {
@@ -147,7 +159,8 @@ export function resolveShadowConfig (given: Record<string, unknown>): ShadowConf
 export function resolveChunkserverConfig (given: Record<string, unknown>): ChunkserverConfig {
   const config = resolveConfig('chunkserver', chunkserverDefaults, given)
   if (config.port > 65535) throw new GranaryError('GRN_INVALID_ARGUMENT', ["chunkserver option 'port' must be at most 65535"])
-  checkAddress('chunkserver', config.host, config.advertiseUrl)
+  checkTlsFiles('chunkserver', config.tlsCert, config.tlsKey, config.caFile)
+  checkAddress('chunkserver', config.host, config.advertiseUrl, config.tlsCert !== '')
   checkAuth('chunkserver', config.auth, config.host)
   if (config.heartbeatIntervalMs < 10) throw new GranaryError('GRN_INVALID_ARGUMENT', ["chunkserver option 'heartbeatIntervalMs' must be at least 10"])
   if (config.syncEveryBytes % limits.blockSizeBytes !== 0 || config.syncEveryBytes === 0) {
@@ -160,6 +173,7 @@ export function resolveChunkserverConfig (given: Record<string, unknown>): Chunk
 export function resolveClientConfig (given: Record<string, unknown>): ClientConfig {
   const config = resolveConfig('client', clientDefaults, given)
   parseMasterList(config.masters)
+  if (config.caFile !== '') checkTlsFiles('client', '', '', config.caFile)
   if (config.replication < limits.replicationMin || config.replication > limits.replicationMax) {
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`client option 'replication' must be ${limits.replicationMin}..${limits.replicationMax}`])
   }
@@ -196,23 +210,26 @@ function isWildcard (host: string): boolean {
 }
 
 // Refuses at start-up, naming the flag: a host that is not an address, a wildcard bind with nothing to
-// advertise, an advertised URL others cannot use (not http, credentials, a path, a wildcard, port 0).
-export function checkAddress (what: string, host: string, advertiseUrl: string): void {
+// advertise, an advertised URL others cannot use (not http(s), credentials, a path, a wildcard, port 0), or
+// one whose scheme is not what the server speaks (https:// exactly when --tls-cert is given).
+export function checkAddress (what: string, host: string, advertiseUrl: string, tls = false): void {
   if (host.trim() === '' || /[\s/]/.test(host)) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${what} --host must be an address to bind (e.g. 127.0.0.1, 0.0.0.0, ::1), got ${JSON.stringify(host)}`])
   if (advertiseUrl === '') {
     if (isWildcard(host)) {
-      throw new GranaryError('GRN_INVALID_ARGUMENT', [`${what} --host ${host} binds every address, so it cannot say which one others should use: give --advertise-url http://ADDRESS:PORT (an address clients and the other servers reach)`])
+      throw new GranaryError('GRN_INVALID_ARGUMENT', [`${what} --host ${host} binds every address, so it cannot say which one others should use: give --advertise-url ${tls ? 'https' : 'http'}://ADDRESS:PORT (an address clients and the other servers reach)`])
     }
     return
   }
-  advertisedOrigin(what, advertiseUrl)
+  advertisedOrigin(what, advertiseUrl, tls)
 }
 
-function advertisedOrigin (what: string, advertiseUrl: string): string {
+function advertisedOrigin (what: string, advertiseUrl: string, tls: boolean): string {
   const refuse = (why: string): never => { throw new GranaryError('GRN_INVALID_ARGUMENT', [`${what} --advertise-url ${JSON.stringify(advertiseUrl)} ${why}`]) }
   let parsed: URL
-  try { parsed = new URL(advertiseUrl) } catch { return refuse('is not a URL (want http://ADDRESS:PORT; a port must be 1..65535)') }
-  if (parsed.protocol !== 'http:') refuse('must use http:')
+  try { parsed = new URL(advertiseUrl) } catch { return refuse(`is not a URL (want ${tls ? 'https' : 'http'}://ADDRESS:PORT; a port must be 1..65535)`) }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') refuse('must use http: or https:')
+  if (parsed.protocol === 'https:' && !tls) refuse('is https: but this server has no TLS: give --tls-cert and --tls-key, or advertise http:')
+  if (parsed.protocol === 'http:' && tls) refuse('is http: but this server speaks TLS (--tls-cert): advertise https:')
   if (parsed.username !== '' || parsed.password !== '') refuse('must not carry credentials')
   if (parsed.pathname !== '/' || /[?#]/.test(advertiseUrl)) refuse('must be an origin only: no path, query or fragment')
   const hostname = parsed.hostname.replace(/^\[|\]$/g, '')
@@ -221,15 +238,15 @@ function advertisedOrigin (what: string, advertiseUrl: string): string {
   return parsed.origin
 }
 
-// The URL a server hands out: the advertised one when given, else http://HOST:PORT with the bound port
-// (IPv6 literals in brackets).
-export function advertisedUrl (host: string, port: number, advertiseUrl: string): string {
-  if (advertiseUrl !== '') return advertisedOrigin('server', advertiseUrl)
+// The URL a server hands out: the advertised one when given, else http://HOST:PORT (https:// with TLS) with
+// the bound port (IPv6 literals in brackets).
+export function advertisedUrl (host: string, port: number, advertiseUrl: string, tls = false): string {
+  if (advertiseUrl !== '') return advertisedOrigin('server', advertiseUrl, tls)
   const bare = host.replace(/^\[|\]$/g, '')
-  return `http://${bare.includes(':') ? `[${bare}]` : bare}:${port}`
+  return `${tls ? 'https' : 'http'}://${bare.includes(':') ? `[${bare}]` : bare}:${port}`
 }
 
-// 'http://a:1,http://b:2' → ['http://a:1', 'http://b:2'], each checked to be an http URL without a path.
+// 'http://a:1,https://b:2' → ['http://a:1', 'https://b:2'], each checked to be an http(s) URL; only the origin is kept.
 export function parseMasterList (masters: string | readonly string[]): string[] {
   const list = (typeof masters === 'string' ? masters.split(',') : [...masters]).map((s) => s.trim()).filter((s) => s.length > 0)
   if (list.length === 0) throw new GranaryError('GRN_INVALID_ARGUMENT', ['no master URL given'])
@@ -237,7 +254,7 @@ export function parseMasterList (masters: string | readonly string[]): string[] 
   return list.map((url) => {
     let parsed: URL
     try { parsed = new URL(url) } catch { throw new GranaryError('GRN_INVALID_ARGUMENT', [`master URL ${JSON.stringify(url)} is not a URL`]) }
-    if (parsed.protocol !== 'http:') throw new GranaryError('GRN_INVALID_ARGUMENT', [`master URL ${url} must use http:`])
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new GranaryError('GRN_INVALID_ARGUMENT', [`master URL ${url} must use http: or https:`])
     return parsed.origin
   })
 }

@@ -18,7 +18,7 @@ const inodeIdProp = { type: 'integer', minimum: 1, maximum: limits.wireIntegerMa
 const versionProp = { type: 'integer', minimum: 1, maximum: limits.wireIntegerMax } as const
 const chunkIndexProp = { type: 'integer', minimum: 0, maximum: limits.chunkCountPerFileMax - 1 } as const
 const crcProp = { type: 'integer', minimum: 0, maximum: 0xffffffff } as const
-const urlProp = { type: 'string', minLength: 1, maxLength: 256, pattern: '^http://' } as const
+const urlProp = { type: 'string', minLength: 1, maxLength: 256, pattern: '^https?://' } as const   // https:// from a server with TLS
 const modeProp = { type: 'integer', minimum: 0, maximum: 0o7777 } as const   // permission bits only
 
 function body<P extends Record<string, unknown>, R extends readonly string[]> (properties: P, required: R) {
@@ -546,12 +546,12 @@ export const chunkserverStatusPath = '/status' as const
 export interface ChunkserverStatus { role: 'chunkserver', serverId: ServerId, term: number, chunkCount: number, freeBytes: number, activeWrites: number }
 
 // A metadata server's URL as another server handed it out (a refusal's masterUrl, health's metadataServers): the
-// origin of a plain http URL, or undefined for anything else (not a string, another scheme, credentials, a path).
+// origin of an http or https URL, or undefined for anything else (not a string, another scheme, credentials, a path).
 export function metadataServerUrl (value: unknown): string | undefined {
   if (typeof value !== 'string') return undefined
   let parsed: URL
   try { parsed = new URL(value) } catch { return undefined }
-  const plain = parsed.protocol === 'http:' && parsed.username === '' && parsed.password === '' && parsed.pathname === '/' && parsed.search === '' && parsed.hash === ''
+  const plain = (parsed.protocol === 'http:' || parsed.protocol === 'https:') && parsed.username === '' && parsed.password === '' && parsed.pathname === '/' && parsed.search === '' && parsed.hash === ''
   return plain ? parsed.origin : undefined
 }
 

@@ -12,10 +12,10 @@
 // kills every process by pid and removes the folder unless the test failed or GRANARY_KEEP_TEST_DIRS=1.
 // A forgotten stop() cannot leave processes behind: they are killed when the test process exits, and each
 // one also exits by itself when its parent's lifeline pipe closes (even if the test process was SIGKILLed).
-import { mkdtempSync, mkdirSync, rmSync, readdirSync, openSync, readSync, writeSync, closeSync, existsSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, rmSync, readdirSync, openSync, readSync, writeSync, closeSync, existsSync, writeFileSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { request } from 'undici'
+import { Agent, request } from 'undici'
 import { NamespaceNetwork } from './netns.js'
 import { spawnRole, formatLogTail, isAlive, type ProcessRole, type SpawnedRole } from '../../shared/process.js'
 import { GranaryError } from '../../shared/errors.js'
@@ -56,6 +56,8 @@ export const startClusterDefaults = {
   masterArgs: [] as string[],        // extra flags for `granary master`
   shadowArgs: [] as string[],        // extra flags for `granary shadow` (e.g. --no-auto-promote)
   chunkserverArgs: [] as string[],   // extra flags for every `granary chunkserver`
+  // The CA of servers started with --tls-cert (in the *Args above): report() and client() trust it. '' = none.
+  caFile: '',
   keepDirs: false,
   // 'on': every request signed (issue 12). The kit's admin key (kitCredentials(): $GRANARY_CREDENTIALS, made once
   // per test process when unset) is the master's first key, so connect() and spawned CLIs find it unchanged.
@@ -330,6 +332,7 @@ export class Cluster {
   readonly hosts: ClusterHost[]
   readonly #config: typeof startClusterDefaults
   readonly #clients: GranaryClient[] = []
+  #reportAgent: Agent | undefined
   #network: NamespaceNetwork | null = null
   #stopped = false
 
@@ -411,13 +414,18 @@ export class Cluster {
 
   // A connected client; closed by stop().
   client (options: Record<string, unknown> = {}): GranaryClient {
-    const client = connect({ masters: this.masters, chunkSizeBytes: this.#config.chunkSizeBytes, replication: this.#config.replication, ...options })
+    const client = connect({
+      masters: this.masters, chunkSizeBytes: this.#config.chunkSizeBytes, replication: this.#config.replication, ...(this.#config.caFile === '' ? {} : { caFile: this.#config.caFile }), ...options
+    })
     this.#clients.push(client)
     return client
   }
 
   async report (): Promise<ClusterReport> {
-    const response = await request(`${this.master.url}${reportPath}`, { headersTimeout: 5000, bodyTimeout: 5000, headers: signClient(this.credentials, 'GET', reportPath, null) })
+    if (this.#config.caFile !== '') this.#reportAgent ??= new Agent({ connect: { ca: readFileSync(this.#config.caFile) } })
+    const response = await request(`${this.master.url}${reportPath}`, {
+      headersTimeout: 5000, bodyTimeout: 5000, headers: signClient(this.credentials, 'GET', reportPath, null), ...(this.#reportAgent === undefined ? {} : { dispatcher: this.#reportAgent })
+    })
     if (response.statusCode !== 200) { await response.body.dump(); throw new GranaryError('GRN_UNAVAILABLE', [this.master.url, `report answered ${response.statusCode}`]) }
     return await response.body.json() as ClusterReport
   }
@@ -485,6 +493,7 @@ export class Cluster {
     if (this.#stopped) return
     this.#stopped = true
     await Promise.allSettled(this.#clients.map(async (c) => await c.close()))
+    await this.#reportAgent?.close()
     for (const p of this.processes) {
       if (p.hung) p.resume()
       p.killSync()

@@ -22,7 +22,8 @@ t.test('a wildcard bind needs --advertise-url, for every server role', async (t)
 t.test('an advertised URL others cannot use is refused, naming the flag', async (t) => {
   const cases: Array<[string, RegExp]> = [
     ['10.0.0.7:9100', /is not a URL|must use http/],
-    ['https://10.0.0.7:9100', /must use http:/],
+    ['https://10.0.0.7:9100', /is https: but this server has no TLS: give --tls-cert/],
+    ['ftp://10.0.0.7:9100', /must use http: or https:/],
     ['http://user:pw@10.0.0.7:9100', /credentials/],
     ['http://10.0.0.7:9100/granary', /origin only/],
     ['http://10.0.0.7:9100/?a=1', /origin only/],
