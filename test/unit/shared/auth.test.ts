@@ -67,3 +67,11 @@ t.test("SigV4 signing key: AWS's published example", async (t) => {
   t.equal(sigV4SigningKey('wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY', '20120215', 'us-east-1', 'iam').toString('hex'),
     'f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d')
 })
+
+t.test('--auth off only on a loopback bind', async (t) => {
+  const { resolveMasterConfig, resolveChunkserverConfig } = await import('../../../shared/config.js')
+  t.equal(resolveMasterConfig({ auth: 'off' }).auth, 'off', 'on 127.0.0.1: allowed (tests, demos)')
+  t.throws(() => resolveMasterConfig({ auth: 'off', host: '0.0.0.0', advertiseUrl: 'http://10.0.0.11:9000' }), { code: 'GRN_INVALID_ARGUMENT', message: /--auth off is refused on --host 0\.0\.0\.0/ })
+  t.throws(() => resolveChunkserverConfig({ auth: 'off', host: '10.0.0.13' }), { code: 'GRN_INVALID_ARGUMENT', message: /only a server bound to a loopback address/ })
+  t.throws(() => resolveMasterConfig({ auth: 'maybe' }), { code: 'GRN_INVALID_ARGUMENT', message: /'on' or 'off'/ })
+})
