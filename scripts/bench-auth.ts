@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { startCluster, type StartClusterOptions } from '../test/helpers/cluster.js'
+import { startCluster, type StartClusterOptions } from '../testing/cluster.js'
 import { makeTestCa } from '../test/helpers/tls.js'
 import { fmt, line, median } from './bench-format.js'
 

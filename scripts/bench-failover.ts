@@ -1,7 +1,7 @@
 // npm run bench -- failover: what automatic, fenced failover (issue 10) costs a writer. One writer puts a 4 KiB
 // file every 10 ms (or as soon as the last is acked, if slower) through a client configured [master, shadow],
 // as test/cluster/failover.test.ts does, while the master goes away in one of four ways:
-//   supervisor restart  SIGKILL under `granary up`, which restarts it from its warm spare (client/up.ts)
+//   supervisor restart  SIGKILL under `granary up`, which restarts it from its warm spare (client/cluster/up.ts)
 //   host death          SIGKILL, nobody restarts it: the shadow wins a chunkserver vote and takes over
 //   frozen 5 s          SIGSTOP, SIGCONT 5 s later (a zombie that must acknowledge nothing once it wakes)
 //   planned hand-over   POST /admin/promote to the shadow (granary admin promote --shadow URL)
@@ -27,10 +27,10 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { request } from 'undici'
 import { connect, type GranaryClient } from '../client/index.js'
 import { channelNames } from '../client/diagnostics.js'
-import { UpCluster } from '../client/chaos-cluster.js'
+import { UpCluster } from '../client/cluster/chaos-cluster.js'
 import { masterDefaults } from '../shared/config.js'
 import type { ClusterReport, HealthReply, PromoteReply } from '../shared/protocol.js'
-import { signedRequest, startCluster, type Cluster, type ClusterProcess } from '../test/helpers/cluster.js'
+import { signedRequest, startCluster, type Cluster, type ClusterProcess } from '../testing/cluster.js'
 import { fmt, line, median } from './bench-format.js'
 
 const trialsDefault = 20
@@ -51,7 +51,7 @@ const spareWarmWaitMs = 60_000           // granary up's warm spare is loaded (s
 const writesBeforeFaultWaitMs = 30_000
 const writesAfterFaultWaitMs = 60_000    // past this the trial reports a stall instead of waiting on
 const newMasterWaitMs = 30_000
-const promoteTimeoutMs = 30_000          // as client/cli-admin.ts
+const promoteTimeoutMs = 30_000          // as client/cli/admin.ts
 const healthTimeoutMs = 1_000
 const verifyInFlight = 8
 const costRuns = 3

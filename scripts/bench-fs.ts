@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, mkdirSync, createWriteStream, createReadStream } f
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes, createHash } from 'node:crypto'
-import { startCluster } from '../test/helpers/cluster.js'
+import { startCluster } from '../testing/cluster.js'
 import { packLocalDirectory, unpackLocalDirectory } from '../client/tar-local.js'
 import type { GranaryClient } from '../client/index.js'
 import { fmt, line } from './bench-format.js'

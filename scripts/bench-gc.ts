@@ -5,7 +5,7 @@
 // its rate in replicas per second. Asserts nothing, except that every replica file did go.
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startCluster, type Cluster } from '../test/helpers/cluster.js'
+import { startCluster, type Cluster } from '../testing/cluster.js'
 import { fmt, line } from './bench-format.js'
 
 const fileCount = 10_000

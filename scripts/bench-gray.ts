@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import { channelNames } from '../client/diagnostics.js'
-import { startCluster, type Cluster, type ClusterProcess } from '../test/helpers/cluster.js'
+import { startCluster, type Cluster, type ClusterProcess } from '../testing/cluster.js'
 import { fmt, line, median } from './bench-format.js'
 
 const run = promisify(execFile)
@@ -24,7 +24,7 @@ const freezeMs = 5_000
 const healthyReads = 1_000
 const cliReadsMax = 200                  // bounds the CLI loop during a freeze
 const aimWorstMs = 300
-const cliPath = join(import.meta.dirname, '..', 'client', 'cli.js')
+const cliPath = join(import.meta.dirname, '..', 'client', 'cli', 'cli.js')
 
 function percentile (values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b)

@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { masterDefaults } from '../shared/config.js'
 import { replicationsAssignedPerServerMax, replicationsInFlightPerServerMax } from '../shared/limits.js'
-import { startCluster, type Cluster } from '../test/helpers/cluster.js'
+import { startCluster, type Cluster } from '../testing/cluster.js'
 import { fmt, line } from './bench-format.js'
 
 const MiB = 1024 * 1024

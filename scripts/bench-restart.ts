@@ -21,7 +21,7 @@ import { oplogRecordsKeptMax, oplogTrimBatchMax } from '../shared/limits.js'
 import { cliPath, spawnRole, type SpawnedRole } from '../shared/process.js'
 import { openMaster } from '../master/main.js'
 import { trimOplog } from '../master/oplog.js'
-import { SpareMaster } from '../client/up-standby.js'
+import { SpareMaster } from '../client/cluster/up-standby.js'
 import { fmt, line, median } from './bench-format.js'
 
 const sizes = [10_000, 100_000, 1_000_000]

@@ -17,7 +17,7 @@ import { loadSecret } from '../shared/token.js'
 import { openMaster } from '../master/main.js'
 import { trimOplogRetained } from '../master/oplog.js'
 import { defaultRetention } from '../master/tick.js'
-import { startCluster } from '../test/helpers/cluster.js'
+import { startCluster } from '../testing/cluster.js'
 import { fmt } from './bench-format.js'
 
 type Line = (name: string, value: string, extra?: string) => void

@@ -10,7 +10,7 @@ import { mkdir, open, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { startCluster, type Cluster } from '../test/helpers/cluster.js'
+import { startCluster, type Cluster } from '../testing/cluster.js'
 import { fmt, line, median } from './bench-format.js'
 
 const runs = 3

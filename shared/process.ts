@@ -1,5 +1,5 @@
 // Spawning one Granary process (master, shadow or chunkserver) the way `granary up` and the test kit do:
-// `node --single-threaded-gc dist/client/cli.js <role> ...flags`, stdout and stderr appended to its own log
+// `node --single-threaded-gc dist/client/cli/cli.js <role> ...flags`, stdout and stderr appended to its own log
 // file, readiness taken from its {"msg":"ready","port":…} log line with a deadline (no sleeps, no port races).
 // The child's stdin is a lifeline: when the parent dies for any reason (even SIGKILL) the pipe closes and
 // the child exits, so a crashed supervisor or test run cannot leave servers behind (shared/lifeline.ts).
@@ -15,9 +15,9 @@ export type ProcessRole = 'master' | 'shadow' | 'chunkserver' | 's3'
 // Compiled, this file is dist/shared/process.js and the CLI sits beside it; run from source (tap runs the
 // .ts tests directly) it is shared/process.ts and the processes are the build in dist/ (npm test builds first).
 const here = dirname(fileURLToPath(import.meta.url))
-export const cliPath = existsSync(join(here, '..', 'client', 'cli.js'))
-  ? join(here, '..', 'client', 'cli.js')
-  : join(here, '..', 'dist', 'client', 'cli.js')
+export const cliPath = existsSync(join(here, '..', 'client', 'cli', 'cli.js'))
+  ? join(here, '..', 'client', 'cli', 'cli.js')
+  : join(here, '..', 'dist', 'client', 'cli', 'cli.js')
 export const logTailLinesMax = 40
 const readyPollIntervalMs = 5   // a restarted master's ready line is part of every outage: poll often
 const logScanBytesMax = 1024 * 1024

@@ -371,7 +371,7 @@ export interface PromoteRequest { force?: boolean }
 export interface PromoteReply { term: number, seq: number, lagRecords: number | null, forced: boolean }
 export const promoteSchema = { body: body({ force: { type: 'boolean' } }, []) } as const
 
-// admin → master: access keys (master/keys.ts). The caller makes the key (client/cli-admin.ts newCredentials) and
+// admin → master: access keys (master/keys.ts). The caller makes the key (client/cli/admin.ts newCredentials) and
 // sends its secret, so a retried create with the same request id is the same key; the master seals the secret
 // with the cluster secret before it reaches the oplog. The secret is never sent back.
 export const keysPath = '/admin/keys' as const

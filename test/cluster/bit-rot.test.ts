@@ -6,8 +6,8 @@
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { signedRequest as request } from '../helpers/cluster.js'
-import { startCluster, type Cluster } from '../helpers/cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
+import { startCluster, type Cluster } from '../../testing/cluster.js'
 import type { ChunkLocation, FsckReply, OpenReply } from '../../shared/protocol.js'
 
 const KiB = 1024

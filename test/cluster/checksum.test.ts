@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { crc32 } from 'node:zlib'
-import { startCluster } from '../helpers/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 import { granary } from '../helpers/cli.js'
 
 t.test('granary checksum: the stored copy and the local file agree, across chunks', async (t) => {

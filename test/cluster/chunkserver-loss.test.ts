@@ -5,10 +5,10 @@
 // every chunk ends with exactly 3 copies on disk.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import { signedRequest as request } from '../helpers/cluster.js'
-import { startCluster } from '../helpers/cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 import type { FsckReply, OpenReply } from '../../shared/protocol.js'
-import { main } from '../../client/cli-main.js'
+import { main } from '../../client/cli/main.js'
 import { PassThrough } from 'node:stream'
 
 const KiB = 1024

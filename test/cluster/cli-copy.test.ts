@@ -8,7 +8,7 @@ import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, writeFileSync, mkdirSync, statSync, rmSync, existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { startCluster } from '../helpers/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 import { granary } from '../helpers/cli.js'
 
 const MiB = 1024 * 1024

@@ -10,7 +10,7 @@ import { createServer, type Socket } from 'node:net'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync, writeFileSync, mkdirSync, existsSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { startCluster } from '../helpers/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 import { granary } from '../helpers/cli.js'
 import { cliPath } from '../../shared/process.js'
 

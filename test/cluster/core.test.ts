@@ -9,8 +9,8 @@ import { createReadStream, createWriteStream, readFileSync, statSync, writeFileS
 import { pipeline } from 'node:stream/promises'
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
-import { signedRequest as request } from '../helpers/cluster.js'
-import { startCluster } from '../helpers/cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 
 const MiB = 1024 * 1024
 const chunkSizeBytes = 16 * MiB

@@ -6,8 +6,8 @@
 // field is where it says; literal healthy values hold). Nothing is retyped here; only the machine differs:
 //   10.0.0.N → 127.0.0.N; /var/lib/granary → a folder per host under one temp folder; --host 0.0.0.0 → the host's
 //   own 127.0.0.N (this machine may only bind 127.0.0.0/8; the doc's --advertise-url is kept, mapped like every
-//   address); /usr/bin/node and /opt/granary/dist/client/cli.js → spawnRole's process.execPath and this repo's
-//   dist/client/cli.js (the doc's node flags must be the ones spawnRole passes).
+//   address); /usr/bin/node and /opt/granary/dist/client/cli/cli.js → spawnRole's process.execPath and this repo's
+//   dist/client/cli/cli.js (the doc's node flags must be the ones spawnRole passes).
 // Ports are the doc's own (9000 on the metadata hosts, 9100 on the chunkservers): they sit below the ephemeral
 // range (32768+) that every other test's port 0 draws from, on addresses (127.0.0.11-15) no other test binds a
 // fixed port on, so they cannot collide with a free port picked elsewhere; a run of this file beside another run
@@ -23,7 +23,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSy
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { signedRequest as request } from '../helpers/cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
 import { readCredentialsFile } from '../../client/credentials.js'
 import { connect } from '../../client/index.js'
 import {
@@ -36,7 +36,7 @@ const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const docPath = join(repo, 'docs', 'OPERATIONS.md')
 const sectionHeading = '## A five-host deployment'
 const docNode = '/usr/bin/node'
-const docCli = '/opt/granary/dist/client/cli.js'
+const docCli = '/opt/granary/dist/client/cli/cli.js'
 const docStateDir = '/var/lib/granary'
 const spawnRoleNodeFlags = ['--single-threaded-gc']   // what shared/process.ts spawnRole runs every role with
 const MiB = 1024 * 1024

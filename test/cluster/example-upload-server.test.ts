@@ -6,8 +6,8 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
-import { signedRequest as request } from '../helpers/cluster.js'
-import { startCluster } from '../helpers/cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 import { buildServer, parseRange } from '../../examples/upload-server/server.js'
 
 const chunkSizeBytes = 256 * 1024

@@ -5,9 +5,9 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
-import { signedRequest as request } from '../helpers/cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
 import type * as p from '../../shared/protocol.js'
-import { ClusterProcess, type Cluster } from '../helpers/cluster.js'
+import { ClusterProcess, type Cluster } from '../../testing/cluster.js'
 import { checkAcked, health, readyWithShadow, startWriter, writesAfterFaultMin, writesBeforeFaultMin } from '../helpers/writer.js'
 
 async function report (url: string): Promise<p.ClusterReport> {

@@ -8,8 +8,8 @@ import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import t from 'tap'
 import { Agent } from 'undici'
-import { signedRequest as request } from '../helpers/cluster.js'
-import { ClusterProcess } from '../helpers/cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
+import { ClusterProcess } from '../../testing/cluster.js'
 import { checkAcked, health, readyWithShadow, startWriter, writerDeadlineMs, writesAfterFaultMin, writesBeforeFaultMin } from '../helpers/writer.js'
 
 t.test('host death: the master SIGKILLed for good; the shadow takes over, nothing acknowledged is lost', async (t) => {

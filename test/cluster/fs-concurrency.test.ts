@@ -8,7 +8,7 @@ import diagnosticsChannel from 'node:diagnostics_channel'
 import type { Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startCluster } from '../helpers/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 import { connectionsPerOriginMax } from '../../shared/limits.js'
 
 const KiB = 1024

@@ -9,7 +9,7 @@ import { createReadStream as nodeCreateReadStream, createWriteStream as nodeCrea
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import type { Readable, Writable } from 'node:stream'
-import { startCluster } from '../helpers/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 
 const KiB = 1024
 const chunkSizeBytes = 64 * KiB   // the smallest chunk, so small files span many chunks

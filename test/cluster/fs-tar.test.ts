@@ -10,7 +10,7 @@ import { mkdirSync, writeFileSync, readFileSync, readdirSync, statSync, symlinkS
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import tarStream from 'tar-stream'
-import { startCluster } from '../helpers/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 import { granary } from '../helpers/cli.js'
 import type { GranaryClient } from '../../client/index.js'
 

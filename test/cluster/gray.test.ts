@@ -7,8 +7,8 @@
 // shadowReadStaleMsMax with GRN_STALE, unless the caller asks for stale reads.
 import { randomBytes } from 'node:crypto'
 import t from 'tap'
-import { signedRequest as request } from '../helpers/cluster.js'
-import { startCluster, type ClusterProcess } from '../helpers/cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
+import { startCluster, type ClusterProcess } from '../../testing/cluster.js'
 import { sha } from '../helpers/writer.js'
 import { shadowReadStaleMsMax } from '../../shared/limits.js'
 import { openPath, type OpenReply, type ClusterReport } from '../../shared/protocol.js'

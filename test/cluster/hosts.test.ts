@@ -14,7 +14,7 @@ import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage } from 'node:http'
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs'
-import { signedRequest as request } from '../helpers/cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
 import diagnosticsChannel from 'node:diagnostics_channel'
 import { channelNames } from '../../client/diagnostics.js'
 import { uploadBuffer } from '../../examples/upload-app/app.js'
@@ -22,7 +22,7 @@ import { advertisedUrl, chunkserverDefaults, configFromArgv, resolveChunkserverC
 import { logSizeBytes, readFrom } from '../../shared/process.js'
 import { retryAfterMs } from '../../chunkserver/heartbeat.js'
 import { tokenHeader, type ClusterReport, type HealthReply, type HeartbeatRequest, type OpenReply } from '../../shared/protocol.js'
-import { startCluster, type Cluster, type ClusterProcess } from '../helpers/cluster.js'
+import { startCluster, type Cluster, type ClusterProcess } from '../../testing/cluster.js'
 import { granary } from '../helpers/cli.js'
 
 const MiB = 1024 * 1024

@@ -7,9 +7,9 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { signedRequest as request } from '../helpers/cluster.js'
-import { startCluster } from '../helpers/cluster.js'
-import { supervise } from '../helpers/supervise.js'
+import { signedRequest as request } from '../../testing/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
+import { supervise } from '../../testing/supervise.js'
 
 const MiB = 1024 * 1024
 const leaseTtlMs = 10_000

@@ -6,8 +6,8 @@
 import t from 'tap'
 import diagnosticsChannel from 'node:diagnostics_channel'
 import { channelNames } from '../../client/diagnostics.js'
-import { startCluster } from '../helpers/cluster.js'
-import { supervise } from '../helpers/supervise.js'
+import { startCluster } from '../../testing/cluster.js'
+import { supervise } from '../../testing/supervise.js'
 
 const dirCount = 1000
 const fileCount = 1000

@@ -4,8 +4,8 @@
 // says so, instead of hot-looping). master-killed-up-fail.test.ts covers a master that cannot start.
 import t, { type Test } from 'tap'
 import { readFileSync } from 'node:fs'
-import { signedRequest as request } from '../helpers/cluster.js'
-import { UpCluster } from '../../client/chaos-cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
+import { UpCluster } from '../../client/cluster/chaos-cluster.js'
 import { readCredentialsFile } from '../../client/credentials.js'
 
 async function statOk (url: string, credentialsFile: string): Promise<boolean> {

@@ -3,9 +3,9 @@
 // restarts it at once on the same database. Every write must succeed (0 failed operations), and every
 // acknowledged file must read back with the sha256 it was written with.
 import t from 'tap'
-import { startCluster } from '../helpers/cluster.js'
-import { supervise } from '../helpers/supervise.js'
-import { WriteWorkload, verifyAcknowledged, opsDuring, latencySummary } from '../../client/chaos-workload.js'
+import { startCluster } from '../../testing/cluster.js'
+import { supervise } from '../../testing/supervise.js'
+import { WriteWorkload, verifyAcknowledged, opsDuring, latencySummary } from '../../client/cluster/chaos-workload.js'
 
 t.test('4 KiB every 10 ms for 20 s, master SIGKILLed at 5 s and restarted at once: 0 failed, all intact', async (t) => {
   const cluster = await startCluster({ chunkservers: 3, test: t })

@@ -9,11 +9,11 @@
 // counted once on its chunkserver, and the master's copy that replaces it is counted.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import { signedRequest as request } from '../helpers/cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
 import type * as p from '../../shared/protocol.js'
 import { parsePrometheusText, sampleValue, type Family } from '../helpers/prometheus.js'
 import { readyWithShadow } from '../helpers/writer.js'
-import { startCluster } from '../helpers/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 import { leaseMsDefault } from '../../shared/limits.js'
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')

@@ -8,8 +8,8 @@
 // master's host cut from everyone, and the writer rides it out on the old one. Skips, saying why, where network
 // namespaces are not available (not root, no `ip netns`).
 import t from 'tap'
-import { signedRequest as request } from '../helpers/cluster.js'
-import { networkNamespacesUnavailable } from '../helpers/netns.js'
+import { signedRequest as request } from '../../testing/cluster.js'
+import { networkNamespacesUnavailable } from '../../testing/netns.js'
 import { checkAcked, health, readyWithShadow, startWriter, writerDeadlineMs, writesAfterFaultMin, writesBeforeFaultMin } from '../helpers/writer.js'
 
 const unavailable = networkNamespacesUnavailable()

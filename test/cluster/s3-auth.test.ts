@@ -13,7 +13,7 @@ import {
 } from '@aws-sdk/client-s3'
 import { crc32c } from '../../gateway/crc32c.js'
 import { deriveSigningKey, type KeyResolver } from '../../gateway/sigv4.js'
-import { startCluster } from '../helpers/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 import { startS3, testKeys } from '../helpers/s3.js'
 
 async function codeOf (promise: Promise<unknown>): Promise<{ name: string, status: number | undefined }> {

@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
-import { startCluster } from '../helpers/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 import { startS3, testKeys } from '../helpers/s3.js'
 
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex')

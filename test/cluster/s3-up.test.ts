@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream'
 import t from 'tap'
 import { Upload } from '@aws-sdk/lib-storage'
 import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
-import { UpCluster, type ClusterMember } from '../../client/chaos-cluster.js'
+import { UpCluster, type ClusterMember } from '../../client/cluster/chaos-cluster.js'
 
 const MiB = 1024 * 1024
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex')

@@ -9,7 +9,7 @@ import {
   GetBucketVersioningCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListBucketsCommand, ListObjectVersionsCommand,
   ListObjectsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client, type ListObjectsV2CommandOutput
 } from '@aws-sdk/client-s3'
-import { startCluster } from '../helpers/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 import { startS3 } from '../helpers/s3.js'
 
 const sha = (data: Buffer | Uint8Array): string => createHash('sha256').update(data).digest('hex')

@@ -11,7 +11,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
-import { startCluster, type ClusterProcess } from '../helpers/cluster.js'
+import { startCluster, type ClusterProcess } from '../../testing/cluster.js'
 
 const windowMs = 3_000
 const cpuPerWindowMsMax = 1_000

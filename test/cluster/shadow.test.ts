@@ -11,13 +11,13 @@ import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { signedRequest as request } from '../helpers/cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
 import { connect, type GranaryClient } from '../../client/index.js'
 import { cliPath } from '../../shared/process.js'
 import type * as p from '../../shared/protocol.js'
 import { signToken } from '../../shared/token.js'
 import type { ChunkHandle } from '../../shared/ids.js'
-import { ClusterProcess, startCluster, type Cluster } from '../helpers/cluster.js'
+import { ClusterProcess, startCluster, type Cluster } from '../../testing/cluster.js'
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 

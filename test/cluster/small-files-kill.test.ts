@@ -5,8 +5,8 @@
 // shared folder fsync has made durable, so a kill -9 loses nothing it acked.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import { signedRequest as request } from '../helpers/cluster.js'
-import { startCluster } from '../helpers/cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 import type { OpenReply } from '../../shared/protocol.js'
 
 const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex')

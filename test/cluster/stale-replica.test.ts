@@ -5,8 +5,8 @@
 // that server for the chunk, and the file reads back as version 2's bytes.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import { signedRequest as request } from '../helpers/cluster.js'
-import { startCluster } from '../helpers/cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 import type { AllocateReply, CreateReply, OpenReply, WriteChunkReply } from '../../shared/protocol.js'
 
 const KiB = 1024

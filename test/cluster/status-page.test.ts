@@ -10,11 +10,11 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { signedRequest as request } from '../helpers/cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
 import type * as p from '../../shared/protocol.js'
 import { Browser, chromiumUnavailable, type Page } from '../helpers/chromium.js'
 import { granary } from '../helpers/cli.js'
-import { startCluster, type ClusterProcess } from '../helpers/cluster.js'
+import { startCluster, type ClusterProcess } from '../../testing/cluster.js'
 
 const MiB = 1024 * 1024
 const capacityBytes = 4096 * MiB     // fixed, so each server's free space is capacity - used, not the shared disk's

@@ -4,7 +4,7 @@
 // dead process is a clear error, not a hang; bad options are refused.
 import t from 'tap'
 import { existsSync } from 'node:fs'
-import { startCluster } from '../helpers/cluster.js'
+import { startCluster } from '../../testing/cluster.js'
 import { isAlive } from '../../shared/process.js'
 
 async function codeOf (promise: Promise<unknown>): Promise<string | undefined> {

@@ -1,7 +1,7 @@
 // An S3 gateway in the test process beside a test cluster (gateway/main.ts startGateway on a free port), and
 // an AWS SDK v3 client pointed at it (path-style, the gateway's static key pair).
 import { S3Client } from '@aws-sdk/client-s3'
-import type { Cluster, TestContextLike } from './cluster.js'
+import type { Cluster, TestContextLike } from '../../testing/cluster.js'
 import { startGateway, resolveGatewayConfig, type RunningGateway } from '../../gateway/main.js'
 import type { KeyResolver } from '../../gateway/sigv4.js'
 

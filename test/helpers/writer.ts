@@ -2,9 +2,9 @@
 // through a client configured [master, shadow], recording every acknowledgement — and the checks on it.
 import { createHash } from 'node:crypto'
 import type { Test } from 'tap'
-import { signedRequest as request } from './cluster.js'
+import { signedRequest as request } from '../../testing/cluster.js'
 import type * as p from '../../shared/protocol.js'
-import { startCluster, type Cluster, type ClusterProcess, type StartClusterOptions } from './cluster.js'
+import { startCluster, type Cluster, type ClusterProcess, type StartClusterOptions } from '../../testing/cluster.js'
 import type { GranaryClient } from '../../client/index.js'
 
 export const sha = (data: Uint8Array | string): string => createHash('sha256').update(data).digest('hex')

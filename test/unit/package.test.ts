@@ -1,8 +1,8 @@
 // Proves the published package holds what it should and nothing it should not (issue 16 item 7), from what
 // `npm pack --dry-run --json` would put in the tarball: the runtime, its types, its TypeScript sources (so
-// every source map resolves), the public test kit (granary/testing), docs, README and LICENSE; no compiled unit
-// or cluster tests, no private test helpers, no benchmarks or examples. Every source map's sources and every
-// relative import of a shipped .js file resolve inside the tarball, so the package works as installed. Also:
+// every source map resolves), the public test kit (granary/testing, in testing/), docs, README and LICENSE;
+// nothing from test/ (compiled unit or cluster tests, private helpers), no benchmarks or examples. Every source
+// map's sources and every relative import of a shipped .js file resolve inside the tarball, so the package works as installed. Also:
 // engines says what actually runs (zlib crc32 needs 20.15; require(esm) for cookie@2 needs 20.19 / 22.12),
 // the LICENSE is the MIT text package.json names, and supervise is exported from granary/testing.
 import t from 'tap'
@@ -22,8 +22,9 @@ t.test('npm pack contents', { skip: existsSync(join(root, 'dist', 'client', 'ind
   const files = new Set((JSON.parse(out) as Array<{ files: Array<{ path: string }> }>)[0]?.files.map((f) => f.path) ?? [])
   t.ok(files.size > 50, `the pack lists files (${files.size})`)
 
-  for (const needed of ['package.json', 'README.md', 'LICENSE', 'dist/client/index.js', 'dist/client/index.d.ts', 'dist/client/cli.js',
-    'dist/test/helpers/cluster.js', 'dist/test/helpers/cluster.d.ts', 'dist/test/helpers/supervise.js', 'docs/API.md', 'docs/TESTING.md']) {
+  for (const needed of ['package.json', 'README.md', 'LICENSE', 'dist/client/index.js', 'dist/client/index.d.ts', 'dist/client/cli/cli.js',
+    'dist/client/cluster/up.js', 'dist/testing/cluster.js', 'dist/testing/cluster.d.ts', 'dist/testing/supervise.js', 'dist/testing/netns.js',
+    'testing/cluster.ts', 'docs/API.md', 'docs/TESTING.md']) {
     t.ok(files.has(needed), `ships ${needed}`)
   }
   for (const target of [...Object.values(pkg.bin), pkg.main, pkg.types, ...Object.values(pkg.exports).flatMap((e) => typeof e === 'string' ? [e] : Object.values(e))]) {
@@ -31,10 +32,9 @@ t.test('npm pack contents', { skip: existsSync(join(root, 'dist', 'client', 'ind
   }
 
   const unwanted = [...files].filter((path) =>
-    /(^|\/)test\/(unit|cluster)\//.test(path) || /\.test\.(js|ts|d\.ts|js\.map)$/.test(path) ||
-    /^(dist\/)?(scripts|examples)\//.test(path) || /bench/i.test(path) ||
-    /^(dist\/)?test\/helpers\/(cli|writer)\./.test(path))
-  t.same(unwanted, [], 'no tests (but the public kit), private helpers, benchmarks or examples')
+    /^(dist\/)?test\//.test(path) || /\.test\.(js|ts|d\.ts|js\.map)$/.test(path) ||
+    /^(dist\/)?(scripts|examples)\//.test(path) || /bench/i.test(path))
+  t.same(unwanted, [], 'nothing from test/ (the public kit is testing/), no benchmarks or examples')
 
   // Source maps: each .js names a shipped map, and each map's sources are shipped.
   const dangling: string[] = []
@@ -69,7 +69,7 @@ t.test('engines, LICENSE, and granary/testing exports supervise', async (t) => {
   const license = readFileSync(join(root, 'LICENSE'), 'utf8')
   t.match(license, /^MIT License\n/)
   t.match(license, /Permission is hereby granted, free of charge/)
-  const kit = await import('../helpers/cluster.js') as Record<string, unknown>
+  const kit = await import('../../testing/cluster.js') as Record<string, unknown>
   t.type(kit.supervise, 'function', 'supervise, which docs/TESTING.md shows, comes with startCluster')
   t.type(kit.startCluster, 'function')
 })

@@ -6,8 +6,8 @@ import t from 'tap'
 import { createHash } from 'node:crypto'
 import type { GranaryClient } from '../../../client/index.js'
 import { GranaryError } from '../../../shared/errors.js'
-import { WriteWorkload, verifyAcknowledged, opsDuring, firstSuccessAfter, latencySummary, type OpRecord } from '../../../client/chaos-workload.js'
-import { parseChaosArgs } from '../../../client/chaos.js'
+import { WriteWorkload, verifyAcknowledged, opsDuring, firstSuccessAfter, latencySummary, type OpRecord } from '../../../client/cluster/chaos-workload.js'
+import { parseChaosArgs } from '../../../client/cluster/chaos.js'
 
 function fakeClient (behaviour: (path: string) => Promise<void>, store = new Map<string, Buffer>()): GranaryClient {
   return {

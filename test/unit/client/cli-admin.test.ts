@@ -6,9 +6,9 @@ import t, { type Test } from 'tap'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
-import { parseCommandLine } from '../../../client/cli-args.js'
-import { main, type CliIo } from '../../../client/cli-main.js'
-import { formatShadowLines } from '../../../client/cli-admin.js'
+import { parseCommandLine } from '../../../client/cli/args.js'
+import { main, type CliIo } from '../../../client/cli/main.js'
+import { formatShadowLines } from '../../../client/cli/admin.js'
 import type { ClusterReport } from '../../../shared/protocol.js'
 
 function io (): CliIo & { out: () => string, err: () => string } {

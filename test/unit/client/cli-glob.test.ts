@@ -2,8 +2,8 @@
 // segment matches (*, ?, classes, negation, backslash escapes, regex characters taken literally), how
 // gr:/ and granary:// name the Granary side, and which masters a command then talks to.
 import t from 'tap'
-import { hasGlob, segmentPattern } from '../../../client/cli-glob.js'
-import { parseLocation, mastersFor } from '../../../client/cli-location.js'
+import { hasGlob, segmentPattern } from '../../../client/cli/glob.js'
+import { parseLocation, mastersFor } from '../../../client/cli/location.js'
 
 t.test('hasGlob and segmentPattern', async (t) => {
   t.ok(hasGlob('/a/*.txt'))
@@ -48,7 +48,7 @@ t.test('parseLocation and mastersFor', async (t) => {
 })
 
 t.test('checksum: Granary paths take gr:/, --local paths are left alone', async (t) => {
-  const { parseCommandLine } = await import('../../../client/cli-args.js')
+  const { parseCommandLine } = await import('../../../client/cli/args.js')
   t.match(parseCommandLine(['checksum', 'gr:/a']), { positionals: ['/a'] })
   t.match(parseCommandLine(['checksum', '--local', 'relative.bin']), { positionals: ['relative.bin'] })
   t.throws(() => parseCommandLine(['checksum', 'relative.bin']), { code: 'GRN_INVALID_ARGUMENT' }, 'without --local a path is Granary\'s')

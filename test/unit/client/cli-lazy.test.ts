@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { startFakeCluster } from './fake-cluster.js'
 
-const bin = join(process.cwd(), 'dist', 'client', 'cli.js')
+const bin = join(process.cwd(), 'dist', 'client', 'cli', 'cli.js')
 
 t.test('granary ls loads no master or chunkserver code', { skip: existsSync(bin) ? false : 'build first (npx tsc -p .)' }, async (t) => {
   const cluster = await startFakeCluster(3)
@@ -37,7 +37,7 @@ register(${JSON.stringify(pathToFileURL(join(dir, 'hooks.mjs')).href)})
   const { code, loaded } = await traced('ls', ['ls', '-l', '/'])
   t.equal(code, 0, 'ls succeeded')
   t.ok(loaded.some((url) => url.endsWith('/dist/client/index.js')), 'the hook saw the client library load')
-  t.ok(loaded.some((url) => url.endsWith('/dist/client/cli-namespace.js')), 'and the ls command')
+  t.ok(loaded.some((url) => url.endsWith('/dist/client/cli/namespace.js')), 'and the ls command')
   t.same(loaded.filter((url) => /\/dist\/(master|chunkserver)\/|\/node_modules\/(fastify|better-sqlite3)\//.test(url)), [], 'no server code')
 
   const master = await traced('master', ['master', '--no-such-flag'])

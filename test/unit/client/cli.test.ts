@@ -10,8 +10,8 @@ import { existsSync, readFileSync, writeFileSync, readdirSync, mkdirSync } from 
 import fsp from 'node:fs/promises'
 import { syncBuiltinESMExports } from 'node:module'
 import { join } from 'node:path'
-import { parseCommandLine, parseSize, generalHelp } from '../../../client/cli-args.js'
-import { main, type CliIo } from '../../../client/cli-main.js'
+import { parseCommandLine, parseSize, generalHelp } from '../../../client/cli/args.js'
+import { main, type CliIo } from '../../../client/cli/main.js'
 import { connect } from '../../../client/index.js'
 import { startFakeCluster } from './fake-cluster.js'
 import { pattern, sha256, clientOptions } from './helpers.js'
@@ -227,7 +227,7 @@ t.test('a get that fails midway leaves no file behind', async (t) => {
   t.match(missingLocal.stderr, /^granary: GRN_NOT_FOUND: no such file or directory: .*nope\n$/)
 })
 
-const bin = join(process.cwd(), 'dist', 'client', 'cli.js')
+const bin = join(process.cwd(), 'dist', 'client', 'cli', 'cli.js')
 t.test('the built bin: exit codes, and quiet on EPIPE', { skip: existsSync(bin) ? false : `build first (npx tsc -p .): ${bin} is missing` }, async (t) => {
   const { cluster, env } = await setup(t)
   const fs = connect(clientOptions(cluster.master.url))
@@ -249,7 +249,7 @@ t.test('the built bin: exit codes, and quiet on EPIPE', { skip: existsSync(bin) 
 })
 
 t.test('the progress bar draws only on a terminal and passes bytes through untouched', async (t) => {
-  const { Progress, formatBytes, formatAge, formatTable } = await import('../../../client/cli-format.js')
+  const { Progress, formatBytes, formatAge, formatTable } = await import('../../../client/cli/format.js')
   const { pipeline } = await import('node:stream/promises')
   let drawn = ''
   const tty = Object.assign(new Writable({ write (piece: Buffer, _e, cb) { drawn += piece.toString(); cb() } }), { isTTY: true, columns: 120 })

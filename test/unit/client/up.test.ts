@@ -27,7 +27,7 @@ function isAlive (pid: number): boolean {
 t.test('SIGTERM during a restart delay stops the supervisor at once, and every child with it', async (t) => {
   const dir = t.testdir()
   const dataDir = join(dir, 'data')
-  const upUrl = pathToFileURL(join(import.meta.dirname, '../../../client/up.ts')).href
+  const upUrl = pathToFileURL(join(import.meta.dirname, '../../../client/cluster/up.ts')).href
   const script = join(dir, 'up.mjs')
   writeFileSync(script, `
 import { spawn } from 'node:child_process'

@@ -8,7 +8,7 @@ import { partChunkSizeBytes } from '../../../gateway/routes-multipart.js'
 import { document, readItems, escapeXml } from '../../../gateway/xml.js'
 import { resolveGatewayConfig } from '../../../gateway/main.js'
 import { S3Error } from '../../../gateway/errors.js'
-import { parseCommandLine } from '../../../client/cli-args.js'
+import { parseCommandLine } from '../../../client/cli/args.js'
 
 const codeOf = (fn: () => unknown): string => {
   try { fn() } catch (err) { return err instanceof S3Error ? err.code : (err as { code?: string }).code ?? String(err) }

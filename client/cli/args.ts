@@ -2,10 +2,10 @@
 // parser that turns argv into a checked ParsedCommand. Anything wrong here is a usage error (exit 2), found
 // before the cluster is contacted.
 import { parseArgs } from 'node:util'
-import { GranaryError } from '../shared/errors.js'
-import { parseMasterList, checkChunkSize, masterDefaults, chunkserverDefaults, shadowDefaults, kebab } from '../shared/config.js'
-import * as limits from '../shared/limits.js'
-import { parseLocation, isMarkedRemote, mastersFor, type Location } from './cli-location.js'
+import { GranaryError } from '../../shared/errors.js'
+import { parseMasterList, checkChunkSize, masterDefaults, chunkserverDefaults, shadowDefaults, kebab } from '../../shared/config.js'
+import * as limits from '../../shared/limits.js'
+import { parseLocation, isMarkedRemote, mastersFor, type Location } from './location.js'
 
 type OptionSpec = { type: 'boolean' | 'string', short?: string, help: string, placeholder?: string }
 

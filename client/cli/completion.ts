@@ -1,8 +1,8 @@
 // `granary completion bash|zsh|fish`: a shell completion script generated from the command table in
-// cli-args.ts (commands, their options and the common ones), so a command or flag added there completes
+// args.ts (commands, their options and the common ones), so a command or flag added there completes
 // without touching this file. Commands that take local paths complete file names; Granary paths are left to
 // the shell's default (completing them would mean a cluster call per Tab).
-import { commands, globalOptions, type CommandSpec } from './cli-args.js'
+import { commands, globalOptions, type CommandSpec } from './args.js'
 
 type OptionEntry = { long: string, short?: string | undefined, help: string, takesValue: boolean }
 

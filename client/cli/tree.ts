@@ -6,12 +6,12 @@
 // Existing files are refused (GRN_EXISTS) unless --force. Memory stays bounded whatever the tree's size.
 import { lstat } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
-import { GranaryError } from '../shared/errors.js'
-import { normalizePath, baseName } from '../shared/paths.js'
-import { parseReplication, parseSize } from './cli-args.js'
-import { formatBytes } from './cli-format.js'
-import { packLocalDirectory, unpackLocalDirectory } from './tar-local.js'
-import type { CommandContext } from './cli-main.js'
+import { GranaryError } from '../../shared/errors.js'
+import { normalizePath, baseName } from '../../shared/paths.js'
+import { parseReplication, parseSize } from './args.js'
+import { formatBytes } from './format.js'
+import { packLocalDirectory, unpackLocalDirectory } from '../tar-local.js'
+import type { CommandContext } from './main.js'
 
 interface TreeTotals { fileCount: number, dirCount: number, sizeBytes: number }
 

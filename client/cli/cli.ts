@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// The `granary` command. All logic is in cli-main.ts (testable in-process); this file only binds it to the
+// The `granary` command. All logic is in main.ts (testable in-process); this file only binds it to the
 // real process: its streams, Ctrl-C, and an exit code.
 import { setFlagsFromString } from 'node:v8'
-import { main, isBrokenPipe } from './cli-main.js'
-import { isServerCommand } from './cli-args.js'
+import { main, isBrokenPipe } from './main.js'
+import { isServerCommand } from './args.js'
 
 const argv = process.argv.slice(2)
 

@@ -11,15 +11,15 @@ import { basename, dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { pipeline } from 'node:stream/promises'
 import { Writable, type Readable } from 'node:stream'
-import { GranaryError, isGranaryError } from '../shared/errors.js'
-import { normalizePath, parentPath, joinPath, baseName } from '../shared/paths.js'
-import { parseReplication, parseSize } from './cli-args.js'
-import type { Progress } from './cli-format.js'
-import type { CommandContext } from './cli-main.js'
-import { putTree, getTree } from './cli-tree.js'
-import { namesDirectory } from './cli-namespace.js'
-import { hasGlob, expandRemote } from './cli-glob.js'
-import type { FileStat } from '../shared/protocol.js'
+import { GranaryError, isGranaryError } from '../../shared/errors.js'
+import { normalizePath, parentPath, joinPath, baseName } from '../../shared/paths.js'
+import { parseReplication, parseSize } from './args.js'
+import type { Progress } from './format.js'
+import type { CommandContext } from './main.js'
+import { putTree, getTree } from './tree.js'
+import { namesDirectory } from './namespace.js'
+import { hasGlob, expandRemote } from './glob.js'
+import type { FileStat } from '../../shared/protocol.js'
 
 const localPieceBytes = 4 * 1024 * 1024   // one read(2) of a local file moves this much
 const queueBytesMax = 4 * 1024 * 1024     // bytes a get or cat lets wait for a slow stdout before it pushes back
@@ -158,7 +158,7 @@ async function getMatches (context: CommandContext): Promise<void> {
   for (const match of matches) {
     const target = into?.isDirectory() === true ? join(localArg, baseName(match.path)) : localArg
     if (match.type === 'dir') {
-      const { unpackLocalDirectory } = await import('./tar-local.js')
+      const { unpackLocalDirectory } = await import('../tar-local.js')
       await unpackLocalDirectory(target, context.client.packDirectory(match.path, { signal: context.signal }), { overwrite: force, signal: context.signal })
     } else {
       await download(context, match, await resolveGetTarget(target, baseName(match.path), force))

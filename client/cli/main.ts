@@ -3,14 +3,14 @@
 // with --json the error is one JSON object on stderr instead), close the client. Streams are passed in so
 // tests run main() in-process; cli.ts hands it the real process streams.
 import { readFileSync } from 'node:fs'
-import type { Credentials } from '../shared/auth.js'
+import type { Credentials } from '../../shared/auth.js'
 import type { Readable, Writable } from 'node:stream'
-import { GranaryError, isGranaryError } from '../shared/errors.js'
-import type { GranaryClient } from './index.js'
-import { parseCommandLine, type OptionValues, type CommandSpec } from './cli-args.js'
-import type { Progress } from './cli-format.js'
+import { GranaryError, isGranaryError } from '../../shared/errors.js'
+import type { GranaryClient } from '../index.js'
+import { parseCommandLine, type OptionValues, type CommandSpec } from './args.js'
+import type { Progress } from './format.js'
 
-// docs/API.md "Exit status" and cli-args.ts exitStatuses say the same; scripts branch on these.
+// docs/API.md "Exit status" and args.ts exitStatuses say the same; scripts branch on these.
 export const exitCodes = { ok: 0, failed: 1, usage: 2, notFound: 3, unavailable: 4, interrupted: 130 } as const
 
 // Codes that mean the cluster could not be reached, or the call's deadline ran out retrying it.
@@ -51,8 +51,8 @@ export interface CommandContext {
 // the client (undici) and the client commands must not pay for loading the master (SQLite, fastify). A
 // restarted master's start-up time is part of every outage.
 type ClientCommand = (context: CommandContext) => Promise<void>
-const transfer = async (): Promise<typeof import('./cli-transfer.js')> => await import('./cli-transfer.js')
-const namespace = async (): Promise<typeof import('./cli-namespace.js')> => await import('./cli-namespace.js')
+const transfer = async (): Promise<typeof import('./transfer.js')> => await import('./transfer.js')
+const namespace = async (): Promise<typeof import('./namespace.js')> => await import('./namespace.js')
 const clientCommands: Record<string, () => Promise<ClientCommand>> = {
   put: async () => (await transfer()).put,
   get: async () => (await transfer()).get,
@@ -65,26 +65,26 @@ const clientCommands: Record<string, () => Promise<ClientCommand>> = {
   restore: async () => (await namespace()).restore,
   du: async () => (await namespace()).du,
   checksum: async () => (await namespace()).checksum,
-  cp: async () => (await import('./cli-copy.js')).cp,
-  sync: async () => (await import('./cli-sync.js')).sync,
+  cp: async () => (await import('./copy.js')).cp,
+  sync: async () => (await import('./sync.js')).sync,
   report: async () => (await namespace()).report,
-  admin: async () => (await import('./cli-admin.js')).admin,
-  fsck: async () => (await import('./cli-fsck.js')).fsckCommand,
+  admin: async () => (await import('./admin.js')).admin,
+  fsck: async () => (await import('./fsck.js')).fsckCommand,
 }
 // Loaded only when run: `granary ls` should not pay for loading the master (SQLite, fastify).
 const serverCommands: Record<string, () => Promise<(argv: string[]) => Promise<void>>> = {
-  up: async () => (await import('./up.js')).runUp,
-  chaos: async () => (await import('./chaos.js')).runChaos,
-  master: async () => (await import('../master/main.js')).runMaster,
+  up: async () => (await import('../cluster/up.js')).runUp,
+  chaos: async () => (await import('../cluster/chaos.js')).runChaos,
+  master: async () => (await import('../../master/main.js')).runMaster,
   shadow: async () => {
     // The shadow is the master's code in another mode (master/); its entry point is looked up by name so
     // this file does not depend on how the master folder arranges it.
-    const master = await import('../master/main.js') as { runShadow?: (argv: string[]) => Promise<void> }
+    const master = await import('../../master/main.js') as { runShadow?: (argv: string[]) => Promise<void> }
     if (typeof master.runShadow !== 'function') throw new GranaryError('GRN_INTERNAL', ['this build has no shadow master (master/main.ts exports no runShadow)'])
     return master.runShadow
   },
-  chunkserver: async () => (await import('../chunkserver/main.js')).runChunkserver,
-  s3: async () => (await import('../gateway/main.js')).runGateway,
+  chunkserver: async () => (await import('../../chunkserver/main.js')).runChunkserver,
+  s3: async () => (await import('../../gateway/main.js')).runGateway,
 }
 
 export async function main (argv: string[], io: CliIo): Promise<number> {
@@ -109,12 +109,12 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
   const { spec, values, positionals, client: flags } = parsed
   const signal = io.signal ?? new AbortController().signal
   if (parsed.kind === 'local') {
-    const { completion } = await import('./cli-completion.js')
+    const { completion } = await import('./completion.js')
     io.stdout.write(completion(positionals[0] as 'bash' | 'zsh' | 'fish'))
     return exitCodes.ok
   }
-  const { connect } = await import('./index.js')
-  const { Progress } = await import('./cli-format.js')
+  const { connect } = await import('../index.js')
+  const { Progress } = await import('./format.js')
   const client = connect({ masters: flags.masters, deadlineMs: flags.deadlineMs, keepAliveTimeoutMs: 1_000, credentials: flags.credentials, caFile: flags.caFile })
   const context: CommandContext = {
     client, io, values, positionals, json: flags.json, quiet: flags.quiet, credentials: client.credentials, signal,

@@ -3,14 +3,14 @@
 // GRN_DATA_AT_RISK when any chunk is at risk, 0 when every chunk is fully replicated. Asks the configured
 // master URLs in order (a shadow answers too while the master is down).
 import { request, type Dispatcher } from 'undici'
-import { caDispatcher, certificateError, isCertificateFailure } from '../shared/tls.js'
-import { signClient, type Credentials } from '../shared/auth.js'
-import { parseMasterList } from '../shared/config.js'
-import { errorFromBody, GranaryError, isGranaryError } from '../shared/errors.js'
-import { normalizePath } from '../shared/paths.js'
-import { fsckPath, type FsckReply } from '../shared/protocol.js'
-import { formatTable } from './cli-format.js'
-import type { CommandContext } from './cli-main.js'
+import { caDispatcher, certificateError, isCertificateFailure } from '../../shared/tls.js'
+import { signClient, type Credentials } from '../../shared/auth.js'
+import { parseMasterList } from '../../shared/config.js'
+import { errorFromBody, GranaryError, isGranaryError } from '../../shared/errors.js'
+import { normalizePath } from '../../shared/paths.js'
+import { fsckPath, type FsckReply } from '../../shared/protocol.js'
+import { formatTable } from './format.js'
+import type { CommandContext } from './main.js'
 
 const problemLinesMax = 1000   // chunk lines printed per run (the JSON has them all)
 

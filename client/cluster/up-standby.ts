@@ -6,8 +6,8 @@
 // spare is alive, take() returns undefined and the supervisor starts a master cold.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { closeSync, existsSync, openSync } from 'node:fs'
-import { cliPath, readFrom, logSizeBytes, waitForLogLine, type ReadyLine, type SpawnedRole } from '../shared/process.js'
-import { readyMessage } from '../shared/log.js'
+import { cliPath, readFrom, logSizeBytes, waitForLogLine, type ReadyLine, type SpawnedRole } from '../../shared/process.js'
+import { readyMessage } from '../../shared/log.js'
 
 export const spareDelayMs = 1_000
 const standbyEnvName = 'GRANARY_STANDBY'       // master/standby.ts (not imported: the CLI must not load the master)

@@ -5,10 +5,10 @@
 // like a missing path. A backslash makes the next character literal (`/a/\*.txt` names the file `*.txt`).
 // Written here rather than taken from minimatch/picomatch: matching is one name at a time against a listing,
 // about 40 lines, and the client library keeps its dependency list short.
-import { GranaryError, isGranaryError } from '../shared/errors.js'
-import type { FileStat } from '../shared/protocol.js'
-import { joinPath } from '../shared/paths.js'
-import type { GranaryClient } from './index.js'
+import { GranaryError, isGranaryError } from '../../shared/errors.js'
+import type { FileStat } from '../../shared/protocol.js'
+import { joinPath } from '../../shared/paths.js'
+import type { GranaryClient } from '../index.js'
 
 export const globMatchesMax = 100_000         // entries one pattern may match before the command is refused
 export const globFoldersWalkedMax = 10_000    // folders one pattern may list while looking (a `**` over a big tree)

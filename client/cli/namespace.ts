@@ -1,15 +1,15 @@
 // The CLI commands about names and the cluster: ls, stat, checksum, mkdir, mv, rm, du, report. Human output is
 // aligned text; --json prints the protocol's own objects (FileStat, DuReply, ClusterReport).
 import { open } from 'node:fs/promises'
-import { GranaryError, isGranaryError } from '../shared/errors.js'
-import { crc32 } from '../shared/checksum.js'
-import type { FileStat, ClusterReport, DeleteReply } from '../shared/protocol.js'
-import { normalizePath, joinPath, baseName } from '../shared/paths.js'
-import * as limits from '../shared/limits.js'
-import { formatBytes, formatTime, formatTable, formatAge } from './cli-format.js'
-import type { CommandContext } from './cli-main.js'
-import { formatShadowLines } from './cli-admin.js'
-import { hasGlob, expandRemote, expandAll } from './cli-glob.js'
+import { GranaryError, isGranaryError } from '../../shared/errors.js'
+import { crc32 } from '../../shared/checksum.js'
+import type { FileStat, ClusterReport, DeleteReply } from '../../shared/protocol.js'
+import { normalizePath, joinPath, baseName } from '../../shared/paths.js'
+import * as limits from '../../shared/limits.js'
+import { formatBytes, formatTime, formatTable, formatAge } from './format.js'
+import type { CommandContext } from './main.js'
+import { formatShadowLines } from './admin.js'
+import { hasGlob, expandRemote, expandAll } from './glob.js'
 
 export const lsFoldersQueuedMax = 100_000   // folders `ls -R` holds waiting to be listed (it prints as it goes)
 

@@ -2,13 +2,13 @@
 // shadow lines of `granary report`. Promotion talks to the shadow named, not to the configured masters: the
 // master may be the very thing that is gone.
 import { request } from 'undici'
-import { caDispatcher, certificateError, isCertificateFailure } from '../shared/tls.js'
-import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../shared/errors.js'
-import { parseMasterList } from '../shared/config.js'
-import { promotePath, type ClusterReport, type PromoteReply } from '../shared/protocol.js'
-import { formatAge, formatTable } from './cli-format.js'
-import type { CommandContext } from './cli-main.js'
-import { signClient, type Credentials } from '../shared/auth.js'
+import { caDispatcher, certificateError, isCertificateFailure } from '../../shared/tls.js'
+import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../../shared/errors.js'
+import { parseMasterList } from '../../shared/config.js'
+import { promotePath, type ClusterReport, type PromoteReply } from '../../shared/protocol.js'
+import { formatAge, formatTable } from './format.js'
+import type { CommandContext } from './main.js'
+import { signClient, type Credentials } from '../../shared/auth.js'
 
 const promoteTimeoutMs = 30_000   // promotion waits for the shadow's tail loop to stop: a few ms, a poll at most
 

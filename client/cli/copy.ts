@@ -1,5 +1,5 @@
 // `granary cp [-r] [-n] SOURCE... TARGET` in every direction: local → Granary, Granary → local, Granary →
-// Granary. Granary paths are written gr:/path or granary://host:port/path (cli-location.ts); a plain path is
+// Granary. Granary paths are written gr:/path or granary://host:port/path (location.ts); a plain path is
 // local. Semantics follow cp(1): an existing file is replaced (atomically on Granary, by rename locally)
 // unless -n; a TARGET that is a folder or ends with / receives each source under its name; several sources
 // need a folder TARGET (made if missing); a folder source needs -r. Folders move as tar streams through the
@@ -8,15 +8,15 @@
 import { stat as localStat, mkdir as localMkdir } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
-import { GranaryError, isGranaryError } from '../shared/errors.js'
-import type { FileStat } from '../shared/protocol.js'
-import { joinPath, baseName, parentPath } from '../shared/paths.js'
-import { parseReplication, parseSize } from './cli-args.js'
-import { parseLocation, type Location } from './cli-location.js'
-import { expandRemote } from './cli-glob.js'
-import type { CommandContext } from './cli-main.js'
-import { upload, download, openLocalFile, localError } from './cli-transfer.js'
-import { packLocalDirectory, unpackLocalDirectory } from './tar-local.js'
+import { GranaryError, isGranaryError } from '../../shared/errors.js'
+import type { FileStat } from '../../shared/protocol.js'
+import { joinPath, baseName, parentPath } from '../../shared/paths.js'
+import { parseReplication, parseSize } from './args.js'
+import { parseLocation, type Location } from './location.js'
+import { expandRemote } from './glob.js'
+import type { CommandContext } from './main.js'
+import { upload, download, openLocalFile, localError } from './transfer.js'
+import { packLocalDirectory, unpackLocalDirectory } from '../tar-local.js'
 
 export type Side = 'local' | 'remote'
 

@@ -17,13 +17,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
 import { NamespaceNetwork } from './netns.js'
-import { spawnRole, formatLogTail, isAlive, type ProcessRole, type SpawnedRole } from '../../shared/process.js'
-import { GranaryError } from '../../shared/errors.js'
+import { spawnRole, formatLogTail, isAlive, type ProcessRole, type SpawnedRole } from '../shared/process.js'
+import { GranaryError } from '../shared/errors.js'
 import { randomBytes } from 'node:crypto'
-import { connect, type GranaryClient } from '../../client/index.js'
-import { reportPath, type ClusterReport } from '../../shared/protocol.js'
-import { newCredentials, signClient, type Credentials } from '../../shared/auth.js'
-import { readCredentialsFile } from '../../client/credentials.js'
+import { connect, type GranaryClient } from '../client/index.js'
+import { reportPath, type ClusterReport } from '../shared/protocol.js'
+import { newCredentials, signClient, type Credentials } from '../shared/auth.js'
+import { readCredentialsFile } from '../client/credentials.js'
 
 export interface TestContextLike {
   teardown?: (fn: () => unknown) => void   // tap
@@ -42,7 +42,7 @@ export const startClusterDefaults = {
   // each host's processes: [['master'], ['shadow'], ['chunkserver0', 'chunkserver1'], ...]. Each process binds
   // its host's address and advertises it; cluster.host(name) kills, freezes or restarts a host as a unit.
   hosts: 0 as number | string[][],
-  // 'namespaces': each host in a network namespace of its own (test/helpers/netns.ts) so host.cut() can take its
+  // 'namespaces': each host in a network namespace of its own (testing/netns.ts) so host.cut() can take its
   // link away, not just freeze it; needs root and `ip netns` (networkNamespacesUnavailable() says why not).
   network: 'loopback' as 'loopback' | 'namespaces',
   dataDir: '',                       // '' = a new folder under the OS temp dir
@@ -274,7 +274,7 @@ export class ClusterProcess {
     return ['--data-dir', this.dataDir, '--port', String(this.#port), ...(this.#host === null ? [] : ['--host', this.#host]), ...this.#args()]
   }
 
-  // Takes over a process started elsewhere as this one: test/helpers/supervise.ts's warm spare, once activated.
+  // Takes over a process started elsewhere as this one: testing/supervise.ts's warm spare, once activated.
   adopt (spawned: SpawnedRole): void {
     if (this.alive) throw new GranaryError('GRN_INVALID_ARGUMENT', [`${this.name} is already running (pid ${this.pid})`])
     this.#spawned = spawned

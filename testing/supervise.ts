@@ -1,14 +1,14 @@
 // Does for a process of a granary/testing cluster what `granary up`'s supervisor does for its master: waits
 // for it to die (any signal or exit), then starts it again at once — or after restartDelayMs, to keep the
 // master down for a while — on the same data folder and port. Like granary up, a master is restarted from a
-// warm spare (client/up-standby.ts: a master process already loaded, activated by "go") when one is ready,
+// warm spare (client/cluster/up-standby.ts: a master process already loaded, activated by "go") when one is ready,
 // else started cold. Every restart is recorded with its times, so a test can report detection and recovery.
 //
 //   const supervisor = supervise(cluster.master, { restartDelayMs: 1000 })
 //   await cluster.master.kill()              // the supervisor notices and restarts it
 //   await supervisor.restarted(1)            // resolves once the first restart is ready
 //   await supervisor.stop()                  // before cluster.stop(), which would otherwise be "restarted"
-import { SpareMaster, spareDelayMs } from '../../client/up-standby.js'
+import { SpareMaster, spareDelayMs } from '../client/cluster/up-standby.js'
 import type { ClusterProcess } from './cluster.js'
 
 export interface RestartRecord {

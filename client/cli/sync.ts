@@ -7,16 +7,16 @@
 // --dry-run prints the plan and changes nothing. Both trees are listed first, within named bounds.
 import { lstat, mkdir as localMkdir, opendir, rm as localRm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { GranaryError, isGranaryError } from '../shared/errors.js'
-import type { FileStat } from '../shared/protocol.js'
-import { joinPath } from '../shared/paths.js'
-import * as limits from '../shared/limits.js'
-import { parseReplication } from './cli-args.js'
-import { parseLocation, type Location } from './cli-location.js'
-import { formatBytes } from './cli-format.js'
-import type { CommandContext } from './cli-main.js'
-import { copyFile, type Side } from './cli-copy.js'
-import { localCrc32 } from './cli-namespace.js'
+import { GranaryError, isGranaryError } from '../../shared/errors.js'
+import type { FileStat } from '../../shared/protocol.js'
+import { joinPath } from '../../shared/paths.js'
+import * as limits from '../../shared/limits.js'
+import { parseReplication } from './args.js'
+import { parseLocation, type Location } from './location.js'
+import { formatBytes } from './format.js'
+import type { CommandContext } from './main.js'
+import { copyFile, type Side } from './copy.js'
+import { localCrc32 } from './namespace.js'
 
 export const syncEntriesMax = limits.readdirEntriesMax   // entries one side of a sync may hold (both are listed in memory)
 

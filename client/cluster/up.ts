@@ -2,16 +2,16 @@
 // embedded default data folder, and a supervisor that restarts any part that dies — at once, with a bounded
 // restart rate so a process that cannot start does not hot-loop. DATA/cluster.json always names the role,
 // url, pid and log of every process (temp file + rename, so a reader never sees half of it).
-import { credentialsFileName } from '../shared/auth.js'
+import { credentialsFileName } from '../../shared/auth.js'
 import { parseArgs } from 'node:util'
 import { mkdirSync, writeFileSync, renameSync, existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as delay } from 'node:timers/promises'
-import { spawnRole, type ProcessRole, type SpawnedRole, type SpawnRoleOptions } from '../shared/process.js'
-import { loadSecret } from '../shared/token.js'
-import { GranaryError } from '../shared/errors.js'
-import { masterDefaults } from '../shared/config.js'
+import { spawnRole, type ProcessRole, type SpawnedRole, type SpawnRoleOptions } from '../../shared/process.js'
+import { loadSecret } from '../../shared/token.js'
+import { GranaryError } from '../../shared/errors.js'
+import { masterDefaults } from '../../shared/config.js'
 import { SpareMaster, exitReason, lastErrorMessage } from './up-standby.js'
 
 export const upUsage = `Usage: granary up [options]

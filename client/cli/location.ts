@@ -3,8 +3,8 @@
 // paths (ls, rm, du, ...) also take a plain `/path`; cp and sync need the prefix, since there a plain path
 // is local. A granary:// URL names the cluster too: its master becomes the one the command talks to.
 // Pure: no I/O, so parsing stays a usage check (exit 2) before anything is contacted.
-import { GranaryError } from '../shared/errors.js'
-import { normalizePath } from '../shared/paths.js'
+import { GranaryError } from '../../shared/errors.js'
+import { normalizePath } from '../../shared/paths.js'
 
 export type Location =
   | { kind: 'local', path: string, arg: string }

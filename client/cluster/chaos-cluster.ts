@@ -7,8 +7,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { cliPath } from '../shared/process.js'
-import { GranaryError } from '../shared/errors.js'
+import { cliPath } from '../../shared/process.js'
+import { GranaryError } from '../../shared/errors.js'
 
 export interface UpOptions {
   dataDir: string

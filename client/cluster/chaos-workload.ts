@@ -5,9 +5,9 @@
 // they line up with the servers' log lines.
 import { createHash, randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { isGranaryError } from '../shared/errors.js'
-import { assert } from '../shared/assert.js'
-import type { GranaryClient } from './index.js'
+import { isGranaryError } from '../../shared/errors.js'
+import { assert } from '../../shared/assert.js'
+import type { GranaryClient } from '../index.js'
 
 export interface WorkloadOptions {
   opsPerSecond: number          // files started per second (open loop)

@@ -13,8 +13,8 @@
 // Names start `grn<pid>`, so a namespace left by a test process that died is recognised and removed by the next
 // cluster that starts (its pid is gone).
 import { execFileSync } from 'node:child_process'
-import { GranaryError } from '../../shared/errors.js'
-import { isAlive } from '../../shared/process.js'
+import { GranaryError } from '../shared/errors.js'
+import { isAlive } from '../shared/process.js'
 
 const subnetFirst = 1
 const subnetCount = 250
