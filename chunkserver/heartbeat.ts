@@ -9,7 +9,10 @@
 // speed (deletes run deletesInFlightMax at a time) rather than commandsPerHeartbeatMax per interval.
 import { Agent, request } from 'undici'
 import { caConnectOptions } from '../shared/tls.js'
-import { controlRequest } from '../shared/auth.js'
+import { controlRequest, type Principal } from '../shared/auth.js'
+import { createHash, timingSafeEqual } from 'node:crypto'
+
+const operatorKeysMax = 64   // as master/keys.ts: admin keys kept for /metrics
 import { isGranaryError } from '../shared/errors.js'
 import { commandFollowUpBeatsMax, commandsPerHeartbeatMax, deletesInFlightMax, reportedChunksPerHeartbeatMax, voteRoundMsMax } from '../shared/limits.js'
 import { healthPath, heartbeatPath, namedMasterUrl, type ChunkserverCommand, type HeartbeatReply, type HeartbeatRequest, type LeaseEcho, type ReplicateCommand, type StoredChunk } from '../shared/protocol.js'
@@ -71,11 +74,28 @@ interface MasterLink {
 
 export class Heartbeats {
   readonly #deps: HeartbeatDeps
+  #operatorKeys = new Map<string, Buffer>()   // admin key id → SHA-256 of its secret, from the latest signed reply
   readonly #links: MasterLink[]
   readonly #agent: Agent
   readonly #stop = new AbortController()
   #loops: Array<Promise<void>> = []
   #started = false
+
+  // An admin's "id:secret" on /metrics (Basic/Bearer), checked against the hashes the master sent.
+  operatorKey (accessKeyId: string, secret: string): Principal | null {
+    const want = this.#operatorKeys.get(accessKeyId)
+    if (want === undefined) return null
+    const got = createHash('sha256').update(secret).digest()
+    return timingSafeEqual(got, want) ? { kind: 'key', accessKeyId, name: 'admin', readOnly: false, admin: true, prefix: null } : null
+  }
+
+  #learnOperatorKeys (keys: unknown[]): void {
+    const next = new Map<string, Buffer>()
+    for (const entry of keys.slice(0, operatorKeysMax)) {
+      if (Array.isArray(entry) && typeof entry[0] === 'string' && typeof entry[1] === 'string' && /^[0-9a-f]{64}$/.test(entry[1])) next.set(entry[0], Buffer.from(entry[1], 'hex'))
+    }
+    this.#operatorKeys = next
+  }
 
   constructor (deps: HeartbeatDeps) {
     this.#deps = deps
@@ -179,6 +199,7 @@ export class Heartbeats {
         throw Object.assign(new Error(`HTTP ${res.statusCode}`), { code: refusal?.code })
       }
       reply = json as HeartbeatReply
+      if (Array.isArray(reply.operatorKeys) && Number.isSafeInteger(reply.term) && reply.term >= this.#deps.store.term) this.#learnOperatorKeys(reply.operatorKeys)
     } catch (err) {
       link.needFullReport = true
       link.echo = null

@@ -54,7 +54,7 @@ export async function startChunkserver (config: ChunkserverConfig, options: Star
   const later: { heartbeats?: Heartbeats } = {}   // votes may come before the heartbeat loops exist
   const voter = await Voter.open({ store, leaseMs: config.leaseMs, secret, onVoted: (url, term) => { later.heartbeats?.addMaster(url, term) }, log: log.child({ component: 'voter' }) })
   const metrics = new ChunkserverMetrics()
-  const app = buildChunkserverServer({ store, secret, auth: config.auth === 'on', loopbackOnly: isLoopbackHost(config.host), agent, tlsAgent, tls, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal, voter, metrics })
+  const app = buildChunkserverServer({ store, secret, auth: config.auth === 'on', loopbackOnly: isLoopbackHost(config.host), operatorKey: (id, secret) => later.heartbeats?.operatorKey(id, secret) ?? null, agent, tlsAgent, tls, url: () => url, syncEveryBytes: config.syncEveryBytes, log, onFatal, voter, metrics })
   await app.listen({ host: config.host.replace(/^\[|\]$/g, ''), port: config.port })
   const port = (app.server.address() as AddressInfo).port
   url = advertisedUrl(config.host, port, config.advertiseUrl, tls !== null)

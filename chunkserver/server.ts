@@ -13,7 +13,7 @@ import type { ChunkStore } from './store.js'
 import { chunkRoutes, statusRoutes, voteRoutes } from './routes.js'
 import type { Voter } from './voter.js'
 import { serverIdHeader } from './next-hop.js'
-import { controlKey, RequestVerifier } from '../shared/auth.js'
+import { controlKey, RequestVerifier, type Principal } from '../shared/auth.js'
 import { installAuth, type RouteAccess } from '../shared/auth-server.js'
 import { chunkRoutePath, chunkserverStatusPath, metricsPath, votePath } from '../shared/protocol.js'
 import { registerOperatorRoutes } from '../shared/metrics.js'
@@ -38,6 +38,7 @@ export interface ChunkserverDeps {
   tlsAgent?: HttpsAgent          // node:https keep-alive agent for next hops with https:// URLs (carries --ca-file)
   auth?: boolean                 // check signatures on server-only routes (default true; config --auth)
   loopbackOnly?: boolean         // bound to loopback: /metrics needs no signature (default false)
+  operatorKey?: (accessKeyId: string, secret: string) => Principal | null   // an admin's Basic/Bearer id:secret on /metrics
   metrics?: ChunkserverMetrics   // GET /metrics (main.ts binds its replicator and scrubber); default a new one
 }
 
@@ -91,7 +92,8 @@ export function buildChunkserverServer (deps: ChunkserverDeps): FastifyInstance 
     verifier: deps.auth === false ? null : new RequestVerifier({ clusterSecret: deps.secret, lookup: () => null }),
     routes: chunkserverRouteAccess,
     controlKey: controlKey(deps.secret),
-    loopbackOnly: deps.loopbackOnly ?? false
+    loopbackOnly: deps.loopbackOnly ?? false,
+    ...(deps.operatorKey === undefined ? {} : { plainKey: deps.operatorKey })
   })
   const metrics = deps.metrics ?? new ChunkserverMetrics()
   metrics.bind({ store: deps.store })

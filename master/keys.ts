@@ -1,6 +1,7 @@
 // Access keys (issue 12): rows of the accessKeys table, changed only by the keyCreate and keyRevoke ops, so they
 // reach shadows through the oplog like every mutation, and looked up on every signed client request through a
 // small cache that any key op empties (a revoke takes effect on the next request, on master and shadows alike).
+import { createHash } from 'node:crypto'
 import { GranaryError } from '../shared/errors.js'
 import { unsealSecret, type KeyRecord, type Principal } from '../shared/auth.js'
 import { sql, type Db } from './db.js'
@@ -54,6 +55,19 @@ function rowInfo (row: KeyRow): KeyInfo {
 
 function infoOf (accessKeyId: string, op: KeyCreateArgs): KeyInfo {
   return { accessKeyId, name: op.name, readOnly: op.readOnly, admin: op.admin, prefix: op.prefix, createdAtMs: op.createdAtMs, revokedAtMs: null }
+}
+
+export const operatorKeysMax = 64   // admin keys told to chunkservers for their /metrics; past it, the oldest
+const operatorKeysCache = new WeakMap<Db, { generation: number, keys: Array<[string, string]> }>()
+
+// [id, SHA-256(secret)] of the admin keys in force, recomputed only after a key op (heartbeat replies carry it).
+export function operatorKeyHashes (db: Db, clusterSecret: Buffer): Array<[string, string]> {
+  const cached = operatorKeysCache.get(db)
+  if (cached !== undefined && cached.generation === keysGeneration) return cached.keys
+  const rows = sql(db, 'SELECT accessKeyId, sealedSecret FROM accessKeys WHERE admin = 1 AND revokedAtMs IS NULL ORDER BY createdAtMs DESC LIMIT ?').all(operatorKeysMax) as Array<{ accessKeyId: string, sealedSecret: string }>
+  const keys = rows.map((row): [string, string] => [row.accessKeyId, createHash('sha256').update(unsealSecret(clusterSecret, row.sealedSecret)).digest('hex')])
+  operatorKeysCache.set(db, { generation: keysGeneration, keys })
+  return keys
 }
 
 // The lookup a RequestVerifier uses: a key in force, unsealed once and cached until the next key op.

@@ -32,7 +32,7 @@ import type { AddressInfo } from 'node:net'
 import type { ShadowTracker } from './shadow-tracker.js'
 import { accessKeyIdPattern, controlKey, equalSecrets, isLoopbackHost, RequestVerifier, sealSecret, sigV4SigningKey } from '../shared/auth.js'
 import { installAuth, type RouteAccess } from '../shared/auth-server.js'
-import { KeyCache, listKeys } from './keys.js'
+import { KeyCache, listKeys, operatorKeyHashes } from './keys.js'
 import { registerOperatorRoutes } from '../shared/metrics.js'
 import { MasterMetrics } from './metrics.js'
 import { statusPageHtml } from './status-page.js'
@@ -308,7 +308,8 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     return { ...report, isr: [...isr.members], lease: { held: lease.held() && lease.heardByMajority(queue.term), voters: lease.voterCount, remainingMs } }
   })
   // chunkserver → master (a full report is far bigger than any client request); a shadow takes it for liveness
-  app.post(p.heartbeatPath, { schema: p.heartbeatSchema, bodyLimit: limits.heartbeatBodyBytesMax }, heartbeat)
+  app.post(p.heartbeatPath, { schema: p.heartbeatSchema, bodyLimit: limits.heartbeatBodyBytesMax },
+    async (request) => ({ ...(await heartbeat(request)), operatorKeys: operatorKeyHashes(deps.db, deps.secret) }))
   // shadow → master: following the oplog (master only)
   app.get(p.oplogPath, { schema: p.oplogSchema }, s.oplog)
   app.get(p.snapshotPath, { schema: p.snapshotSchema }, s.snapshot)

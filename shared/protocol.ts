@@ -460,6 +460,10 @@ export interface HeartbeatReply {
   isr?: string[]
   released?: boolean
   leaseWanted?: boolean
+  // The admin access keys in force, as [accessKeyId, SHA-256 of its secret] (at most operatorKeysMax): a chunkserver
+  // knows no keys, and checks an admin's Basic/Bearer "id:secret" on its /metrics against these (issue 16 item 4).
+  // Believed only because the reply is signed with the cluster secret (shared/auth.ts verifyReply).
+  operatorKeys?: Array<[string, string]>
 }
 const storedChunkItems = body({ chunkHandle: handleProp, version: versionProp, lengthBytes: { type: 'integer', minimum: 0, maximum: limits.chunkSizeBytesMax }, crc32: crcProp }, ['chunkHandle', 'version', 'lengthBytes'])
 export const heartbeatSchema = {

@@ -9,6 +9,7 @@ import { AssertionError } from '../../../shared/assert.js'
 import { signToken } from '../../../shared/token.js'
 import { tokenHeader } from '../../../shared/protocol.js'
 import { quietLog, newHandle } from './fixtures/servers.js'
+import { signRequestWithSecret } from '../../../shared/auth.js'
 
 t.test('inject', async (t) => {
   const store = await ChunkStore.open({ dataDir: t.testdir(), capacityBytes: 0, log: quietLog })
@@ -49,4 +50,32 @@ t.test('inject', async (t) => {
   t.equal(broken.statusCode, 500)
   t.equal(fatal.length, 1, 'onFatal got the assertion')
   t.equal(fatal[0]?.message, 'broken invariant')
+})
+
+// Issue 16 item 4 off loopback: a chunkserver's /metrics takes an admin key as Basic or Bearer "id:secret",
+// checked against the hashes the master's signed heartbeat replies carry (operatorKey), or a cluster signature.
+t.test('/metrics off loopback: an admin key in the Authorization header, nothing without', async (t) => {
+  const store = await ChunkStore.open({ dataDir: t.testdir(), capacityBytes: 0, log: quietLog })
+  const secret = randomBytes(32)
+  const agent = new Agent()
+  t.teardown(() => agent.destroy())
+  const admin = { id: 'GKAAAAAAAAAAAAAAAAAA', secret: 'a-secret-of-the-admin-key-000000000000' }
+  const app = buildChunkserverServer({
+    store, secret, agent, url: () => 'http://10.0.0.13:9100', syncEveryBytes: 8 * 1024 * 1024, log: quietLog, onFatal: () => {}, loopbackOnly: false,
+    operatorKey: (id, given) => id === admin.id && given === admin.secret ? { kind: 'key', accessKeyId: id, name: 'admin', readOnly: false, admin: true, prefix: null } : null
+  })
+  t.teardown(async () => await app.close())
+  const none = await app.inject({ method: 'GET', url: '/metrics' })
+  t.equal(none.statusCode, 401)
+  t.equal(none.json().code, 'GRN_UNAUTHENTICATED')
+  t.match(none.headers['www-authenticate'], /^Basic realm="granary"/, 'a browser is asked for the key')
+  const bearer = await app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${admin.id}:${admin.secret}` } })
+  t.equal(bearer.statusCode, 200, 'Prometheus: bearer_token "id:secret"')
+  t.match(bearer.body, /# TYPE /)
+  const basic = await app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Basic ${Buffer.from(`${admin.id}:${admin.secret}`).toString('base64')}` } })
+  t.equal(basic.statusCode, 200, 'a browser: Basic')
+  const wrong = await app.inject({ method: 'GET', url: '/metrics', headers: { authorization: `Bearer ${admin.id}:not-it` } })
+  t.equal(wrong.statusCode, 401)
+  const signed = await app.inject({ method: 'GET', url: '/metrics', headers: signRequestWithSecret(secret, 'GET', '/metrics', null) })
+  t.equal(signed.statusCode, 200, 'or signed with the cluster secret')
 })
