@@ -7,12 +7,13 @@
 // calls are signed). Printed side by side with the ratios to the unsigned figure; the aims are ≥ 0.95 with auth
 // and ≥ 0.85 with auth + TLS. Asserts nothing.
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { startCluster, type StartClusterOptions } from '../testing/cluster.js'
+import { startCluster, type Cluster, type StartClusterOptions } from '../testing/cluster.js'
+import type { GranaryClient } from '../client/index.js'
 import { makeTestCa } from '../test/helpers/tls.js'
 import { fmt, line, median } from './bench-format.js'
 
@@ -35,7 +36,7 @@ async function rate (count: number, fn: (i: number) => Promise<unknown>): Promis
   return count / ((performance.now() - started) / 1000)
 }
 
-interface Figures { stat: number[], mkdir: number[], small: number[], big: number[] }
+interface Figures { stat: number[], mkdir: number[], small: number[], big: number[], statCpuUs: number[], mkdirCpuUs: number[] }
 
 type Mode = 'off' | 'on' | 'tls'   // auth off; auth on; auth on and TLS on every hop
 
@@ -49,46 +50,66 @@ function tlsOptions (dir: string): StartClusterOptions {
   return { caFile: ca.caFile, masterArgs: args('master'), chunkservers: [0, 1, 2].map((i) => ({ args: args(`cs${i}`) })) }
 }
 
-async function measure (dir: string, mode: Mode): Promise<Figures> {
+// user + system CPU of a process, in µs (Linux /proc; clock ticks of 10 ms).
+function processCpuUs (pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+  return (Number(fields[11]) + Number(fields[12])) * 10_000
+}
+
+interface Rig { mode: Mode, cluster: Cluster, fs: GranaryClient, big: GranaryClient, figures: Figures }
+
+async function rig (dir: string, mode: Mode): Promise<Rig> {
   const auth = mode === 'off' ? 'off' : 'on'
   const cluster = await startCluster({ chunkservers: 3, dataDir: join(dir, `auth-${mode}`), deadAfterMs: 10_000, auth, ...(mode === 'tls' ? tlsOptions(dir) : {}) })
-  const figures: Figures = { stat: [], mkdir: [], small: [], big: [] }
-  try {
-    const fs = cluster.client({ deadlineMs: 120_000, credentials: auth === 'on' ? undefined : null })
-    const big = cluster.client({ deadlineMs: 120_000, chunkSizeBytes: 64 * MiB, credentials: auth === 'on' ? undefined : null })
-    const small = randomBytes(4096)
-    const pattern = randomBytes(65 * MiB)
-    for (let r = 0; r < runs; r++) {
-      await fs.mkdir(`/m${r}`)
-      figures.mkdir.push(await rate(metaOps, async (i) => await fs.mkdir(`/m${r}/d${i}`)))
-      figures.stat.push(await rate(metaOps, async (i) => await fs.stat(`/m${r}/d${i}`)))
-      await fs.mkdir(`/s${r}`)
-      figures.small.push(await rate(smallFiles, async (i) => await fs.writeFile(`/s${r}/f${i}`, small)))
-      let sent = 0
-      const source = new Readable({
-        read () {
-          if (sent >= bigBytes) { this.push(null); return }
-          this.push(pattern.subarray(sent % (64 * MiB), sent % (64 * MiB) + MiB))
-          sent += MiB
-        }
-      })
-      const started = performance.now()
-      await pipeline(source, big.createWriteStream(`/big-${r}.bin`))
-      figures.big.push(bigBytes / MiB / ((performance.now() - started) / 1000))
-      await big.rm(`/big-${r}.bin`, { skipTrash: true })
-    }
-  } finally {
-    await cluster.stop()
+  const credentials = auth === 'on' ? undefined : null
+  return {
+    mode, cluster, figures: { stat: [], mkdir: [], small: [], big: [], statCpuUs: [], mkdirCpuUs: [] },
+    fs: cluster.client({ deadlineMs: 120_000, credentials }),
+    big: cluster.client({ deadlineMs: 120_000, chunkSizeBytes: 64 * MiB, credentials })
   }
-  return figures
+}
+
+// One round on one cluster. The CPU each metadata op costs (this client process + the master) is the figure a
+// busy machine does not distort: it is what signing and checking add, whatever else runs.
+async function round (r: Rig, run: number, small: Buffer, pattern: Buffer): Promise<void> {
+  const { fs, big, figures, cluster } = r
+  await fs.mkdir(`/m${run}`)
+  for (const op of ['mkdir', 'stat'] as const) {
+    const client0 = process.cpuUsage()
+    const master0 = processCpuUs(cluster.master.pid)
+    figures[op].push(await rate(metaOps, async (i) => op === 'mkdir' ? await fs.mkdir(`/m${run}/d${i}`) : await fs.stat(`/m${run}/d${i}`)))
+    const client = process.cpuUsage(client0)
+    figures[op === 'mkdir' ? 'mkdirCpuUs' : 'statCpuUs'].push((client.user + client.system + processCpuUs(cluster.master.pid) - master0) / metaOps)
+  }
+  await fs.mkdir(`/s${run}`)
+  figures.small.push(await rate(smallFiles, async (i) => await fs.writeFile(`/s${run}/f${i}`, small)))
+  let sent = 0
+  const source = new Readable({
+    read () {
+      if (sent >= bigBytes) { this.push(null); return }
+      this.push(pattern.subarray(sent % (64 * MiB), sent % (64 * MiB) + MiB))
+      sent += MiB
+    }
+  })
+  const started = performance.now()
+  await pipeline(source, big.createWriteStream(`/big-${run}.bin`))
+  figures.big.push(bigBytes / MiB / ((performance.now() - started) / 1000))
+  await big.rm(`/big-${run}.bin`, { skipTrash: true })
 }
 
 export async function benchAuth (): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'granary-bench-auth-'))
+  const rigs: Rig[] = []
   try {
-    const off = await measure(dir, 'off')
-    const on = await measure(dir, 'on')
-    const tls = await measure(dir, 'tls')
+    // All three clusters up at once, their rounds interleaved in a rotating order, so a drift of the machine
+    // (page cache, writeback, another process) does not land on one mode only.
+    for (const mode of ['off', 'on', 'tls'] as const) rigs.push(await rig(dir, mode))
+    const small = randomBytes(4096)
+    const pattern = randomBytes(65 * MiB)
+    for (let run = 0; run < runs; run++) {
+      for (let k = 0; k < rigs.length; k++) await round(rigs[(run + k) % rigs.length] as Rig, run, small, pattern)
+    }
+    const [off, on, tls] = rigs.map((r) => r.figures) as [Figures, Figures, Figures]
     const runsOf = (values: number[]): string => values.map((v) => fmt(v)).join(' / ')
     const row = (name: string, unit: string, key: keyof Figures): void => {
       const a = median(on[key])
@@ -97,11 +118,21 @@ export async function benchAuth (): Promise<void> {
       line(`${name}: auth on / off / on+TLS`, `${fmt(a)} / ${fmt(b)} / ${fmt(c)} ${unit}`,
         `ratio auth ${fmt(a / b, 2)} (aim ≥ 0.95), auth+TLS ${fmt(c / b, 2)} (aim ≥ 0.85)  runs on ${runsOf(on[key])}, off ${runsOf(off[key])}, on+TLS ${runsOf(tls[key])}`)
     }
+    const cpu = (name: string, key: 'statCpuUs' | 'mkdirCpuUs'): void => {
+      const a = median(on[key])
+      const b = median(off[key])
+      const c = median(tls[key])
+      line(`  ${name} CPU per op (client + master): on / off / on+TLS`, `${fmt(a)} / ${fmt(b)} / ${fmt(c)} µs`,
+        `signing adds ${fmt(a - b)} µs (${fmt(100 * (a - b) / b)} %), TLS ${fmt(c - a)} µs more; 2-core ceiling ≈ ${fmt(2e6 / a)} / ${fmt(2e6 / b)} / ${fmt(2e6 / c)} ops/s`)
+    }
     row('stat/s (16 in flight)', '/s', 'stat')
+    cpu('stat', 'statCpuUs')
     row('mkdir/s (16 in flight)', '/s', 'mkdir')
+    cpu('mkdir', 'mkdirCpuUs')
     row('4 KiB puts/s (16 in flight)', '/s', 'small')
     row('1 GiB put, replication 3', 'MB/s', 'big')
   } finally {
+    for (const r of rigs) await r.cluster.stop()
     rmSync(dir, { recursive: true, force: true })
   }
 }

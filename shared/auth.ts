@@ -97,26 +97,45 @@ function equalHex (a: string, b: string): boolean {
   return x.length === y.length && timingSafeEqual(x, y)
 }
 
-// The nonces seen inside the window, oldest first (Map keeps insertion order).
+// The nonces seen inside the window: a Set for "seen?" and a ring of (nonce, date) in arrival order for
+// forgetting the oldest. Not a Map walked from its front: deleted entries stay in a Map's table until it is
+// rehashed, and walking past them made each admit cost ~90 µs once the bound was reached (measured).
 export class NonceCache {
-  readonly #seen = new Map<string, number>()
+  readonly #seen = new Set<string>()
+  readonly #nonces: Array<string | undefined>
+  readonly #dates: Float64Array
+  #head = 0
+  #count = 0
   #floorMs = -Infinity   // requests signed at or before this are refused: their nonces may have been forgotten
   readonly #max: number
 
-  constructor (max = authNoncesMax) { this.#max = max }
+  constructor (max = authNoncesMax) {
+    this.#max = max
+    this.#nonces = new Array<string | undefined>(max)
+    this.#dates = new Float64Array(max)
+  }
 
-  get size (): number { return this.#seen.size }
+  get size (): number { return this.#count }
 
   // Records the nonce; false when it was seen already or cannot be checked any more.
   admit (nonce: string, dateMs: number, nowMs: number): boolean {
     if (dateMs <= this.#floorMs || this.#seen.has(nonce)) return false
-    // Forget what the window has passed, then what the bound forces out.
-    for (const [oldNonce, oldDateMs] of this.#seen) {
-      if (oldDateMs >= nowMs - authWindowMs && this.#seen.size < this.#max) break
-      this.#seen.delete(oldNonce)
-      if (oldDateMs >= nowMs - authWindowMs) this.#floorMs = Math.max(this.#floorMs, oldDateMs)
+    // Forget what the window has passed, then what the bound forces out (oldest arrival first).
+    while (this.#count > 0) {
+      const oldDateMs = this.#dates[this.#head] as number
+      const expired = oldDateMs < nowMs - authWindowMs
+      if (!expired && this.#count < this.#max) break
+      if (!expired) this.#floorMs = Math.max(this.#floorMs, oldDateMs)
+      this.#seen.delete(this.#nonces[this.#head] as string)
+      this.#nonces[this.#head] = undefined
+      this.#head = (this.#head + 1) % this.#max
+      this.#count -= 1
     }
-    this.#seen.set(nonce, dateMs)
+    const slot = (this.#head + this.#count) % this.#max
+    this.#nonces[slot] = nonce
+    this.#dates[slot] = dateMs
+    this.#count += 1
+    this.#seen.add(nonce)
     return true
   }
 }
