@@ -4,7 +4,7 @@
 // to a server (the cluster key) is signed so a chunkserver or shadow acts only on commands a peer really sent.
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { GranaryError } from './errors.js'
-import { nonceHeader, replySignatureHeader, requireRight, signatureHeader, signReply, type Principal, type RequestVerifier, type Right } from './auth.js'
+import { nonceHeader, permitsAnyPath, replySignatureHeader, requireRight, signatureHeader, signReply, type Principal, type RequestVerifier, type Right } from './auth.js'
 import { normalizePath } from './paths.js'
 
 // Who may call a route: anyone, servers only (the cluster key), or a key with a right on the paths it names.
@@ -71,7 +71,7 @@ export function installAuth (app: FastifyInstance, options: AuthOptions): void {
   app.addHook('preHandler', async (request) => {
     const access = accessOf(routes, request)
     const principal = principals.get(request)
-    if (access.who !== 'key' || principal === undefined) return
+    if (access.who !== 'key' || principal === undefined || permitsAnyPath(principal, access.right)) return
     const paths = (access.paths?.(request) ?? []).filter((path): path is string => typeof path === 'string').map((path) => normalizePath(path))
     requireRight(principal, access.right, paths)
   })
