@@ -26,22 +26,26 @@ export interface AuthOptions {
   plainKey?: (accessKeyId: string, secret: string) => Principal | null
 }
 
-const principals = new WeakMap<FastifyRequest, Principal>()
-const rawBodies = new WeakMap<FastifyRequest, string>()
+// Kept on the request itself (fastify's decorateRequest: one shape for every request), not in WeakMaps: a
+// WeakMap entry per request is an ephemeron the GC must trace, measurable at thousands of requests a second.
+interface AuthState { granaryPrincipal: Principal | undefined, granaryRawBody: string | undefined }
+const state = (request: FastifyRequest): AuthState => request as unknown as AuthState
 
 // Who sent this request (undefined when authentication is off).
 export function principalOf (request: FastifyRequest): Principal | undefined {
-  return principals.get(request)
+  return state(request).granaryPrincipal
 }
 
 export function installAuth (app: FastifyInstance, options: AuthOptions): void {
   const { verifier, routes } = options
   // The body as received, for its hash: JSON is parsed from the same string by fastify's own parser.
+  app.decorateRequest('granaryPrincipal', undefined)
+  app.decorateRequest('granaryRawBody', undefined)
   const parseJson = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser('application/json')
   app.removeContentTypeParser('text/plain')   // every control route takes JSON: anything else is 415, not a string body
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    rawBodies.set(request, body as string)
+    state(request).granaryRawBody = body as string
     parseJson(request, body as string, done)
   })
   app.addHook('preValidation', async (request, reply) => {
@@ -56,11 +60,11 @@ export function installAuth (app: FastifyInstance, options: AuthOptions): void {
         throw new GranaryError(principal === null ? 'GRN_UNAUTHENTICATED' : 'GRN_PERMISSION_DENIED',
           principal === null ? ['an admin access key is needed here: sign the request, or send Authorization: Basic (id:secret) or Bearer id:secret'] : [`access key ${principal.accessKeyId}`, 'read', 'the operator pages (admin only)'])
       }
-      principals.set(request, principal)
+      state(request).granaryPrincipal = principal
       return
     }
-    const principal = verifier.verify(request.method, request.url, request.headers, rawBodies.get(request) ?? null)
-    principals.set(request, principal)
+    const principal = verifier.verify(request.method, request.url, request.headers, state(request).granaryRawBody ?? null)
+    state(request).granaryPrincipal = principal
     if (access.who === 'operator' && principal.kind === 'key' && !principal.admin) {
       throw new GranaryError('GRN_PERMISSION_DENIED', [`access key ${principal.accessKeyId}`, 'read', 'the operator pages (admin only)'])
     }
@@ -70,7 +74,7 @@ export function installAuth (app: FastifyInstance, options: AuthOptions): void {
   })
   app.addHook('preHandler', async (request) => {
     const access = accessOf(routes, request)
-    const principal = principals.get(request)
+    const principal = state(request).granaryPrincipal
     if (access.who !== 'key' || principal === undefined || permitsAnyPath(principal, access.right)) return
     const paths = (access.paths?.(request) ?? []).filter((path): path is string => typeof path === 'string').map((path) => normalizePath(path))
     requireRight(principal, access.right, paths)
@@ -80,7 +84,7 @@ export function installAuth (app: FastifyInstance, options: AuthOptions): void {
   app.addHook('onSend', async (request, reply, payload) => {
     const nonce = request.headers[nonceHeader]
     if (typeof nonce !== 'string' || request.routeOptions.url === undefined || routes.get(request.routeOptions.url)?.who !== 'cluster') return payload
-    const principal = principals.get(request)
+    const principal = state(request).granaryPrincipal
     if (verifier !== null && principal?.kind !== 'cluster') return payload   // refused before or at the signature: unsigned
     if (typeof payload === 'string' || Buffer.isBuffer(payload)) {
       reply.header(replySignatureHeader, signReply(options.controlKey, nonce, reply.statusCode, payload))
