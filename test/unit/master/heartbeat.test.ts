@@ -21,8 +21,8 @@ t.test('first contact registers the server and asks for a full report', async (t
   // A master's reply carries its lease fields; nothing echoed yet, so it asks for an echo at once.
   t.strictSame(first, {
     term: 1, heartbeatIntervalMs: m.config.heartbeatIntervalMs, needFullReport: true, commands: [],
-    role: 'master', instanceId: m.lease.instanceId, isrEpoch: 0, isr: [], leaseWanted: true, sentAtMs: m.clock.nowMs
-  })
+    role: 'master', instanceId: m.lease.instanceId, isrEpoch: 0, isr: [], leaseWanted: true, sentAtMs: m.clock.nowMs, operatorKeys: []
+  }, 'operatorKeys: no admin key in this test master (test/unit/master/keys.test.ts has them)')
   t.same(m.db.prepare('SELECT * FROM servers').all(), [{ serverId: serverIdOf(1), url: 'http://127.0.0.1:7001' }])
   const seq = m.queue.seq
   m.clock.nowMs += 1000
