@@ -10,9 +10,9 @@
 import { Agent, request } from 'undici'
 import { caConnectOptions } from '../shared/tls.js'
 import { controlRequest, type Principal } from '../shared/auth.js'
+import { operatorKeysMax } from '../shared/limits.js'
 import { createHash, timingSafeEqual } from 'node:crypto'
 
-const operatorKeysMax = 64   // as master/keys.ts: admin keys kept for /metrics
 import { isGranaryError } from '../shared/errors.js'
 import { commandFollowUpBeatsMax, commandsPerHeartbeatMax, deletesInFlightMax, reportedChunksPerHeartbeatMax, voteRoundMsMax } from '../shared/limits.js'
 import { healthPath, heartbeatPath, namedMasterUrl, type ChunkserverCommand, type HeartbeatReply, type HeartbeatRequest, type LeaseEcho, type ReplicateCommand, type StoredChunk } from '../shared/protocol.js'

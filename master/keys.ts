@@ -3,6 +3,7 @@
 // small cache that any key op empties (a revoke takes effect on the next request, on master and shadows alike).
 import { createHash } from 'node:crypto'
 import { GranaryError } from '../shared/errors.js'
+import { operatorKeysMax } from '../shared/limits.js'
 import { unsealSecret, type KeyRecord, type Principal } from '../shared/auth.js'
 import { sql, type Db } from './db.js'
 import type { Applied } from './chunks.js'
@@ -57,7 +58,6 @@ function infoOf (accessKeyId: string, op: KeyCreateArgs): KeyInfo {
   return { accessKeyId, name: op.name, readOnly: op.readOnly, admin: op.admin, prefix: op.prefix, createdAtMs: op.createdAtMs, revokedAtMs: null }
 }
 
-export const operatorKeysMax = 64   // admin keys told to chunkservers for their /metrics; past it, the oldest
 const operatorKeysCache = new WeakMap<Db, { generation: number, keys: Array<[string, string]> }>()
 
 // [id, SHA-256(secret)] of the admin keys in force, recomputed only after a key op (heartbeat replies carry it).

@@ -41,8 +41,21 @@ export function controlKey (clusterSecret: Buffer): Buffer {
   return createHmac('sha256', clusterSecret).update('granary control plane v1').digest()
 }
 
+const emptySha256Hex = createHash('sha256').update('').digest('hex')   // every GET's body: computed once
+
+// The control key per secret, derived once (every server call signs with it).
+const controlKeys = new WeakMap<Buffer, Buffer>()
+function controlKeyCached (clusterSecret: Buffer): Buffer {
+  let key = controlKeys.get(clusterSecret)
+  if (key === undefined) {
+    key = controlKey(clusterSecret)
+    controlKeys.set(clusterSecret, key)
+  }
+  return key
+}
+
 export function sha256Hex (body: string | Buffer | null | undefined): string {
-  return createHash('sha256').update(body ?? '').digest('hex')
+  return body === null || body === undefined || body.length === 0 ? emptySha256Hex : createHash('sha256').update(body).digest('hex')
 }
 
 function stringToSign (method: string, pathAndQuery: string, dateMs: string, nonce: string, bodyHash: string): string {
@@ -72,7 +85,7 @@ export function signRequest (keyId: string, key: Buffer | string, method: string
 }
 
 export function signRequestWithSecret (clusterSecret: Buffer, method: string, pathAndQuery: string, body: string | Buffer | null): Record<string, string> {
-  return signRequest(clusterKeyId, controlKey(clusterSecret), method, pathAndQuery, body)
+  return signRequest(clusterKeyId, controlKeyCached(clusterSecret), method, pathAndQuery, body)
 }
 
 export function signClient (credentials: Credentials, method: string, pathAndQuery: string, body: string | Buffer | null): Record<string, string> {
@@ -278,15 +291,6 @@ export function isLoopbackHost (host: string): boolean {
 }
 
 // ---- a server's own signed call to another server (chunkserver → master, shadow → master, candidate → chunkserver)
-const controlKeys = new WeakMap<Buffer, Buffer>()
-function controlKeyCached (clusterSecret: Buffer): Buffer {
-  let key = controlKeys.get(clusterSecret)
-  if (key === undefined) {
-    key = controlKey(clusterSecret)
-    controlKeys.set(clusterSecret, key)
-  }
-  return key
-}
 
 export interface ControlReply { statusCode: number, headers: Record<string, string | string[] | undefined>, json: unknown }
 export const controlReplyBytesMax = 64 * 1024 * 1024   // an oplog page is the largest reply a server reads this way

@@ -165,3 +165,6 @@ assert(httpHeadersTimeoutMs <= httpRequestTimeoutMs && httpRequestTimeoutMs <= c
 assert(heartbeatBodyBytesMax * 8 <= 10e6 * (httpRequestTimeoutMs / 1000), 'a full chunk report fits in the request timeout at 10 Mbit/s')
 assert(chunkSizeBytesMax * 8 <= 2e6 * (chunkRequestTimeoutMs / 1000), 'a whole chunk fits in the chunkserver request timeout at 2 Mbit/s')
 assert(httpTimeoutCheckIntervalMs < httpHeadersTimeoutMs, 'the check interval is small next to the timeouts it enforces')
+
+// Admin access keys the master tells chunkservers about (heartbeat replies' operatorKeys, for their /metrics).
+export const operatorKeysMax = 64

@@ -5,7 +5,7 @@
 // need a folder TARGET (made if missing); a folder source needs -r. Folders move as tar streams through the
 // same code as put -r / get -r (bounded memory, modes and mtimes kept). Granary → Granary is a client-side
 // copy: bytes are read and written again through this process.
-import { stat as localStat, mkdir as localMkdir } from 'node:fs/promises'
+import { lstat as localLstat, stat as localStat, mkdir as localMkdir } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { GranaryError, isGranaryError } from '../../shared/errors.js'
@@ -67,7 +67,7 @@ async function expandSource (context: CommandContext, location: Location): Promi
 // Whether sources go into TARGET under their names: TARGET ends with /, is an existing folder, or several
 // sources are copied (then a missing TARGET is made; an existing file is GRN_NOT_DIR).
 async function targetIsFolder (context: CommandContext, target: Location, several: boolean): Promise<boolean> {
-  const type = await typeOf(context, target)
+  const type = await locationType(context, target, { follow: true })
   const hinted = target.kind === 'remote' ? target.dirHint : target.path.endsWith('/')
   if (type === 'dir') return true
   if (!several && !hinted) return false
@@ -77,18 +77,6 @@ async function targetIsFolder (context: CommandContext, target: Location, severa
   return true
 }
 
-async function typeOf (context: CommandContext, location: Location): Promise<'file' | 'dir' | 'missing'> {
-  if (location.kind === 'local') {
-    const stat = await localStat(location.path).catch(() => undefined)
-    return stat === undefined ? 'missing' : stat.isDirectory() ? 'dir' : 'file'
-  }
-  try {
-    return (await context.client.stat(location.path, { signal: context.signal })).type
-  } catch (err) {
-    if (isGranaryError(err) && (err.code === 'GRN_NOT_FOUND' || err.code === 'GRN_NOT_DIR')) return 'missing'
-    throw err
-  }
-}
 
 function joinTarget (target: Location, name: string): string {
   return target.kind === 'remote' ? joinPath(target.path, name) : join(target.path, name)
@@ -146,5 +134,20 @@ async function copyTree (context: CommandContext, source: CopySource, targetSide
     await client.unpackDirectory(targetPath, tar, { overwrite: options.overwrite, replication: options.replication, chunkSizeBytes: options.chunkSizeBytes, signal })
   } else {
     await unpackLocalDirectory(targetPath, tar, { overwrite: options.overwrite, signal })
+  }
+}
+
+// What a location names: a file, a folder or nothing. A local path is stat'ed (following a symlink) or, with
+// follow: false, lstat'ed (sync never walks into a link); a remote one asks the master.
+export async function locationType (context: CommandContext, location: Location, options: { follow: boolean }): Promise<'file' | 'dir' | 'missing'> {
+  if (location.kind === 'local') {
+    const stat = await (options.follow ? localStat : localLstat)(location.path).catch(() => undefined)
+    return stat === undefined ? 'missing' : stat.isDirectory() ? 'dir' : 'file'
+  }
+  try {
+    return (await context.client.stat(location.path, { signal: context.signal })).type
+  } catch (err) {
+    if (isGranaryError(err) && (err.code === 'GRN_NOT_FOUND' || err.code === 'GRN_NOT_DIR')) return 'missing'
+    throw err
   }
 }

@@ -7,7 +7,7 @@
 // --dry-run prints the plan and changes nothing. Both trees are listed first, within named bounds.
 import { lstat, mkdir as localMkdir, opendir, rm as localRm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { GranaryError, isGranaryError } from '../../shared/errors.js'
+import { GranaryError } from '../../shared/errors.js'
 import type { FileStat } from '../../shared/protocol.js'
 import { joinPath } from '../../shared/paths.js'
 import * as limits from '../../shared/limits.js'
@@ -15,7 +15,7 @@ import { parseReplication } from './args.js'
 import { parseLocation, type Location } from './location.js'
 import { formatBytes } from './format.js'
 import type { CommandContext } from './main.js'
-import { copyFile, type Side } from './copy.js'
+import { copyFile, locationType, type Side } from './copy.js'
 import { localCrc32 } from './namespace.js'
 
 export const syncEntriesMax = limits.readdirEntriesMax   // entries one side of a sync may hold (both are listed in memory)
@@ -99,7 +99,7 @@ function deletions (sourceTree: Tree, targetTree: Tree): string[] {
 async function walk (context: CommandContext, location: Location, isSource: boolean): Promise<Tree> {
   const tree: Tree = new Map()
   const queue = ['']
-  const rootType = await rootTypeOf(context, location)
+  const rootType = await locationType(context, location, { follow: false })
   if (rootType === 'missing') {
     if (isSource) throw new GranaryError('GRN_NOT_FOUND', [location.arg])
     return tree
@@ -116,18 +116,6 @@ async function walk (context: CommandContext, location: Location, isSource: bool
   return tree
 }
 
-async function rootTypeOf (context: CommandContext, location: Location): Promise<'file' | 'dir' | 'missing'> {
-  if (location.kind === 'local') {
-    const stat = await lstat(location.path).catch(() => undefined)
-    return stat === undefined ? 'missing' : stat.isDirectory() ? 'dir' : 'file'
-  }
-  try {
-    return (await context.client.stat(location.path, { signal: context.signal })).type
-  } catch (err) {
-    if (isGranaryError(err) && (err.code === 'GRN_NOT_FOUND' || err.code === 'GRN_NOT_DIR')) return 'missing'
-    throw err
-  }
-}
 
 // A local folder's files and folders (symlinks and other kinds are skipped: Granary stores neither).
 async function listFolder (context: CommandContext, location: Location, relative: string): Promise<Array<[string, TreeEntry]>> {
