@@ -52,6 +52,7 @@ export interface ConnectOptions {
   chunkSizeBytes?: number                 // default for new files
   keepAliveTimeoutMs?: number             // idle pooled connections close after this
   staleReads?: boolean                    // accept reads from a shadow cut off from its master (else GRN_STALE past 10 s)
+  batching?: boolean                      // metadata calls that queue up for one server share a request (default true)
   // An access key, or a credentials file; default: $GRANARY_CREDENTIALS, ./granary-data/credentials,
   // ~/.config/granary/credentials (client/credentials.ts). null: send requests unsigned.
   credentials?: Credentials | string | null
@@ -90,7 +91,7 @@ export class GranaryClient {
     this.credentials = credentials
     this.config = Object.freeze({ ...config })
     this.#policy = { retryDelayMsMin: config.retryDelayMsMin, retryDelayMsMax: config.retryDelayMsMax, attemptsMax: limits.retryAttemptsMax }
-    this.#transport = new Transport({ requestTimeoutMs: config.requestTimeoutMs, keepAliveTimeoutMs: config.keepAliveTimeoutMs, credentials, ca: loadCa('client', config.caFile) })
+    this.#transport = new Transport({ requestTimeoutMs: config.requestTimeoutMs, keepAliveTimeoutMs: config.keepAliveTimeoutMs, credentials, ca: loadCa('client', config.caFile), batching: config.batching })
     this.#link = new MasterLink(this.#transport, {
       masters: parseMasterList(config.masters), deadlineMs: config.deadlineMs, requestTimeoutMs: config.requestTimeoutMs,
       mutationTimeoutMs: config.mutationTimeoutMs, policy: this.#policy, staleReads: config.staleReads,

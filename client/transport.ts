@@ -10,6 +10,7 @@ import { tokenHeader, pipelineHeader, chunkLengthHeader, positionHeader, parsePo
 import type { ChunkHandle } from '../shared/ids.js'
 import * as limits from '../shared/limits.js'
 import { assert } from '../shared/assert.js'
+import { Batcher, batchKindOf } from './batch.js'
 
 export interface TransportOptions {
   credentials?: Credentials | null   // signs every metadata request (shared/auth.ts); null: unsigned
@@ -17,6 +18,7 @@ export interface TransportOptions {
   keepAliveTimeoutMs: number      // idle pooled sockets close after this, so a finished test run can exit
   connectionsPerOrigin?: number
   ca?: Buffer                     // trusted for https:// masters and chunkservers (default: the system's CAs)
+  batching?: boolean              // metadata calls that queue up for one server travel together (client/batch.ts); default on
 }
 
 export type QueryValues = Record<string, string | number | boolean | undefined>
@@ -66,6 +68,7 @@ export class Transport {
   readonly #agent: Agent
   readonly #requestTimeoutMs: number
   readonly #credentials: Credentials | null
+  readonly #batcher: Batcher | null
   #closed = false
 
   constructor (options: TransportOptions) {
@@ -82,6 +85,7 @@ export class Transport {
       bodyTimeout: options.requestTimeoutMs,
       pipelining: 1,
     })
+    this.#batcher = options.batching === false ? null : new Batcher(async (request) => await this.#exchange(request), options.requestTimeoutMs)
   }
 
   get requestTimeoutMs (): number { return this.#requestTimeoutMs }
@@ -89,6 +93,14 @@ export class Transport {
   // One JSON exchange. A 2xx reply's body is returned parsed; anything else throws the GranaryError the
   // server described (errorFromBody), or GRN_UNAVAILABLE/GRN_TIMEOUT for socket failures.
   async json<T> (request: JsonRequest): Promise<T> {
+    this.#checkOpen()
+    const kind = this.#batcher === null ? null : batchKindOf(request)
+    if (kind !== null && this.#batcher !== null) return await this.#batcher.call<T>(request, kind)
+    return await this.#exchange<T>(request)
+  }
+
+  // rawBody: a body already in JSON (a batch's).
+  async #exchange<T> (request: JsonRequest & { rawBody?: string }): Promise<T> {
     this.#checkOpen()
     const target = `${request.origin}${request.path}`
     const timeoutMs = clampTimeout(request.timeoutMs ?? this.#requestTimeoutMs)
@@ -98,7 +110,7 @@ export class Transport {
     const timer = watchdog === undefined ? undefined : setTimeout(() => { watchdog.abort(new GranaryError('GRN_TIMEOUT', [target, timeoutMs])) }, timeoutMs)
     const signal = watchdog === undefined ? request.signal : request.signal === undefined ? watchdog.signal : AbortSignal.any([request.signal, watchdog.signal])
     try {
-      const body = request.body === undefined ? null : JSON.stringify(request.body)
+      const body = request.rawBody ?? (request.body === undefined ? null : JSON.stringify(request.body))
       const path = request.path + queryString(request.query)
       const signature = this.#credentials === null ? {} : signClient(this.#credentials, request.method, path, body)
       const res = await this.#agent.request({

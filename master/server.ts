@@ -17,6 +17,7 @@ import type { Db } from './db.js'
 import type { OplogFeed } from './oplog-feed.js'
 import type { Registry } from './registry.js'
 import { clientHandlers } from './routes-client.js'
+import { batchHandler, type BatchRoute } from './batch.js'
 import { fsck } from './fsck.js'
 import { normalizePath } from '../shared/paths.js'
 import { heartbeatHandler } from './routes-chunkserver.js'
@@ -279,6 +280,37 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     }
   }
 
+  // client → master: several of the calls below in one exchange, each checked and handled as it is alone
+  const batchRoutes = new Map<string, BatchRoute>([
+    [p.statPath, { kind: 'read', schema: p.statSchema.querystring, part: 'querystring', handle: c.stat }],
+    [p.openPath, { kind: 'read', schema: p.openSchema.querystring, part: 'querystring', handle: c.open }],
+    [p.mkdirPath, { kind: 'mutation', schema: p.mkdirSchema.body, part: 'body', handle: acked(c.mkdir) }],
+    [p.createPath, { kind: 'mutation', schema: p.createSchema.body, part: 'body', handle: acked(c.create) }],
+    [p.allocatePath, { kind: 'mutation', schema: p.allocateSchema.body, part: 'body', handle: acked(c.allocate) }],
+    [p.commitPath, { kind: 'mutation', schema: p.commitSchema.body, part: 'body', handle: acked(c.commit) }],
+    [p.completePath, { kind: 'mutation', schema: p.completeSchema.body, part: 'body', handle: acked(c.complete) }],
+    [p.renewPath, { kind: 'mutation', schema: p.renewSchema.body, part: 'body', handle: acked(c.renew) }],
+    [p.abandonPath, { kind: 'mutation', schema: p.abandonSchema.body, part: 'body', handle: acked(c.abandon) }],
+    [p.renamePath, { kind: 'mutation', schema: p.renameSchema.body, part: 'body', handle: acked(c.rename) }],
+    [p.deletePath, { kind: 'mutation', schema: p.deleteSchema.body, part: 'body', handle: acked(c.remove) }]
+  ])
+  app.post(p.batchPath, { schema: p.batchSchema, bodyLimit: limits.batchBodyBytesMax }, batchHandler({
+    routes: batchRoutes,
+    access: masterRouteAccess,
+    gates: { read: read.preHandler, mutation: mutation.preHandler },
+    readPosition: (request) => positions.get(request) ?? p.formatPosition(deps.queue),
+    position: () => p.formatPosition(deps.queue),
+    toError: (err, request) => {
+      const failure = toGranaryError(err as FastifyError, undefined)
+      if (err instanceof AssertionError) {
+        request.log.fatal({ err }, 'assertion failed')
+        onFatal(err)
+      } else if (failure.code === 'GRN_INTERNAL') {
+        request.log.error({ err }, 'batched call failed')
+      }
+      return failure
+    }
+  }))
   // client → master: namespace
   app.post(p.mkdirPath, { schema: p.mkdirSchema, ...mutation }, acked(c.mkdir))
   app.get(p.statPath, { schema: p.statSchema, ...read }, c.stat)
@@ -347,7 +379,9 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
 const query = (request: FastifyRequest): { path?: string } => request.query as { path?: string }
 const bodyOf = (request: FastifyRequest): Record<string, string | undefined> => (request.body ?? {}) as Record<string, string | undefined>
 export const masterRouteAccess: ReadonlyMap<string, RouteAccess> = new Map<string, RouteAccess>([
-  [p.healthPath, { who: 'anyone' }],                  // liveness and the metadata server list: nothing secret
+  [p.healthPath, { who: 'anyone' }],
+  // Each op in a batch is checked against its own route's rule below (master/batch.ts).
+  [p.batchPath, { who: 'key', right: 'read' }],                  // liveness and the metadata server list: nothing secret
   [p.statPath, { who: 'key', right: 'read', paths: (r) => [query(r).path] }],
   [p.listPath, { who: 'key', right: 'read', paths: (r) => [query(r).path], operator: true }],   // the status page's namespace browser
   [p.duPath, { who: 'key', right: 'read', paths: (r) => [query(r).path] }],

@@ -7,7 +7,7 @@
 // inside that window (NonceCache). A reply that carries commands (heartbeat, vote, oplog, hand-over) is signed
 // too, bound to the request's nonce, so a forged or replayed reply changes nothing either.
 // The format (headers, newline-joined string to sign) is small enough to implement in any language.
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, createHmac, hash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { GranaryError } from './errors.js'
 
 export const keyHeader = 'x-granary-key'               // the access key id, or clusterKeyId
@@ -55,7 +55,7 @@ function controlKeyCached (clusterSecret: Buffer): Buffer {
 }
 
 export function sha256Hex (body: string | Buffer | null | undefined): string {
-  return body === null || body === undefined || body.length === 0 ? emptySha256Hex : createHash('sha256').update(body).digest('hex')
+  return body === null || body === undefined || body.length === 0 ? emptySha256Hex : hash('sha256', body, 'hex')   // one-shot: a third of createHash's cost
 }
 
 function stringToSign (method: string, pathAndQuery: string, dateMs: string, nonce: string, bodyHash: string): string {

@@ -92,6 +92,7 @@ export const clientDefaults = {
   chunkSizeBytes: limits.chunkSizeBytesDefault,
   keepAliveTimeoutMs: 4_000,                      // idle pooled connections close after this (tests use ~10)
   staleReads: false,                              // accept a shadow's reads however long it has not heard from its master
+  batching: true,                                 // calls to one server that queue up travel in one request (client/batch.ts)
   caFile: '',                                     // PEM CA trusted for https:// masters and chunkservers; '' = $GRANARY_CA_FILE or the system's CAs
 }
 export type ClientConfig = typeof clientDefaults

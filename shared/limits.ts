@@ -137,6 +137,14 @@ export const hedgeLatencyFactor = 4                    // hedge after this many 
 export const chunkHedgeDelayMs = 1_000                 // a replica that has not answered a chunk GET this soon is raced by the next (past a busy client's own pool queue: a shorter one fired on 48 readers sharing 16 sockets)
 export const replicaStallMs = 1_000                    // a chunk body silent this long (while waited on) moves to the next replica
 export const membersRefreshMs = 30_000                 // a client asks for the cluster's metadata servers at most this often
+// Metadata batches (client/batch.ts, POST /fs/batch): calls to one server that queue up behind the ones already
+// out go together, up to these bounds.
+export const batchOpsMax = 64                          // calls in one batch
+export const batchBodyBytesMax = 256 * KiB             // a batch's request body (its calls' JSON); within jsonBodyBytesMax
+export const batchReplyBytesMax = 4 * MiB              // read replies a batch carries; a read past it is sent back to be asked alone
+export const batchesInFlightMax = 2                    // batches (or lone calls) out per server and kind (reads, mutations): one being
+                                                       // answered while the next is handled, so client and master CPU overlap
+export const batchQueuedOpsMax = 100_000               // calls waiting for a batch per server and kind; past it a call goes alone
 export const jsonReplyBytesMax = 64 * MiB             // a JSON reply the client will read (list pages, reports)
 export const tarFileBytesBufferedMax = 1 * MiB         // tar pack/unpack: files up to this size move whole, several at once ...
 export const tarFilesInFlightMax = 16                  // ... at most this many (memory ≈ the product); larger files stream one at a time
@@ -157,6 +165,7 @@ assert(replicationsInFlightPerServerMax >= 1 && replicationsPerTickMax <= replic
 assert(replicationsAssignedPerServerMax >= replicationsInFlightPerServerMax, 'a server is handed at least as many copies as it runs at once')
 assert(oplogPollersMax >= shadowsMax, 'every remembered shadow can park a long poll')
 assert(isrMembersMax >= shadowsMax, 'every shadow may be in sync')
+assert(batchBodyBytesMax <= jsonBodyBytesMax && batchReplyBytesMax <= jsonReplyBytesMax, 'a batch fits where one call fits')
 assert(hedgeDelayMsMin <= hedgeDelayMsMax && hedgeDelayMsMax * 3 <= 300, 'a read raced past a frozen server still answers within 300 ms')
 assert(shadowReadStaleMsMax > isrChangeWaitMsMax, 'a shadow serves reads for longer than a silent one takes to leave the in-sync set')
 assert(isrConfirmWaitMsMax < isrChangeWaitMsMax, 'a silent shadow is proposed out before the ack gives up')

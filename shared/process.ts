@@ -46,7 +46,10 @@ export async function spawnRole (options: SpawnRoleOptions): Promise<SpawnedRole
   const startOffset = fstatSync(logFd).size
   let child: ChildProcess
   try {
-    const command = [process.execPath, '--single-threaded-gc', cliPath, options.role, ...options.args]
+    // GRANARY_NODE_ARGS: extra node flags for every spawned server (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p` to
+    // profile a bench's master; node refuses --cpu-prof in NODE_OPTIONS).
+    const nodeArgs = (process.env.GRANARY_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '')
+    const command = [process.execPath, '--single-threaded-gc', ...nodeArgs, cliPath, options.role, ...options.args]
     const [file, ...args] = options.netns === undefined ? command : ['ip', 'netns', 'exec', options.netns, ...command]
     child = spawn(file as string, args, {
       stdio: ['pipe', logFd, logFd],

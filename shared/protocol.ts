@@ -4,6 +4,7 @@
 // Units: *Bytes bytes, *Ms milliseconds (durations), *AtMs epoch milliseconds (points in time).
 import type { ChunkHandle, InodeId, LeaseId, ServerId, RequestId } from './ids.js'
 import * as limits from './limits.js'
+import type { ErrorBody } from './errors.js'
 
 export type Role = 'master' | 'shadow' | 'chunkserver'
 
@@ -239,6 +240,34 @@ export const openPath = '/fs/open' as const
 export interface OpenQuery { path: string }
 export interface OpenReply { stat: FileStat, chunks: ChunkLocation[], term: number, tokenExpiresAtMs: number }
 export const openSchema = { querystring: body({ path: pathProp }, ['path']) } as const
+
+// ---------------------------------------------------------------------------------------------------------
+// client → master: several of the calls above in one exchange (client/batch.ts sends one when calls to the same
+// server queue up behind the ones already out). One signature, one HTTP request and one reply for up to
+// limits.batchOpsMax calls: on 2 cores HTTP and signing, not the namespace, were most of a stat's or a mkdir's CPU.
+// Each op is the call it names, unchanged: validated by that route's schema, checked against the key's right
+// on its own paths, gated (read or mutation) and handled as it would be alone, mutations with their own
+// requestId. Results come back in order, each with its own position (a read's taken when the batch arrived,
+// a mutation's after its ack) or its own error body; a read whose reply would push the batch's reply past
+// limits.batchReplyBytesMax comes back as { single: true } and the client asks for it alone.
+export const batchPath = '/fs/batch' as const
+export interface BatchOp { route: string, query?: Record<string, unknown>, body?: Record<string, unknown> }
+export interface BatchRequest { ops: BatchOp[] }
+export type BatchResult = { reply: unknown, position: string } | { error: ErrorBody, position: string } | { single: true }
+export interface BatchReply { results: BatchResult[] }
+export const batchSchema = {
+  body: body({
+    ops: {
+      type: 'array', minItems: 1, maxItems: limits.batchOpsMax,
+      items: body({ route: { type: 'string', minLength: 1, maxLength: 64 }, query: { type: 'object' }, body: { type: 'object' } }, ['route'])
+    }
+  }, ['ops'])
+} as const
+// The calls a batch may carry: the hot ones, each with a small reply (an open names its chunks: a big file's is
+// the one reply that can be large, hence batchReplyBytesMax). Reads are batched with reads and mutations with
+// mutations, so a stat never waits for a mkdir's commit.
+export const batchReadRoutes: ReadonlySet<string> = new Set([statPath, openPath])
+export const batchMutationRoutes: ReadonlySet<string> = new Set([mkdirPath, createPath, allocatePath, commitPath, completePath, renewPath, abandonPath, renamePath, deletePath])
 
 // ---------------------------------------------------------------------------------------------------------
 // anyone → master: health and the cluster report.

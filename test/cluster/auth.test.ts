@@ -213,6 +213,15 @@ t.test('authentication, access keys and a hostile-input sweep on a real cluster'
   await t.rejects(asScoped.rename('/a/mine.bin', '/b/stolen.bin'), { code: 'GRN_PERMISSION_DENIED' }, 'nor move a file out of /a')
   await t.rejects(asScoped.listAccessKeys(), { code: 'GRN_PERMISSION_DENIED' }, 'nor list the keys (admin)')
   await t.rejects(asScoped.createAccessKey({ name: 'escalate', admin: true }), { code: 'GRN_PERMISSION_DENIED' }, 'nor make keys')
+  // Many calls at once travel in batches (client/batch.ts): each call in a batch is checked on its own paths.
+  const mixed = await Promise.allSettled(Array.from({ length: 40 }, async (_, i) => await asScoped.stat(i % 2 === 0 ? '/a/mine.bin' : '/b/file.bin')))
+  t.same(mixed.map((r) => r.status === 'fulfilled' ? r.value.sizeBytes : (r.reason as { code: string }).code),
+    mixed.map((_, i) => i % 2 === 0 ? data.length : 'GRN_PERMISSION_DENIED'), 'batched stats: /a answered, /b refused, call by call')
+  const batchedMkdirs = await Promise.allSettled(Array.from({ length: 20 }, async (_, i) => await asReader.mkdir(`/b/ro-${i}`)))
+  t.same(batchedMkdirs.map((r) => r.status === 'rejected' ? (r.reason as { code: string }).code : 'made'), batchedMkdirs.map(() => 'GRN_PERMISSION_DENIED'), 'batched mkdirs of a read-only key: each refused')
+  t.same((await fs.readdir('/b')).filter((name) => name.startsWith('ro-')), [], 'and none made')
+  const metrics = await (await fetch(`${cluster.master.url}/metrics`)).text()
+  t.match(metrics, /granary_http_requests_total\{method="POST",route="\/fs\/batch",code="200"\} [1-9]/, 'those calls did travel in batches')
   // Through the shadow alone, the keys (made after it started) work the same: they came through the oplog.
   const viaShadow = cluster.client({ credentials: scoped, masters: [shadowUrl] })
   t.same(await viaShadow.readFile('/a/mine.bin'), data, 'the shadow knows the scoped key')
