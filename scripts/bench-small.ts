@@ -50,16 +50,24 @@ async function inFlight (count: number, concurrency: number, fn: (i: number) => 
 }
 
 // Counts the client's requests to master routes while fn runs (undici's diagnostics channel).
-async function masterCallsDuring (fn: () => Promise<void>): Promise<Map<string, number>> {
-  const counts = new Map<string, number>()
+// Master calls by route, and the HTTP requests that carried them: a batch (client/batch.ts) carries several.
+async function masterCallsDuring (fn: () => Promise<void>): Promise<{ calls: Map<string, number>, requests: number }> {
+  const calls = new Map<string, number>()
+  let requests = 0
   const onCreate = (message: unknown): void => {
-    const request = (message as { request: { path: string } }).request
+    const request = (message as { request: { path: string, body?: unknown } }).request
     const path = request.path.split('?')[0] as string
-    if (path.startsWith('/fs/')) counts.set(path, (counts.get(path) ?? 0) + 1)
+    if (!path.startsWith('/fs/')) return
+    requests++
+    const body = Buffer.isBuffer(request.body) ? request.body.toString('utf8') : request.body   // undici keeps a string body as a Buffer
+    const routes = path === '/fs/batch' && typeof body === 'string'
+      ? (JSON.parse(body) as { ops: Array<{ route: string }> }).ops.map((op) => op.route)
+      : [path]
+    for (const route of routes) calls.set(route, (calls.get(route) ?? 0) + 1)
   }
   subscribe('undici:request:create', onCreate)
   try { await fn() } finally { unsubscribe('undici:request:create', onCreate) }
-  return counts
+  return { calls, requests }
 }
 
 async function defaultCluster (dir: string): Promise<Cluster> {
@@ -77,7 +85,7 @@ export async function benchSmall (dir: string): Promise<void> {
     const data = randomBytes(fileBytes)
     const putRates: number[] = []
     const getRates: number[] = []
-    let calls = new Map<string, number>()
+    let calls = { calls: new Map<string, number>(), requests: 0 }
     for (let r = 0; r < runs; r++) {
       await fs.mkdir(`/small-${r}`, { recursive: true })
       let started = 0
@@ -93,9 +101,9 @@ export async function benchSmall (dir: string): Promise<void> {
       })
       getRates.push(count / ((performance.now() - started) / 1000))
     }
-    const perFile = [...calls.entries()].map(([route, n]) => `${route.slice(4)} ${fmt(n / count, 2)}`).join(', ')
+    const perFile = [...calls.calls.entries()].map(([route, n]) => `${route.slice(4)} ${fmt(n / count, 2)}`).join(', ')
     line('4 KiB files put/s (16 in flight, shadow)', fmt(median(putRates)), `ratio to the 3-replica ceiling ${fmt(median(putRates) / (sixteen / 3), 2)}  runs ${putRates.map((v) => fmt(v)).join(' / ')}`)
-    line('  master calls per put', fmt([...calls.values()].reduce((a, b) => a + b, 0) / count, 2), perFile)
+    line('  master calls per put', fmt([...calls.calls.values()].reduce((a, b) => a + b, 0) / count, 2), `${perFile}; in ${fmt(calls.requests / count, 2)} HTTP requests per put (batches)`)
     line('4 KiB files get/s (16 in flight)', fmt(median(getRates)), `runs ${getRates.map((v) => fmt(v)).join(' / ')}`)
   } finally {
     await cluster.stop()

@@ -56,7 +56,9 @@ t.test('reads fall over to the next URL at once; a shadow applies no mutation', 
   shadow.notMaster = { role: 'shadow', masterUrl: dead }
   const err = await fs.mkdir('/new').catch((e: unknown) => e) as GranaryError
   t.equal(err.code, 'GRN_DEADLINE_EXCEEDED', 'no master took the mutation')
-  t.match(err.details, { lastCode: /^GRN_(UNAVAILABLE|NOT_MASTER)$/ })
+  // The last attempt's failure: a refusal, the dead URL, or (on a busy machine) the deadline cutting the last
+  // attempt short, which then ends as GRN_TIMEOUT.
+  t.match(err.details, { lastCode: /^GRN_(UNAVAILABLE|NOT_MASTER|TIMEOUT)$/ })
   t.ok(shadow.count('/fs/mkdir') >= 1, 'the shadow was asked')
   t.notOk(shadow.entries.has('/new'), 'and applied nothing')
 })
