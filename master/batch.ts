@@ -26,6 +26,9 @@ export interface BatchDeps {
   readPosition: (request: FastifyRequest) => string  // taken when the batch arrived (server.ts's onRequest)
   position: () => string                             // now: a mutation's, after its ack
   toError: (err: unknown, request: FastifyRequest) => GranaryError   // the server's error mapping (assertions stop the master)
+  // Counts each op under its own route (shared/metrics.ts), so /metrics shows mkdirs and stats whether or not
+  // they came in a batch; the batch itself counts too, as /fs/batch.
+  observe?: (method: string, route: string | undefined, statusCode: number, seconds: number) => void
 }
 
 type Validate = ((data: unknown) => boolean) & { errors?: Array<{ instancePath?: string, message?: string }> | null }
@@ -49,6 +52,10 @@ export function batchHandler (deps: BatchDeps) {
 
 async function runOp (deps: BatchDeps, request: FastifyRequest, op: p.BatchOp, readPosition: string): Promise<{ kind: 'read' | 'mutation' | null, json: string }> {
   const route = deps.routes.get(op.route)
+  const startedMs = performance.now()
+  const observe = (statusCode: number): void => {
+    deps.observe?.(route?.part === 'querystring' ? 'GET' : 'POST', route === undefined ? undefined : op.route, statusCode, (performance.now() - startedMs) / 1000)
+  }
   try {
     if (route === undefined) throw new GranaryError('GRN_INVALID_ARGUMENT', [`route ${op.route.slice(0, 64)} cannot be batched (see protocol.batchReadRoutes and batchMutationRoutes)`])
     const input = (route.part === 'body' ? op.body : op.query) ?? {}
@@ -72,9 +79,11 @@ async function runOp (deps: BatchDeps, request: FastifyRequest, op: p.BatchOp, r
     if (route.kind === 'read') await deps.gates.read(inner)
     else await deps.gates.mutation()
     const result = await route.handle(inner)
+    observe(200)
     return { kind: route.kind, json: JSON.stringify({ reply: result, position: route.kind === 'read' ? readPosition : deps.position() }) }
   } catch (err) {
     const failure = deps.toError(err, request)
+    observe(failure.statusCode)
     return { kind: route?.kind ?? null, json: JSON.stringify({ error: failure.toBody(), position: route?.kind === 'read' ? readPosition : deps.position() }) }
   }
 }

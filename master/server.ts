@@ -280,6 +280,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     }
   }
 
+  const serverMetrics = (deps.metrics ?? new MasterMetrics()).server
   // client → master: several of the calls below in one exchange, each checked and handled as it is alone
   const batchRoutes = new Map<string, BatchRoute>([
     [p.statPath, { kind: 'read', schema: p.statSchema.querystring, part: 'querystring', handle: c.stat }],
@@ -300,6 +301,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     gates: { read: read.preHandler, mutation: mutation.preHandler },
     readPosition: (request) => positions.get(request) ?? p.formatPosition(deps.queue),
     position: () => p.formatPosition(deps.queue),
+    observe: (method, route, statusCode, seconds) => { serverMetrics.observeRequest(method, route, statusCode, seconds) },
     toError: (err, request) => {
       const failure = toGranaryError(err as FastifyError, undefined)
       if (err instanceof AssertionError) {
@@ -370,7 +372,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     return await queue.submit({ type: 'keyRevoke', accessKeyId: body.accessKeyId, revokedAtMs: now() }, body.requestId)
   }))
   // operator → master or shadow: /metrics and the status page (GET /), behind one access rule
-  registerOperatorRoutes(app, { metrics: (deps.metrics ?? new MasterMetrics()).server, statusPage: statusPageHtml })
+  registerOperatorRoutes(app, { metrics: serverMetrics, statusPage: statusPageHtml })
 
   return app
 }

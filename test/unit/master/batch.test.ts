@@ -55,6 +55,11 @@ t.test('each batched op answers what its own route answers', async (t) => {
   const created = chunkOps[0]?.reply as p.CreateReply
   t.ok(created.firstChunk !== undefined, 'create with its first chunk, batched')
   t.same((await m.call('POST', '/fs/create', { path: '/g', replication: 2, chunkSizeBytes: 65_536, allocateFirstChunk: true, requestId: 'r-g' })).body.inodeId, created.inodeId)
+  // /metrics counts batched ops under their own routes (3 batched stats, 1 of them a miss), besides the batches.
+  const metrics = (await m.app.inject({ method: 'GET', url: '/metrics' })).body
+  t.match(metrics, /granary_http_requests_total\{method="GET",route="\/fs\/stat",code="200"\} [4-9]/, 'batched and single stats that answered')
+  t.match(metrics, /granary_http_requests_total\{method="GET",route="\/fs\/stat",code="404"\} 2/, 'the batched miss and the single one')
+  t.match(metrics, /granary_http_requests_total\{method="POST",route="\/fs\/batch",code="200"\} 3/, 'the batches themselves')
   t.same(m.fatal, [])
 })
 
