@@ -11,7 +11,7 @@ import { blockSizeBytes, readBufferBytes } from '../shared/limits.js'
 import type { ChunkHandle } from '../shared/ids.js'
 import type { Logger } from '../shared/log.js'
 import type { ChunkStore } from './store.js'
-import { blockCountOf, crcBytes, decodeFooter, decodeTable, footerBytes } from './chunk-format.js'
+import { blockCountOf, crcBytes, decodeFooter, decodeTable, fileBytesOf, footerBytes } from './chunk-format.js'
 
 export interface ByteRange { offsetBytes: number, lengthBytes: number | null }   // null length = to the end
 
@@ -20,6 +20,31 @@ export interface ChunkRead {
   offsetBytes: number          // clamped
   lengthBytes: number          // clamped: bytes the body will hold
   body: Readable | null        // null when lengthBytes is 0
+  bytes?: Buffer               // a small chunk's range, read and checked whole (body streams the same bytes)
+}
+
+// A chunk file this small (data, CRC table and footer) is read in one pread and answered as one Buffer: a 4 KiB
+// file's GET was open, fstat, trailer read, data read, close and an async-generator stream (measured ~200-400 µs
+// of chunkserver CPU per 4 KiB get); now open, one read, close. A bigger file streams in readBufferBytes steps.
+export const wholeReadBytesMax = 256 * 1024
+
+// The whole file in one read (one byte more: a file longer than its footer says is caught like a shorter one),
+// its trailer checked, and the blocks covering the range checked; returns the range's bytes.
+async function readWhole (file: FileHandle, chunkHandle: ChunkHandle, chunkLengthBytes: number, offsetBytes: number, lengthBytes: number): Promise<Buffer> {
+  const fileBytes = fileBytesOf(chunkLengthBytes)
+  const buf = Buffer.allocUnsafe(fileBytes + 1)
+  const { bytesRead } = await file.read(buf, 0, buf.length, 0)
+  const blockCount = blockCountOf(chunkLengthBytes)
+  const trailer = buf.subarray(chunkLengthBytes, fileBytes)
+  const footer = bytesRead >= chunkLengthBytes + footerBytes ? decodeFooter(trailer.subarray(blockCount * crcBytes), bytesRead) : 'short trailer'
+  const table = typeof footer === 'string' || footer.lengthBytes !== chunkLengthBytes ? null : decodeTable(trailer, footer)
+  if (table === null) throw new GranaryError('GRN_CHECKSUM_MISMATCH', [chunkHandle, blockCount], { blockIndex: blockCount, trailer: true })
+  const endBytes = offsetBytes + lengthBytes
+  for (let blockIndex = Math.floor(offsetBytes / blockSizeBytes); blockIndex * blockSizeBytes < endBytes; blockIndex++) {
+    const block = buf.subarray(blockIndex * blockSizeBytes, Math.min((blockIndex + 1) * blockSizeBytes, chunkLengthBytes))
+    if (crc32(block) !== table[blockIndex]) throw new GranaryError('GRN_CHECKSUM_MISMATCH', [chunkHandle, blockIndex], { blockIndex })
+  }
+  return buf.subarray(offsetBytes, endBytes)
 }
 
 interface OpenChunk { file: FileHandle, table: Uint32Array, chunkHandle: ChunkHandle, version: number, chunkLengthBytes: number }
@@ -33,6 +58,16 @@ export async function readChunk (store: ChunkStore, log: Logger, chunkHandle: Ch
   const file = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
     throw err.code === 'ENOENT' ? new GranaryError('GRN_CHUNK_NOT_FOUND', [chunkHandle, version]) : err
   })
+  if (fileBytesOf(chunkLengthBytes) <= wholeReadBytesMax) {
+    try {
+      const bytes = await readWhole(file, chunkHandle, chunkLengthBytes, offsetBytes, lengthBytes)
+      return { chunkLengthBytes, offsetBytes, lengthBytes, bytes, get body () { return Readable.from([bytes], { objectMode: false }) } }
+    } catch (err) {
+      throw noteCorruption(store, log, chunkHandle, version, err)
+    } finally {
+      await file.close()
+    }
+  }
   try {
     const chunk: OpenChunk = { file, table: await readTable(file, chunkLengthBytes, chunkHandle), chunkHandle, version, chunkLengthBytes }
     const first = await readStep(chunk, offsetBytes, offsetBytes + lengthBytes)

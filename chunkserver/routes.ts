@@ -65,7 +65,7 @@ export async function chunkRoutes (app: FastifyInstance, deps: RoutesDeps): Prom
     reply.header('content-type', 'application/octet-stream')
     reply.header('content-length', read.lengthBytes)
     reply.header(chunkLengthHeader, read.chunkLengthBytes)
-    return reply.send(read.body ?? Buffer.alloc(0))
+    return reply.send(read.bytes ?? read.body ?? Buffer.alloc(0))
   })
 }
 
