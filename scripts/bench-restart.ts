@@ -18,13 +18,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { pino } from 'pino'
+import Database from 'better-sqlite3'
 import { request } from 'undici'
 import { resolveMasterConfig } from '../shared/config.js'
 import { newLeaseId, type InodeId } from '../shared/ids.js'
-import { oplogRecordsKeptMax, oplogTrimBatchMax } from '../shared/limits.js'
+import { oplogRecordAgeMsMax, oplogRecordsKeptMax, oplogRecordsKeptMin, oplogTrimBatchMax } from '../shared/limits.js'
 import { cliPath, spawnRole, type SpawnedRole } from '../shared/process.js'
 import { openMaster } from '../master/main.js'
-import { trimOplog } from '../master/oplog.js'
+import { trimOplogRetained, type RetentionBounds } from '../master/oplog.js'
+import type { Db } from '../master/db.js'
 import { SpareMaster } from '../client/cluster/up-standby.js'
 import { fmt, line, median } from './bench-format.js'
 
@@ -91,7 +93,29 @@ function printMemory (size: number, figures: RestartFigures, dataDir: string): v
   line(`master VmRSS at ${fmt(size)} files, after a walk`, mb(afterWalk.rssBytes), `${verdict(afterWalk.rssBytes, rssTargetBytes)}; ${fmt(figures.walkedEntries)} entries listed in ${fmt(figures.walkedDirs)} dirs, 1,000 stats`)
   line(`master VmHWM at ${fmt(size)} files, after a walk`, mb(afterWalk.hwmBytes), 'peak RSS of that process')
   const db = dbBytes(dataDir)
-  line(`database at ${fmt(size)} files`, mb(db.totalBytes), `${verdict(db.totalBytes, dbTargetBytes)}; master.db ${mb(db.mainBytes)} + WAL ${mb(db.walBytes)}; the oplog trimmed to ${fmt(oplogRecordsKeptMax)} records`)
+  line(`database at ${fmt(size)} files`, mb(db.totalBytes), `${verdict(db.totalBytes, dbTargetBytes)}; master.db ${mb(db.mainBytes)} + WAL ${mb(db.walBytes)}`)
+  const { oplogRecords, oplogBytes, inodeBytes, freeBytes } = dbParts(dataDir)   // the master is gone: nothing writes it
+  const perRecord = oplogRecords === 0 ? 0 : oplogBytes / oplogRecords
+  line(`  of which the namespace (inodes + index)`, mb(inodeBytes), `${fmt(inodeBytes / size)} bytes a file`)
+  line(`  of which the oplog`, mb(oplogBytes), `${fmt(oplogRecords)} records as the tick trims them (no shadow), ${fmt(perRecord)} bytes each`)
+  line(`  of which free pages`, mb(freeBytes), '')
+  line(`database at the oplog's count bound (estimate)`, mb(db.totalBytes - oplogBytes + perRecord * oplogRecordsKeptMax), `${verdict(db.totalBytes - oplogBytes + perRecord * oplogRecordsKeptMax, dbTargetBytes)}; a shadow lagging ${fmt(oplogRecordsKeptMax)} records (within ${fmt(oplogRecordAgeMsMax / 60_000)} min) holds them all back`)
+}
+
+interface DbParts { oplogRecords: number, oplogBytes: number, inodeBytes: number, freeBytes: number }
+
+// What the database holds, read (dbstat, read-only) while no master writes it.
+function dbParts (dataDir: string): DbParts {
+  const db = new Database(join(dataDir, 'master.db'), { readonly: true })
+  try {
+    const bytesOf = (names: string[]): number => (db.prepare(`SELECT COALESCE(SUM(pgsize), 0) AS bytes FROM dbstat WHERE name IN (${names.map(() => '?').join(', ')})`).get(...names) as { bytes: number }).bytes
+    const pageSize = db.pragma('page_size', { simple: true }) as number
+    const freePages = db.pragma('freelist_count', { simple: true }) as number
+    const oplogRecords = (db.prepare('SELECT COUNT(*) AS n FROM oplog').get() as { n: number }).n
+    return { oplogRecords, oplogBytes: bytesOf(['oplog']), inodeBytes: bytesOf(['inodes', 'sqlite_autoindex_inodes_1', 'inodes_pending', 'inodes_lease']), freeBytes: freePages * pageSize }
+  } finally {
+    db.close()
+  }
 }
 
 function restartSizes (): number[] {
@@ -104,7 +128,10 @@ function restartSizes (): number[] {
 }
 
 // Empty files /dNNNN/fNNNN from index `from` up to `to`, as create + complete ops through the master's commit
-// queue (group commit, one oplog record per op), then the oplog trimmed the way the master's tick trims it.
+// queue (group commit, one oplog record per op), the oplog trimmed after each wave the way the master's tick
+// trims it (trimOplogRetained with the tick's bounds; no shadow here, so down to oplogRecordsKeptMin records).
+// Trimming only at the end, to the count bound, measured a database no running master has: 2M records written,
+// 1M kept (~370 MB, what a shadow lagging up to the age bound can hold back), 1M freed (~370 MB of free pages).
 async function fill (dataDir: string, secretFile: string, from: number, to: number): Promise<void> {
   const config = resolveMasterConfig({ dataDir, secretFile, createSecret: false, port: 0, logLevel: 'silent' })
   const master = openMaster(config, { logger: pino({ level: 'silent' }), tick: false })
@@ -120,10 +147,19 @@ async function fill (dataDir: string, secretFile: string, from: number, to: numb
         return { inodeId: reply.inodeId as InodeId, leaseId }
       }))
       await Promise.all(created.map(async ({ inodeId, leaseId }) => await queue.submit({ type: 'complete', inodeId, leaseId, sizeBytes: 0, chunkCount: 0, mtimeMs: nowMs, nowMs })))
+      trimAsTheTickDoes(master.db)
     }
-    while (trimOplog(master.db, oplogRecordsKeptMax, oplogTrimBatchMax * 10) > 0) { /* bounded batches, as the tick does */ }
   } finally {
     await master.close()
+  }
+}
+
+const tickRetention: RetentionBounds = { recordsKeptMin: oplogRecordsKeptMin, recordsKeptMax: oplogRecordsKeptMax, recordAgeMsMax: oplogRecordAgeMsMax }
+const trimCallsPerWaveMax = 1000       // a wave of submitWaveMax × 2 records needs 2 calls of oplogTrimBatchMax
+
+function trimAsTheTickDoes (db: Db): void {
+  for (let call = 0; call < trimCallsPerWaveMax; call++) {
+    if (trimOplogRetained(db, tickRetention, null, Date.now(), oplogTrimBatchMax) === 0) return
   }
 }
 
