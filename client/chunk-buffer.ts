@@ -2,6 +2,10 @@
 // the master has committed the chunk, so a failed pipeline can be sent the chunk again from its first byte.
 // Uploads read it through a ChunkReader: a Readable that replays what is buffered and then follows new bytes
 // as they arrive, so a chunk streams to its pipeline while the application is still writing it.
+// A piece may come with a callback that hands its memory back to the producer (WriteOptions.onBufferReleased):
+// called by settle() only, once the chunk's upload is over (committed, or failed and its request torn down),
+// so no attempt can still send or resend those bytes. release() alone (a destroyed stream dropping its
+// memory early) never calls them.
 import { Readable } from 'node:stream'
 import { crc32 } from '../shared/checksum.js'
 import { assert } from '../shared/assert.js'
@@ -11,6 +15,8 @@ export class ChunkBuffer {
   readonly chunkIndex: number
   readonly capacityBytes: number
   #buffers: Buffer[] = []
+  #onSettled: Array<() => void> = []
+  #settled = false
   #lengthBytes = 0
   #crc32 = 0
   #ended = false
@@ -36,11 +42,12 @@ export class ChunkBuffer {
     return buffer
   }
 
-  append (buffer: Buffer): void {
+  append (buffer: Buffer, onSettled?: () => void): void {
     assert(!this.#ended, 'no bytes after a chunk ended')
     assert(!this.#released, 'no bytes after a chunk was released')
     assert(buffer.length > 0 && buffer.length <= this.roomBytes, 'a piece fits in the chunk')
     this.#buffers.push(buffer)
+    if (onSettled !== undefined) this.#onSettled.push(onSettled)
     this.#lengthBytes += buffer.length
     this.#crc32 = crc32(buffer, this.#crc32)
     for (const reader of this.#readers) reader.wake()
@@ -61,11 +68,22 @@ export class ChunkBuffer {
     return reader
   }
 
-  // The chunk is committed (or the write is over): drop the buffers so their memory can go.
+  // The write is over: drop the buffers so their memory can go, and stop every reader.
   release (): void {
     this.#released = true
     this.#buffers = []
     for (const reader of this.#readers) reader.destroy()
+  }
+
+  // The chunk's upload has settled (committed, or failed with its last request torn down): release, then tell
+  // each piece's producer, once, that its bytes are no longer needed.
+  settle (): void {
+    this.release()
+    if (this.#settled) return
+    this.#settled = true
+    const callbacks = this.#onSettled
+    this.#onSettled = []
+    for (const callback of callbacks) callback()
   }
 }
 

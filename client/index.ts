@@ -30,6 +30,7 @@ export type { ClientConfig } from '../shared/config.js'
 export type { Credentials } from '../shared/auth.js'
 export { channelNames } from './diagnostics.js'
 export { GranaryWriteStream, type WriteOptions, type WriteProgress } from './write.js'
+export { BufferPool, readPooledPieces } from './buffer-pool.js'
 export type { ReadOptions } from './read.js'
 export { GranaryFs, type FsCallOptions, type FsReadFileOptions, type FsWriteFileOptions, type FsReaddirOptions, type FsMkdirOptions,
   type FsRmOptions, type FsReadStreamOptions, type FsWriteStreamOptions } from './fs.js'

@@ -30,6 +30,12 @@ export interface WriteOptions {
   signal?: AbortSignal
   highWaterMark?: number
   onProgress?: (progress: WriteProgress) => void   // also emitted as the stream's 'progress' event
+  // Called with each Buffer given to write() (the same object) once the stream will never read it again: every
+  // chunk holding a part of it is committed, or its upload failed and was torn down. The caller may then refill
+  // it (a pool of reusable Buffers: client/buffer-pool.ts). Until then the stream keeps the caller's Buffer, not
+  // a copy, to resend it to a new pipeline. Buffers still queued in the stream when it is destroyed are never
+  // reported.
+  onBufferReleased?: (buffer: Buffer) => void
 }
 
 // After each chunk is durable on every replica of its pipeline and committed at the master: how far the upload
@@ -152,9 +158,23 @@ export class GranaryWriteStream extends Writable {
 
   // Splits the caller's buffer at chunk boundaries (subarray: no copy) and starts a chunk upload on the first
   // byte of each chunk, waiting for a free slot when chunksInFlightMax chunks are already in flight.
+  // With onBufferReleased, the buffer is reported once every chunk given a part of it has settled and this
+  // append is over (its own hold, dropped in finally: a chunk may settle while the rest waits for a slot).
   async #append (buffer: Buffer): Promise<void> {
     const file = this.#file
     assert(file !== undefined, 'writes come after create')
+    const onReleased = this.#options.onBufferReleased
+    const hold = onReleased === undefined ? undefined : new BufferHold(buffer, (released) => {
+      try { onReleased(released) } catch (err) { this.#fail(err as Error) }   // a throwing callback fails the upload, as onProgress does
+    })
+    try {
+      await this.#appendPieces(file, buffer, hold)
+    } finally {
+      hold?.drop()
+    }
+  }
+
+  async #appendPieces (file: CreateReply, buffer: Buffer, hold: BufferHold | undefined): Promise<void> {
     let offsetBytes = 0
     while (offsetBytes < buffer.length) {
       this.#throwIfStopped()
@@ -166,7 +186,7 @@ export class GranaryWriteStream extends Writable {
       const current = this.#current
       const takeBytes = Math.min(current.roomBytes, buffer.length - offsetBytes)
       const piece = offsetBytes === 0 && takeBytes === buffer.length ? buffer : buffer.subarray(offsetBytes, offsetBytes + takeBytes)
-      current.append(piece)
+      current.append(piece, hold?.take())
       offsetBytes += takeBytes
       this.#sizeBytes += takeBytes
       if (current.roomBytes === 0) {
@@ -197,10 +217,10 @@ export class GranaryWriteStream extends Writable {
     const settled = writeChunk({ ...this.#chunkContext(file), previousAllocated, allocated }, chunk)
       .then((leaseExpiresAtMs) => {
         const lengthBytes = chunk.lengthBytes
-        chunk.release()
+        chunk.settle()
         this.#onLease(leaseExpiresAtMs)
         this.#progress(chunk.chunkIndex, lengthBytes)
-      }, (err: Error) => { chunk.release(); this.#fail(err) })
+      }, (err: Error) => { chunk.settle(); this.#fail(err) })
       .finally(() => { this.#inFlight.delete(chunk.chunkIndex) })
     this.#inFlight.set(chunk.chunkIndex, settled)
     return chunk
@@ -330,6 +350,30 @@ export class GranaryWriteStream extends Writable {
   }
 }
 
+// Counts who still holds a caller's Buffer: the append that took it, and each chunk given a part of it.
+class BufferHold {
+  readonly #buffer: Buffer
+  readonly #onReleased: (buffer: Buffer) => void
+  #count = 1
+  readonly #dropOne = (): void => { this.drop() }
+
+  constructor (buffer: Buffer, onReleased: (buffer: Buffer) => void) {
+    this.#buffer = buffer
+    this.#onReleased = onReleased
+  }
+
+  take (): () => void {
+    assert(this.#count > 0, 'a released Buffer is not held again')
+    this.#count++
+    return this.#dropOne
+  }
+
+  drop (): void {
+    assert(this.#count > 0, 'a Buffer hold is dropped once per holder')
+    if (--this.#count === 0) this.#onReleased(this.#buffer)
+  }
+}
+
 function checkWriteOptions (options: WriteOptions): { highWaterMark: number, signal?: AbortSignal } {
   const { replication, chunkSizeBytes, deadlineMs } = options
   if (replication !== undefined && (!Number.isSafeInteger(replication) || replication < limits.replicationMin || replication > limits.replicationMax)) {
@@ -343,6 +387,7 @@ function checkWriteOptions (options: WriteOptions): { highWaterMark: number, sig
     throw new GranaryError('GRN_INVALID_ARGUMENT', [`mtimeMs must be a non-negative integer (epoch ms), got ${String(options.mtimeMs)}`])
   }
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new GranaryError('GRN_INVALID_ARGUMENT', ['onProgress must be a function'])
+  if (options.onBufferReleased !== undefined && typeof options.onBufferReleased !== 'function') throw new GranaryError('GRN_INVALID_ARGUMENT', ['onBufferReleased must be a function'])
   if (options.attrs !== undefined) checkAttrs(options.attrs)
   if (options.signal?.aborted === true) throw abortedError(options.signal)
   return { highWaterMark: options.highWaterMark ?? limits.forwardQueueBytesMax, signal: options.signal }

@@ -3,7 +3,8 @@
 // the end, then the folder fsynced: after a power cut the target is the old file or the whole new one).
 // The data path is CPU-bound on a small box (docs/PERF-NOTES): every system call, thread-pool hop, stream
 // handshake and Buffer shows in the rate. So a put reads its file in 4 MiB pieces (one read(2) each, not a
-// thread-pool trip per 64 KiB), and a get or cat writes each piece the read stream delivers as it arrives,
+// thread-pool trip per 64 KiB) into a pool of reused Buffers (a fresh 4 MiB Buffer per read cost ~1 CPU-s per
+// GiB in faults, mmap/munmap and GC), and a get or cat writes each piece the read stream delivers as it arrives,
 // without a pause and resume of the read per piece; no stage touches the bytes on the way.
 import { fstatSync, writeSync } from 'node:fs'
 import { open, stat as localStat, rename, rm, type FileHandle } from 'node:fs/promises'
@@ -12,6 +13,8 @@ import { randomBytes } from 'node:crypto'
 import { pipeline } from 'node:stream/promises'
 import { Writable, type Readable } from 'node:stream'
 import { GranaryError, isGranaryError } from '../../shared/errors.js'
+import * as limits from '../../shared/limits.js'
+import { BufferPool, readPooledPieces } from '../buffer-pool.js'
 import { normalizePath, parentPath, joinPath, baseName } from '../../shared/paths.js'
 import { parseReplication, parseSize } from './args.js'
 import type { Progress } from './format.js'
@@ -22,6 +25,10 @@ import { hasGlob, expandRemote } from './glob.js'
 import type { FileStat } from '../../shared/protocol.js'
 
 const localPieceBytes = 4 * 1024 * 1024   // one read(2) of a local file moves this much
+// Pieces the put pool keeps for reuse: what a write stream holds at most with default chunks (chunksInFlightMax
+// chunks until their commits) plus a few in the stream's queue and in the read. Larger chunks still work (the
+// pool lends fresh Buffers beyond this and lets the GC have them), only with less reuse.
+const localPoolPiecesMax = Math.ceil(limits.chunksInFlightMax * limits.chunkSizeBytesDefault / localPieceBytes) + 4
 const queueBytesMax = 4 * 1024 * 1024     // bytes a get or cat lets wait for a slow stdout before it pushes back
 
 export async function put (context: CommandContext): Promise<void> {
@@ -62,8 +69,13 @@ export async function upload (context: CommandContext, local: LocalFile | undefi
   const parent = parentPath(target)
   if (parent !== '/') await client.mkdir(parent, { recursive: true, signal: context.signal })
   const progress = context.progress(`put ${target}`, local === undefined ? null : local.sizeBytes)
-  const source: Readable | AsyncIterable<Buffer> = local === undefined ? io.stdin : localPieces(local.file)
-  const output = client.createWriteStream(target, { ...options, signal: context.signal })
+  const pool = local === undefined ? undefined : localPool()
+  const source: Readable | AsyncIterable<Buffer> = local === undefined || pool === undefined ? io.stdin : readPooledPieces(local.file, pool)
+  const output = client.createWriteStream(target, {
+    ...options,
+    signal: context.signal,
+    ...(pool === undefined ? {} : { onBufferReleased: (buffer: Buffer) => { pool.give(buffer) } }),
+  })
   try {
     await (progress === undefined ? pipeline(source, output) : pipeline(source, progress.counter(), output))
   } catch (err) {
@@ -89,16 +101,12 @@ export async function openLocalFile (path: string): Promise<LocalFile> {
   }
 }
 
-// The file in fresh Buffers of localPieceBytes, read at the current offset (so a FIFO named by path works too).
-// None is reused: the write stream keeps the caller's Buffers (no copy) until their chunk is committed. A short
-// read (the last piece, or a pipe) is copied into a Buffer of its own size, so a few bytes never pin 4 MiB.
-async function * localPieces (file: FileHandle): AsyncGenerator<Buffer> {
-  for (;;) {
-    const piece = Buffer.allocUnsafeSlow(localPieceBytes)
-    const { bytesRead } = await file.read(piece, 0, localPieceBytes, null)
-    if (bytesRead === 0) return
-    yield bytesRead === localPieceBytes ? piece : Buffer.from(piece.subarray(0, bytesRead))
-  }
+// One pool per CLI process, shared by the uploads of a put, cp or sync one after another (or side by side:
+// each Buffer is lent to one reader at a time).
+let sharedPool: BufferPool | undefined
+function localPool (): BufferPool {
+  sharedPool ??= new BufferPool(localPieceBytes, localPoolPiecesMax)
+  return sharedPool
 }
 
 // 'dir/' or an existing directory receives the file under its local name.

@@ -11,6 +11,7 @@ import { crc32 } from '../../../shared/checksum.js'
 import { chunksInFlightMax } from '../../../shared/limits.js'
 import type { GranaryError } from '../../../shared/errors.js'
 import { connect } from '../../../client/index.js'
+import { BufferPool } from '../../../client/buffer-pool.js'
 import { startFakeCluster } from './fake-cluster.js'
 import { clientOptions, chunkSizeBytes, pattern, codeOf, sha256 } from './helpers.js'
 
@@ -209,4 +210,79 @@ t.test('overwrite replaces atomically; without it an existing file is refused; p
   const aborted = fs.writeFile('/h', (async function * () { yield Buffer.from('x'); await sleep(5000, undefined, { signal: controller.signal }).catch(() => {}); yield Buffer.from('y') })(), { signal: controller.signal })
   setTimeout(() => { controller.abort() }, 50)
   t.equal(await codeOf(aborted), 'GRN_ABORTED')
+})
+
+// onBufferReleased lets a producer refill its Buffers (client/buffer-pool.ts; the CLI's put). Each Buffer must
+// come back only once every chunk holding a part of it is committed: a pipeline cut mid-chunk resends from the
+// kept Buffers. The producer here poisons each Buffer the moment it comes back, before refilling it from the
+// pool, and its pieces straddle chunk boundaries: a Buffer given back after its first chunk's commit but while
+// its second chunk is resent would reach a chunkserver as 0xEE bytes (GRN_INTEGRITY, then a failed write) or
+// read back wrong.
+t.test('onBufferReleased gives a Buffer back only after every chunk holding it is committed, across resends', async (t) => {
+  const { cluster, fs } = await setup(t, 4)
+  const pieceBytes = 24 * 1024   // not a divisor of the 64 KiB chunk: pieces straddle chunk boundaries
+  const pool = new BufferPool(pieceBytes, 8)
+  const data = pattern(24 * chunkSizeBytes + 777, 21)
+  const [cs1, , cs3] = cluster.chunkservers
+  cs1!.cutAfterBytes = 20_000
+  cs1!.putFaults = ['cut']
+  cs3!.cutAfterBytes = 40_000
+  cs3!.putFaults = ['refuse', 'cut']
+  const ranges = new Map<Buffer, { start: number, end: number }>()
+  const early: string[] = []
+  let released = 0
+  const committed = (chunkIndex: number): boolean => cluster.master.requests.some((r) => r.route === '/fs/commit' && r.body.chunkIndex === chunkIndex)
+  async function * source (): AsyncGenerator<Buffer> {
+    for (let offset = 0; offset < data.length; offset += pieceBytes) {
+      const piece = pool.take()
+      const length = data.copy(piece, 0, offset, offset + pieceBytes)
+      const view = length === pieceBytes ? piece : piece.subarray(0, length)
+      ranges.set(view, { start: offset, end: offset + length })
+      yield view
+    }
+  }
+  const stream = fs.createWriteStream('/pooled.bin', {
+    highWaterMark: pieceBytes,   // the producer waits on the stream (else the whole file would sit in its queue)
+    onBufferReleased: (buffer) => {
+      const range = ranges.get(buffer)
+      if (range === undefined) { early.push('a Buffer that was never written'); return }
+      ranges.delete(buffer)
+      for (let chunk = Math.floor(range.start / chunkSizeBytes); chunk <= Math.floor((range.end - 1) / chunkSizeBytes); chunk++) {
+        if (!committed(chunk)) early.push(`bytes ${range.start}..${range.end} before chunk ${chunk} was committed`)
+      }
+      released++
+      buffer.fill(0xee)
+      pool.give(buffer)
+    },
+  })
+  await pipeline(source(), stream)
+  t.same(early, [], 'no Buffer came back before all its chunks were committed')
+  t.equal(ranges.size, 0, 'every Buffer came back once the write finished')
+  t.equal(released, Math.ceil(data.length / pieceBytes), 'each exactly once')
+  t.ok(pool.reusedCount > 0, `the pool lent Buffers again (${pool.reusedCount} times), so reuse was tested`)
+  const excluded = cluster.master.requests.filter((r) => r.route === '/fs/allocate' && Array.isArray(r.body.excludeServerIds) && (r.body.excludeServerIds as string[]).length > 0)
+  t.ok(excluded.length >= 2, `pipelines failed and chunks were resent (${excluded.length} re-allocations)`)
+  t.equal(sha256(await fs.readFile('/pooled.bin')), sha256(data), 'and the file reads back byte-identical')
+})
+
+t.test('a failed write gives back the Buffers its chunks held, each once', async (t) => {
+  const { cluster, fs } = await setup(t, 3, { deadlineMs: 300 })
+  for (const cs of cluster.chunkservers) cs.putFaults = Array(1000).fill('refuse')
+  const pool = new BufferPool(16 * 1024, 16)
+  const given: Buffer[] = []
+  const stream = fs.createWriteStream('/doomed-pool.bin', { onBufferReleased: (buffer) => { given.push(buffer); pool.give(buffer) } })
+  const taken: Buffer[] = []
+  async function * source (): AsyncGenerator<Buffer> {
+    for (let i = 0; i < 20; i++) {
+      const piece = pool.take()
+      pattern(piece.length, i).copy(piece)
+      taken.push(piece)
+      yield piece
+    }
+  }
+  const err = await pipeline(source(), stream).catch((e: unknown) => e) as GranaryError
+  t.equal(err.code, 'GRN_DEADLINE_EXCEEDED')
+  t.equal(new Set(given).size, given.length, 'no Buffer was given back twice (BufferPool.give would also throw)')
+  t.ok(given.every((buffer) => taken.includes(buffer)), 'only Buffers the producer wrote')
+  t.ok(given.length > 0, `the Buffers of the failed chunks came back (${given.length})`)
 })
