@@ -135,57 +135,52 @@ t.test('a call ends by its own timeout or abort; a batch whose calls all ended i
 t.test('an older server, a read sent back, a malformed or failed batch', async (t) => {
   const server = fakeServer()
   const batcher = new Batcher(server.send, 5_000)
-  const fill = async (): Promise<Array<Promise<unknown>>> => {
+  // Two calls that wait behind busy slots, then travel as one batch once a slot frees: the calls, that batch,
+  // and done() to answer the blockers still out.
+  const batchOfTwo = async (a: string, b: string) => {
     const from = server.sent.length
     const blockers = Array.from({ length: batchesInFlightMax }, (_, i) => batcher.call(stat(`/b${i}`), 'read'))
     await server.until(from + batchesInFlightMax)
-    return blockers
+    const calls = [batcher.call(stat(a), 'read'), batcher.call(stat(b), 'read')]
+    server.sent[from]?.resolve({})
+    await server.until(from + batchesInFlightMax + 1)
+    const batch = server.sent[from + batchesInFlightMax] as Sent
+    t.equal(batch.request.path, '/fs/batch')
+    const done = async (): Promise<void> => {
+      for (const blocker of server.sent.slice(from + 1, from + batchesInFlightMax)) blocker.resolve({})
+      await Promise.all(blockers)
+    }
+    return { calls, batch, done }
   }
   // Failed batch: every call gets the failure (master-link retries them one by one).
-  let blockers = await fill()
-  let calls = [batcher.call(stat('/1'), 'read'), batcher.call(stat('/2'), 'read')]
-  server.sent[server.sent.length - 2]?.resolve({})
-  await server.until(server.sent.length + 1)
-  server.sent[server.sent.length - 1]?.reject(new GranaryError('GRN_UNAVAILABLE', ['http://m', 'ECONNRESET']))
-  for (const call of calls) await t.rejects(call, { code: 'GRN_UNAVAILABLE' })
-  server.sent[server.sent.length - 2]?.resolve({})
-  await Promise.all(blockers)
+  let round = await batchOfTwo('/1', '/2')
+  round.batch.reject(new GranaryError('GRN_UNAVAILABLE', ['http://m', 'ECONNRESET']))
+  for (const call of round.calls) await t.rejects(call, { code: 'GRN_UNAVAILABLE' })
+  await round.done()
 
   // A reply without a result per call: GRN_INTERNAL for each, never another call's answer.
-  blockers = await fill()
-  calls = [batcher.call(stat('/3'), 'read'), batcher.call(stat('/4'), 'read')]
-  server.sent[server.sent.length - 2]?.resolve({})
-  await server.until(server.sent.length + 1)
-  server.sent[server.sent.length - 1]?.resolve({ results: [{ reply: { path: '/3' }, position: '1.1' }] })
-  for (const call of calls) await t.rejects(call, { code: 'GRN_INTERNAL' })
-  server.sent[server.sent.length - 2]?.resolve({})
-  await Promise.all(blockers)
+  round = await batchOfTwo('/3', '/4')
+  round.batch.resolve({ results: [{ reply: { path: '/3' }, position: '1.1' }] })
+  for (const call of round.calls) await t.rejects(call, { code: 'GRN_INTERNAL' })
+  await round.done()
 
   // { single: true }: asked alone.
-  blockers = await fill()
-  calls = [batcher.call(stat('/5'), 'read'), batcher.call(stat('/6'), 'read')]
-  server.sent[server.sent.length - 2]?.resolve({})
-  await server.until(server.sent.length + 1)
-  server.sent[server.sent.length - 1]?.resolve({ results: [{ single: true }, { reply: { path: '/6' }, position: '1.1' }] })
+  round = await batchOfTwo('/5', '/6')
+  round.batch.resolve({ results: [{ single: true }, { reply: { path: '/6' }, position: '1.1' }] })
   await server.until(server.sent.length + 1)
   const alone = server.sent[server.sent.length - 1] as Sent
   t.same(alone.request.query, { path: '/5' }, 'the read sent back is asked alone')
   alone.resolve({ path: '/5' })
-  t.same(await Promise.all(calls), [{ path: '/5' }, { path: '/6' }])
-  server.sent[server.sent.length - 3]?.resolve({})
-  await Promise.all(blockers)
+  t.same(await Promise.all(round.calls), [{ path: '/5' }, { path: '/6' }])
+  await round.done()
 
   // 404 on the batch route: an older server; these calls and later ones go alone.
-  blockers = await fill()
-  calls = [batcher.call(stat('/7'), 'read'), batcher.call(stat('/8'), 'read')]
-  server.sent[server.sent.length - 2]?.resolve({})
-  await server.until(server.sent.length + 1)
-  server.sent[server.sent.length - 1]?.reject(new GranaryError('GRN_NOT_FOUND', ['route POST /fs/batch']))
+  round = await batchOfTwo('/7', '/8')
+  round.batch.reject(new GranaryError('GRN_NOT_FOUND', ['route POST /fs/batch']))
   await server.until(server.sent.length + 2)
   for (const s of server.sent.slice(-2)) s.resolve({ path: (s.request.query as { path: string }).path })
-  t.same(await Promise.all(calls), [{ path: '/7' }, { path: '/8' }])
-  server.sent[server.sent.length - 4]?.resolve({})
-  await Promise.all(blockers)
+  t.same(await Promise.all(round.calls), [{ path: '/7' }, { path: '/8' }])
+  await round.done()
   const before = server.sent.length
   const later = [batcher.call(stat('/9'), 'read'), batcher.call(stat('/10'), 'read'), batcher.call(stat('/11'), 'read')]
   await server.until(before + 3)
