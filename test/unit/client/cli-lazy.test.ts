@@ -5,7 +5,7 @@
 // - ls, stat, cat against a fake cluster: the client and the command's module load; nothing from dist/master/,
 //   dist/chunkserver/ or dist/gateway/, nor fastify, better-sqlite3, prom-client or pino; of undici only the
 //   Agent (client/undici-agent.ts), never its index (fetch, WebSocket, mocks, cache stores); no cli-progress
-//   (stdout and stderr are not terminals).
+//   (stdout and stderr are not terminals); no tar-stream (loaded by the first pack or unpack, client/tar.ts).
 // - --version loads no undici at all.
 // The same hook does see what it must: dist/master/ for `granary master` with a bad flag, and undici's whole
 // index for `granary fsck` (which calls undici's request()): each check can fail.
@@ -63,6 +63,7 @@ process.on('exit', () => { appendFileSync(process.env.GRANARY_TRACE_FILE, Object
     t.same(loaded.filter((url) => serverCode.test(url)), [], `${name}: no server code`)
     t.same(loaded.filter((url) => undiciIndex.test(url)), [], `${name}: not undici's index`)
     t.same(loaded.filter((url) => url.includes('/node_modules/cli-progress/')), [], `${name}: no progress bar library`)
+    t.same(loaded.filter((url) => url.includes('/node_modules/tar-stream/')), [], `${name}: no tar library`)
   }
 
   const version = await traced('version', ['--version'])
@@ -75,4 +76,7 @@ process.on('exit', () => { appendFileSync(process.env.GRANARY_TRACE_FILE, Object
   t.ok(master.loaded.some((url) => url.includes('/dist/master/')), 'the same hook does see server code when a server command runs')
   const fsck = await traced('fsck', ['fsck', '/'])
   t.ok(fsck.loaded.some((url) => undiciIndex.test(url)), 'and undici\'s index when a command that uses it runs (fsck)')
+  const tree = await traced('get-r', ['get', '-r', '/', join(dir, 'tree')])
+  t.equal(tree.code, 0, 'get -r succeeded')
+  t.ok(tree.loaded.some((url) => url.includes('/node_modules/tar-stream/')), 'and tar-stream when a folder moves as tar (get -r)')
 })
