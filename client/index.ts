@@ -104,6 +104,15 @@ export class GranaryClient {
   // metadataServers, GRN_NOT_MASTER refusals). A client given one URL knows the rest after its first call.
   get knownMasters (): readonly string[] { return this.#link.masters }
 
+  // Asks every known metadata server now for the cluster's metadata servers (health: cheap), without waiting;
+  // reads do this themselves, with the first read. A short-lived process (the CLI) calls it before it loads
+  // the rest of its code, so by its first read it knows which servers answered and which did not, and races a
+  // hung master at once instead of after a hedge delay. At most once per membersRefreshMs, like the reads' asks.
+  discoverMasters (): Promise<void> {
+    this.#checkOpen()
+    return this.#link.refreshMembers() ?? Promise.resolve()
+  }
+
   // The newest (term, seq) position any master or shadow reply carried: no read answers from before it.
   get position (): { term: number, seq: number } { return this.#link.position }
 

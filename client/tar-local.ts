@@ -10,11 +10,11 @@ import { join, dirname, basename } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import tarStream, { type Pack } from 'tar-stream'
+import type { Pack } from 'tar-stream'
 import { GranaryError } from '../shared/errors.js'
 import * as limits from '../shared/limits.js'
 import { throwIfAborted } from './retry.js'
-import { tarEntryNames, refuseEntryType, addEntry, feedExtract, iterate, mtimeMsOf, tarError, type EntryHeader } from './tar.js'
+import { tarStream, tarEntryNames, refuseEntryType, addEntry, feedExtract, iterate, mtimeMsOf, tarError, type EntryHeader } from './tar.js'
 
 export interface LocalPackOptions { signal?: AbortSignal }
 export interface LocalUnpackOptions {
@@ -32,7 +32,7 @@ const permissionBits = 0o777
 
 // A tar of everything under `root` (not `root` itself), folders before their contents, names sorted.
 export function packLocalDirectory (root: string, options: LocalPackOptions = {}): Readable {
-  const pack = tarStream.pack()
+  const pack = tarStream().pack()
   pack.on('error', () => {})   // its errors reach the reader through the Readable below; a destroy must not throw
   const produce = async (): Promise<void> => {
     const top = await lstat(root).catch((err: unknown) => { throw localFsError(err, root) })
@@ -94,7 +94,7 @@ export async function unpackLocalDirectory (root: string, tar: AsyncIterable<Buf
   const result = { fileCount: 0, dirCount: 0, sizeBytes: 0 }
   const modeMask = options.preservePermissions === true ? specialModeBits | permissionBits : permissionBits
   const folders = new LocalFolders(root, modeMask)
-  const extract = tarStream.extract()
+  const extract = tarStream().extract()
   feedExtract(tar, extract)
   try {
     for await (const source of extract) {

@@ -9,13 +9,24 @@
 import { Readable } from 'node:stream'
 import { getMaxListeners, setMaxListeners } from 'node:events'
 import { pipeline } from 'node:stream/promises'
-import tarStream, { type Header, type Pack, type Extract } from 'tar-stream'
+import { createRequire } from 'node:module'
+import type tarStreamModule from 'tar-stream'
+import type { Header, Pack, Extract } from 'tar-stream'
 import { GranaryError } from '../shared/errors.js'
 import { joinPath, normalizePath } from '../shared/paths.js'
 import type { FileStat } from '../shared/protocol.js'
 import * as limits from '../shared/limits.js'
 import { throwIfAborted } from './retry.js'
 import type { GranaryClient } from './index.js'
+
+// tar-stream (and the 13 modules it requires) is loaded by the first pack or unpack, not with the client:
+// every `granary cat` and `granary stat` loads this file through client/index.ts, and loading tar-stream was
+// ~20 ms of CPU of such a process (issue 11 item 3). tar-local.ts uses the same loader.
+let tarStreamLoaded: typeof tarStreamModule | undefined
+export function tarStream (): typeof tarStreamModule {
+  tarStreamLoaded ??= createRequire(import.meta.url)('tar-stream') as typeof tarStreamModule
+  return tarStreamLoaded
+}
 
 export interface PackOptions { signal?: AbortSignal, deadlineMs?: number }
 export interface UnpackOptions {
@@ -56,7 +67,7 @@ interface PackItem { stat: FileStat, name: string, data?: Promise<Buffer> }
 // A tar of everything under `root` (not `root` itself): folders before their contents, names sorted.
 export function packDirectory (client: GranaryClient, root: string, options: PackOptions = {}): Readable {
   allowListeners(options.signal)
-  const pack = tarStream.pack()
+  const pack = tarStream().pack()
   pack.on('error', () => {})   // its errors reach the reader through the Readable below; a destroy must not throw
   const call = { signal: options.signal, deadlineMs: options.deadlineMs }
   const produce = async (): Promise<void> => {
@@ -157,7 +168,7 @@ export async function unpackDirectory (client: GranaryClient, root: string, tar:
   await client.mkdir(root, { ...call, recursive: true })
   const result: UnpackResult = { fileCount: 0, dirCount: 0, sizeBytes: 0 }
   const writes = new InFlight(limits.tarFilesInFlightMax)
-  const extract = tarStream.extract()
+  const extract = tarStream().extract()
   feedExtract(tar, extract)
   try {
     for await (const source of extract) {

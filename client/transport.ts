@@ -2,7 +2,7 @@
 // timeouts passed explicitly. Socket-level failures become GranaryErrors here, so everything above branches
 // on err.code and the retry logic reads `retryable` (GRN_UNAVAILABLE, GRN_TIMEOUT) from the error table.
 import { signClient, type Credentials } from '../shared/auth.js'
-import { Agent } from 'undici'
+import { Agent } from './undici-agent.js'
 import { certificateError, isCertificateFailure } from '../shared/tls.js'
 import type { Readable } from 'node:stream'
 import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../shared/errors.js'

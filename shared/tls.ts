@@ -3,7 +3,6 @@
 // that name the flag; a caller without a CA file trusts the system's CAs. A certificate failure seen by a
 // caller becomes GRN_UNAVAILABLE naming the problem (certificateError), not a retry until the deadline.
 import { readFileSync, statSync } from 'node:fs'
-import { Agent } from 'undici'
 import { GranaryError } from './errors.js'
 
 // A PEM file larger than this is not a certificate, a key or a CA bundle (the system bundle is ~220 KiB).
@@ -37,13 +36,6 @@ export function loadCa (what: string, caFile: string): Buffer | undefined {
 // undici's Agent/request option: { connect: { ca } } when a CA is given, nothing otherwise.
 export function caConnectOptions (ca: Buffer | undefined): { connect?: { ca: Buffer } } {
   return ca === undefined ? {} : { connect: { ca } }
-}
-
-// An undici Agent trusting `ca`, for the few one-off calls outside a client's Transport (the CLI's promote
-// and fsck); undefined = undici's global dispatcher (the system's CAs). The caller closes it.
-export function caDispatcher (what: string, caFile: string): Agent | undefined {
-  const ca = loadCa(what, caFile)
-  return ca === undefined ? undefined : new Agent({ connect: { ca } })
 }
 
 function readPem (what: string, flag: string, file: string): Buffer {

@@ -1,8 +1,7 @@
 // `granary admin promote --shadow URL [--force]`: turn a caught-up shadow into the master (term + 1), and the
 // shadow lines of `granary report`. Promotion talks to the shadow named, not to the configured masters: the
 // master may be the very thing that is gone.
-import { request } from 'undici'
-import { caDispatcher, certificateError, isCertificateFailure } from '../../shared/tls.js'
+import { certificateError, isCertificateFailure } from '../../shared/tls.js'
 import { GranaryError, errorFromBody, isGranaryError, type ErrorBody } from '../../shared/errors.js'
 import { parseMasterList } from '../../shared/config.js'
 import { promotePath, type ClusterReport, type PromoteReply } from '../../shared/protocol.js'
@@ -66,7 +65,11 @@ function describeRights (key: { readOnly: boolean, admin: boolean, prefix: strin
   return key.prefix === null ? rights : `${rights} under ${key.prefix}`
 }
 
+// undici is loaded here, not at the top: `granary report` and `granary stat` load this file for
+// formatShadowLines, and a read command loads only the client's lean Agent (client/undici-agent.ts).
 async function promote (shadowUrl: string, force: boolean, signal: AbortSignal, credentials: Credentials | null, caFile: string): Promise<PromoteReply> {
+  const { request } = await import('undici')
+  const { caDispatcher } = await import('./ca-dispatcher.js')
   let res
   const dispatcher = caDispatcher('client', caFile)
   try {

@@ -1,7 +1,16 @@
 // How the CLI shows things to people: sizes, times, aligned tables, and the progress bar (stderr, only when
 // stderr is a terminal — a pipe or a log file gets nothing extra).
 import { Transform, type Writable } from 'node:stream'
-import cliProgress from 'cli-progress'
+import { createRequire } from 'node:module'
+import type cliProgressModule from 'cli-progress'
+
+// cli-progress is loaded by the first bar drawn, not with this file: every command formats something, and only
+// a transfer on a terminal draws a bar (a piped `granary cat` or a `granary stat` need not load it).
+let cliProgress: typeof cliProgressModule | undefined
+function loadCliProgress (): typeof cliProgressModule {
+  cliProgress ??= createRequire(import.meta.url)('cli-progress') as typeof cliProgressModule
+  return cliProgress
+}
 
 const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
 
@@ -46,7 +55,7 @@ export interface ProgressTarget extends Writable { isTTY?: boolean }
 // A transfer's progress: bytes, rate and ETA. start() returns undefined when the stream is not a TTY, and
 // callers then add no counting stage at all.
 export class Progress {
-  readonly #bar: cliProgress.SingleBar
+  readonly #bar: cliProgressModule.SingleBar
   readonly #startMs = Date.now()
   readonly #totalBytes: number | null
   #bytes = 0
@@ -56,7 +65,8 @@ export class Progress {
     const format = totalBytes === null
       ? `${label} {done} | {rate}`
       : `${label} [{bar}] {percentage}% | {done} / {total_h} | {rate} | ETA {eta_formatted}`
-    this.#bar = new cliProgress.SingleBar({ stream, format, hideCursor: true, barsize: 30, fps: 8, etaBuffer: 50 }, cliProgress.Presets.shades_classic)
+    const bars = loadCliProgress()
+    this.#bar = new bars.SingleBar({ stream, format, hideCursor: true, barsize: 30, fps: 8, etaBuffer: 50 }, bars.Presets.shades_classic)
     this.#bar.start(totalBytes ?? 0, 0, this.#payload())
   }
 

@@ -3,7 +3,8 @@
 // GRN_DATA_AT_RISK when any chunk is at risk, 0 when every chunk is fully replicated. Asks the configured
 // master URLs in order (a shadow answers too while the master is down).
 import { request, type Dispatcher } from 'undici'
-import { caDispatcher, certificateError, isCertificateFailure } from '../../shared/tls.js'
+import { certificateError, isCertificateFailure } from '../../shared/tls.js'
+import { caDispatcher } from './ca-dispatcher.js'
 import { signClient, type Credentials } from '../../shared/auth.js'
 import { parseMasterList } from '../../shared/config.js'
 import { errorFromBody, GranaryError, isGranaryError } from '../../shared/errors.js'

@@ -114,8 +114,11 @@ export async function main (argv: string[], io: CliIo): Promise<number> {
     return exitCodes.ok
   }
   const { connect } = await import('../index.js')
-  const { Progress } = await import('./format.js')
   const client = connect({ masters: flags.masters, deadlineMs: flags.deadlineMs, keepAliveTimeoutMs: 1_000, credentials: flags.credentials, caFile: flags.caFile })
+  // The members ask goes out before the command's code loads (tens of ms in a fresh process): by the first read,
+  // a master that has not answered while another server has is known to be hung, and the read races it at once.
+  void client.discoverMasters()
+  const { Progress } = await import('./format.js')
   const context: CommandContext = {
     client, io, values, positionals, json: flags.json, quiet: flags.quiet, credentials: client.credentials, signal,
     print: (text) => { io.stdout.write(text) },

@@ -140,6 +140,28 @@ t.test('a new client whose master hangs health and reads alike gets its first re
   await waitFor('the master to see its aborted requests', () => master.aborted >= 1)
 })
 
+// The CLI asks for the members as soon as it has a client, before it loads its command (client.discoverMasters()):
+// by its first read the shadow has answered and the hung master has not, so the read is raced at once, not after
+// the hedgeDelayMsMin the previous test's client waits out from the moment the shadow answers.
+t.test('an early members ask: a master that has not answered while the shadow has is raced by the first read at once', async (t) => {
+  const master = await server(t, hang)
+  const shadow = await server(t, (route, _req, res) => { reply(res, '1.1', 200, route === statPath ? stat('/') : { role: 'shadow', metadataServers: [] }) })
+  const transport = new Transport({ requestTimeoutMs: 300, keepAliveTimeoutMs: 1_000 })
+  t.teardown(async () => { await transport.close() })
+  const l = new MasterLink(transport, { masters: [master.url, shadow.url], deadlineMs: 8_000, requestTimeoutMs: 300, policy: { retryDelayMsMin: 10, retryDelayMsMax: 20, attemptsMax: limits.retryAttemptsMax } })
+  const failovers: Array<{ code?: string, message?: string }> = []
+  const onFailover = (message: unknown): void => { failovers.push(message as { code?: string }) }
+  diagnosticsChannel.subscribe(channelNames.failover, onFailover)
+  t.teardown(() => { diagnosticsChannel.unsubscribe(channelNames.failover, onFailover) })
+  await l.refreshMembers()   // settles when the master's health ask times out (300 ms); the shadow answered long before
+  t.same(shadow.seen, [healthPath], 'the shadow was asked for the members')
+  t.match(await l.stat('/'), { path: '/' })
+  const hedge = failovers.find((f) => f.code === 'GRN_HEDGE')
+  t.ok(hedge !== undefined, 'the read was raced to the shadow')
+  const waitedMs = Number(/within (\d+) ms/.exec(hedge?.message ?? '')?.[1])
+  t.ok(waitedMs < limits.hedgeDelayMsMin, `raced after ${waitedMs} ms, not after hedgeDelayMsMin (${limits.hedgeDelayMsMin} ms)`)
+})
+
 async function waitFor (what: string, predicate: () => boolean, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!predicate()) {
