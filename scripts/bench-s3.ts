@@ -29,6 +29,7 @@ const GiB = 1024 * MiB
 const runs = Number(process.env.GRANARY_BENCH_S3_RUNS ?? 3)
 const parts = new Set((process.env.GRANARY_BENCH_S3_PARTS ?? 'put,get,small').split(',').map((part) => part.trim()))
 if (parts.has('get')) parts.add('put')
+const partsInFlight = Number(process.env.GRANARY_BENCH_S3_PARTS_IN_FLIGHT ?? 4)
 const smallCount = 1000
 const smallInFlight = 16
 const keys = { accessKeyId: 'BENCHKEY', secretAccessKey: 'bench-secret-key' }
@@ -85,7 +86,7 @@ async function benchRun (fs: GranaryClient, s3: S3Client, pattern: Buffer, run: 
   const work: Record<Step, () => Promise<number>> = {
     libraryPut: async () => await timedMBps(GiB, async () => { await pipeline(Readable.from(pieces(pattern, GiB)), fs.createWriteStream(`/native/big-${run}`, { overwrite: true })) }),
     s3Put: async () => await timedMBps(GiB, async () => {
-      await new Upload({ client: s3, queueSize: 4, partSize: 64 * MiB, params: { Bucket: 'bench', Key: `big-${run}`, Body: Readable.from(pieces(pattern, GiB)) } }).done()
+      await new Upload({ client: s3, queueSize: partsInFlight, partSize: 64 * MiB, params: { Bucket: 'bench', Key: `big-${run}`, Body: Readable.from(pieces(pattern, GiB)) } }).done()
     }),
     libraryGet: async () => {
       cold = dropPageCache() && cold
