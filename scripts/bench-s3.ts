@@ -40,7 +40,8 @@ type Rates = Record<Step, number[]>
 // CPU seconds of one step, per process kind.
 type ProcessKind = 'bench' | 'gateway' | 'chunkservers' | 'master'
 const processKinds: readonly ProcessKind[] = ['bench', 'gateway', 'chunkservers', 'master']
-type Cpu = Record<Step, Array<Record<ProcessKind, number>>>
+interface Usage { cpuS: number, syscalls: number }
+type Cpu = Record<Step, Array<Record<ProcessKind, Usage>>>
 interface Pids { gateway: number, chunkservers: number[], master: number }
 
 export async function benchS3 (): Promise<void> {
@@ -108,7 +109,7 @@ async function benchRun (fs: GranaryClient, s3: S3Client, pattern: Buffer, run: 
     const before = cpuSeconds(pids)
     rates[step].push(await work[step]())
     const after = cpuSeconds(pids)
-    cpu[step].push(Object.fromEntries(processKinds.map((kind) => [kind, after[kind] - before[kind]])) as Record<ProcessKind, number>)
+    cpu[step].push(Object.fromEntries(processKinds.map((kind) => [kind, { cpuS: after[kind].cpuS - before[kind].cpuS, syscalls: after[kind].syscalls - before[kind].syscalls }])) as Record<ProcessKind, Usage>)
   }
   if (parts.has('put')) {
     await fs.rm(`/native/big-${run}`, { skipTrash: true })
@@ -121,28 +122,27 @@ async function benchRun (fs: GranaryClient, s3: S3Client, pattern: Buffer, run: 
   return cold
 }
 
-// user + system CPU seconds so far, per process kind (Linux /proc; clock ticks of 10 ms).
-function cpuSeconds (pids: Pids): Record<ProcessKind, number> {
-  const of = (pid: number): number => {
+// user + system CPU seconds and read + write system calls so far, per process kind (Linux /proc; clock ticks of
+// 10 ms). The syscall count does not move with the box's load as CPU time does: it shows how finely bytes travel.
+function cpuSeconds (pids: Pids): Record<ProcessKind, Usage> {
+  const of = (pid: number): Usage => {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-    return (Number(fields[11]) + Number(fields[12])) / 100
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8')
+    const count = (name: string): number => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? 0)
+    return { cpuS: (Number(fields[11]) + Number(fields[12])) / 100, syscalls: count('syscr') + count('syscw') }
   }
-  const own = process.cpuUsage()
-  return {
-    bench: (own.user + own.system) / 1e6,
-    gateway: of(pids.gateway),
-    chunkservers: pids.chunkservers.reduce((sum, pid) => sum + of(pid), 0),
-    master: of(pids.master)
-  }
+  const sum = (usages: Usage[]): Usage => ({ cpuS: usages.reduce((total, u) => total + u.cpuS, 0), syscalls: usages.reduce((total, u) => total + u.syscalls, 0) })
+  return { bench: of(process.pid), gateway: of(pids.gateway), chunkservers: sum(pids.chunkservers.map(of)), master: of(pids.master) }
 }
 
 function printRates (rates: Rates, cpu: Cpu, cold: boolean): void {
   const runsOf = (values: number[]): string => `runs ${values.map((r) => fmt(r)).join(' / ')}`
   const temperature = cold ? 'cold' : 'WARM: could not drop the page cache'
   const cpuOf = (step: Step): string => {
-    const parts = processKinds.map((kind) => `${kind} ${fmt(median(cpu[step].map((c) => c[kind])), 2)}`)
-    const total = median(cpu[step].map((c) => processKinds.reduce((sum, kind) => sum + c[kind], 0)))
-    return `CPU s: ${parts.join(', ')}; total ${fmt(total, 2)}`
+    const parts = processKinds.map((kind) => `${kind} ${fmt(median(cpu[step].map((c) => c[kind].cpuS)), 2)}`)
+    const total = median(cpu[step].map((c) => processKinds.reduce((sum, kind) => sum + c[kind].cpuS, 0)))
+    const calls = processKinds.map((kind) => `${kind} ${fmt(median(cpu[step].map((c) => c[kind].syscalls)) / 1000)}k`)
+    return `CPU s: ${parts.join(', ')}; total ${fmt(total, 2)}. read/write calls: ${calls.join(', ')}`
   }
   const pairs: Array<[string, Step, Step, string]> = [
     ['1 GiB put, r3', 'libraryPut', 's3Put', 'MB/s'],
