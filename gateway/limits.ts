@@ -22,6 +22,8 @@ export const clockSkewMsMax = 15 * 60_000            // a signed request's X-Amz
 export const awsChunkHeaderBytesMax = 4 * KiB        // one aws-chunked chunk header or trailer line
 export const awsChunkTrailerBytesMax = 16 * KiB      // all trailer lines of an aws-chunked body
 export const completeKeepAliveMs = 5_000             // CompleteMultipartUpload sends a space this often while it works
+export const bodyPieceBytes = 1 * MiB                // a request body goes on to the store in pieces this large (gateway/payload.ts)
+export const getReadAheadBytes = 1 * MiB             // a GET reads this far ahead of what its client has taken
 export const walkHeldDirsMax = 1024                  // folders a listing holds back to place them in key order
 
 assert(partSizeBytesMin <= partSizeBytesMax, 'part size bounds')

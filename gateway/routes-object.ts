@@ -17,7 +17,7 @@ import { attrsFromHeaders, attrsOf, etagOf, objectHeaders, type ObjectAttrs } fr
 import { PayloadReader, checkContentMd5, type Verified } from './payload.js'
 import type { PayloadMode } from './sigv4.js'
 import { decode, headerValue } from './sigv4.js'
-import { putObjectBytesMax } from './limits.js'
+import { putObjectBytesMax, getReadAheadBytes } from './limits.js'
 
 const emptyMd5 = 'd41d8cd98f00b204e9800998ecf8427e'
 
@@ -172,7 +172,8 @@ async function readObject (context: GatewayContext, request: S3Request, reply: P
   // The bytes are read after the stat: a file replaced in between may differ in length. Node then cuts the
   // connection rather than send a body that disagrees with Content-Length (a client retries the GET).
   reply.raw.strictContentLength = true
-  const stream = context.client.createReadStream(stat.path, { start, end })
+  // Read ahead of the client by getReadAheadBytes: the chunkserver's socket is drained while the client's fills.
+  const stream = context.client.createReadStream(stat.path, { start, end, highWaterMark: getReadAheadBytes })
   return reply.send(stream)
 }
 

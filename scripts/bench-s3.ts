@@ -6,7 +6,12 @@
 //   small 4 KiB PutObject per second (16 at once, 1000 objects) against the library's writeFile
 // MB/s (MiB per second) and PUT/s as medians of 3 runs, with the gateway/library ratios (the issue's aim: ≥ 0.8
 // for large objects, ≥ 0.7 for small ones). Within a run the two sides alternate which goes first. Nothing is asserted.
-import { mkdtempSync, rmSync } from 'node:fs'
+// Also the CPU seconds each step cost per process kind (this bench process = the SDK or the library, the gateway,
+// the chunkservers, the master), medians: on a shared 2-core box the total is what bounds the rate.
+// Knobs: GRANARY_BENCH_S3_RUNS (default 3); GRANARY_BENCH_S3_PARTS, which of put,get,small to run (default all;
+// get needs put); GRANARY_BENCH_S3_GATEWAY_NODE_OPTIONS, NODE_OPTIONS for the gateway process only (Node refuses
+// --cpu-prof there: profile with an --import of a module that starts node:inspector's profiler).
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Readable, Writable } from 'node:stream'
@@ -21,21 +26,34 @@ import { dropPageCache, fmt, line, median } from './bench-format.js'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
-const runs = 3
+const runs = Number(process.env.GRANARY_BENCH_S3_RUNS ?? 3)
+const parts = new Set((process.env.GRANARY_BENCH_S3_PARTS ?? 'put,get,small').split(',').map((part) => part.trim()))
+if (parts.has('get')) parts.add('put')
+const partsInFlight = Number(process.env.GRANARY_BENCH_S3_PARTS_IN_FLIGHT ?? 4)
 const smallCount = 1000
 const smallInFlight = 16
 const keys = { accessKeyId: 'BENCHKEY', secretAccessKey: 'bench-secret-key' }
 
-interface Rates { libraryPut: number[], s3Put: number[], libraryGet: number[], s3Get: number[], librarySmall: number[], s3Small: number[] }
+type Step = 'libraryPut' | 's3Put' | 'libraryGet' | 's3Get' | 'librarySmall' | 's3Small'
+const steps: readonly Step[] = ['libraryPut', 's3Put', 'libraryGet', 's3Get', 'librarySmall', 's3Small']
+type Rates = Record<Step, number[]>
+// CPU seconds of one step, per process kind.
+type ProcessKind = 'bench' | 'gateway' | 'chunkservers' | 'master'
+const processKinds: readonly ProcessKind[] = ['bench', 'gateway', 'chunkservers', 'master']
+interface Usage { cpuS: number, syscalls: number }
+type Cpu = Record<Step, Array<Record<ProcessKind, Usage>>>
+interface Pids { gateway: number, chunkservers: number[], master: number }
 
 export async function benchS3 (): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'granary-bench-s3-'))
   try {
     const cluster = await startCluster({ chunkservers: 3, dataDir: join(dir, 'cluster'), chunkSizeBytes: 64 * MiB })
     try {
+      const nodeOptions = process.env.GRANARY_BENCH_S3_GATEWAY_NODE_OPTIONS
       const gateway = await spawnRole({
         role: 's3', args: ['--port', '0', '--masters', cluster.masters.join(',')],
-        logPath: join(dir, 's3.log'), readyTimeoutMs: 30_000, env: { GRANARY_S3_ACCESS_KEY_ID: keys.accessKeyId, GRANARY_S3_SECRET_ACCESS_KEY: keys.secretAccessKey }
+        logPath: join(dir, 's3.log'), readyTimeoutMs: 30_000,
+        env: { GRANARY_S3_ACCESS_KEY_ID: keys.accessKeyId, GRANARY_S3_SECRET_ACCESS_KEY: keys.secretAccessKey, ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions }) }
       })
       const s3 = new S3Client({ endpoint: gateway.ready.url, region: 'us-east-1', forcePathStyle: true, credentials: { ...keys } })
       try {
@@ -43,10 +61,12 @@ export async function benchS3 (): Promise<void> {
         await s3.send(new CreateBucketCommand({ Bucket: 'bench' }))
         await fs.mkdir('/native')
         const pattern = randomBytes(64 * MiB)
-        const rates: Rates = { libraryPut: [], s3Put: [], libraryGet: [], s3Get: [], librarySmall: [], s3Small: [] }
+        const rates = Object.fromEntries(steps.map((step) => [step, []])) as unknown as Rates
+        const cpu = Object.fromEntries(steps.map((step) => [step, []])) as unknown as Cpu
+        const pids: Pids = { gateway: gateway.pid, chunkservers: cluster.chunkservers.map((cs) => cs.pid), master: cluster.master.pid }
         let cold = true
-        for (let run = 0; run < runs; run++) cold = await benchRun(fs, s3, pattern, run, rates) && cold
-        printRates(rates, cold)
+        for (let run = 0; run < runs; run++) cold = await benchRun(fs, s3, pattern, run, rates, cpu, pids) && cold
+        printRates(rates, cpu, cold)
       } finally {
         s3.destroy()
         gateway.child.kill('SIGTERM')
@@ -60,55 +80,81 @@ export async function benchS3 (): Promise<void> {
   }
 }
 
-async function benchRun (fs: GranaryClient, s3: S3Client, pattern: Buffer, run: number, rates: Rates): Promise<boolean> {
+async function benchRun (fs: GranaryClient, s3: S3Client, pattern: Buffer, run: number, rates: Rates, cpu: Cpu, pids: Pids): Promise<boolean> {
   const s3First = run % 2 === 1
   let cold = true
-  const libraryPut = async (): Promise<void> => {
-    rates.libraryPut.push(await timedMBps(GiB, async () => { await pipeline(Readable.from(pieces(pattern, GiB)), fs.createWriteStream(`/native/big-${run}`, { overwrite: true })) }))
-  }
-  const s3Put = async (): Promise<void> => {
-    rates.s3Put.push(await timedMBps(GiB, async () => {
-      await new Upload({ client: s3, queueSize: 4, partSize: 64 * MiB, params: { Bucket: 'bench', Key: `big-${run}`, Body: Readable.from(pieces(pattern, GiB)) } }).done()
-    }))
-  }
-  const libraryGet = async (): Promise<void> => {
-    cold = dropPageCache() && cold
-    rates.libraryGet.push(await timedMBps(GiB, async () => { await pipeline(fs.createReadStream(`/native/big-${run}`), sink(GiB)) }))
-  }
-  const s3Get = async (): Promise<void> => {
-    cold = dropPageCache() && cold
-    rates.s3Get.push(await timedMBps(GiB, async () => {
-      const got = await s3.send(new GetObjectCommand({ Bucket: 'bench', Key: `big-${run}` }))
-      await pipeline(got.Body as Readable, sink(GiB))
-    }))
-  }
   const small = pattern.subarray(0, 4096)
-  const librarySmall = async (): Promise<void> => {
-    rates.librarySmall.push(await timedPerSecond(async (i) => { await fs.writeFile(`/native/small-${run}/${i}`, small) }))
+  const work: Record<Step, () => Promise<number>> = {
+    libraryPut: async () => await timedMBps(GiB, async () => { await pipeline(Readable.from(pieces(pattern, GiB)), fs.createWriteStream(`/native/big-${run}`, { overwrite: true })) }),
+    s3Put: async () => await timedMBps(GiB, async () => {
+      await new Upload({ client: s3, queueSize: partsInFlight, partSize: 64 * MiB, params: { Bucket: 'bench', Key: `big-${run}`, Body: Readable.from(pieces(pattern, GiB)) } }).done()
+    }),
+    libraryGet: async () => {
+      cold = dropPageCache() && cold
+      return await timedMBps(GiB, async () => { await pipeline(fs.createReadStream(`/native/big-${run}`), sink(GiB)) })
+    },
+    s3Get: async () => {
+      cold = dropPageCache() && cold
+      return await timedMBps(GiB, async () => {
+        const got = await s3.send(new GetObjectCommand({ Bucket: 'bench', Key: `big-${run}` }))
+        await pipeline(got.Body as Readable, sink(GiB))
+      })
+    },
+    librarySmall: async () => await timedPerSecond(async (i) => { await fs.writeFile(`/native/small-${run}/${i}`, small) }),
+    s3Small: async () => await timedPerSecond(async (i) => { await s3.send(new PutObjectCommand({ Bucket: 'bench', Key: `small-${run}/${i}`, Body: small })) })
   }
-  const s3Small = async (): Promise<void> => {
-    rates.s3Small.push(await timedPerSecond(async (i) => { await s3.send(new PutObjectCommand({ Bucket: 'bench', Key: `small-${run}/${i}`, Body: small })) }))
+  const order = (s3First ? ['s3Put', 'libraryPut', 's3Get', 'libraryGet', 's3Small', 'librarySmall'] as Step[] : [...steps])
+    .filter((step) => parts.has(step.replace(/^(library|s3)/, '').toLowerCase()))
+  for (const step of order) {
+    const before = cpuSeconds(pids)
+    rates[step].push(await work[step]())
+    const after = cpuSeconds(pids)
+    cpu[step].push(Object.fromEntries(processKinds.map((kind) => [kind, { cpuS: after[kind].cpuS - before[kind].cpuS, syscalls: after[kind].syscalls - before[kind].syscalls }])) as Record<ProcessKind, Usage>)
   }
-  const steps = s3First ? [s3Put, libraryPut, s3Get, libraryGet, s3Small, librarySmall] : [libraryPut, s3Put, libraryGet, s3Get, librarySmall, s3Small]
-  for (const step of steps) await step()
-  await fs.rm(`/native/big-${run}`, { skipTrash: true })
-  await fs.rm(`/bench/big-${run}`, { skipTrash: true })
-  await fs.rm(`/native/small-${run}`, { recursive: true, skipTrash: true })
-  await fs.rm(`/bench/small-${run}`, { recursive: true, skipTrash: true })
+  if (parts.has('put')) {
+    await fs.rm(`/native/big-${run}`, { skipTrash: true })
+    await fs.rm(`/bench/big-${run}`, { skipTrash: true })
+  }
+  if (parts.has('small')) {
+    await fs.rm(`/native/small-${run}`, { recursive: true, skipTrash: true })
+    await fs.rm(`/bench/small-${run}`, { recursive: true, skipTrash: true })
+  }
   return cold
 }
 
-function printRates (rates: Rates, cold: boolean): void {
+// user + system CPU seconds and read + write system calls so far, per process kind (Linux /proc; clock ticks of
+// 10 ms). The syscall count does not move with the box's load as CPU time does: it shows how finely bytes travel.
+function cpuSeconds (pids: Pids): Record<ProcessKind, Usage> {
+  const of = (pid: number): Usage => {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8')
+    const count = (name: string): number => Number(new RegExp(`^${name}: (\\d+)$`, 'm').exec(io)?.[1] ?? 0)
+    return { cpuS: (Number(fields[11]) + Number(fields[12])) / 100, syscalls: count('syscr') + count('syscw') }
+  }
+  const sum = (usages: Usage[]): Usage => ({ cpuS: usages.reduce((total, u) => total + u.cpuS, 0), syscalls: usages.reduce((total, u) => total + u.syscalls, 0) })
+  return { bench: of(process.pid), gateway: of(pids.gateway), chunkservers: sum(pids.chunkservers.map(of)), master: of(pids.master) }
+}
+
+function printRates (rates: Rates, cpu: Cpu, cold: boolean): void {
   const runsOf = (values: number[]): string => `runs ${values.map((r) => fmt(r)).join(' / ')}`
   const temperature = cold ? 'cold' : 'WARM: could not drop the page cache'
-  const pairs: Array<[string, number[], number[], string]> = [
-    ['1 GiB put, r3', rates.libraryPut, rates.s3Put, 'MB/s'],
-    [`1 GiB get (${temperature})`, rates.libraryGet, rates.s3Get, 'MB/s'],
-    [`4 KiB puts, ${smallInFlight} at once`, rates.librarySmall, rates.s3Small, '/s']
+  const cpuOf = (step: Step): string => {
+    const parts = processKinds.map((kind) => `${kind} ${fmt(median(cpu[step].map((c) => c[kind].cpuS)), 2)}`)
+    const total = median(cpu[step].map((c) => processKinds.reduce((sum, kind) => sum + c[kind].cpuS, 0)))
+    const calls = processKinds.map((kind) => `${kind} ${fmt(median(cpu[step].map((c) => c[kind].syscalls)) / 1000)}k`)
+    return `CPU s: ${parts.join(', ')}; total ${fmt(total, 2)}. read/write calls: ${calls.join(', ')}`
+  }
+  const pairs: Array<[string, Step, Step, string]> = [
+    ['1 GiB put, r3', 'libraryPut', 's3Put', 'MB/s'],
+    [`1 GiB get (${temperature})`, 'libraryGet', 's3Get', 'MB/s'],
+    [`4 KiB puts, ${smallInFlight} at once`, 'librarySmall', 's3Small', '/s']
   ]
   for (const [what, library, s3, unit] of pairs) {
-    line(`${what}: library`, `${fmt(median(library))} ${unit}`, runsOf(library))
-    line(`${what}: S3 gateway (SDK)`, `${fmt(median(s3))} ${unit}`, `gateway/library ${fmt(median(s3) / median(library), 2)}  ${runsOf(s3)}`)
+    if (rates[library].length === 0) continue
+    line(`${what}: library`, `${fmt(median(rates[library]))} ${unit}`, runsOf(rates[library]))
+    line(`${what}: S3 gateway (SDK)`, `${fmt(median(rates[s3]))} ${unit}`, `gateway/library ${fmt(median(rates[s3]) / median(rates[library]), 2)}  ${runsOf(rates[s3])}`)
+    line('  library', '', cpuOf(library))
+    line('  S3 gateway (bench = the SDK)', '', cpuOf(s3))
   }
 }
 
