@@ -15,7 +15,7 @@ import { pipeline } from 'node:stream/promises'
 import { startCluster, type Cluster, type StartClusterOptions } from '../testing/cluster.js'
 import type { GranaryClient } from '../client/index.js'
 import { makeTestCa } from '../test/helpers/tls.js'
-import { fmt, line, median } from './bench-format.js'
+import { fmt, line, median, processCpuUs } from './bench-format.js'
 
 const MiB = 1024 * 1024
 const runs = 3
@@ -50,11 +50,6 @@ function tlsOptions (dir: string): StartClusterOptions {
   return { caFile: ca.caFile, masterArgs: args('master'), chunkservers: [0, 1, 2].map((i) => ({ args: args(`cs${i}`) })) }
 }
 
-// user + system CPU of a process, in µs (Linux /proc; clock ticks of 10 ms).
-function processCpuUs (pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-  return (Number(fields[11]) + Number(fields[12])) * 10_000
-}
 
 interface Rig { mode: Mode, cluster: Cluster, fs: GranaryClient, big: GranaryClient, figures: Figures }
 

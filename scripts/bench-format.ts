@@ -1,7 +1,7 @@
 // How every bench section prints: one aligned line per figure, medians, fixed number formats; dropping the
 // page cache before a cold read; and the disk's own rate (dd), the baseline the data path is measured against.
 import { execFileSync } from 'node:child_process'
-import { rmSync, writeFileSync } from 'node:fs'
+import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 export function median (values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
@@ -14,6 +14,13 @@ export function fmt (n: number, digits = 0): string {
 
 export function line (name: string, value: string, extra = ''): void {
   process.stdout.write(`${name.padEnd(44)} ${value.padStart(14)}  ${extra}\n`)
+}
+
+// user + system CPU a process has used so far, in µs (Linux /proc; clock ticks of 10 ms). A busy machine
+// distorts a CPU figure far less than a rate.
+export function processCpuUs (pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+  return (Number(fields[11]) + Number(fields[12])) * 10_000
 }
 
 // Drops the OS page cache (needs root) so a read measures the disk, not memory; false when it cannot.

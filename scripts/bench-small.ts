@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { startCluster, type Cluster } from '../testing/cluster.js'
-import { fmt, line, median } from './bench-format.js'
+import { fmt, line, median, processCpuUs } from './bench-format.js'
 
 const runs = 3
 const fileBytes = 4096
@@ -70,6 +70,14 @@ async function masterCallsDuring (fn: () => Promise<void>): Promise<{ calls: Map
   return { calls, requests }
 }
 
+// CPU µs used so far by this process (the client) and each server of the cluster.
+function cpuNow (cluster: Cluster): Map<string, number> {
+  const own = process.cpuUsage()
+  const servers: Array<[string, number]> = [['master', cluster.master.pid], ...(cluster.shadow === undefined ? [] : [['shadow', cluster.shadow.pid] as [string, number]]),
+    ...cluster.chunkservers.map((cs, i): [string, number] => [`cs${i}`, cs.pid])]
+  return new Map([['client', own.user + own.system], ...servers.map(([name, pid]): [string, number] => [name, processCpuUs(pid)])])
+}
+
 async function defaultCluster (dir: string): Promise<Cluster> {
   return await startCluster({ chunkservers: 3, shadow: true, dataDir: join(dir, `cluster-${Date.now()}`), deadAfterMs: 10_000 })
 }
@@ -84,16 +92,20 @@ export async function benchSmall (dir: string): Promise<void> {
     const count = 2000
     const data = randomBytes(fileBytes)
     const putRates: number[] = []
+    const putCpu: Array<Map<string, number>> = []   // per run: process → CPU µs per put
     const getRates: number[] = []
     let calls = { calls: new Map<string, number>(), requests: 0 }
     for (let r = 0; r < runs; r++) {
       await fs.mkdir(`/small-${r}`, { recursive: true })
       let started = 0
+      const cpu0 = cpuNow(cluster)
       calls = await masterCallsDuring(async () => {
         started = performance.now()
         await inFlight(count, 16, async (i) => { await fs.writeFile(`/small-${r}/f${i}`, data) })
       })
       putRates.push(count / ((performance.now() - started) / 1000))
+      const cpu1 = cpuNow(cluster)
+      putCpu.push(new Map([...cpu1].map(([name, us]) => [name, (us - (cpu0.get(name) ?? 0)) / count])))
       started = performance.now()
       await inFlight(count, 16, async (i) => {
         const got = await fs.readFile(`/small-${r}/f${i}`)
@@ -103,6 +115,12 @@ export async function benchSmall (dir: string): Promise<void> {
     }
     const perFile = [...calls.calls.entries()].map(([route, n]) => `${route.slice(4)} ${fmt(n / count, 2)}`).join(', ')
     line('4 KiB files put/s (16 in flight, shadow)', fmt(median(putRates)), `ratio to the 3-replica ceiling ${fmt(median(putRates) / (sixteen / 3), 2)}  runs ${putRates.map((v) => fmt(v)).join(' / ')}`)
+    // Every process's CPU per put: on 2 cores, 2 s of CPU a second over their sum is the most puts/s the
+    // processes themselves allow, whatever the disk could do.
+    const names = [...(putCpu[0]?.keys() ?? [])]
+    const perPut = names.map((name) => [name, median(putCpu.map((run) => run.get(name) ?? 0))] as const)
+    const totalUs = perPut.reduce((sum, [, us]) => sum + us, 0)
+    line('  CPU per put, every process', `${fmt(totalUs)} µs`, `${perPut.map(([name, us]) => `${name} ${fmt(us)}`).join(', ')}; ceiling on 2 cores ≈ ${fmt(2e6 / totalUs)} puts/s`)
     line('  master calls per put', fmt([...calls.calls.values()].reduce((a, b) => a + b, 0) / count, 2), `${perFile}; in ${fmt(calls.requests / count, 2)} HTTP requests per put (batches)`)
     line('4 KiB files get/s (16 in flight)', fmt(median(getRates)), `runs ${getRates.map((v) => fmt(v)).join(' / ')}`)
   } finally {

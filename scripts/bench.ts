@@ -30,7 +30,7 @@ import { startCluster, type Cluster } from '../testing/cluster.js'
 import { benchShadowBootstrap, benchShadowLag } from './bench-shadow.js'
 import { benchRestart } from './bench-restart.js'
 import { benchSmall, benchTicker } from './bench-small.js'
-import { ddMBps, dropPageCache, fmt, line, median } from './bench-format.js'
+import { ddMBps, dropPageCache, fmt, line, median, processCpuUs } from './bench-format.js'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -120,11 +120,6 @@ async function benchMetadata (cluster: Cluster): Promise<void> {
   }
 }
 
-// user + system CPU of a process, in µs (Linux /proc; clock ticks of 10 ms).
-function processCpuUs (pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-  return (Number(fields[11]) + Number(fields[12])) * 10_000
-}
 
 const sections = ['core', 'put', 'small', 'ticker', 'meta', 'shadow', 'restart', 'fs', 'recovery', 'gc', 'scrub', 'failover', 'gray', 'cli', 'auth', 's3']
 
