@@ -59,8 +59,10 @@ t.test('a local tree round-trips with bytes, modes and mtimes', async (t) => {
   chmodSync(join(source, 'a.txt'), 0o600)
   chmodSync(join(source, 'nested/deeper/b.bin'), 0o755)
   chmodSync(join(source, 'nested/empty-dir'), 0o700)
-  utimesSync(join(source, 'a.txt'), 1_600_000_000, 1_600_000_000)
-  utimesSync(join(source, 'nested'), 1_500_000_000, 1_500_000_000)
+  // Whole seconds for every entry (tar keeps seconds): a time the test did not set is the clock's, and a
+  // tree made across a second boundary then compared by seconds failed once under CI load.
+  for (const [relative, seconds] of [['empty', 1_700_000_001], ['big.bin', 1_700_000_002], ['nested/deeper/b.bin', 1_700_000_003], ['nested/deeper', 1_700_000_004],
+    ['nested/empty-dir', 1_700_000_005], ['a.txt', 1_600_000_000], ['nested', 1_500_000_000]] as const) utimesSync(join(source, relative), seconds, seconds)
   const target = join(dir, 'target')
   const result = await unpackLocalDirectory(target, packLocalDirectory(source))
   t.same(result, { fileCount: 4, dirCount: 3, sizeBytes: 5 + 4 + 3 * 1024 * 1024 + 5 })
