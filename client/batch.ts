@@ -60,12 +60,12 @@ export class Batcher {
       this.#lanes.set(key, lane)
     }
     if ((lane.out < limits.batchesInFlightMax && lane.waiting.length === 0 && !lane.flushing) || lane.waiting.length >= limits.batchQueuedOpsMax) {
-      return this.#alone1<T>(lane, request)
+      return this.#sendAlone<T>(lane, request)
     }
     return this.#wait<T>(lane, request)
   }
 
-  async #alone1<T> (lane: Lane, request: JsonRequest): Promise<T> {
+  async #sendAlone<T> (lane: Lane, request: JsonRequest): Promise<T> {
     lane.out++
     try {
       return await this.#send<T>(request)

@@ -93,7 +93,6 @@ export class Transport {
   // One JSON exchange. A 2xx reply's body is returned parsed; anything else throws the GranaryError the
   // server described (errorFromBody), or GRN_UNAVAILABLE/GRN_TIMEOUT for socket failures.
   async json<T> (request: JsonRequest): Promise<T> {
-    this.#checkOpen()
     const kind = this.#batcher === null ? null : batchKindOf(request)
     if (kind !== null && this.#batcher !== null) return await this.#batcher.call<T>(request, kind)
     return await this.#exchange<T>(request)

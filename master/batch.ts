@@ -13,9 +13,8 @@ import { permitsAnyPath, requireRight } from '../shared/auth.js'
 import { principalOf, type RouteAccess } from '../shared/auth-server.js'
 
 export interface BatchRoute {
-  kind: 'read' | 'mutation'
-  schema: object                                     // the route's schema for its input part
-  part: 'querystring' | 'body'
+  kind: 'read' | 'mutation'                          // a read takes a querystring (GET), a mutation a body (POST)
+  schema: object                                     // the route's schema for that part
   handle: (request: FastifyRequest) => Promise<unknown>   // for a mutation: acked, as the route registers it
 }
 
@@ -54,21 +53,21 @@ async function runOp (deps: BatchDeps, request: FastifyRequest, op: p.BatchOp, r
   const route = deps.routes.get(op.route)
   const startedMs = performance.now()
   const observe = (statusCode: number): void => {
-    deps.observe?.(route?.part === 'querystring' ? 'GET' : 'POST', route === undefined ? undefined : op.route, statusCode, (performance.now() - startedMs) / 1000)
+    deps.observe?.(route?.kind === 'read' ? 'GET' : 'POST', route === undefined ? undefined : op.route, statusCode, (performance.now() - startedMs) / 1000)
   }
   try {
     if (route === undefined) throw new GranaryError('GRN_INVALID_ARGUMENT', [`route ${op.route.slice(0, 64)} cannot be batched (see protocol.batchReadRoutes and batchMutationRoutes)`])
-    const input = (route.part === 'body' ? op.body : op.query) ?? {}
+    const input = (route.kind === 'read' ? op.query : op.body) ?? {}
     // Compiled as a body's schema whatever the part: a batch's query values are JSON, typed, so nothing is
     // coerced ("7" is not taken for 7, nor 7 for "7"), as no JSON body is.
     const validate = request.compileValidationSchema(route.schema as Record<string, unknown>, 'body') as Validate
     if (!validate(input)) {
       const first = validate.errors?.[0]
-      throw new GranaryError('GRN_INVALID_ARGUMENT', [`${op.route}: ${route.part}${first?.instancePath ?? ''} ${first?.message ?? 'is invalid'}`])
+      throw new GranaryError('GRN_INVALID_ARGUMENT', [`${op.route}: ${route.kind === 'read' ? 'querystring' : 'body'}${first?.instancePath ?? ''} ${first?.message ?? 'is invalid'}`])
     }
     // What the route's own request would look like to its handler: handlers read only body or query (and the
     // read gate the stale-ok header, which is the batch's).
-    const inner = { body: route.part === 'body' ? input : undefined, query: route.part === 'querystring' ? input : {}, headers: request.headers } as unknown as FastifyRequest
+    const inner = { body: route.kind === 'read' ? undefined : input, query: route.kind === 'read' ? input : {}, headers: request.headers } as unknown as FastifyRequest
     const access = deps.access.get(op.route)
     if (access?.who !== 'key') throw new GranaryError('GRN_INTERNAL', [`batched route ${op.route} has no key access rule`])
     const principal = principalOf(request)

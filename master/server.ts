@@ -282,19 +282,26 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
 
   const serverMetrics = (deps.metrics ?? new MasterMetrics()).server
   // client → master: several of the calls below in one exchange, each checked and handled as it is alone
+  // The client routes a batch may carry, each registered below from this same table (one schema, gate and
+  // handler per route, whether it comes alone or in a batch): reads are GETs with a querystring, mutations POSTs
+  // with a body, acknowledged through acked().
   const batchRoutes = new Map<string, BatchRoute>([
-    [p.statPath, { kind: 'read', schema: p.statSchema.querystring, part: 'querystring', handle: c.stat }],
-    [p.openPath, { kind: 'read', schema: p.openSchema.querystring, part: 'querystring', handle: c.open }],
-    [p.mkdirPath, { kind: 'mutation', schema: p.mkdirSchema.body, part: 'body', handle: acked(c.mkdir) }],
-    [p.createPath, { kind: 'mutation', schema: p.createSchema.body, part: 'body', handle: acked(c.create) }],
-    [p.allocatePath, { kind: 'mutation', schema: p.allocateSchema.body, part: 'body', handle: acked(c.allocate) }],
-    [p.commitPath, { kind: 'mutation', schema: p.commitSchema.body, part: 'body', handle: acked(c.commit) }],
-    [p.completePath, { kind: 'mutation', schema: p.completeSchema.body, part: 'body', handle: acked(c.complete) }],
-    [p.renewPath, { kind: 'mutation', schema: p.renewSchema.body, part: 'body', handle: acked(c.renew) }],
-    [p.abandonPath, { kind: 'mutation', schema: p.abandonSchema.body, part: 'body', handle: acked(c.abandon) }],
-    [p.renamePath, { kind: 'mutation', schema: p.renameSchema.body, part: 'body', handle: acked(c.rename) }],
-    [p.deletePath, { kind: 'mutation', schema: p.deleteSchema.body, part: 'body', handle: acked(c.remove) }]
+    [p.statPath, { kind: 'read', schema: p.statSchema.querystring, handle: c.stat }],
+    [p.openPath, { kind: 'read', schema: p.openSchema.querystring, handle: c.open }],
+    [p.mkdirPath, { kind: 'mutation', schema: p.mkdirSchema.body, handle: acked(c.mkdir) }],
+    [p.createPath, { kind: 'mutation', schema: p.createSchema.body, handle: acked(c.create) }],
+    [p.allocatePath, { kind: 'mutation', schema: p.allocateSchema.body, handle: acked(c.allocate) }],
+    [p.commitPath, { kind: 'mutation', schema: p.commitSchema.body, handle: acked(c.commit) }],
+    [p.completePath, { kind: 'mutation', schema: p.completeSchema.body, handle: acked(c.complete) }],
+    [p.renewPath, { kind: 'mutation', schema: p.renewSchema.body, handle: acked(c.renew) }],
+    [p.abandonPath, { kind: 'mutation', schema: p.abandonSchema.body, handle: acked(c.abandon) }],
+    [p.renamePath, { kind: 'mutation', schema: p.renameSchema.body, handle: acked(c.rename) }],
+    [p.deletePath, { kind: 'mutation', schema: p.deleteSchema.body, handle: acked(c.remove) }]
   ])
+  for (const [path, route] of batchRoutes) {
+    if (route.kind === 'read') app.get(path, { schema: { querystring: route.schema }, ...read }, route.handle)
+    else app.post(path, { schema: { body: route.schema }, ...mutation }, route.handle)
+  }
   app.post(p.batchPath, { schema: p.batchSchema, bodyLimit: limits.batchBodyBytesMax }, batchHandler({
     routes: batchRoutes,
     access: masterRouteAccess,
@@ -313,26 +320,13 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
       return failure
     }
   }))
-  // client → master: namespace
-  app.post(p.mkdirPath, { schema: p.mkdirSchema, ...mutation }, acked(c.mkdir))
-  app.get(p.statPath, { schema: p.statSchema, ...read }, c.stat)
+  // client → master: the calls no batch carries (stat, open, mkdir, rename, delete and the write path are above)
   app.get(p.listPath, { schema: p.listSchema, ...read }, c.list)
-  app.post(p.renamePath, { schema: p.renameSchema, ...mutation }, acked(c.rename))
   app.post(p.concatPath, { schema: p.concatSchema, ...mutation }, acked(c.concat))
-  app.post(p.deletePath, { schema: p.deleteSchema, ...mutation }, acked(c.remove))
   app.post(p.restorePath, { schema: p.restoreSchema, ...mutation }, acked(c.restore))
   app.get(p.duPath, { schema: p.duSchema, ...read }, c.du)
   app.get(p.fsckPath, { schema: p.fsckSchema, ...read }, async (request) =>
     ({ ...fsck(deps.db, normalizePath((request.query as p.FsckQuery).path), deps.registry.liveServerIds(now())), ...(queue.mode === 'master' ? { inSyncShadows: isr.members.length } : {}) }))
-  // client → master: writing a file
-  app.post(p.createPath, { schema: p.createSchema, ...mutation }, acked(c.create))
-  app.post(p.allocatePath, { schema: p.allocateSchema, ...mutation }, acked(c.allocate))
-  app.post(p.commitPath, { schema: p.commitSchema, ...mutation }, acked(c.commit))
-  app.post(p.completePath, { schema: p.completeSchema, ...mutation }, acked(c.complete))
-  app.post(p.renewPath, { schema: p.renewSchema, ...mutation }, acked(c.renew))
-  app.post(p.abandonPath, { schema: p.abandonSchema, ...mutation }, acked(c.abandon))
-  // client → master: reading a file (a shadow serves these too)
-  app.get(p.openPath, { schema: p.openSchema, ...read }, c.open)
   // anyone → master or shadow
   app.get(p.healthPath, async (request: FastifyRequest): Promise<p.HealthReply> => ({ ...(await c.health(request)), metadataServers: metadataServers() }))
   app.get(p.reportPath, async (request: FastifyRequest): Promise<p.ClusterReport> => {
