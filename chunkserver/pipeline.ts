@@ -50,7 +50,8 @@ export async function writeChunk (deps: PipelineDeps, write: ChunkWrite): Promis
   let hop: NextHop | null = null
   let renamed = false
   try {
-    writer = await ChunkWriter.open(slot.tempPath, deps.syncEveryBytes)
+    // The temp file opens while the body is already being forwarded: the next hop does not wait for it.
+    writer = ChunkWriter.start(slot.tempPath, deps.syncEveryBytes, write.contentLength)
     const [next, ...rest] = write.rest
     if (next !== undefined) hop = new NextHop({ url: next, rest, chunkHandle, version, token: write.token, contentLength: write.contentLength }, deps.agent, deps.tlsAgent)
     const sums = new BlockCrcs()

@@ -124,7 +124,7 @@ export class ChunkReplicator {
     const slot = await store.beginWrite(chunkHandle, version, lengthBytes)
     let writer: ChunkWriter | null = null
     try {
-      writer = await ChunkWriter.open(slot.tempPath, syncEveryBytes)
+      writer = ChunkWriter.start(slot.tempPath, syncEveryBytes, lengthBytes)   // opens while the GET goes out
       const res = await request(`${source.url}/chunks/${chunkHandle}?version=${version}`, {
         method: 'GET', dispatcher: this.#agent, headers: { [tokenHeader]: command.token }
       })

@@ -1,0 +1,78 @@
+// Proves the chunk writer's ordering promises (chunkserver/chunk-writer.ts): Buffers pushed before its temp file
+// is open are written in order once it is; a small chunk of known length reaches the disk in ONE writev with its
+// trailer; a chunk past holdBytesMax, or of unknown length, streams as it arrives; a temp file that cannot be
+// opened fails the write through onError and finish(); an abort during the open leaves no temp file.
+import t, { type Test } from 'tap'
+import { mkdir, open, readFile, readdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { ChunkWriter, holdBytesMax } from '../../../chunkserver/chunk-writer.js'
+
+// Counts FileHandle.writev calls (every write the chunk writer makes goes through it).
+async function countWritev (t: Test, dir: string): Promise<{ calls: number }> {
+  const probe = await open(join(dir, 'probe'), 'w')
+  const proto = Object.getPrototypeOf(probe) as { writev: (...args: unknown[]) => Promise<unknown> }
+  await probe.close()
+  const original = proto.writev
+  const counter = { calls: 0 }
+  proto.writev = function (this: unknown, ...args: unknown[]) { counter.calls++; return original.apply(this, args) }
+  t.teardown(() => { proto.writev = original })
+  return counter
+}
+
+async function folders (t: Test): Promise<{ dir: string, tmp: string, final: string }> {
+  const dir = t.testdir()
+  await mkdir(join(dir, 'tmp'))
+  return { dir, tmp: join(dir, 'tmp'), final: join(dir, 'chunks', 'ab') }
+}
+
+t.test('a small chunk of known length: pushed before the open ends, written once with its trailer, renamed', async (t) => {
+  const { dir, tmp, final } = await folders(t)
+  const counter = await countWritev(t, dir)
+  const data = [Buffer.alloc(1000, 1), Buffer.alloc(3096, 2)]
+  const writer = ChunkWriter.start(join(tmp, 'c.tmp'), 1 << 20, 4096)
+  for (const buf of data) writer.push(buf)      // the open has not run yet: nothing is lost or reordered
+  const trailer = Buffer.from('TRAILER')
+  await writer.finish(trailer, 4096, join(final, 'c.chunk'))
+  t.equal(counter.calls, 1, 'data and trailer went out in one writev')
+  t.same(await readFile(join(final, 'c.chunk')), Buffer.concat([...data, trailer]))
+  t.same(await readdir(tmp), [], 'the temp name is gone')
+})
+
+t.test('a chunk past holdBytesMax, or of unknown length, streams as it arrives', async (t) => {
+  const { dir, tmp, final } = await folders(t)
+  const counter = await countWritev(t, dir)
+  const big = Buffer.alloc(holdBytesMax + 1, 3)
+  const writer = ChunkWriter.start(join(tmp, 'big.tmp'), 1 << 20, big.length)
+  writer.push(big)
+  await writer.finish(Buffer.from('T'), big.length, join(final, 'big.chunk'))
+  t.equal(counter.calls, 2, 'the data, then the trailer')
+  t.equal((await readFile(join(final, 'big.chunk'))).length, big.length + 1)
+  counter.calls = 0
+  const unknown = ChunkWriter.start(join(tmp, 'u.tmp'), 1 << 20)
+  unknown.push(Buffer.alloc(10, 4))
+  await unknown.finish(Buffer.from('T'), 10, join(final, 'u.chunk'))
+  t.equal(counter.calls, 2, 'a length nobody gave is not held')
+  t.same(await readFile(join(final, 'u.chunk')), Buffer.concat([Buffer.alloc(10, 4), Buffer.from('T')]))
+})
+
+t.test('a temp file that cannot be opened fails the write: onError, then finish rejects', async (t) => {
+  const dir = t.testdir()
+  for (const lengthBytes of [4, null]) {
+    const writer = ChunkWriter.start(join(dir, 'missing-folder', 'c.tmp'), 1 << 20, lengthBytes)
+    const errors: Error[] = []
+    writer.onError = (err) => { errors.push(err) }
+    writer.push(Buffer.from('abcd'))
+    await t.rejects(writer.finish(Buffer.from('T'), 4, join(dir, 'final', 'c.chunk')), { code: 'ENOENT' })
+    t.equal(errors.length, 1, `onError once (length ${String(lengthBytes)})`)
+    await writer.abort()   // safe after a failure
+  }
+  t.same(await readdir(dir), [], 'nothing was created')
+})
+
+t.test('an abort while the open is still running closes and removes the temp file', async (t) => {
+  const { tmp } = await folders(t)
+  const writer = ChunkWriter.start(join(tmp, 'a.tmp'), 1 << 20, 4)
+  writer.push(Buffer.from('abcd'))
+  await writer.abort()
+  t.same(await readdir(tmp), [], 'no temp file left')
+})
