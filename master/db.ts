@@ -112,7 +112,8 @@ export function openDb (file: string, syncMode: SyncMode): Db {
     db.pragma(`synchronous = ${syncMode === 'full' ? 'FULL' : 'NORMAL'}`) // NORMAL survives kill -9, FULL power loss too
     db.pragma('foreign_keys = ON')           // a dangling chunk or replica row is a bug: make SQLite refuse it
     db.pragma('busy_timeout = 5000')         // a shadow or a backup may hold a read lock briefly
-    db.pragma('wal_autocheckpoint = 1000')   // pages; keeps the WAL file (and a restart's WAL scan) small
+    db.pragma('wal_autocheckpoint = 1000')   // pages; keeps the WAL file (and a restart's WAL scan) small (a running
+                                             // master checkpoints from a worker instead: checkpointer.ts)
     db.pragma('temp_store = MEMORY')
     migrate(db)
   } catch (err) {

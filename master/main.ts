@@ -22,6 +22,7 @@ import { countKeys } from './keys.js'
 import { credentialsFileName, newCredentials, parseCredentials, sealSecret, type Credentials } from '../shared/auth.js'
 import { CommitQueue, notMasterError } from './commit-queue.js'
 import { dbFileName, openMasterDb, readMeta, type Db } from './db.js'
+import { Checkpointer } from './checkpointer.js'
 import { OplogFeed } from './oplog-feed.js'
 import type { RetentionBounds } from './oplog.js'
 import { Registry } from './registry.js'
@@ -90,6 +91,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
   const secret = options.secret ?? loadSecret(config.secretFile, config.createSecret)
   const ca = loadCa('master', config.caFile)   // trusted for the calls a shadow makes: polls, snapshots, votes, hand-over
   const db = openMasterDb(config.dataDir, config.syncMode)
+  const checkpointer = Checkpointer.start(db, log.child({ component: 'checkpointer' }))
   const snapshotDir = join(config.dataDir, 'snapshots')
   rmSync(snapshotDir, { recursive: true, force: true })   // backups a crash left half-streamed
   const registry = new Registry({ deadAfterMs: config.deadAfterMs, allocationHalfLifeMs: config.heartbeatIntervalMs })
@@ -175,6 +177,7 @@ export function openMaster (config: MasterConfig, options: MasterOptions = {}): 
       await ticker.stop()
       await app.close()
       queue.close()
+      await checkpointer?.close()
       db.close()
     })()
     return closing
