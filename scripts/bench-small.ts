@@ -5,7 +5,8 @@
 //   small     4 KiB files put and get per second, 16 in flight, on the default cluster (3 chunkservers and an
 //             in-sync shadow, as `granary up` runs it); the master calls per file
 //   ticker    one writer, a 4 KiB file every 10 ms for 20 s (the master-kill workload, with nothing killed):
-//             files done of those due, and p50/p99/max latency
+//             files done of those due, and p50/p99/max latency, split into master calls and chunk PUTs; beside
+//             it the disk alone doing the same every 10 ms (three replicas' durable writes at once, no servers)
 import { mkdir, open, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
@@ -128,35 +129,107 @@ export async function benchSmall (dir: string): Promise<void> {
   }
 }
 
+// The ticker's physical floor on this disk, at this moment: every periodMs, three replicas' worth of what a
+// chunkserver does to make a 4 KiB chunk durable (create + write + fsync + rename + folder fsync), the three at
+// once as three chunkservers would; a put is done when its slowest replica is. Latency from when each was due.
+async function diskTickerMs (dir: string, periodMs: number, due: number): Promise<number[]> {
+  const root = join(dir, 'disk-ticker')
+  const folders = Array.from({ length: 3 }, (_, r) => Array.from({ length: 256 }, (_, i) => join(root, `r${r}`, i.toString(16).padStart(2, '0'))))
+  for (const folder of folders.flat()) await mkdir(folder, { recursive: true })
+  for (let r = 0; r < 3; r++) await mkdir(join(root, `r${r}`, 'tmp'))
+  const data = randomBytes(fileBytes)
+  const replica = async (r: number, i: number): Promise<void> => {
+    const temp = join(root, `r${r}`, 'tmp', `${i}.tmp`)
+    const file = await open(temp, 'wx')
+    try { await file.write(data); await file.sync() } finally { await file.close() }
+    const folder = folders[r]?.[i % 256] as string
+    await rename(temp, join(folder, `${i}.chunk`))
+    const handle = await open(folder, 'r')
+    try { await handle.sync() } finally { await handle.close() }
+  }
+  const latencies: number[] = []
+  const puts: Array<Promise<void>> = []
+  const started = performance.now()
+  for (let i = 0; i < due; i++) {
+    const dueAtMs = started + i * periodMs
+    const waitMs = dueAtMs - performance.now()
+    if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs))
+    puts.push(Promise.all([0, 1, 2].map(async (r) => { await replica(r, i) })).then(() => { latencies.push(performance.now() - dueAtMs) }))
+  }
+  await Promise.all(puts)
+  await rm(root, { recursive: true, force: true })
+  return latencies.sort((a, b) => a - b)
+}
+
+// Time from sending each request to its reply's headers, by kind (master calls, chunk PUTs), while fn runs.
+async function requestTimesDuring (fn: () => Promise<void>): Promise<Map<string, number[]>> {
+  const sentAt = new WeakMap<object, { kind: string, atMs: number }>()
+  const times = new Map<string, number[]>()
+  const onCreate = (message: unknown): void => {
+    const request = (message as { request: { path: string, method: string } }).request
+    const kind = request.path.startsWith('/chunks/') ? `chunk ${request.method}` : request.path.startsWith('/fs/') ? 'master call' : null
+    if (kind !== null) sentAt.set(request, { kind, atMs: performance.now() })
+  }
+  const onHeaders = (message: unknown): void => {
+    const sent = sentAt.get((message as { request: object }).request)
+    if (sent === undefined) return
+    const list = times.get(sent.kind) ?? []
+    list.push(performance.now() - sent.atMs)
+    times.set(sent.kind, list)
+  }
+  subscribe('undici:request:create', onCreate)
+  subscribe('undici:request:headers', onHeaders)
+  try { await fn() } finally {
+    unsubscribe('undici:request:create', onCreate)
+    unsubscribe('undici:request:headers', onHeaders)
+  }
+  for (const list of times.values()) list.sort((a, b) => a - b)
+  return times
+}
+
+function percentileOf (sorted: number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN
+}
+
 export async function benchTicker (dir: string): Promise<void> {
+  const periodMs = 10
+  const disk = await diskTickerMs(dir, periodMs, 1_000)
+  line('ticker: the disk alone (physical)', `${fmt(percentileOf(disk, 0.5), 1)} ms`,
+    `p99 ${fmt(percentileOf(disk, 0.99), 1)} ms, max ${fmt(disk[disk.length - 1] ?? NaN, 1)} ms: 3 replicas' create+write 4 KiB+fsync+rename+folder fsync at once, every ${periodMs} ms for 10 s`)
   const cluster = await defaultCluster(dir)
   try {
     const fs = cluster.client({ deadlineMs: 30_000 })
     await fs.mkdir('/ticker', { recursive: true })
     const data = randomBytes(fileBytes)
-    const periodMs = 10
     const durationMs = 20_000
     const due = durationMs / periodMs
     const latencies: number[] = []
     let failed = 0
     const writes: Array<Promise<void>> = []
-    const started = performance.now()
-    // Open loop: a file is due every 10 ms whatever the earlier ones are doing (a slow store builds a backlog).
-    for (let i = 0; i < due; i++) {
-      const dueAtMs = started + i * periodMs
-      const waitMs = dueAtMs - performance.now()
-      if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs))
-      writes.push(fs.writeFile(`/ticker/f${i}`, data).then(
-        () => { latencies.push(performance.now() - dueAtMs) },
-        () => { failed++ }))
-    }
-    const doneWithinMs = performance.now() - started
-    const doneInTime = latencies.length
-    await Promise.all(writes)
+    let doneWithinMs = 0
+    let doneInTime = 0
+    const phases = await requestTimesDuring(async () => {
+      const started = performance.now()
+      // Open loop: a file is due every 10 ms whatever the earlier ones are doing (a slow store builds a backlog).
+      for (let i = 0; i < due; i++) {
+        const dueAtMs = started + i * periodMs
+        const waitMs = dueAtMs - performance.now()
+        if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs))
+        writes.push(fs.writeFile(`/ticker/f${i}`, data).then(
+          () => { latencies.push(performance.now() - dueAtMs) },
+          () => { failed++ }))
+      }
+      doneWithinMs = performance.now() - started
+      doneInTime = latencies.length
+      await Promise.all(writes)
+    })
     latencies.sort((a, b) => a - b)
     const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN
     line('ticker: 4 KiB every 10 ms for 20 s', `${fmt(doneInTime)}/${fmt(due)}`, `done by the last tick (${fmt(doneWithinMs / 1000, 1)} s); ${fmt(latencies.length)} in all, ${failed} failed`)
     line('ticker latency p50 / p99 / max', `${fmt(at(0.5), 1)} ms`, `p99 ${fmt(at(0.99), 1)} ms, max ${fmt(latencies[latencies.length - 1] ?? NaN, 1)} ms (from when each was due)`)
+    for (const [kind, times] of phases) {
+      line(`  of which ${kind}s: p50 / p99 / max`, `${fmt(percentileOf(times, 0.5), 1)} ms`, `p99 ${fmt(percentileOf(times, 0.99), 1)} ms, max ${fmt(times[times.length - 1] ?? NaN, 1)} ms over ${fmt(times.length)} requests (sent → reply headers)`)
+    }
   } finally {
     await cluster.stop()
   }
