@@ -3,7 +3,8 @@
 // master allowed. A write token also names its pipeline, the ordered (server id, URL) pairs the master chose,
 // so it writes on those servers only and each hop forwards only to the next one named (chunkserver/access.ts).
 // Format: base64url(JSON payload) "." base64url(HMAC-SHA256). Verification is constant-time.
-import { createHmac, timingSafeEqual, randomBytes } from 'node:crypto'
+import { timingSafeEqual, randomBytes } from 'node:crypto'
+import { hmacKey } from './hmac.js'
 import { readFileSync, writeFileSync, existsSync, mkdirSync, renameSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { GranaryError } from './errors.js'
@@ -82,7 +83,7 @@ export function verifyRelease (secret: Buffer, token: string): ReleaseClaims | n
 }
 
 function mac (secret: Buffer, payload: string): string {
-  return createHmac('sha256', secret).update(payload).digest('base64url')
+  return hmacKey(secret).base64url(payload)   // pads prepared once per secret (shared/hmac.ts)
 }
 
 // Reads the cluster secret (hex) from a file, creating it (mode 0600, temp file then rename) when asked to.
