@@ -36,7 +36,7 @@ const bundlePath = join(cliDir, bundleFiles.bundle)
 const serverCode = /[\\/]dist[\\/](master|chunkserver|gateway|client[\\/]cluster)[\\/]/
 const bundleUrlName = '__granaryBundleUrl'
 
-interface Patch { file: RegExp, why: string, find: string, replace: string }
+export interface Patch { file: RegExp, why: string, find: string, replace: string }
 
 const http2ConstantValues = {
   HTTP2_HEADER_AUTHORITY: ':authority', HTTP2_HEADER_METHOD: ':method', HTTP2_HEADER_PATH: ':path', HTTP2_HEADER_SCHEME: ':scheme',
@@ -44,7 +44,7 @@ const http2ConstantValues = {
   HTTP2_HEADER_PROTOCOL: ':protocol', NGHTTP2_REFUSED_STREAM: 7, NGHTTP2_CANCEL: 8,
 } as const
 
-const patches: Patch[] = [
+export const patches: readonly Patch[] = [
   ...(['agent', 'dispatcher', 'api'] as const).map((name) => ({
     file: /[\\/]dist[\\/]client[\\/]undici-agent\.js$/,
     why: `undici's ${name} bundled, not required from node_modules at run time`,
@@ -87,7 +87,7 @@ export async function bundleCli (): Promise<{ sizeBytes: number, inputCount: num
   for (const [name, value] of Object.entries(http2ConstantValues)) {
     if ((http2Constants as Record<string, unknown>)[name] !== value) throw new Error(`bundle-cli: node:http2 constants.${name} is ${String((http2Constants as Record<string, unknown>)[name])}, the client-h2 patch says ${String(value)}: update the patch`)
   }
-  const applied = new Map<Patch, number>(patches.map((patch) => [patch, 0]))
+  const applied = new Map<Patch, number>()
   const result = await build({
     absWorkingDir: root,
     entryPoints: [join(cliDir, 'main.js')],
@@ -102,9 +102,7 @@ export async function bundleCli (): Promise<{ sizeBytes: number, inputCount: num
     banner: { js: `var ${bundleUrlName} = require('node:url').pathToFileURL(__filename).href;` },
     plugins: [leaveOut(), patch(applied)],
   })
-  for (const [patch, count] of applied) {
-    if (count !== 1) throw new Error(`bundle-cli: patch "${patch.why}" applied ${count} times, not once: its text was not found in ${String(patch.file)} (a new release?); update scripts/bundle-cli.ts`)
-  }
+  checkPatchesApplied(applied)
   const output = result.outputFiles?.[0]
   const meta = Object.values(result.metafile.outputs)[0]
   if (output === undefined || meta === undefined) throw new Error('bundle-cli: esbuild wrote no output')
@@ -153,17 +151,29 @@ function patch (applied: Map<Patch, number>): Plugin {
     name: 'granary-patch',
     setup (builder) {
       builder.onLoad({ filter: /\.js$/ }, async (args) => {
-        const mine = patches.filter((p) => p.file.test(args.path))
-        if (mine.length === 0) return undefined
-        let contents = await readFile(args.path, 'utf8')
-        for (const p of mine) {
-          const count = contents.split(p.find).length - 1
-          applied.set(p, (applied.get(p) ?? 0) + count)
-          if (count === 1) contents = contents.replace(p.find, () => p.replace)
-        }
-        return { contents, loader: 'js' }
+        if (!patches.some((p) => p.file.test(args.path))) return undefined
+        return { contents: applyPatches(args.path, await readFile(args.path, 'utf8'), applied), loader: 'js' }
       })
     },
+  }
+}
+
+// The patches meant for `path`, each where its text occurs exactly once; `applied` counts the occurrences
+// found, for checkPatchesApplied.
+export function applyPatches (path: string, contents: string, applied: Map<Patch, number>): string {
+  for (const p of patches.filter((candidate) => candidate.file.test(path))) {
+    const count = contents.split(p.find).length - 1
+    applied.set(p, (applied.get(p) ?? 0) + count)
+    if (count === 1) contents = contents.replace(p.find, () => p.replace)
+  }
+  return contents
+}
+
+// Every patch applied once in the whole build, or the build fails: never a silently unpatched bundle.
+export function checkPatchesApplied (applied: Map<Patch, number>): void {
+  for (const p of patches) {
+    const count = applied.get(p) ?? 0
+    if (count !== 1) throw new Error(`bundle-cli: patch "${p.why}" applied ${count} times, not once: its text was not found in ${String(p.file)} (a new release?); update scripts/bundle-cli.ts`)
   }
 }
 

@@ -7,7 +7,8 @@
 // module; without it, it is.
 // - fresh: --version, ls and cat run from the bundle (cat's bytes right), undici comes from inside the bundle
 //   (nothing of node_modules/undici in the require cache), node:http2 is not loaded (the client-h2 patch), and
-//   a code cache appears beside the bundle; a server command still runs from the ES modules.
+//   a code cache appears beside the bundle, which V8 then takes (a rejected one would be rewritten); a server
+//   command still runs from the ES modules.
 // - stale: an input made newer, an input of another size (same mtime), an input gone, a changed file of an npm
 //   package (undici), a changed bundle, and GRANARY_CLI_BUNDLE=off each mean the ES modules.
 // - the code cache: garbage, a flipped byte (its sha256 no longer matches), another node's header are each
@@ -125,9 +126,12 @@ t.test('a fresh bundle runs client commands; a server command still runs from th
   }
   t.match(readCacheHeader(where), { commands: ['-', 'ls', 'cat'] }, 'each command added what it compiled to the cache')
 
+  const cacheBefore = readFileSync(join(where.cliDir, bundleFiles.cache))
   const warm = await run(where, ['cat', '/f'], env)
   t.equal(warm.stdout, 'some bytes', 'cat again, from the cache it wrote')
   t.ok(ranBundle(warm))
+  // A cache V8 rejected (another flag set, another source) would be written again at exit.
+  t.ok(readFileSync(join(where.cliDir, bundleFiles.cache)).equals(cacheBefore), 'V8 took the cache: not rewritten')
 
   const master = await run(where, ['master', '--no-such-flag'])
   t.equal(master.code, 2, 'a server command with a bad flag is a usage error')
