@@ -21,6 +21,7 @@ import { createRequire } from 'node:module'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Script } from 'node:vm'
+import { assert } from '../../shared/assert.js'
 import type * as mainModule from './main.js'
 
 export type CliModule = Pick<typeof mainModule, 'main' | 'isBrokenPipe' | 'commandNames'>
@@ -66,9 +67,9 @@ export function loadCliBundle (env: NodeJS.ProcessEnv, command: string | undefin
   const wrapper = script.runInThisContext() as (...args: unknown[]) => void
   wrapper.call(moduleObject.exports, moduleObject.exports, createRequire(bundlePath), moduleObject, bundlePath, dir)
   const cli = moduleObject.exports
-  if (typeof cli.main !== 'function' || typeof cli.isBrokenPipe !== 'function' || !(cli.commandNames instanceof Set)) {
-    throw new Error(`${bundlePath} does not export main, isBrokenPipe and commandNames: rebuild it (npm run build)`)
-  }
+  // A fresh bundle without these is a bug of scripts/bundle-cli.ts (its entry is main.js), not a user's problem.
+  assert(typeof cli.main === 'function' && typeof cli.isBrokenPipe === 'function', `${bundlePath} exports main and isBrokenPipe`)
+  assert(cli.commandNames instanceof Set, `${bundlePath} exports commandNames`)
   const name = command !== undefined && cli.commandNames.has(command) ? command : '-'
   const seen = cache === undefined || script.cachedDataRejected === true ? [] : cache.header.commands
   if (!seen.includes(name) && seen.length < cacheCommandsMax) {
@@ -82,7 +83,13 @@ function readManifest (path: string): BundleManifest | undefined {
   try { manifest = JSON.parse(readFileSync(path, 'utf8')) as Partial<BundleManifest> } catch { return undefined }
   if (manifest.format !== bundleManifestFormat || typeof manifest.root !== 'string' || typeof manifest.bundle?.sizeBytes !== 'number') return undefined
   if (!Array.isArray(manifest.inputs) || manifest.inputs.length === 0 || manifest.inputs.length > bundleInputsMax) return undefined
+  if (!manifest.inputs.every(isInput)) return undefined
   return manifest as BundleManifest
+}
+
+function isInput (input: Partial<BundleInput> | null): boolean {
+  return typeof input?.path === 'string' && typeof input.sizeBytes === 'number' && typeof input.mtimeMs === 'number' &&
+    (input.package === undefined || typeof input.package === 'string')
 }
 
 // Every input, and the bundle itself, the same size and no newer than at build time. No newer, not the same
@@ -110,14 +117,22 @@ function isFresh (manifest: BundleManifest, dir: string, bundlePath: string): bo
 export function findPackageDir (name: string, dir: string): string | undefined {
   for (let at = resolve(dir); ; at = dirname(at)) {
     const candidate = join(at, 'node_modules', name)
-    if (statSync(join(candidate, 'package.json'), { throwIfNoEntry: false })?.isFile() === true) return candidate
+    if (isFile(join(candidate, 'package.json'))) return candidate
     if (dirname(at) === at) return undefined
   }
 }
 
+function isFile (path: string): boolean {
+  try { return statSync(path, { throwIfNoEntry: false })?.isFile() === true } catch { return false }
+}
+
 function sameFile (path: string, sizeBytes: number, mtimeMs: number): boolean {
-  const stats = statSync(path, { throwIfNoEntry: false })
-  return stats !== undefined && stats.isFile() && stats.size === sizeBytes && stats.mtimeMs <= mtimeMs
+  try {
+    const stats = statSync(path, { throwIfNoEntry: false })
+    return stats !== undefined && stats.isFile() && stats.size === sizeBytes && stats.mtimeMs <= mtimeMs
+  } catch {
+    return false   // unreadable (EACCES, ENOTDIR): not what was built from
+  }
 }
 
 // The cache file: cacheMagic, one line of JSON (CacheHeader), then V8's bytes. Anything else is no cache.

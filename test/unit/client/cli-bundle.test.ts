@@ -10,7 +10,8 @@
 //   a code cache appears beside the bundle, which V8 then takes (a rejected one would be rewritten); a server
 //   command still runs from the ES modules.
 // - stale: an input made newer, an input of another size (same mtime), an input gone, a changed file of an npm
-//   package (undici), a changed bundle, and GRANARY_CLI_BUNDLE=off each mean the ES modules.
+//   package (undici), a changed bundle, a manifest that is not JSON or lists a broken input, and
+//   GRANARY_CLI_BUNDLE=off each mean the ES modules.
 // - the code cache: garbage, a flipped byte (its sha256 no longer matches), another node's header are each
 //   survived and rewritten; a read-only folder runs without one.
 // - --version, --help, a command's help and usage errors print the same bytes either way.
@@ -150,6 +151,8 @@ t.test('a bundle any of whose inputs changed is not used', { skip: built }, asyn
     ['an input gone', (where) => { rmSync(join(where.root, 'dist', 'client', 'cli', 'sync.js')) }],
     ['a file of undici changed', (where) => { appendFileSync(join(where.root, 'node_modules', 'undici', 'lib', 'dispatcher', 'agent.js'), '\n') }, { ownUndici: true }],
     ['the bundle itself changed', (where) => { appendFileSync(join(where.cliDir, bundleFiles.bundle), '\n') }],
+    ['the manifest not JSON', (where) => { writeFileSync(join(where.cliDir, bundleFiles.manifest), '{"format":1,') }],
+    ['the manifest with a broken input', (where) => { writeFileSync(join(where.cliDir, bundleFiles.manifest), JSON.stringify({ ...where.manifest, inputs: [...where.manifest.inputs, null] })) }],
   ]
   for (const [name, change, options] of cases) {
     const where = install(t, options)
