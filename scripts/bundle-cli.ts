@@ -138,9 +138,12 @@ function leaveOut (): Plugin {
         const path = resolve(args.resolveDir, args.path)
         return serverCode.test(path) ? { path, namespace: 'granary-server-stub' } : undefined
       })
+      // An AssertionError (GRN_ASSERTION): reaching it is a bug of cli.ts's choice, not something a user did.
       builder.onLoad({ filter: /.*/, namespace: 'granary-server-stub' }, (args) => ({
-        contents: `throw new Error(${JSON.stringify(`${relative(root, args.path)} is not in the CLI bundle: server commands run from the ES modules (client/cli/cli.ts)`)})`,
+        contents: `import { AssertionError } from ${JSON.stringify(join(root, 'dist', 'shared', 'assert.js'))}
+throw new AssertionError(${JSON.stringify(`${relative(root, args.path)} is not in the CLI bundle: server commands run from the ES modules (client/cli/cli.ts)`)})`,
         loader: 'js',
+        resolveDir: root,
       }))
     },
   }

@@ -8,7 +8,7 @@
 // - fresh: --version, ls and cat run from the bundle (cat's bytes right), undici comes from inside the bundle
 //   (nothing of node_modules/undici in the require cache), node:http2 is not loaded (the client-h2 patch), and
 //   a code cache appears beside the bundle, which V8 then takes (a rejected one would be rewritten); a server
-//   command still runs from the ES modules.
+//   command still runs from the ES modules (and the bundle, handed one anyway, fails it with GRN_ASSERTION).
 // - stale: an input made newer, an input of another size (same mtime), an input gone, a changed file of an npm
 //   package (undici), a changed bundle, a manifest that is not JSON or lists a broken input, and
 //   GRANARY_CLI_BUNDLE=off each mean the ES modules.
@@ -20,7 +20,8 @@ import { spawn } from 'node:child_process'
 import { appendFileSync, chmodSync, cpSync, existsSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { bundleFiles, type BundleManifest } from '../../../client/cli/bundle.js'
+import { bundleFiles, loadCliBundle, type BundleManifest } from '../../../client/cli/bundle.js'
+import { Writable } from 'node:stream'
 import { connect } from '../../../client/index.js'
 import { startFakeCluster } from './fake-cluster.js'
 import { clientOptions } from './helpers.js'
@@ -137,6 +138,18 @@ t.test('a fresh bundle runs client commands; a server command still runs from th
   const master = await run(where, ['master', '--no-such-flag'])
   t.equal(master.code, 2, 'a server command with a bad flag is a usage error')
   t.ok(ranEsm(master), 'and ran from the ES modules')
+})
+
+t.test('the bundle itself refuses a server command: GRN_ASSERTION, not half a server', { skip: built }, async (t) => {
+  // cli.ts never hands it one; this runs the bundle in-process (a copy's) to see what would happen if it did.
+  const where = install(t)
+  const cli = loadCliBundle({}, 'master', where.cliDir)
+  if (cli === undefined) throw new Error('the copy\'s bundle should be fresh')
+  let stderr = ''
+  const sink = new Writable({ write (piece: Buffer, _encoding, done) { stderr += piece.toString(); done() } })
+  const code = await cli.main(['master', '--no-such-flag', '--json'], { stdin: process.stdin, stdout: sink, stderr: sink, env: {} })
+  t.equal(code, 1)
+  t.match(JSON.parse(stderr), { code: 'GRN_ASSERTION', message: /dist\/master\/main\.js is not in the CLI bundle/ })
 })
 
 t.test('a bundle any of whose inputs changed is not used', { skip: built }, async (t) => {
