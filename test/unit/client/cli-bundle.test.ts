@@ -1,6 +1,7 @@
 // Proves the CLI bundle (scripts/bundle-cli.ts, client/cli/bundle.ts): a fresh bundle is what a client command
-// runs, and never a stale one. Each case copies the built dist (client, shared and the servers' folders,
-// timestamps kept) into a test folder, with node_modules linked, so the real dist is never changed. What ran is
+// runs, and never a stale one. Each case copies the compiled dist (client, shared, the servers' folders and
+// scripts/bundle-cli.js) into a test folder, with node_modules linked, and bundles the copy there: the real
+// dist is never changed, and the test holds after a bare tsc (which leaves the real bundle stale). What ran is
 // seen from outside, with no switch of our own: a module-loader hook (node:module register) records the ES
 // modules node loads, and at exit the process records its CommonJS require cache and node's internal module
 // list. The bundle runs through vm.Script, so with the bundle dist/client/cli/main.js is never loaded as an ES
@@ -16,8 +17,8 @@
 //   survived and rewritten; a read-only folder runs without one.
 // - --version, --help, a command's help and usage errors print the same bytes either way.
 import t, { type Test } from 'tap'
-import { spawn } from 'node:child_process'
-import { appendFileSync, chmodSync, cpSync, existsSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { appendFileSync, chmodSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { bundleFiles, loadCliBundle, type BundleManifest } from '../../../client/cli/bundle.js'
@@ -27,23 +28,30 @@ import { startFakeCluster } from './fake-cluster.js'
 import { clientOptions } from './helpers.js'
 
 const dist = join(process.cwd(), 'dist')
-const built = existsSync(join(dist, 'client', 'cli', bundleFiles.manifest)) ? false : 'build first (npm run build: tsc, then node dist/scripts/bundle-cli.js)'
+const built = existsSync(join(dist, 'scripts', 'bundle-cli.js')) ? false : 'build first (npx tsc -p .)'
 const cacheMagic = 'granary-cli-cache 1\n'
 
 interface Install { root: string, cliDir: string, bin: string, manifest: BundleManifest }
 interface Run { code: number | null, stdout: string, stderr: string, esm: string[], required: string[], builtins: string[] }
 
-// dist's folders with their timestamps, package.json, and node_modules: a link to the real one,
-// or (ownUndici) a real folder holding a copy of undici alone, for the case that changes a file of it.
+// dist's folders, package.json, and node_modules: a link to the real one, or (ownUndici) a real folder of links
+// but for a copy of undici, for the case that changes a file of it; then the copy's own bundle, built there.
 function install (t: Test, options: { ownUndici?: boolean } = {}): Install {
   const root = t.testdir({})
-  for (const part of ['client', 'shared', 'master', 'chunkserver', 'gateway']) cpSync(join(dist, part), join(root, 'dist', part), { recursive: true, preserveTimestamps: true })
+  for (const part of ['client', 'shared', 'master', 'chunkserver', 'gateway']) cpSync(join(dist, part), join(root, 'dist', part), { recursive: true })
+  cpSync(join(dist, 'scripts', 'bundle-cli.js'), join(root, 'dist', 'scripts', 'bundle-cli.js'))
   cpSync(join(process.cwd(), 'package.json'), join(root, 'package.json'))
   const modules = realpathSync(join(process.cwd(), 'node_modules'))
-  if (options.ownUndici === true) cpSync(join(modules, 'undici'), join(root, 'node_modules', 'undici'), { recursive: true, preserveTimestamps: true })
-  else symlinkSync(modules, join(root, 'node_modules'))
+  if (options.ownUndici === true) {
+    mkdirSync(join(root, 'node_modules'))
+    for (const name of readdirSync(modules)) if (name !== 'undici') symlinkSync(join(modules, name), join(root, 'node_modules', name))
+    cpSync(join(modules, 'undici'), join(root, 'node_modules', 'undici'), { recursive: true })
+  } else {
+    symlinkSync(modules, join(root, 'node_modules'))
+  }
   const cliDir = join(root, 'dist', 'client', 'cli')
-  rmSync(join(cliDir, bundleFiles.cache), { force: true })
+  for (const name of Object.values(bundleFiles)) rmSync(join(cliDir, name), { force: true })
+  execFileSync(process.execPath, [join(root, 'dist', 'scripts', 'bundle-cli.js')], { stdio: ['ignore', 'ignore', 'pipe'] })
   writeFileSync(join(root, 'hooks.mjs'), `import { appendFileSync } from 'node:fs'
 export async function load (url, context, next) { appendFileSync(process.env.TRACE_ESM, url + '\\n'); return next(url, context) }
 `)
@@ -57,14 +65,6 @@ process.on('exit', () => {
 })
 `)
   const manifest = JSON.parse(readFileSync(join(cliDir, bundleFiles.manifest), 'utf8')) as BundleManifest
-  // cpSync's preserveTimestamps can round an mtime up (by under a millisecond): that alone would make the copy
-  // "newer" than recorded. Each file the manifest names gets its recorded time, floored to the millisecond.
-  const backdate = (path: string, mtimeMs: number): void => { if (existsSync(path)) utimesSync(path, new Date(), new Date(Math.floor(mtimeMs))) }
-  backdate(join(cliDir, bundleFiles.bundle), manifest.bundle.mtimeMs)
-  for (const input of manifest.inputs) {
-    if (input.package === undefined) backdate(join(root, input.path), input.mtimeMs)
-    else if (options.ownUndici === true && input.package === 'undici') backdate(join(root, 'node_modules', 'undici', input.path), input.mtimeMs)
-  }
   return { root, cliDir, bin: join(cliDir, 'cli.js'), manifest }
 }
 
