@@ -6,6 +6,8 @@ import { GranaryError } from '../../shared/errors.js'
 import { parseMasterList, checkChunkSize, masterDefaults, chunkserverDefaults, shadowDefaults, kebab } from '../../shared/config.js'
 import * as limits from '../../shared/limits.js'
 import { parseLocation, isMarkedRemote, mastersFor, type Location } from './location.js'
+import { serverCommandNames } from './server-commands.js'
+import { assert } from '../../shared/assert.js'
 
 type OptionSpec = { type: 'boolean' | 'string', short?: string, help: string, placeholder?: string }
 
@@ -204,6 +206,10 @@ export const commands: CommandSpec[] = [
     notes: ['Generated from this command table: commands, their options, and local file names where a command takes them.'],
     examples: ['source <(granary completion bash)', 'granary completion zsh > "${fpath[1]}/_granary"', 'granary completion fish > ~/.config/fish/completions/granary.fish'] },
 ]
+
+const serverCommandsInTable = commands.filter((c) => c.kind === 'server').map((c) => c.name)
+assert(serverCommandsInTable.length === serverCommandNames.size && serverCommandsInTable.every((name) => serverCommandNames.has(name)),
+  'server-commands.ts lists exactly the server commands of the command table')
 
 export function isServerCommand (name: string | undefined): boolean {
   return commands.some((c) => c.name === name && c.kind === 'server')

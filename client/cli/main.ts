@@ -7,7 +7,7 @@ import type { Credentials } from '../../shared/auth.js'
 import type { Readable, Writable } from 'node:stream'
 import { GranaryError, isGranaryError } from '../../shared/errors.js'
 import type { GranaryClient } from '../index.js'
-import { parseCommandLine, type OptionValues, type CommandSpec } from './args.js'
+import { parseCommandLine, commands, type OptionValues, type CommandSpec } from './args.js'
 import type { Progress } from './format.js'
 
 // docs/API.md "Exit status" and args.ts exitStatuses say the same; scripts branch on these.
@@ -86,6 +86,9 @@ const serverCommands: Record<string, () => Promise<(argv: string[]) => Promise<v
   chunkserver: async () => (await import('../../chunkserver/main.js')).runChunkserver,
   s3: async () => (await import('../../gateway/main.js')).runGateway,
 }
+
+// Every command's name: bundle.ts keys its code cache by the commands that have run (each compiles its own code).
+export const commandNames: ReadonlySet<string> = new Set(commands.map((c) => c.name))
 
 export async function main (argv: string[], io: CliIo): Promise<number> {
   // --json is looked for before parsing, so a usage error is JSON too when it was asked for.

@@ -13,7 +13,7 @@ import { dirname, join, normalize } from 'node:path'
 const root = process.cwd()
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
   engines: { node: string }, license: string, bin: Record<string, string>, main: string, types: string,
-  exports: Record<string, string | Record<string, string>>
+  exports: Record<string, string | Record<string, string>>, dependencies: Record<string, string>
 }
 
 t.test('npm pack contents', { skip: existsSync(join(root, 'dist', 'client', 'index.js')) ? false : 'build first (npx tsc -p .)' }, async (t) => {
@@ -61,6 +61,19 @@ t.test('npm pack contents', { skip: existsSync(join(root, 'dist', 'client', 'ind
     }
   }
   t.same(missing, [], 'every relative import resolves inside the package')
+
+  // The CLI bundle (npm run build): shipped with its manifest and every input the manifest checks (an input
+  // left out would make an installed bundle stale forever), never with the code cache a run wrote here.
+  const manifestPath = 'dist/client/cli/main.bundle.json'
+  if (existsSync(join(root, manifestPath))) {
+    t.ok(files.has('dist/client/cli/main.bundle.cjs') && files.has(manifestPath), 'ships the CLI bundle and its manifest')
+    t.notOk(files.has('dist/client/cli/main.bundle.cache'), 'not the code cache')
+    const manifest = JSON.parse(readFileSync(join(root, manifestPath), 'utf8')) as { inputs: Array<{ path: string, package?: string }> }
+    const unshipped = manifest.inputs.filter((input) => input.package === undefined && !files.has(input.path)).map((input) => input.path)
+    t.same(unshipped, [], 'every input of the bundle outside node_modules is shipped')
+    const packages = new Set(manifest.inputs.flatMap((input) => input.package === undefined ? [] : [input.package]))
+    t.same([...packages].filter((name) => !(name in pkg.dependencies)), [], 'and every package it bundles is a dependency')
+  }
 })
 
 t.test('engines, LICENSE, and granary/testing exports supervise', async (t) => {

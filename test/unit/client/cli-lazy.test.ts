@@ -7,6 +7,8 @@
 //   Agent (client/undici-agent.ts), never its index (fetch, WebSocket, mocks, cache stores); no cli-progress
 //   (stdout and stderr are not terminals); no tar-stream (loaded by the first pack or unpack, client/tar.ts).
 // - --version loads no undici at all.
+// It inspects ES module loading, so it runs the CLI with GRANARY_CLI_BUNDLE=off: the bundle (one file through
+// vm.Script, test/unit/client/cli-bundle.test.ts) would hide every module from the hook.
 // The same hook does see what it must: dist/master/ for `granary master` with a bad flag, and undici's whole
 // index for `granary fsck` (which calls undici's request()): each check can fail.
 import t from 'tap'
@@ -46,7 +48,7 @@ process.on('exit', () => { appendFileSync(process.env.GRANARY_TRACE_FILE, Object
     let stdout = ''
     const code = await new Promise<number | null>((resolve) => {
       const child = spawn(process.execPath, ['--import', pathToFileURL(join(dir, 'trace.mjs')).href, bin, ...args], {
-        env: { ...process.env, GRANARY_TRACE_FILE: file, GRANARY_MASTER: cluster.master.url }, stdio: ['ignore', 'pipe', 'ignore']
+        env: { ...process.env, GRANARY_TRACE_FILE: file, GRANARY_MASTER: cluster.master.url, GRANARY_CLI_BUNDLE: 'off' }, stdio: ['ignore', 'pipe', 'ignore']
       })
       child.stdout.on('data', (piece: Buffer) => { stdout += piece.toString() })
       child.on('close', resolve)
