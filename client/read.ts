@@ -18,7 +18,7 @@ import type { Transport } from './transport.js'
 import { publish, describeError } from './diagnostics.js'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChunkBody } from './transport.js'
-import { chunkHedgeDelayMs, replicaStallMs } from '../shared/limits.js'
+import { chunkHedgeDelayMs, chunkHedgeWaitMsMax, replicaStallMs } from '../shared/limits.js'
 
 export interface ReadOptions {
   start?: number                // first byte, default 0
@@ -199,7 +199,27 @@ async function openHedged (context: ReadContext, location: ChunkLocation, from: 
             reject(Object.assign(err, { [allFailed]: true }))
           }
         })
-        if (launched < replicas.length) timer = setTimeout(launch, chunkHedgeDelayMs)
+        if (launched < replicas.length) armHedge((replicas[index] as ChunkserverAddress).url, performance.now())
+      }
+      // Races the next replica once this one has not answered within chunkHedgeDelayMs and its server has sent
+      // this client nothing since it was asked (hung), or within chunkHedgeWaitMsMax while it sends others their
+      // bytes (this request waits in the client's own pool queue: racing it would only add connections). The
+      // decision waits one turn for I/O already arrived, so a client that was itself stalled blames no server.
+      const armHedge = (url: string, askedAtMs: number): void => {
+        const generation = launched   // a launch since (this replica failed at once) re-arms for the next one
+        const decide = (): void => {
+          if (settled || launched !== generation) return
+          const waitedMs = performance.now() - askedAtMs
+          const heardMs = context.transport.lastHeardMs(url)
+          if (waitedMs < chunkHedgeWaitMsMax && heardMs !== undefined && heardMs > askedAtMs) {
+            timer = setTimeout(() => { setImmediate(decide) }, Math.min(chunkHedgeDelayMs, chunkHedgeWaitMsMax - waitedMs))
+            return
+          }
+          publish('failover', () => ({ what: `read chunk ${location.chunkHandle}`, from: url, to: (replicas[launched] as ChunkserverAddress).url, code: 'GRN_HEDGE',
+            message: `no answer within ${Math.round(waitedMs)} ms${heardMs !== undefined && heardMs > askedAtMs ? ', its server busy with other reads' : ' and nothing from its server since'}: racing the next replica` }))
+          launch()
+        }
+        timer = setTimeout(() => { setImmediate(decide) }, chunkHedgeDelayMs)
       }
       launch()
     })

@@ -164,6 +164,18 @@ export class Transport {
   }
 
   // Opens a ranged read of one chunk. A non-200 reply throws its GranaryError; a 200 gives the body to stream.
+  // When a chunkserver last sent this client anything (a reply's headers, a piece of a body), by URL: a read
+  // that waits on a server still sending to others waits in line; one that has heard nothing since it asked
+  // waits on a hung server (client/read.ts, the chunk hedge).
+  readonly #heardAtMs = new Map<string, number>()
+
+  lastHeardMs (url: string): number | undefined { return this.#heardAtMs.get(url) }
+
+  #heard (url: string): void {
+    if (this.#heardAtMs.size >= limits.chunkServersHeardMax && !this.#heardAtMs.has(url)) this.#heardAtMs.clear()
+    this.#heardAtMs.set(url, performance.now())
+  }
+
   async getChunk (request: GetChunkRequest): Promise<ChunkBody> {
     this.#checkOpen()
     const query = { version: request.version, offset: request.offsetBytes, length: request.lengthBytes }
@@ -175,6 +187,7 @@ export class Transport {
         origin: request.url, path, method: 'GET', headers: { [tokenHeader]: request.token },
         headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: request.signal,
       })
+      this.#heard(request.url)
       if (res.statusCode !== 200) {
         const parsed = parseJson(await readText(res.body, res.headers['content-length'], target))
         throw errorFromBody(parsed as Partial<ErrorBody> | undefined, res.statusCode)
@@ -183,7 +196,7 @@ export class Transport {
       const chunkLengthBytes = typeof lengthHeader === 'string' && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null
       const body = res.body
       return {
-        pieces: mapErrors(body, target, timeoutMs, request.signal),
+        pieces: mapErrors(body, target, timeoutMs, request.signal, () => { this.#heard(request.url) }),
         chunkLengthBytes,
         destroy: () => { body.destroy() },
       }
@@ -245,9 +258,12 @@ function describe (err: unknown): string {
   return String(err)
 }
 
-async function * mapErrors (body: AsyncIterable<Buffer>, target: string, timeoutMs: number, signal?: AbortSignal): AsyncIterable<Buffer> {
+async function * mapErrors (body: AsyncIterable<Buffer>, target: string, timeoutMs: number, signal?: AbortSignal, onPiece?: () => void): AsyncIterable<Buffer> {
   try {
-    for await (const piece of body) yield piece
+    for await (const piece of body) {
+      onPiece?.()
+      yield piece
+    }
   } catch (err) {
     throw toGranaryError(err, target, timeoutMs, signal)
   }

@@ -137,7 +137,9 @@ export const hedgeDelayMsMin = 20
 export const hedgeDelayMsMax = 100
 export const hedgeAbandonMs = 1_000                    // a pass whose other URLs failed gives up a request out this long
 export const hedgeLatencyFactor = 4                    // hedge after this many times the recent (smoothed) latency
-export const chunkHedgeDelayMs = 1_000                 // a replica that has not answered a chunk GET this soon is raced by the next (past a busy client's own pool queue: a shorter one fired on 48 readers sharing 16 sockets)
+export const chunkHedgeDelayMs = 150                   // a replica that has not answered a chunk GET this soon, and whose server has sent this client nothing since it was asked, is raced by the next
+export const chunkHedgeWaitMsMax = 1_000               // ... and one whose server is busy answering this client's other reads, this late (a wait there is the client's own pool queue: a 150 ms hedge regardless fired on 48 readers sharing 16 sockets)
+export const chunkServersHeardMax = 4_096              // chunkservers whose last byte to this client is remembered (for the hedge); past it the memory starts over
 export const replicaStallMs = 1_000                    // a chunk body silent this long (while waited on) moves to the next replica
 export const membersRefreshMs = 30_000                 // a client asks for the cluster's metadata servers at most this often
 // Metadata batches (client/batch.ts, POST /fs/batch): calls to one server that queue up behind the ones already

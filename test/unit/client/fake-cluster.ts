@@ -48,7 +48,8 @@ async function readBody (req: IncomingMessage): Promise<Buffer> {
 
 export type PutFault = 'refuse' | 'cut' | 'bad-crc' | 'disk-full'
 // hang: take the request, never answer (a frozen server); stall: send cutAfterBytes, then nothing, connection open
-export type GetFault = 'cut' | 'checksum' | 'short' | 'corrupt' | 'refuse' | 'hang' | 'stall'
+// trickle: the whole body, in 1 KiB pieces every trickleEveryMs (a live but slow server)
+export type GetFault = 'cut' | 'checksum' | 'short' | 'corrupt' | 'refuse' | 'hang' | 'stall' | 'trickle'
 
 export class FakeChunkserver {
   readonly serverId: ServerId
@@ -60,6 +61,7 @@ export class FakeChunkserver {
   getFaults: GetFault[] = []                       // consumed one per GET
   readonly getFaultsFor = new Map<string, GetFault[]>()   // chunk handle → faults for GETs of that chunk only
   cutAfterBytes = 1000
+  trickleEveryMs = 10
   holdPuts: Promise<void> | undefined              // while set, PUT replies wait for it
   #server: Server | undefined
 
@@ -134,6 +136,19 @@ export class FakeChunkserver {
       return
     }
     if (fault === 'stall') { res.write(bytes.subarray(0, Math.min(this.cutAfterBytes, bytes.length - 1))); return }
+    if (fault === 'trickle') {
+      let sent = 0
+      const next = (): void => {
+        if (res.destroyed) return
+        const piece = bytes.subarray(sent, sent + 1024)
+        sent += piece.length
+        if (sent >= bytes.length) { res.end(piece); return }
+        res.write(piece)
+        setTimeout(next, this.trickleEveryMs)
+      }
+      next()
+      return
+    }
     res.end(bytes)
   }
 }

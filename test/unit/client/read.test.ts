@@ -5,6 +5,8 @@
 // reads pull chunk by chunk (backpressure), and open() metadata is cached.
 import t, { type Test } from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
+import diagnosticsChannel from 'node:diagnostics_channel'
+import { channelNames } from '../../../client/diagnostics.js'
 import type { GranaryError } from '../../../shared/errors.js'
 import { connect, type GranaryClient } from '../../../client/index.js'
 import { startFakeCluster, type FakeChunkserver } from './fake-cluster.js'
@@ -47,6 +49,50 @@ t.test('gray replicas: one that never answers is raced by the next; one that sta
   t.ok(hungSecond.gets.some((g) => g.chunkHandle === hung && g.offset === 0), 'the hung replica was raced from the start of the chunk')
   const resumed = stallSecond.gets.find((g) => g.chunkHandle === stalled)
   t.equal(resumed?.offset, 20_000, 'the stalled replica was left at the exact byte it reached')
+})
+
+// The chunk hedge tells a hung server (nothing to this client since the request went out: raced after
+// chunkHedgeDelayMs) from a busy one (sending this client other bytes meanwhile: the request waits in the
+// client's own queue, raced only after chunkHedgeWaitMsMax). Which rule fired is in the hedge's message.
+t.test('chunk hedge: a server silent since it was asked is raced as hung; one sending other reads their bytes is not', async (t) => {
+  const { cluster, fs, replicas } = await setup(t, { requestTimeoutMs: 5_000 })
+  await fs.writeFile('/slow.bin', data.subarray(0, 64 * 1024))
+  const chunks = cluster.master.entries.get('/file.bin')?.chunks ?? []
+  const hedges: Array<{ from: string, message: string }> = []
+  const onFailover = (message: unknown): void => {
+    const m = message as { code?: string, from: string, message: string }
+    if (m.code === 'GRN_HEDGE') hedges.push(m)
+  }
+  diagnosticsChannel.subscribe(channelNames.failover, onFailover)
+  t.teardown(() => { diagnosticsChannel.unsubscribe(channelNames.failover, onFailover) })
+
+  // Hung: every GET to the first replica of chunk 0 is taken and never answered, so it sends this client nothing.
+  const hung = replicas(0)[0] as FakeChunkserver
+  for (const chunk of chunks) hung.getFaultsFor.set(chunk.chunkHandle, Array(10).fill('hang'))
+  t.equal(sha256(await readAll(fs, '/file.bin')), sha256(data), 'the right bytes, from the other replicas')
+  const fromHung = hedges.filter((h) => h.from === hung.url)
+  t.ok(fromHung.length >= 1, 'the hung server\'s reads were raced')
+  t.ok(fromHung.every((h) => /nothing from its server since/.test(h.message)), `raced as hung, not after the busy bound: ${JSON.stringify(fromHung.map((h) => h.message))}`)
+  for (const chunk of chunks) hung.getFaultsFor.delete(chunk.chunkHandle)
+
+  // Busy: the first replica of /slow.bin's chunk trickles it to this client while the same server holds a
+  // chunk-0 read of /file.bin unanswered: that read is raced only by the busy bound.
+  hedges.length = 0
+  const slowChunk = cluster.master.entries.get('/slow.bin')?.chunks[0]
+  const slowFirst = cluster.chunkservers.find((cs) => cs.serverId === slowChunk?.replicas[0]?.serverId) as FakeChunkserver
+  slowFirst.trickleEveryMs = 5
+  slowFirst.getFaultsFor.set(slowChunk?.chunkHandle as string, ['trickle'])   // 64 pieces, 5 ms apart: ~320 ms+ of bytes
+  const chunkOnBusy = chunks.find((chunk) => chunk.replicas[0]?.serverId === slowFirst.serverId)
+  t.ok(chunkOnBusy !== undefined, 'a chunk of /file.bin is first asked of the same server')
+  slowFirst.getFaultsFor.set(chunkOnBusy?.chunkHandle as string, ['hang'])
+  const trickled = readAll(fs, '/slow.bin')
+  await new Promise<void>((resolve) => { const check = (): void => { if (slowFirst.gets.some((g) => g.chunkHandle === slowChunk?.chunkHandle)) resolve(); else setImmediate(check) }; check() })
+  const [slow, whole] = await Promise.all([trickled, readAll(fs, '/file.bin')])
+  t.equal(sha256(slow), sha256(data.subarray(0, 64 * 1024)), 'the trickled file whole')
+  t.equal(sha256(whole), sha256(data), 'the other file whole')
+  const fromBusy = hedges.filter((h) => h.from === slowFirst.url)
+  t.ok(fromBusy.length >= 1, 'the unanswered read was raced in the end')
+  t.ok(fromBusy.every((h) => /its server busy with other reads/.test(h.message)), `raced by the busy bound, not as hung: ${JSON.stringify(fromBusy.map((h) => h.message))}`)
 })
 
 t.test('a replica that cuts the stream: the next one continues from the exact byte', async (t) => {
