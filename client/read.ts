@@ -109,7 +109,7 @@ async function * readChunk (context: ReadContext, path: string, first: ChunkLoca
   options: ChunkReadOptions): AsyncGenerator<Buffer> {
   const whole = fromBytes === 0 && toBytes === first.lengthBytes
   const progress: ChunkProgress = { positionBytes: fromBytes, crc32: 0, held: [] }
-  let location = first
+  let location = hungLast(context, first)
   let deadline: Deadline | undefined
   for (let round = 1; ; round++) {
     let last: GranaryError | undefined
@@ -143,8 +143,16 @@ async function * readChunk (context: ReadContext, path: string, first: ChunkLoca
       throw deadlineExceeded(`read chunk ${first.chunkIndex} of ${path}`, deadline, round, last)
     }
     await sleep(delayMs, undefined, { signal: options.signal }).catch(() => { throw abortedError(options.signal) })
-    location = await refreshLocation(context, path, location, deadline, options.signal)
+    location = hungLast(context, await refreshLocation(context, path, location, deadline, options.signal))
   }
+}
+
+// The replicas with those this client raced as hung lately moved to the end (in their order): a hung server
+// costs one read one hedge delay, not every chunk of every read after it.
+function hungLast (context: ReadContext, location: ChunkLocation): ChunkLocation {
+  const hung = location.replicas.filter((replica) => context.transport.isHung(replica.url))
+  if (hung.length === 0 || hung.length === location.replicas.length) return location
+  return { ...location, replicas: [...location.replicas.filter((replica) => !hung.includes(replica)), ...hung] }
 }
 
 // Errors that say one replica cannot serve this chunk (its token, its copy), not that the chunk is bad:
@@ -215,6 +223,7 @@ async function openHedged (context: ReadContext, location: ChunkLocation, from: 
             timer = setTimeout(() => { setImmediate(decide) }, Math.min(chunkHedgeDelayMs, chunkHedgeWaitMsMax - waitedMs))
             return
           }
+          if (heardMs === undefined || heardMs <= askedAtMs) context.transport.markHung(url)
           publish('failover', () => ({ what: `read chunk ${location.chunkHandle}`, from: url, to: (replicas[launched] as ChunkserverAddress).url, code: 'GRN_HEDGE',
             message: `no answer within ${Math.round(waitedMs)} ms${heardMs !== undefined && heardMs > askedAtMs ? ', its server busy with other reads' : ' and nothing from its server since'}: racing the next replica` }))
           launch()

@@ -169,11 +169,28 @@ export class Transport {
   // waits on a hung server (client/read.ts, the chunk hedge).
   readonly #heardAtMs = new Map<string, number>()
 
+  // Chunkservers a read raced as hung, until when they are asked last (client/read.ts orders replicas so).
+  readonly #hungUntilMs = new Map<string, number>()
+
   lastHeardMs (url: string): number | undefined { return this.#heardAtMs.get(url) }
+
+  markHung (url: string): void {
+    if (this.#hungUntilMs.size >= limits.chunkServersHeardMax && !this.#hungUntilMs.has(url)) this.#hungUntilMs.clear()
+    this.#hungUntilMs.set(url, performance.now() + limits.chunkServerHungMs)
+  }
+
+  isHung (url: string): boolean {
+    const untilMs = this.#hungUntilMs.get(url)
+    if (untilMs === undefined) return false
+    if (untilMs > performance.now()) return true
+    this.#hungUntilMs.delete(url)
+    return false
+  }
 
   #heard (url: string): void {
     if (this.#heardAtMs.size >= limits.chunkServersHeardMax && !this.#heardAtMs.has(url)) this.#heardAtMs.clear()
     this.#heardAtMs.set(url, performance.now())
+    if (this.#hungUntilMs.size > 0) this.#hungUntilMs.delete(url)   // it answers again
   }
 
   async getChunk (request: GetChunkRequest): Promise<ChunkBody> {

@@ -139,6 +139,7 @@ export const hedgeAbandonMs = 1_000                    // a pass whose other URL
 export const hedgeLatencyFactor = 4                    // hedge after this many times the recent (smoothed) latency
 export const chunkHedgeDelayMs = 150                   // a replica that has not answered a chunk GET this soon, and whose server has sent this client nothing since it was asked, is raced by the next
 export const chunkHedgeWaitMsMax = 1_000               // ... and one whose server is busy answering this client's other reads, this late (a wait there is the client's own pool queue: a 150 ms hedge regardless fired on 48 readers sharing 16 sockets)
+export const chunkServerHungMs = 5_000                 // a chunkserver raced as hung is asked last, after the other replicas, for this long (or until it sends again)
 export const chunkServersHeardMax = 4_096              // chunkservers whose last byte to this client is remembered (for the hedge); past it the memory starts over
 export const replicaStallMs = 1_000                    // a chunk body silent this long (while waited on) moves to the next replica
 export const membersRefreshMs = 30_000                 // a client asks for the cluster's metadata servers at most this often

@@ -36,9 +36,12 @@ t.test('gray replicas: one that never answers is raced by the next; one that sta
   const { cluster, fs, replicas } = await setup(t, { requestTimeoutMs: 5_000 })
   const chunks = cluster.master.entries.get('/file.bin')?.chunks ?? []
   const hung = chunks[0]?.chunkHandle as string
-  const stalled = chunks[2]?.chunkHandle as string
   const [hungFirst, hungSecond] = replicas(0) as [FakeChunkserver, FakeChunkserver]
-  const [stallFirst, stallSecond] = replicas(2) as [FakeChunkserver, FakeChunkserver]
+  // The stalling replica on another server: once raced as hung, a server is asked last for a while.
+  const stallIndex = [2, 1, 3].find((i) => replicas(i)[0] !== hungFirst)
+  t.ok(stallIndex !== undefined, 'a chunk whose first replica is another server')
+  const stalled = chunks[stallIndex as number]?.chunkHandle as string
+  const stallFirst = replicas(stallIndex as number)[0] as FakeChunkserver
   hungFirst.getFaultsFor.set(hung, ['hang'])
   stallFirst.cutAfterBytes = 20_000
   stallFirst.getFaultsFor.set(stalled, ['stall'])
@@ -47,7 +50,8 @@ t.test('gray replicas: one that never answers is raced by the next; one that sta
   const tookMs = performance.now() - startedMs
   t.ok(tookMs < 5_000, `read in ${Math.round(tookMs)} ms: within the hedge delay and the stall bound, not at the 5 s request timeout`)
   t.ok(hungSecond.gets.some((g) => g.chunkHandle === hung && g.offset === 0), 'the hung replica was raced from the start of the chunk')
-  const resumed = stallSecond.gets.find((g) => g.chunkHandle === stalled)
+  // Taken over by another replica (the second, or the third when the second is the server raced as hung).
+  const resumed = cluster.chunkservers.filter((cs) => cs !== stallFirst).flatMap((cs) => cs.gets).find((g) => g.chunkHandle === stalled)
   t.equal(resumed?.offset, 20_000, 'the stalled replica was left at the exact byte it reached')
 })
 
@@ -75,8 +79,16 @@ t.test('chunk hedge: a server silent since it was asked is raced as hung; one se
   t.ok(fromHung.every((h) => /nothing from its server since/.test(h.message)), `raced as hung, not after the busy bound: ${JSON.stringify(fromHung.map((h) => h.message))}`)
   for (const chunk of chunks) hung.getFaultsFor.delete(chunk.chunkHandle)
 
-  // Busy: the first replica of /slow.bin's chunk trickles it to this client while the same server holds a
-  // chunk-0 read of /file.bin unanswered: that read is raced only by the busy bound.
+  // Raced as hung, that server is now asked last: reading again costs no hedge.
+  hedges.length = 0
+  t.equal(sha256(await readAll(fs, '/file.bin')), sha256(data), 'read again')
+  t.same(hedges, [], 'no hedge: the hung server is asked after the others for a while')
+
+  // Busy (a new client: this one remembers the server above as hung): the first replica of /slow.bin's chunk
+  // trickles it to this client while the same server holds a chunk-0 read of /file.bin unanswered: that read
+  // is raced only by the busy bound.
+  const fresh = connect(clientOptions(cluster.master.url, { requestTimeoutMs: 5_000 }))
+  t.teardown(async () => { await fresh.close() })
   hedges.length = 0
   const slowChunk = cluster.master.entries.get('/slow.bin')?.chunks[0]
   const slowFirst = cluster.chunkservers.find((cs) => cs.serverId === slowChunk?.replicas[0]?.serverId) as FakeChunkserver
@@ -85,9 +97,9 @@ t.test('chunk hedge: a server silent since it was asked is raced as hung; one se
   const chunkOnBusy = chunks.find((chunk) => chunk.replicas[0]?.serverId === slowFirst.serverId)
   t.ok(chunkOnBusy !== undefined, 'a chunk of /file.bin is first asked of the same server')
   slowFirst.getFaultsFor.set(chunkOnBusy?.chunkHandle as string, ['hang'])
-  const trickled = readAll(fs, '/slow.bin')
+  const trickled = readAll(fresh, '/slow.bin')
   await new Promise<void>((resolve) => { const check = (): void => { if (slowFirst.gets.some((g) => g.chunkHandle === slowChunk?.chunkHandle)) resolve(); else setImmediate(check) }; check() })
-  const [slow, whole] = await Promise.all([trickled, readAll(fs, '/file.bin')])
+  const [slow, whole] = await Promise.all([trickled, readAll(fresh, '/file.bin')])
   t.equal(sha256(slow), sha256(data.subarray(0, 64 * 1024)), 'the trickled file whole')
   t.equal(sha256(whole), sha256(data), 'the other file whole')
   const fromBusy = hedges.filter((h) => h.from === slowFirst.url)
