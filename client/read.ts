@@ -18,6 +18,7 @@ import type { Transport } from './transport.js'
 import { publish, describeError } from './diagnostics.js'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ChunkBody } from './transport.js'
+import { LinkedAbort } from './linked-abort.js'
 import { chunkHedgeDelayMs, chunkHedgeWaitMsMax, replicaStallMs } from '../shared/limits.js'
 
 export interface ReadOptions {
@@ -123,7 +124,11 @@ async function * readChunk (context: ReadContext, path: string, first: ChunkLoca
         })
         replica = location.replicas[opened.index] as ChunkserverAddress
         next = opened.index + 1
-        yield * streamFromReplica(location, replica, opened.body, progress, toBytes, options, next < location.replicas.length)
+        try {
+          yield * streamFromReplica(location, replica, opened.body, progress, toBytes, options, next < location.replicas.length)
+        } finally {
+          opened.link.release()
+        }
         if (whole) checkChunkCrc(location, replica, progress, options.verify)
         yield * progress.held
         return
@@ -171,9 +176,9 @@ const allFailed = Symbol('allFailed')
 // delay (or failed), the next replica too, and so on. The first body wins; the other requests are aborted.
 // onError hears each replica that failed. When all failed, throws the last error marked allFailed.
 async function openHedged (context: ReadContext, location: ChunkLocation, from: number, progress: ChunkProgress, toBytes: number,
-  options: ChunkReadOptions, onError: (index: number, err: GranaryError) => void): Promise<{ body: ChunkBody, index: number }> {
+  options: ChunkReadOptions, onError: (index: number, err: GranaryError) => void): Promise<{ body: ChunkBody, index: number, link: LinkedAbort }> {
   const replicas = location.replicas
-  const aborts = new Map<number, AbortController>()
+  const aborts = new Map<number, LinkedAbort>()   // requests still out; the winner's link goes to the caller, who releases it
   let launched = from
   let failed = 0
   let settled = false
@@ -184,19 +189,20 @@ async function openHedged (context: ReadContext, location: ChunkLocation, from: 
         clearTimeout(timer)
         if (settled || launched >= replicas.length) return
         const index = launched++
-        const abort = new AbortController()
+        const abort = new LinkedAbort(options.signal)
         aborts.set(index, abort)
         context.transport.getChunk({
           url: (replicas[index] as ChunkserverAddress).url, chunkHandle: location.chunkHandle, version: location.version, token: location.token,
           offsetBytes: progress.positionBytes, lengthBytes: toBytes - progress.positionBytes, timeoutMs: context.requestTimeoutMs,
-          signal: AbortSignal.any([options.signal, abort.signal]),
+          signal: abort.signal,
         }).then((body) => {
-          if (settled) { body.destroy(); return }
+          if (settled) { body.destroy(); abort.release(); return }
           settled = true
           clearTimeout(timer)
           aborts.delete(index)
-          resolve({ body, index })
+          resolve({ body, index, link: abort })
         }, (err: unknown) => {
+          abort.release()
           if (settled) return
           if (options.signal.aborted || !isGranaryError(err) || (!err.retryable && !replicaSpecific.has(err.code))) { settled = true; clearTimeout(timer); reject(err); return }
           failed++
