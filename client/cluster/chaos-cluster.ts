@@ -28,6 +28,9 @@ interface ClusterFile { supervisorPid: number, processes: ClusterMember[] }
 const linesKeptMax = 10_000       // supervisor lines remembered (it prints a few per restart)
 const pollIntervalMs = 2
 const stopGraceMs = 10_000
+const reapWaitMs = 10_000         // stop(): how long members may take to be gone after the supervisor, before SIGKILL (and as long after)
+const reapPollMs = 25
+const startTimeSlackMs = 50       // processStartMs is computed from uptime at each call: the same process reads within a few ms
 
 export class UpCluster {
   readonly #options: UpOptions
@@ -101,19 +104,65 @@ export class UpCluster {
     return out
   }
 
+  // Stops the supervisor, then makes sure every member it ran is gone before returning: a supervisor that did
+  // not finish its own orderly stop within stopGraceMs (a member mid-restart waits for its launch to settle) is
+  // SIGKILLed, and its members would go on writing into their data folders until their lifelines noticed, while
+  // the caller deletes those folders (a CI teardown failed so: ENOTEMPTY on cs1).
   async stop (): Promise<void> {
     const child = this.#child
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
+    const members = this.#memberProcesses(new Map())
     child.kill('SIGTERM')
     const timer = setTimeout(() => child.kill('SIGKILL'), stopGraceMs)
     await this.#exited
     clearTimeout(timer)
+    await reap(this.#memberProcesses(members))
+  }
+
+  // The members' pids from cluster.json, each with its start time (so a pid the system reused is never
+  // signalled), added to `known`; a member whose start time cannot be read is gone already.
+  #memberProcesses (known: Map<number, number>): Map<number, number> {
+    let file: ClusterFile
+    try {
+      file = JSON.parse(readFileSync(join(this.#options.dataDir, 'cluster.json'), 'utf8')) as ClusterFile
+    } catch {
+      return known
+    }
+    for (const member of file.processes) {
+      if (!Number.isSafeInteger(member.pid) || member.pid <= 0 || known.has(member.pid)) continue
+      const startedMs = processStartMs(member.pid)
+      if (startedMs !== null) known.set(member.pid, startedMs)
+    }
+    return known
   }
 
   // For process 'exit' handlers: no await possible there.
   killSync (): void {
     if (this.#child !== undefined && this.#child.exitCode === null) this.#child.kill('SIGTERM')
   }
+}
+
+// Waits for each process (pid → start time) to be gone, up to reapWaitMs; SIGKILLs those still there (the same
+// process: same start time), and waits for them as long again.
+async function reap (processes: Map<number, number>): Promise<void> {
+  const alive = (pid: number, startedMs: number): boolean => {
+    const now = processStartMs(pid)
+    return now !== null && Math.abs(now - startedMs) <= startTimeSlackMs
+  }
+  const waitGone = async (): Promise<number[]> => {
+    const deadlineMs = Date.now() + reapWaitMs
+    let left = [...processes].filter(([pid, startedMs]) => alive(pid, startedMs)).map(([pid]) => pid)
+    while (left.length > 0 && Date.now() < deadlineMs) {
+      await new Promise((resolve) => setTimeout(resolve, reapPollMs))
+      left = left.filter((pid) => alive(pid, processes.get(pid) as number))
+    }
+    return left
+  }
+  const stragglers = await waitGone()
+  for (const pid of stragglers) {
+    try { process.kill(pid, 'SIGKILL') } catch {}
+  }
+  if (stragglers.length > 0) await waitGone()
 }
 
 // When a process started, as epoch ms (Linux /proc; 10 ms resolution), or null elsewhere.
