@@ -224,14 +224,14 @@ async function openHedged (context: ReadContext, location: ChunkLocation, from: 
         const decide = (): void => {
           if (settled || launched !== generation) return
           const waitedMs = performance.now() - askedAtMs
-          const heardMs = context.transport.lastHeardMs(url)
-          if (waitedMs < chunkHedgeWaitMsMax && heardMs !== undefined && heardMs > askedAtMs) {
+          const busy = (context.transport.lastHeardMs(url) ?? -Infinity) > askedAtMs   // it sent this client something since
+          if (busy && waitedMs < chunkHedgeWaitMsMax) {
             timer = setTimeout(() => { setImmediate(decide) }, Math.min(chunkHedgeDelayMs, chunkHedgeWaitMsMax - waitedMs))
             return
           }
-          if (heardMs === undefined || heardMs <= askedAtMs) context.transport.markHung(url)
+          if (!busy) context.transport.markHung(url)
           publish('failover', () => ({ what: `read chunk ${location.chunkHandle}`, from: url, to: (replicas[launched] as ChunkserverAddress).url, code: 'GRN_HEDGE',
-            message: `no answer within ${Math.round(waitedMs)} ms${heardMs !== undefined && heardMs > askedAtMs ? ', its server busy with other reads' : ' and nothing from its server since'}: racing the next replica` }))
+            message: `no answer within ${Math.round(waitedMs)} ms${busy ? ', its server busy with other reads' : ' and nothing from its server since'}: racing the next replica` }))
           launch()
         }
         timer = setTimeout(() => { setImmediate(decide) }, chunkHedgeDelayMs)

@@ -163,7 +163,6 @@ export class Transport {
     }
   }
 
-  // Opens a ranged read of one chunk. A non-200 reply throws its GranaryError; a 200 gives the body to stream.
   // When a chunkserver last sent this client anything (a reply's headers, a piece of a body), by URL: a read
   // that waits on a server still sending to others waits in line; one that has heard nothing since it asked
   // waits on a hung server (client/read.ts, the chunk hedge).
@@ -175,8 +174,7 @@ export class Transport {
   lastHeardMs (url: string): number | undefined { return this.#heardAtMs.get(url) }
 
   markHung (url: string): void {
-    if (this.#hungUntilMs.size >= limits.chunkServersHeardMax && !this.#hungUntilMs.has(url)) this.#hungUntilMs.clear()
-    this.#hungUntilMs.set(url, performance.now() + limits.chunkServerHungMs)
+    setBounded(this.#hungUntilMs, url, performance.now() + limits.chunkServerHungMs)
   }
 
   isHung (url: string): boolean {
@@ -188,11 +186,11 @@ export class Transport {
   }
 
   #heard (url: string): void {
-    if (this.#heardAtMs.size >= limits.chunkServersHeardMax && !this.#heardAtMs.has(url)) this.#heardAtMs.clear()
-    this.#heardAtMs.set(url, performance.now())
+    setBounded(this.#heardAtMs, url, performance.now())
     if (this.#hungUntilMs.size > 0) this.#hungUntilMs.delete(url)   // it answers again
   }
 
+  // Opens a ranged read of one chunk. A non-200 reply throws its GranaryError; a 200 gives the body to stream.
   async getChunk (request: GetChunkRequest): Promise<ChunkBody> {
     this.#checkOpen()
     const query = { version: request.version, offset: request.offsetBytes, length: request.lengthBytes }
@@ -273,6 +271,12 @@ function errorCode (err: unknown): string | undefined {
 function describe (err: unknown): string {
   if (err instanceof Error) return err.message.length > 0 ? err.message : err.name
   return String(err)
+}
+
+// A per-chunkserver memory holds at most chunkServersHeardMax servers; past it it starts over.
+function setBounded (map: Map<string, number>, url: string, value: number): void {
+  if (map.size >= limits.chunkServersHeardMax && !map.has(url)) map.clear()
+  map.set(url, value)
 }
 
 async function * mapErrors (body: AsyncIterable<Buffer>, target: string, timeoutMs: number, signal?: AbortSignal, onPiece?: () => void): AsyncIterable<Buffer> {

@@ -17,26 +17,47 @@ import { fmt, line, median, processCpuUs } from './bench-format.js'
 const runs = 3
 const fileBytes = 4096
 
-// The disk's small-file rate: what one replica of a 4 KiB chunk must do to be durable under its name.
-export async function diskSmallFilesPerSec (dir: string, concurrency: number, count = 2000): Promise<number> {
-  const root = join(dir, `disk-small-${concurrency}`)
+// A chunk folder tree like a chunkserver's: 256 folders and a tmp folder under root.
+async function chunkFolders (root: string): Promise<string[]> {
   const folders = Array.from({ length: 256 }, (_, i) => join(root, i.toString(16).padStart(2, '0')))
   for (const folder of folders) await mkdir(folder, { recursive: true })
   await mkdir(join(root, 'tmp'))
+  return folders
+}
+
+// What one replica of a small chunk must do to be durable under its name: create + write + fsync in tmp, rename
+// into its folder, fsync the folder.
+async function writeDurably (root: string, folders: string[], i: number, data: Buffer): Promise<void> {
+  const temp = join(root, 'tmp', `${i}.tmp`)
+  const file = await open(temp, 'wx')
+  try { await file.write(data); await file.sync() } finally { await file.close() }
+  const folder = folders[i % folders.length] as string
+  await rename(temp, join(folder, `${i}.chunk`))
+  const handle = await open(folder, 'r')
+  try { await handle.sync() } finally { await handle.close() }
+}
+
+// Open loop: start(i, dueAtMs) is called every periodMs, due times, whatever the earlier ones are doing (a slow
+// store builds a backlog); resolves once the last has been started.
+async function everyPeriod (periodMs: number, due: number, start: (i: number, dueAtMs: number) => void): Promise<void> {
+  const started = performance.now()
+  for (let i = 0; i < due; i++) {
+    const dueAtMs = started + i * periodMs
+    const waitMs = dueAtMs - performance.now()
+    if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs))
+    start(i, dueAtMs)
+  }
+}
+
+// The disk's small-file rate: what one replica of a 4 KiB chunk must do to be durable under its name.
+export async function diskSmallFilesPerSec (dir: string, concurrency: number, count = 2000): Promise<number> {
+  const root = join(dir, `disk-small-${concurrency}`)
+  const folders = await chunkFolders(root)
   const data = randomBytes(fileBytes)
   let next = 0
   const started = performance.now()
   await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (next < count) {
-      const i = next++
-      const temp = join(root, 'tmp', `${i}.tmp`)
-      const file = await open(temp, 'wx')
-      try { await file.write(data); await file.sync() } finally { await file.close() }
-      const folder = folders[i % folders.length] as string
-      await rename(temp, join(folder, `${i}.chunk`))
-      const handle = await open(folder, 'r')
-      try { await handle.sync() } finally { await handle.close() }
-    }
+    while (next < count) await writeDurably(root, folders, next++, data)
   }))
   const perSec = count / ((performance.now() - started) / 1000)
   await rm(root, { recursive: true, force: true })
@@ -134,28 +155,13 @@ export async function benchSmall (dir: string): Promise<void> {
 // once as three chunkservers would; a put is done when its slowest replica is. Latency from when each was due.
 async function diskTickerMs (dir: string, periodMs: number, due: number): Promise<number[]> {
   const root = join(dir, 'disk-ticker')
-  const folders = Array.from({ length: 3 }, (_, r) => Array.from({ length: 256 }, (_, i) => join(root, `r${r}`, i.toString(16).padStart(2, '0'))))
-  for (const folder of folders.flat()) await mkdir(folder, { recursive: true })
-  for (let r = 0; r < 3; r++) await mkdir(join(root, `r${r}`, 'tmp'))
+  const replicas = await Promise.all([0, 1, 2].map(async (r) => { const at = join(root, `r${r}`); return { at, folders: await chunkFolders(at) } }))
   const data = randomBytes(fileBytes)
-  const replica = async (r: number, i: number): Promise<void> => {
-    const temp = join(root, `r${r}`, 'tmp', `${i}.tmp`)
-    const file = await open(temp, 'wx')
-    try { await file.write(data); await file.sync() } finally { await file.close() }
-    const folder = folders[r]?.[i % 256] as string
-    await rename(temp, join(folder, `${i}.chunk`))
-    const handle = await open(folder, 'r')
-    try { await handle.sync() } finally { await handle.close() }
-  }
   const latencies: number[] = []
   const puts: Array<Promise<void>> = []
-  const started = performance.now()
-  for (let i = 0; i < due; i++) {
-    const dueAtMs = started + i * periodMs
-    const waitMs = dueAtMs - performance.now()
-    if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs))
-    puts.push(Promise.all([0, 1, 2].map(async (r) => { await replica(r, i) })).then(() => { latencies.push(performance.now() - dueAtMs) }))
-  }
+  await everyPeriod(periodMs, due, (i, dueAtMs) => {
+    puts.push(Promise.all(replicas.map(async (r) => { await writeDurably(r.at, r.folders, i, data) })).then(() => { latencies.push(performance.now() - dueAtMs) }))
+  })
   await Promise.all(puts)
   await rm(root, { recursive: true, force: true })
   return latencies.sort((a, b) => a - b)
@@ -210,21 +216,17 @@ export async function benchTicker (dir: string): Promise<void> {
     let doneInTime = 0
     const phases = await requestTimesDuring(async () => {
       const started = performance.now()
-      // Open loop: a file is due every 10 ms whatever the earlier ones are doing (a slow store builds a backlog).
-      for (let i = 0; i < due; i++) {
-        const dueAtMs = started + i * periodMs
-        const waitMs = dueAtMs - performance.now()
-        if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, waitMs))
+      await everyPeriod(periodMs, due, (i, dueAtMs) => {
         writes.push(fs.writeFile(`/ticker/f${i}`, data).then(
           () => { latencies.push(performance.now() - dueAtMs) },
           () => { failed++ }))
-      }
+      })
       doneWithinMs = performance.now() - started
       doneInTime = latencies.length
       await Promise.all(writes)
     })
     latencies.sort((a, b) => a - b)
-    const at = (q: number): number => latencies[Math.min(latencies.length - 1, Math.floor(q * latencies.length))] ?? NaN
+    const at = (q: number): number => percentileOf(latencies, q)
     line('ticker: 4 KiB every 10 ms for 20 s', `${fmt(doneInTime)}/${fmt(due)}`, `done by the last tick (${fmt(doneWithinMs / 1000, 1)} s); ${fmt(latencies.length)} in all, ${failed} failed`)
     line('ticker latency p50 / p99 / max', `${fmt(at(0.5), 1)} ms`, `p99 ${fmt(at(0.99), 1)} ms, max ${fmt(latencies[latencies.length - 1] ?? NaN, 1)} ms (from when each was due)`)
     for (const [kind, times] of phases) {

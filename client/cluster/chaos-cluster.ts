@@ -153,7 +153,7 @@ async function reap (processes: Map<number, number>): Promise<void> {
     const deadlineMs = Date.now() + reapWaitMs
     let left = [...processes].filter(([pid, startedMs]) => alive(pid, startedMs)).map(([pid]) => pid)
     while (left.length > 0 && Date.now() < deadlineMs) {
-      await new Promise((resolve) => setTimeout(resolve, reapPollMs))
+      await sleep(reapPollMs)
       left = left.filter((pid) => alive(pid, processes.get(pid) as number))
     }
     return left
