@@ -11,6 +11,7 @@ import type { ChunkHandle } from '../shared/ids.js'
 import * as limits from '../shared/limits.js'
 import { assert } from '../shared/assert.js'
 import { Batcher, batchKindOf } from './batch.js'
+import { LinkedAbort } from './linked-abort.js'
 
 export interface TransportOptions {
   credentials?: Credentials | null   // signs every metadata request (shared/auth.ts); null: unsigned
@@ -105,9 +106,10 @@ export class Transport {
     const timeoutMs = clampTimeout(request.timeoutMs ?? this.#requestTimeoutMs)
     // The Agent's connect timeout is fixed; a call whose budget is shorter enforces its own with a timer, so
     // a host that swallows SYNs cannot push an operation past its deadline.
-    const watchdog = timeoutMs < this.#requestTimeoutMs ? new AbortController() : undefined
+    // Linked to the caller's signal with one listener, released below (AbortSignal.any cost ~18 µs per call).
+    const watchdog = timeoutMs < this.#requestTimeoutMs ? new LinkedAbort(request.signal) : undefined
     const timer = watchdog === undefined ? undefined : setTimeout(() => { watchdog.abort(new GranaryError('GRN_TIMEOUT', [target, timeoutMs])) }, timeoutMs)
-    const signal = watchdog === undefined ? request.signal : request.signal === undefined ? watchdog.signal : AbortSignal.any([request.signal, watchdog.signal])
+    const signal = watchdog === undefined ? request.signal : watchdog.signal
     try {
       const body = request.rawBody ?? (request.body === undefined ? null : JSON.stringify(request.body))
       const path = request.path + queryString(request.query)
@@ -134,6 +136,7 @@ export class Transport {
       throw toGranaryError(err, target, timeoutMs, signal)
     } finally {
       if (timer !== undefined) clearTimeout(timer)
+      watchdog?.release()
     }
   }
 

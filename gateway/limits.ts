@@ -18,6 +18,7 @@ export const putObjectBytesMax = 5 * GiB             // a single PutObject (S3's
 export const xmlBodyBytesMax = 2 * MiB               // a request's XML body (CompleteMultipartUpload with 10,000 parts is ~1 MiB)
 export const userMetadataBytesMax = 2 * KiB          // x-amz-meta-* names and values together (S3's limit)
 export const presignExpiresSecondsMax = 7 * 24 * 3600   // X-Amz-Expires (S3's limit: 7 days)
+export const signingKeysCachedMax = 64               // SigV4 signing keys (one per day, region and service) a static key pair keeps derived
 export const clockSkewMsMax = 15 * 60_000            // a signed request's X-Amz-Date may be this far from our clock
 export const awsChunkHeaderBytesMax = 4 * KiB        // one aws-chunked chunk header or trailer line
 export const awsChunkTrailerBytesMax = 16 * KiB      // all trailer lines of an aws-chunked body

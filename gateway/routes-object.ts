@@ -8,6 +8,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { isGranaryError } from '../shared/errors.js'
 import type { FileStat } from '../shared/protocol.js'
 import { parentPath } from '../shared/paths.js'
+import { pipe } from '../shared/pipe.js'
 import type { Handler, S3Request, GatewayContext } from './server.js'
 import { sendXml } from './server.js'
 import { S3Error, fromGranary } from './errors.js'
@@ -39,7 +40,7 @@ export async function writeObject (context: GatewayContext, path: string, source
     }
   })
   try {
-    await pipeline(source, reader, target)
+    await pipe(source, reader, target)
   } catch (err) {
     if (err instanceof S3Error) throw err
     // A folder on the key's path appearing or going while the file was written: say what cannot map.

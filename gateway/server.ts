@@ -3,11 +3,11 @@
 // read-only and prefix limits of the signing key, then one dispatch table below. Bodies are never parsed by
 // fastify: request.raw is streamed to the store (gateway/payload.ts checks it on the way). No listen() here:
 // gateway/main.ts listens, tests may inject().
-import { randomBytes } from 'node:crypto'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { GranaryClient } from '../client/index.js'
 import { fastifyTimeoutOptions, chunkserverServerTimeouts } from '../shared/server-timeouts.js'
 import type { Logger } from '../shared/log.js'
+import { randomHex } from '../shared/ids.js'
 import { authenticate, decode, headerValue, splitUrl, type Authenticated, type KeyResolver } from './sigv4.js'
 import { corsMaxAgeSeconds } from './limits.js'
 import { S3Error, fromGranary } from './errors.js'
@@ -61,7 +61,7 @@ export function buildGateway (deps: GatewayDeps): FastifyInstance {
     method: ['GET', 'HEAD', 'PUT', 'POST', 'DELETE', 'OPTIONS'],
     url: '*',
     handler: async (request, reply) => {
-      const requestId = randomBytes(8).toString('hex').toUpperCase()
+      const requestId = randomHex(8).toUpperCase()
       reply.header('x-amz-request-id', requestId)
       reply.header('server', 'Granary')
       let target: { bucket: string, key: string } = { bucket: '', key: '' }

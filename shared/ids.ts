@@ -52,3 +52,5 @@ export function newLeaseId (): LeaseId { return pooledRandom(16).toString('hex')
 export function newServerId (): ServerId { return `cs-${randomBytes(6).toString('hex')}` as ServerId }
 export function newRequestId (): RequestId { return pooledRandom(12).toString('base64url') as RequestId }
 export function newShadowId (): ShadowId { return `sh-${randomBytes(6).toString('hex')}` as ShadowId }
+// Random hex from the same pool, for ids that are only labels (an S3 request id).
+export function randomHex (byteCount: number): string { return pooledRandom(byteCount).toString('hex') }
