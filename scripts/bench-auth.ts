@@ -5,7 +5,8 @@
 // chunkserver → chunkserver pipelines and heartbeats all https): stat/s and mkdir/s with 16 in flight, 4 KiB
 // puts/s with 16 in flight, and a 1 GiB put (chunk data carries the master's token either way; only its metadata
 // calls are signed). Printed side by side with the ratios to the unsigned figure; the aims are ≥ 0.95 with auth
-// and ≥ 0.85 with auth + TLS. Asserts nothing.
+// and ≥ 0.85 with auth + TLS. Metadata figures are medians of metaRuns short rounds, puts of `runs`; in each round
+// the three modes run back to back, in a rotating order, and a ratio is the median of the rounds' ratios. Asserts nothing.
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -15,11 +16,12 @@ import { pipeline } from 'node:stream/promises'
 import { startCluster, type Cluster, type StartClusterOptions } from '../testing/cluster.js'
 import type { GranaryClient } from '../client/index.js'
 import { makeTestCa } from '../test/helpers/tls.js'
-import { fmt, line, median, processCpuUs } from './bench-format.js'
+import { fmt, hopCpuSPerGiB, line, median, processCpuUs } from './bench-format.js'
 
 const MiB = 1024 * 1024
-const runs = 3
-const metaOps = 20_000   // per run, after warmUp: 5,000 cold ops measured JIT and GC warm-up as much as signing
+const runs = 5            // rounds of puts per mode
+const metaRuns = 15       // rounds of each metadata op per mode: short, many and interleaved, so a stall of the box lands on one round of one mode, not on a third of a mode's figure
+const metaOps = 4_000     // per round, after warmUp: 5,000 cold ops measured JIT and GC warm-up as much as signing
 const smallFiles = 1_000
 const bigBytes = 1024 * MiB
 
@@ -36,7 +38,7 @@ async function rate (count: number, fn: (i: number) => Promise<unknown>): Promis
   return count / ((performance.now() - started) / 1000)
 }
 
-interface Figures { stat: number[], mkdir: number[], small: number[], big: number[], statCpuUs: number[], mkdirCpuUs: number[] }
+interface Figures { stat: number[], mkdir: number[], small: number[], big: number[], statCpuUs: number[], mkdirCpuUs: number[], bigCpuS: number[] }
 
 type Mode = 'off' | 'on' | 'tls'   // auth off; auth on; auth on and TLS on every hop
 
@@ -58,7 +60,7 @@ async function rig (dir: string, mode: Mode): Promise<Rig> {
   const cluster = await startCluster({ chunkservers: 3, dataDir: join(dir, `auth-${mode}`), deadAfterMs: 10_000, auth, ...(mode === 'tls' ? tlsOptions(dir) : {}) })
   const credentials = auth === 'on' ? undefined : null
   return {
-    mode, cluster, figures: { stat: [], mkdir: [], small: [], big: [], statCpuUs: [], mkdirCpuUs: [] },
+    mode, cluster, figures: { stat: [], mkdir: [], small: [], big: [], statCpuUs: [], mkdirCpuUs: [], bigCpuS: [] },
     fs: cluster.client({ deadlineMs: 120_000, credentials }),
     big: cluster.client({ deadlineMs: 120_000, chunkSizeBytes: 64 * MiB, credentials })
   }
@@ -72,18 +74,21 @@ async function warmUp (r: Rig): Promise<void> {
   await inFlight(20_000, 16, async (i) => { await r.fs.stat(`/warm/d${i % 2_000}`) })
 }
 
-// One round on one cluster. The CPU each metadata op costs (this client process + the master) is the figure a
+// One metadata round on one cluster. The CPU each op costs (this client process + the master) is the figure a
 // busy machine does not distort: it is what signing and checking add, whatever else runs.
-async function round (r: Rig, run: number, small: Buffer, pattern: Buffer): Promise<void> {
-  const { fs, big, figures, cluster } = r
-  await fs.mkdir(`/m${run}`)
-  for (const op of ['mkdir', 'stat'] as const) {
-    const client0 = process.cpuUsage()
-    const master0 = processCpuUs(cluster.master.pid)
-    figures[op].push(await rate(metaOps, async (i) => op === 'mkdir' ? await fs.mkdir(`/m${run}/d${i}`) : await fs.stat(`/m${run}/d${i}`)))
-    const client = process.cpuUsage(client0)
-    figures[op === 'mkdir' ? 'mkdirCpuUs' : 'statCpuUs'].push((client.user + client.system + processCpuUs(cluster.master.pid) - master0) / metaOps)
-  }
+async function metaRound (r: Rig, op: 'mkdir' | 'stat', run: number): Promise<void> {
+  const { fs, figures, cluster } = r
+  if (op === 'mkdir') await fs.mkdir(`/m${run}`)
+  const client0 = process.cpuUsage()
+  const master0 = processCpuUs(cluster.master.pid)
+  figures[op].push(await rate(metaOps, async (i) => op === 'mkdir' ? await fs.mkdir(`/m${run}/d${i}`) : await fs.stat(`/m${run}/d${i}`)))
+  const client = process.cpuUsage(client0)
+  figures[op === 'mkdir' ? 'mkdirCpuUs' : 'statCpuUs'].push((client.user + client.system + processCpuUs(cluster.master.pid) - master0) / metaOps)
+}
+
+// One round of puts on one cluster: 4 KiB files, then 1 GiB.
+async function putRound (r: Rig, run: number, small: Buffer, pattern: Buffer): Promise<void> {
+  const { fs, big, figures } = r
   await fs.mkdir(`/s${run}`)
   figures.small.push(await rate(smallFiles, async (i) => await fs.writeFile(`/s${run}/f${i}`, small)))
   let sent = 0
@@ -95,9 +100,25 @@ async function round (r: Rig, run: number, small: Buffer, pattern: Buffer): Prom
     }
   })
   const started = performance.now()
+  const cpuBefore = clusterCpuUs(r.cluster)
   await pipeline(source, big.createWriteStream(`/big-${run}.bin`))
   figures.big.push(bigBytes / MiB / ((performance.now() - started) / 1000))
+  figures.bigCpuS.push((clusterCpuUs(r.cluster) - cpuBefore) / 1e6)
+  // The next round (another mode's) starts once the chunkservers have unlinked this file's 3 GiB of replicas:
+  // deletes running under it slowed whichever mode came next (a 1 GiB put swung 152-285 MB/s within one mode).
+  const replicasBefore = storedReplicas(r.cluster) - Math.ceil(bigBytes / (64 * MiB)) * 3
   await big.rm(`/big-${run}.bin`, { skipTrash: true })
+  await r.cluster.waitFor(() => storedReplicas(r.cluster) <= replicasBefore, { timeoutMs: 120_000, intervalMs: 100, what: 'the 1 GiB file\'s replicas deleted' })
+}
+
+// CPU µs so far of this process (the client) and every server of `cluster`.
+function clusterCpuUs (cluster: Cluster): number {
+  const own = process.cpuUsage()
+  return own.user + own.system + cluster.processes.reduce((sum, p) => sum + processCpuUs(p.pid), 0)
+}
+
+function storedReplicas (cluster: Cluster): number {
+  return cluster.chunkservers.reduce((sum, _cs, i) => sum + cluster.chunkFiles(i).length, 0)
 }
 
 export async function benchAuth (): Promise<void> {
@@ -110,17 +131,23 @@ export async function benchAuth (): Promise<void> {
     for (const r of rigs) await warmUp(r)
     const small = randomBytes(4096)
     const pattern = randomBytes(65 * MiB)
+    // Metadata first, before any put has left the clusters chunks to delete and pages to write back.
+    for (const op of ['mkdir', 'stat'] as const) {
+      for (let run = 0; run < metaRuns; run++) {
+        for (let k = 0; k < rigs.length; k++) await metaRound(rigs[(run + k) % rigs.length] as Rig, op, run)
+      }
+    }
     for (let run = 0; run < runs; run++) {
-      for (let k = 0; k < rigs.length; k++) await round(rigs[(run + k) % rigs.length] as Rig, run, small, pattern)
+      for (let k = 0; k < rigs.length; k++) await putRound(rigs[(run + k) % rigs.length] as Rig, run, small, pattern)
     }
     const [off, on, tls] = rigs.map((r) => r.figures) as [Figures, Figures, Figures]
     const runsOf = (values: number[]): string => values.map((v) => fmt(v)).join(' / ')
+    // The ratios are medians of each round's own ratio (the three modes of a round ran back to back): this box
+    // drifts by ±20 % within a minute, and a ratio of medians taken from different moments carried that drift.
+    const pairedRatio = (mode: Figures, key: keyof Figures): number => median(mode[key].map((value, run) => value / (off[key][run] as number)))
     const row = (name: string, unit: string, key: keyof Figures): void => {
-      const a = median(on[key])
-      const b = median(off[key])
-      const c = median(tls[key])
-      line(`${name}: auth on / off / on+TLS`, `${fmt(a)} / ${fmt(b)} / ${fmt(c)} ${unit}`,
-        `ratio auth ${fmt(a / b, 2)} (aim ≥ 0.95), auth+TLS ${fmt(c / b, 2)} (aim ≥ 0.85)  runs on ${runsOf(on[key])}, off ${runsOf(off[key])}, on+TLS ${runsOf(tls[key])}`)
+      line(`${name}: auth on / off / on+TLS`, `${fmt(median(on[key]))} / ${fmt(median(off[key]))} / ${fmt(median(tls[key]))} ${unit}`,
+        `ratio auth ${fmt(pairedRatio(on, key), 2)} (aim ≥ 0.95), auth+TLS ${fmt(pairedRatio(tls, key), 2)} (aim ≥ 0.85), medians of rounds' ratios  runs on ${runsOf(on[key])}, off ${runsOf(off[key])}, on+TLS ${runsOf(tls[key])}`)
     }
     const cpu = (name: string, key: 'statCpuUs' | 'mkdirCpuUs'): void => {
       const a = median(on[key])
@@ -135,6 +162,15 @@ export async function benchAuth (): Promise<void> {
     cpu('mkdir', 'mkdirCpuUs')
     row('4 KiB puts/s (16 in flight)', '/s', 'small')
     row('1 GiB put, replication 3', 'MB/s', 'big')
+    // The physical figure beside the TLS ratio: a put crosses three hops (client → chunkserver → chunkserver →
+    // chunkserver), and on two busy cores its rate is its CPU, so TLS keeps at most put CPU / (put CPU + 3 × a
+    // TLS hop's extra CPU) of it.
+    const tcpHop = median([await hopCpuSPerGiB(), await hopCpuSPerGiB(), await hopCpuSPerGiB()])
+    const tlsCa = makeTestCa(join(dir, 'hop-certs'))
+    const tlsHop = median([await hopCpuSPerGiB(tlsCa), await hopCpuSPerGiB(tlsCa), await hopCpuSPerGiB(tlsCa)])
+    const putCpu = median(off.bigCpuS)
+    line('  1 GiB put CPU-s (all processes): on / off / on+TLS', `${fmt(median(on.bigCpuS), 2)} / ${fmt(putCpu, 2)} / ${fmt(median(tls.bigCpuS), 2)}`,
+      `one hop's CPU-s per GiB (physical, both ends, this run): TCP ${fmt(tcpHop, 2)}, TLS ${fmt(tlsHop, 2)}; 3 TLS hops leave a CPU-bound put at most ${fmt(putCpu / (putCpu + 3 * (tlsHop - tcpHop)), 2)} of its rate`)
   } finally {
     for (const r of rigs) await r.cluster.stop()
     rmSync(dir, { recursive: true, force: true })

@@ -3,6 +3,13 @@
 import { execFileSync } from 'node:child_process'
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { once } from 'node:events'
+import net from 'node:net'
+import tls from 'node:tls'
+import type { Duplex } from 'node:stream'
+import { createHash } from 'node:crypto'
+import { crc32 } from 'node:zlib'
+import type { TestCa } from '../test/helpers/tls.js'
 export function median (values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.floor(sorted.length / 2)] as number
@@ -36,4 +43,49 @@ export function ddMBps (dir: string): number {
   const seconds = Number(process.hrtime.bigint() - started) / 1e9
   rmSync(file, { force: true })
   return 1024 / seconds
+}
+
+const MiB = 1024 * 1024
+
+// The CPU one network hop costs per GiB on this machine, both ends (in this process): 1 GiB written in 1 MiB
+// pieces to a loopback socket and read on the other side, plain TCP, or Node's TLS with a certificate of `ca`.
+// The physical figure beside a path that adds a hop (the S3 gateway) or encrypts each one (TLS).
+export async function hopCpuSPerGiB (ca?: TestCa): Promise<number> {
+  const piece = Buffer.alloc(MiB, 7)
+  const issued = ca?.issue('hop')
+  const onConnection = (socket: Duplex): void => { socket.resume(); socket.on('end', () => { socket.end() }) }
+  const server = ca === undefined || issued === undefined
+    ? net.createServer(onConnection)
+    : tls.createServer({ cert: readFileSync(issued.cert), key: readFileSync(issued.key) }, onConnection)
+  await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
+  const { port } = server.address() as net.AddressInfo
+  try {
+    const socket = ca === undefined ? net.connect(port, '127.0.0.1') : tls.connect({ port, host: '127.0.0.1', ca: readFileSync(ca.caFile) })
+    await once(socket, ca === undefined ? 'connect' : 'secureConnect')
+    const before = process.cpuUsage()
+    for (let sent = 0; sent < 1024 * MiB; sent += MiB) if (!socket.write(piece)) await once(socket, 'drain')
+    socket.end()
+    await once(socket, 'close')
+    const used = process.cpuUsage(before)
+    return (used.user + used.system) / 1e6
+  } finally {
+    server.close()
+  }
+}
+
+// The CPU-s one GiB (`pattern` repeated) costs each digest on this machine (1 MiB updates, as a stream gets them).
+export function digestCpuSPerGiB (pattern: Buffer): Record<'md5' | 'sha256' | 'crc32', number> {
+  const cpuOf = (fn: (piece: Buffer) => void): number => {
+    const before = process.cpuUsage()
+    for (let done = 0; done < 1024 * MiB; done += MiB) fn(pattern.subarray(done % pattern.length, done % pattern.length + MiB))
+    const used = process.cpuUsage(before)
+    return (used.user + used.system) / 1e6
+  }
+  const md5 = createHash('md5')
+  const sha256 = createHash('sha256')
+  let crc = 0
+  const out = { md5: cpuOf((piece) => { md5.update(piece) }), sha256: cpuOf((piece) => { sha256.update(piece) }), crc32: cpuOf((piece) => { crc = crc32(piece, crc) }) }
+  md5.digest()
+  sha256.digest()
+  return out
 }

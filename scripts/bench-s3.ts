@@ -7,7 +7,9 @@
 // MB/s (MiB per second) and PUT/s as medians of 3 runs, with the gateway/library ratios (the issue's aim: ≥ 0.8
 // for large objects, ≥ 0.7 for small ones). Within a run the two sides alternate which goes first. Nothing is asserted.
 // Also the CPU seconds each step cost per process kind (this bench process = the SDK or the library, the gateway,
-// the chunkservers, the master), medians: on a shared 2-core box the total is what bounds the rate.
+// the chunkservers, the master), medians: on a shared 2-core box the total is what bounds the rate. Beside them,
+// this machine's own figures from the same run (the CPU-s per GiB of one loopback hop and of MD5, SHA-256 and
+// CRC32) and what they leave the gateway at most: the library's CPU / (its CPU + what S3 adds).
 // Knobs: GRANARY_BENCH_S3_RUNS (default 3); GRANARY_BENCH_S3_PARTS, which of put,get,small to run (default all;
 // get needs put); GRANARY_BENCH_S3_GATEWAY_NODE_OPTIONS, NODE_OPTIONS for the gateway process only (Node refuses
 // --cpu-prof there: profile with an --import of a module that starts node:inspector's profiler).
@@ -22,7 +24,7 @@ import { Upload } from '@aws-sdk/lib-storage'
 import { startCluster } from '../testing/cluster.js'
 import type { GranaryClient } from '../client/index.js'
 import { spawnRole } from '../shared/process.js'
-import { dropPageCache, fmt, line, median } from './bench-format.js'
+import { digestCpuSPerGiB, dropPageCache, fmt, hopCpuSPerGiB, line, median } from './bench-format.js'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -66,7 +68,8 @@ export async function benchS3 (): Promise<void> {
         const pids: Pids = { gateway: gateway.pid, chunkservers: cluster.chunkservers.map((cs) => cs.pid), master: cluster.master.pid }
         let cold = true
         for (let run = 0; run < runs; run++) cold = await benchRun(fs, s3, pattern, run, rates, cpu, pids) && cold
-        printRates(rates, cpu, cold)
+        const physical: Physical = { hopCpuS: median([await hopCpuSPerGiB(), await hopCpuSPerGiB(), await hopCpuSPerGiB()]), digestCpuS: digestCpuSPerGiB(pattern) }
+        printRates(rates, cpu, cold, physical)
       } finally {
         s3.destroy()
         gateway.child.kill('SIGTERM')
@@ -135,7 +138,11 @@ function cpuSeconds (pids: Pids): Record<ProcessKind, Usage> {
   return { bench: of(process.pid), gateway: of(pids.gateway), chunkservers: sum(pids.chunkservers.map(of)), master: of(pids.master) }
 }
 
-function printRates (rates: Rates, cpu: Cpu, cold: boolean): void {
+// This machine's own figures, from the same run: the CPU-s per GiB of one loopback hop (both ends) and of each
+// digest S3 makes somebody compute over every byte.
+interface Physical { hopCpuS: number, digestCpuS: Record<'md5' | 'sha256' | 'crc32', number> }
+
+function printRates (rates: Rates, cpu: Cpu, cold: boolean, physical: Physical): void {
   const runsOf = (values: number[]): string => `runs ${values.map((r) => fmt(r)).join(' / ')}`
   const temperature = cold ? 'cold' : 'WARM: could not drop the page cache'
   const cpuOf = (step: Step): string => {
@@ -156,6 +163,20 @@ function printRates (rates: Rates, cpu: Cpu, cold: boolean): void {
     line('  library', '', cpuOf(library))
     line('  S3 gateway (bench = the SDK)', '', cpuOf(s3))
   }
+  // Every process shares two cores, so a large transfer's rate is bounded by its CPU per GiB: the gateway's path
+  // can keep at most the library's CPU / (the library's CPU + what S3 adds that the library does not do).
+  const { hopCpuS, digestCpuS } = physical
+  line('physical: one loopback hop, digests', `${fmt(hopCpuS, 2)} CPU-s/GiB`, `MD5 ${fmt(digestCpuS.md5, 2)}, SHA-256 ${fmt(digestCpuS.sha256, 2)}, CRC32 ${fmt(digestCpuS.crc32, 2)} CPU-s/GiB (this run)`)
+  const ceiling = (step: Step, what: string, added: Array<[string, number]>): void => {
+    if (cpu[step].length === 0) return
+    const libraryCpuS = median(cpu[step].map((c) => processKinds.reduce((sum, kind) => sum + c[kind].cpuS, 0)))
+    const addedCpuS = added.reduce((sum, [, cpuS]) => sum + cpuS, 0)
+    line(`  ${what}: the most S3 can keep here`, `${fmt(libraryCpuS / (libraryCpuS + addedCpuS), 2)}`,
+      `of the library's rate: its ${fmt(libraryCpuS, 2)} CPU-s/GiB + ${fmt(addedCpuS, 2)} that S3 adds (${added.map(([name]) => name).join(' + ')})`)
+  }
+  ceiling('libraryPut', '1 GiB put', [['a hop', hopCpuS], ['SDK SHA-256', digestCpuS.sha256], ['SDK CRC32', digestCpuS.crc32],
+    ['gateway MD5', digestCpuS.md5], ['gateway SHA-256', digestCpuS.sha256], ['gateway CRC32', digestCpuS.crc32]])
+  ceiling('libraryGet', '1 GiB get', [['a hop', hopCpuS]])
 }
 
 function * pieces (pattern: Buffer, totalBytes: number): Generator<Buffer> {
