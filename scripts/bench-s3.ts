@@ -48,6 +48,8 @@ interface Pids { gateway: number, chunkservers: number[], master: number }
 
 export async function benchS3 (): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'granary-bench-s3-'))
+  // This machine's own figures, taken before the cluster starts (a process busy with it measured a hop at 2-3×).
+  const physical: Physical = { hopCpuS: median([await hopCpuSPerGiB(), await hopCpuSPerGiB(), await hopCpuSPerGiB()]), digestCpuS: digestCpuSPerGiB(randomBytes(64 * MiB)) }
   try {
     const cluster = await startCluster({ chunkservers: 3, dataDir: join(dir, 'cluster'), chunkSizeBytes: 64 * MiB })
     try {
@@ -68,7 +70,6 @@ export async function benchS3 (): Promise<void> {
         const pids: Pids = { gateway: gateway.pid, chunkservers: cluster.chunkservers.map((cs) => cs.pid), master: cluster.master.pid }
         let cold = true
         for (let run = 0; run < runs; run++) cold = await benchRun(fs, s3, pattern, run, rates, cpu, pids) && cold
-        const physical: Physical = { hopCpuS: median([await hopCpuSPerGiB(), await hopCpuSPerGiB(), await hopCpuSPerGiB()]), digestCpuS: digestCpuSPerGiB(pattern) }
         printRates(rates, cpu, cold, physical)
       } finally {
         s3.destroy()
