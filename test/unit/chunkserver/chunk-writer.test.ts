@@ -1,9 +1,11 @@
 // Proves the chunk writer's ordering promises (chunkserver/chunk-writer.ts): Buffers pushed before its temp file
 // is open are written in order once it is; a small chunk of known length reaches the disk in ONE writev with its
 // trailer; a chunk past holdBytesMax, or of unknown length, streams as it arrives; a temp file that cannot be
-// opened fails the write through onError and finish(); an abort during the open leaves no temp file.
+// opened fails the write through onError and finish(); an abort during the open leaves no temp file; a held chunk's
+// temp file is O_DSYNC (its one writev returns durable, no fsync follows), a streamed one is fsynced at the end.
 import t, { type Test } from 'tap'
-import { mkdir, open, readFile, readdir } from 'node:fs/promises'
+import { constants, statSync } from 'node:fs'
+import { mkdir, open, readFile, readdir, readlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ChunkWriter, holdBytesMax } from '../../../chunkserver/chunk-writer.js'
 
@@ -17,6 +19,36 @@ async function countWritev (t: Test, dir: string): Promise<{ calls: number }> {
   proto.writev = function (this: unknown, ...args: unknown[]) { counter.calls++; return original.apply(this, args) }
   t.teardown(() => { proto.writev = original })
   return counter
+}
+
+// Counts FileHandle.sync (fsync) calls on files, not folders (the folder fsync after a rename is folder-sync.ts's).
+async function countFileSyncs (t: Test, dir: string): Promise<{ calls: number }> {
+  const probe = await open(join(dir, 'probe-sync'), 'w')
+  const proto = Object.getPrototypeOf(probe) as { sync: (...args: unknown[]) => Promise<unknown> }
+  await probe.close()
+  const original = proto.sync
+  const counter = { calls: 0 }
+  proto.sync = function (this: { fd: number }, ...args: unknown[]) {
+    if (!statSync(`/proc/self/fd/${this.fd}`).isDirectory()) counter.calls++
+    return original.apply(this, args)
+  }
+  t.teardown(() => { proto.sync = original })
+  return counter
+}
+
+// The open flags of this process's descriptor for `path` (Linux /proc), once the writer's open has run; -1 if it
+// never shows within attemptsMax turns of the event loop.
+async function openFlagsOf (path: string, attemptsMax = 10_000): Promise<number> {
+  for (let attempt = 0; attempt < attemptsMax; attempt++) {
+    for (const fd of await readdir('/proc/self/fd')) {
+      const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '')
+      if (target !== path) continue
+      const flags = /^flags:\s+([0-7]+)$/m.exec(await readFile(`/proc/self/fdinfo/${fd}`, 'utf8'))
+      if (flags !== null) return parseInt(flags[1] as string, 8)
+    }
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  return -1
 }
 
 async function folders (t: Test): Promise<{ dir: string, tmp: string, final: string }> {
@@ -75,4 +107,26 @@ t.test('an abort while the open is still running closes and removes the temp fil
   writer.push(Buffer.from('abcd'))
   await writer.abort()
   t.same(await readdir(tmp), [], 'no temp file left')
+})
+
+t.test('a held chunk is made durable by its one O_DSYNC writev; a streamed chunk by an fsync at the end', { skip: process.platform !== 'linux' && 'reads open flags from /proc' }, async (t) => {
+  const { dir, tmp, final } = await folders(t)
+  const syncs = await countFileSyncs(t, dir)
+  const heldPath = join(tmp, 'held.tmp')
+  const held = ChunkWriter.start(heldPath, 1 << 20, 4096)
+  const heldFlags = await openFlagsOf(heldPath)
+  t.not(heldFlags, -1, 'the held chunk\'s temp file was found open')
+  t.equal(heldFlags & constants.O_DSYNC, constants.O_DSYNC, 'opened O_DSYNC')
+  held.push(Buffer.alloc(4096, 5))
+  await held.finish(Buffer.from('T'), 4096, join(final, 'held.chunk'))
+  t.equal(syncs.calls, 0, 'no fsync after the synchronized writev')
+  const streamedPath = join(tmp, 'streamed.tmp')
+  const streamed = ChunkWriter.start(streamedPath, 1 << 20)
+  const streamedFlags = await openFlagsOf(streamedPath)
+  t.not(streamedFlags, -1, 'the streamed chunk\'s temp file was found open')
+  t.equal(streamedFlags & constants.O_DSYNC, 0, 'a streamed chunk\'s writes are not each synchronized')
+  streamed.push(Buffer.alloc(10, 6))
+  await streamed.finish(Buffer.from('T'), 10, join(final, 'streamed.chunk'))
+  t.equal(syncs.calls, 1, 'one fsync before its rename')
+  t.same(await readFile(join(final, 'held.chunk')), Buffer.concat([Buffer.alloc(4096, 5), Buffer.from('T')]))
 })
