@@ -9,32 +9,24 @@ import { mkdir, open, readFile, readdir, readlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ChunkWriter, holdBytesMax } from '../../../chunkserver/chunk-writer.js'
 
-// Counts FileHandle.writev calls (every write the chunk writer makes goes through it).
-async function countWritev (t: Test, dir: string): Promise<{ calls: number }> {
-  const probe = await open(join(dir, 'probe'), 'w')
-  const proto = Object.getPrototypeOf(probe) as { writev: (...args: unknown[]) => Promise<unknown> }
+// Counts calls of one FileHandle method (every write and sync the chunk writer makes goes through one);
+// `counts` picks which calls count.
+async function countCalls (t: Test, dir: string, method: 'writev' | 'sync', counts: (handle: { fd: number }) => boolean = () => true): Promise<{ calls: number }> {
+  const probe = await open(join(dir, `probe-${method}`), 'w')
+  const proto = Object.getPrototypeOf(probe) as Record<typeof method, (...args: unknown[]) => Promise<unknown>>
   await probe.close()
-  const original = proto.writev
+  const original = proto[method]
   const counter = { calls: 0 }
-  proto.writev = function (this: unknown, ...args: unknown[]) { counter.calls++; return original.apply(this, args) }
-  t.teardown(() => { proto.writev = original })
+  proto[method] = function (this: { fd: number }, ...args: unknown[]) {
+    if (counts(this)) counter.calls++
+    return original.apply(this, args)
+  }
+  t.teardown(() => { proto[method] = original })
   return counter
 }
 
-// Counts FileHandle.sync (fsync) calls on files, not folders (the folder fsync after a rename is folder-sync.ts's).
-async function countFileSyncs (t: Test, dir: string): Promise<{ calls: number }> {
-  const probe = await open(join(dir, 'probe-sync'), 'w')
-  const proto = Object.getPrototypeOf(probe) as { sync: (...args: unknown[]) => Promise<unknown> }
-  await probe.close()
-  const original = proto.sync
-  const counter = { calls: 0 }
-  proto.sync = function (this: { fd: number }, ...args: unknown[]) {
-    if (!statSync(`/proc/self/fd/${this.fd}`).isDirectory()) counter.calls++
-    return original.apply(this, args)
-  }
-  t.teardown(() => { proto.sync = original })
-  return counter
-}
+// fsyncs of files, not of folders (the folder fsync after a rename is folder-sync.ts's).
+const isFile = (handle: { fd: number }): boolean => !statSync(`/proc/self/fd/${handle.fd}`).isDirectory()
 
 // The open flags of this process's descriptor for `path` (Linux /proc), once the writer's open has run; -1 if it
 // never shows within attemptsMax turns of the event loop.
@@ -59,7 +51,7 @@ async function folders (t: Test): Promise<{ dir: string, tmp: string, final: str
 
 t.test('a small chunk of known length: pushed before the open ends, written once with its trailer, renamed', async (t) => {
   const { dir, tmp, final } = await folders(t)
-  const counter = await countWritev(t, dir)
+  const counter = await countCalls(t, dir, 'writev')
   const data = [Buffer.alloc(1000, 1), Buffer.alloc(3096, 2)]
   const writer = ChunkWriter.start(join(tmp, 'c.tmp'), 1 << 20, 4096)
   for (const buf of data) writer.push(buf)      // the open has not run yet: nothing is lost or reordered
@@ -72,7 +64,7 @@ t.test('a small chunk of known length: pushed before the open ends, written once
 
 t.test('a chunk past holdBytesMax, or of unknown length, streams as it arrives', async (t) => {
   const { dir, tmp, final } = await folders(t)
-  const counter = await countWritev(t, dir)
+  const counter = await countCalls(t, dir, 'writev')
   const big = Buffer.alloc(holdBytesMax + 1, 3)
   const writer = ChunkWriter.start(join(tmp, 'big.tmp'), 1 << 20, big.length)
   writer.push(big)
@@ -111,7 +103,7 @@ t.test('an abort while the open is still running closes and removes the temp fil
 
 t.test('a held chunk is made durable by its one O_DSYNC writev; a streamed chunk by an fsync at the end', { skip: process.platform !== 'linux' && 'reads open flags from /proc' }, async (t) => {
   const { dir, tmp, final } = await folders(t)
-  const syncs = await countFileSyncs(t, dir)
+  const syncs = await countCalls(t, dir, 'sync', isFile)
   const heldPath = join(tmp, 'held.tmp')
   const held = ChunkWriter.start(heldPath, 1 << 20, 4096)
   const heldFlags = await openFlagsOf(heldPath)
