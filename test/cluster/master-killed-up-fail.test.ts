@@ -5,11 +5,10 @@
 import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { UpCluster } from '../../client/cluster/chaos-cluster.js'
+import { upClusterIn } from '../helpers/up-cluster.js'
 
 t.test('a master that cannot start is reported with its own reason, and not retried in a hot loop', async (t) => {
-  const cluster = new UpCluster({ dataDir: t.testdir(), chunkservers: 1, shadows: 0, heartbeatIntervalMs: 200, restartDelayMs: 0, startTimeoutMs: 60_000 })
-  t.teardown(async () => await cluster.stop())
+  const { cluster } = upClusterIn(t, { chunkservers: 1, shadows: 0, heartbeatIntervalMs: 200, restartDelayMs: 0, startTimeoutMs: 60_000 })
   await cluster.start()
   const master = cluster.master()
   const dataDir = join(master.logPath, '..', '..', 'master')

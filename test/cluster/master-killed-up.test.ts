@@ -5,7 +5,8 @@
 import t, { type Test } from 'tap'
 import { readFileSync } from 'node:fs'
 import { signedRequest as request } from '../../testing/cluster.js'
-import { UpCluster } from '../../client/cluster/chaos-cluster.js'
+import type { UpCluster } from '../../client/cluster/chaos-cluster.js'
+import { upClusterIn } from '../helpers/up-cluster.js'
 import { readCredentialsFile } from '../../client/credentials.js'
 
 async function statOk (url: string, credentialsFile: string): Promise<boolean> {
@@ -29,9 +30,7 @@ function spareReady (logPath: string, masterPid: number): boolean {
 }
 
 function startUp (t: Test, restartDelayMs: number): UpCluster {
-  const cluster = new UpCluster({ dataDir: t.testdir(), chunkservers: 1, shadows: 0, heartbeatIntervalMs: 200, restartDelayMs, startTimeoutMs: 60_000 })
-  t.teardown(async () => await cluster.stop())
-  return cluster
+  return upClusterIn(t, { chunkservers: 1, shadows: 0, heartbeatIntervalMs: 200, restartDelayMs, startTimeoutMs: 60_000 }).cluster
 }
 
 t.test('a killed master is restarted from the warm spare, cluster.json says why, restarts are bounded', async (t) => {

@@ -10,7 +10,8 @@ import type { Readable } from 'node:stream'
 import t from 'tap'
 import { Upload } from '@aws-sdk/lib-storage'
 import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3'
-import { UpCluster, type ClusterMember } from '../../client/cluster/chaos-cluster.js'
+import type { ClusterMember } from '../../client/cluster/chaos-cluster.js'
+import { upClusterIn } from '../helpers/up-cluster.js'
 
 const MiB = 1024 * 1024
 const sha = (data: Buffer): string => createHash('sha256').update(data).digest('hex')
@@ -28,9 +29,7 @@ async function until (predicate: () => boolean | Promise<boolean>, timeoutMs: nu
 }
 
 t.test('granary up runs an S3 gateway and keeps it, and the master, going', async (t) => {
-  const dataDir = t.testdir()
-  const cluster = new UpCluster({ dataDir, chunkservers: 3, shadows: 1, heartbeatIntervalMs: 200, restartDelayMs: 0, startTimeoutMs: 60_000, s3Port: 0 })
-  t.teardown(async () => await cluster.stop())
+  const { cluster, dataDir } = upClusterIn(t, { chunkservers: 3, shadows: 1, heartbeatIntervalMs: 200, restartDelayMs: 0, startTimeoutMs: 60_000, s3Port: 0 })
   await cluster.start()
   const gateway = members(dataDir).find((m) => m.role === 's3') as ClusterMember
   t.ok(gateway !== undefined && gateway.url.startsWith('http://127.0.0.1:'), 'cluster.json lists the gateway with role s3')

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { signedRequest as request } from '../../testing/cluster.js'
 import { UpCluster, type ClusterMember } from '../../client/cluster/chaos-cluster.js'
+import { upClusterIn } from '../helpers/up-cluster.js'
 import { readCredentialsFile } from '../../client/credentials.js'
 import { connect } from '../../client/index.js'
 import type * as p from '../../shared/protocol.js'
@@ -34,9 +35,7 @@ async function role (url: string): Promise<string | undefined> {
 }
 
 t.test('granary up follows a failover, restarts members in their current roles, and brings them back after a stop', async (t) => {
-  const dataDir = t.testdir()
-  const cluster = new UpCluster({ dataDir, chunkservers: 3, shadows: 1, heartbeatIntervalMs: 200, restartDelayMs: 0, startTimeoutMs: 60_000 })
-  t.teardown(async () => await cluster.stop())
+  const { cluster, dataDir } = upClusterIn(t, { chunkservers: 3, shadows: 1, heartbeatIntervalMs: 200, restartDelayMs: 0, startTimeoutMs: 60_000 })
   await cluster.start()
   const meta = (): ClusterMember[] => members(dataDir).filter((m) => m.role !== 'chunkserver')
   const urls = meta().map((m) => m.url)
