@@ -9,7 +9,7 @@ import tls from 'node:tls'
 import type { Duplex } from 'node:stream'
 import { createHash } from 'node:crypto'
 import { crc32 } from 'node:zlib'
-import type { TestCa } from '../test/helpers/tls.js'
+import type { TestCertificate } from '../test/helpers/tls.js'
 export function median (values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   return sorted[Math.floor(sorted.length / 2)] as number
@@ -48,20 +48,19 @@ export function ddMBps (dir: string): number {
 const MiB = 1024 * 1024
 
 // The CPU one network hop costs per GiB on this machine, both ends (in this process): 1 GiB written in 1 MiB
-// pieces to a loopback socket and read on the other side, plain TCP, or Node's TLS with a certificate of `ca`.
-// The physical figure beside a path that adds a hop (the S3 gateway) or encrypts each one (TLS).
-export async function hopCpuSPerGiB (ca?: TestCa): Promise<number> {
+// pieces to a loopback socket and read on the other side, plain TCP, or Node's TLS with `certificate` (signed by
+// the CA in its caFile). The physical figure beside a path that adds a hop (the S3 gateway) or encrypts each one.
+export async function hopCpuSPerGiB (certificate?: TestCertificate & { caFile: string }): Promise<number> {
   const piece = Buffer.alloc(MiB, 7)
-  const issued = ca?.issue('hop')
   const onConnection = (socket: Duplex): void => { socket.resume(); socket.on('end', () => { socket.end() }) }
-  const server = ca === undefined || issued === undefined
+  const server = certificate === undefined
     ? net.createServer(onConnection)
-    : tls.createServer({ cert: readFileSync(issued.cert), key: readFileSync(issued.key) }, onConnection)
+    : tls.createServer({ cert: readFileSync(certificate.cert), key: readFileSync(certificate.key) }, onConnection)
   await new Promise<void>((resolve) => { server.listen(0, '127.0.0.1', resolve) })
   const { port } = server.address() as net.AddressInfo
   try {
-    const socket = ca === undefined ? net.connect(port, '127.0.0.1') : tls.connect({ port, host: '127.0.0.1', ca: readFileSync(ca.caFile) })
-    await once(socket, ca === undefined ? 'connect' : 'secureConnect')
+    const socket = certificate === undefined ? net.connect(port, '127.0.0.1') : tls.connect({ port, host: '127.0.0.1', ca: readFileSync(certificate.caFile) })
+    await once(socket, certificate === undefined ? 'connect' : 'secureConnect')
     const before = process.cpuUsage()
     for (let sent = 0; sent < 1024 * MiB; sent += MiB) if (!socket.write(piece)) await once(socket, 'drain')
     socket.end()

@@ -48,11 +48,11 @@ interface Pids { gateway: number, chunkservers: number[], master: number }
 
 export async function benchS3 (): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'granary-bench-s3-'))
-  // This machine's own figures, taken before the cluster starts (a process busy with it measured a hop at 2-3×),
-  // after one uncounted hop (the first GiB through a fresh process pays for compiling its path).
-  await hopCpuSPerGiB()
-  const physical: Physical = { hopCpuS: median([await hopCpuSPerGiB(), await hopCpuSPerGiB(), await hopCpuSPerGiB()]), digestCpuS: digestCpuSPerGiB(randomBytes(64 * MiB)) }
   try {
+    // This machine's own figures, taken before the cluster starts (a process busy with it measured a hop at 2-3×),
+    // after one uncounted hop (the first GiB through a fresh process pays for compiling its path).
+    await hopCpuSPerGiB()
+    const physical: Physical = { hopCpuS: median([await hopCpuSPerGiB(), await hopCpuSPerGiB(), await hopCpuSPerGiB()]), digestCpuS: digestCpuSPerGiB(randomBytes(64 * MiB)) }
     const cluster = await startCluster({ chunkservers: 3, dataDir: join(dir, 'cluster'), chunkSizeBytes: 64 * MiB })
     try {
       const nodeOptions = process.env.GRANARY_BENCH_S3_GATEWAY_NODE_OPTIONS
