@@ -1,14 +1,21 @@
 // The background scrubber: reads every stored chunk end to end through the same verified read path clients
 // use (chunk-reader.ts checks each block's CRC and remembers a chunk that fails), so rot in a chunk nobody
 // reads is found too. The heartbeat reports what it finds (`corrupt`), and the master replaces the replica.
-// Bounded: at most bytesPerSecond read (the disk and CPU belong to clients first), one chunk at a time, and a
-// pause of passGapMs between passes so a small store is not re-read in a tight loop.
+// Bounded: at most bytesPerSecond read (the disk and CPU belong to clients first), each chunk counted as at least
+// one block (scrubChargeBytesMin), one chunk at a time, and a pause of passGapMs between passes so a small store is
+// not re-read in a tight loop.
 import { setTimeout as sleep } from 'node:timers/promises'
+import { blockSizeBytes } from '../shared/limits.js'
 import { isGranaryError } from '../shared/errors.js'
 import type { Logger } from '../shared/log.js'
 import type { StoredChunk } from '../shared/protocol.js'
 import { readChunk } from './chunk-reader.js'
 import type { ChunkStore } from './store.js'
+
+// What one chunk costs the scrubber's budget at least: opening, reading and checking a file costs about what
+// reading a block does, so a store of 4 KiB files is scrubbed at bytesPerSecond / 64 KiB files a second (128 at the
+// default 8 MiB/s), not at bytesPerSecond / 4 KiB (2,000 a second, each a file open on every chunkserver).
+export const scrubChargeBytesMin = blockSizeBytes
 
 export interface ScrubberOptions { store: ChunkStore, log: Logger, bytesPerSecond: number, passGapMs: number }
 export interface ScrubberStats { passes: number, scrubbedBytes: number, corruptFound: number }
@@ -82,5 +89,8 @@ export class Scrubber {
         log.error({ chunkHandle: chunk.chunkHandle, version: chunk.version, code, err: (err as Error).message }, 'scrub read failed')
       }
     }
+    // Every chunk is charged at least scrubChargeBytesMin of the budget, read or not.
+    const aheadMs = (Math.max(readBytes, scrubChargeBytesMin) / bytesPerSecond) * 1000 - (Date.now() - startedMs)
+    if (aheadMs > 0 && !signal.aborted) await sleep(aheadMs, undefined, { signal }).catch(() => {})
   }
 }

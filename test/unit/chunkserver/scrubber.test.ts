@@ -1,7 +1,7 @@
 // Proves the scrubber reads every stored chunk through the verified read path: a chunk with a flipped byte
 // that nobody reads ends up in the store's corrupt set (what the heartbeat reports) while a good chunk does
-// not; a pass is held to its bytes-per-second bound (it cannot finish sooner than bytes / rate); and a rate
-// of 0 turns the scrubber off.
+// not; a pass is held to its bytes-per-second bound (it cannot finish sooner than bytes / rate, each chunk counted
+// as at least one block); and a rate of 0 turns the scrubber off.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { closeSync, openSync, readSync, writeSync } from 'node:fs'
@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { BlockCrcs } from '../../../shared/checksum.js'
 import { encodeTrailer } from '../../../chunkserver/chunk-format.js'
 import { ChunkWriter } from '../../../chunkserver/chunk-writer.js'
-import { Scrubber } from '../../../chunkserver/scrubber.js'
+import { Scrubber, scrubChargeBytesMin } from '../../../chunkserver/scrubber.js'
 import { ChunkStore } from '../../../chunkserver/store.js'
 import type { ChunkHandle } from '../../../shared/ids.js'
 import { newHandle, quietLog } from './fixtures/servers.js'
@@ -55,6 +55,25 @@ t.test('finds rot nobody reads, within its rate', async (t) => {
   t.ok(scrubber.stats.scrubbedBytes >= 512 * 1024, 'the good chunk was read whole')
   t.ok(elapsedMs >= (512 * 1024 / bytesPerSecond) * 1000 * 0.9, `rate bound held (${elapsedMs} ms for at least 512 KiB at 2 MiB/s)`)
   t.ok(store.get(good) !== undefined && store.get(bad) !== undefined, 'the scrubber deletes nothing itself')
+})
+
+// A store of tiny chunks: each costs at least scrubChargeBytesMin of the budget, so 8 chunks of 100 bytes at
+// 1 MiB/s take at least 8 × 64 KiB / 1 MiB = 0.5 s, not the ~1 ms their 800 bytes would.
+t.test('every chunk costs at least one block of the rate', async (t) => {
+  const store = await ChunkStore.open({ dataDir: t.testdir(), capacityBytes: 0, log: quietLog })
+  const count = 8
+  for (let i = 0; i < count; i++) await storeChunk(store, randomBytes(100))
+  const bytesPerSecond = 1024 * 1024
+  const scrubber = new Scrubber({ store, log: quietLog, bytesPerSecond, passGapMs: 60_000 })
+  const startedMs = Date.now()
+  scrubber.start()
+  for (let i = 0; i < 600 && scrubber.stats.passes === 0; i++) await sleep(20)
+  const elapsedMs = Date.now() - startedMs
+  await scrubber.stop()
+  t.equal(scrubber.stats.passes, 1, 'one pass finished')
+  t.equal(scrubber.stats.scrubbedBytes, count * 100, 'every chunk was read')
+  const boundMs = (count * scrubChargeBytesMin / bytesPerSecond) * 1000
+  t.ok(elapsedMs >= boundMs * 0.9, `${elapsedMs} ms for ${count} chunks, at least ${boundMs} ms`)
 })
 
 t.test('a rate of 0 is off', async (t) => {
