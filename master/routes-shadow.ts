@@ -41,7 +41,7 @@ export function shadowHandlers (deps: ShadowRouteDeps) {
     // A shadow that has just joined the in-sync set hears so at once (not a long poll later): from that moment
     // it may stand for election.
     const joined = deps.isr.onPoll(query.shadowId, query.after, queue.seq)
-    if (queue.seq <= query.after && !joined) await deps.feed.wait(query.after, query.waitMs ?? 0, abortOnClose(reply))
+    if (queue.seq <= query.after && !joined) await deps.feed.wait(query.after, query.waitMs ?? 0, reply.raw)
     requireMaster()   // deposed while the poll was parked: nothing more from here
     const first = query.after + 1
     // Everything after `after` must still be here: a gap would be a silent divergence.
@@ -115,8 +115,3 @@ function checkHistory (db: Db, lastSeq: number, query: p.OplogQuery): void {
   }
 }
 
-function abortOnClose (reply: FastifyReply): AbortSignal {
-  const controller = new AbortController()
-  reply.raw.once('close', () => controller.abort())
-  return controller.signal
-}

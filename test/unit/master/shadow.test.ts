@@ -107,6 +107,28 @@ t.test('a record that replays to a different result stops the shadow loudly and 
   t.same(tables(again.node.db), before, 'the batch was rolled back as a whole: /b is not there either')
 })
 
+// A shadow that hangs up on a parked poll frees its place at once (the response's close), not at the end of
+// its wait: oplogPollersMax bounds parked polls, and a dead connection must not hold one for 20 s.
+t.test('a parked long poll whose shadow hangs up is released at once', async (t) => {
+  const pair = await startPair(t)
+  await pair.master.queue.submit({ type: 'mkdir', path: '/a', parents: false, mtimeMs: 1 })
+  const seq = pair.master.queue.seq
+  await call<p.OplogReply>(pair.master, 'GET', '/oplog', { after: seq, afterTerm: 1, waitMs: 0, shadowId: 'sh-00000000000b' })
+  const pollPath = `/oplog?after=${seq}&afterTerm=1&waitMs=20000&shadowId=sh-00000000000b`
+  const hangUp = new AbortController()
+  const poll = request(`${pair.masterUrl}${pollPath}`, { headers: signRequestWithSecret(pair.secret, 'GET', pollPath, null), signal: hangUp.signal }).catch((err: Error) => err)
+  const until = async (what: () => boolean, label: string): Promise<void> => {
+    for (let turn = 0; turn < 500 && !what(); turn++) await new Promise((resolve) => setTimeout(resolve, 10))
+    t.ok(what(), label)
+  }
+  await until(() => pair.master.feed.waiterCount === 1, 'parked')
+  const hungUpAtMs = Date.now()
+  hangUp.abort()
+  t.match(await poll, { name: 'AbortError' }, 'the shadow gave up its request')
+  await until(() => pair.master.feed.waiterCount === 0, 'the parked poll is released')
+  t.ok(Date.now() - hungUpAtMs < 20_000, 'before its 20 s wait ran out')
+})
+
 t.test('a parked long poll answers at the next commit, not at its timeout', async (t) => {
   const pair = await startPair(t)
   await pair.master.queue.submit({ type: 'mkdir', path: '/a', parents: false, mtimeMs: 1 })
