@@ -19,7 +19,7 @@ import { MasterLink } from './master-link.js'
 import { MetadataCache } from './cache.js'
 import type { RetryPolicy } from './retry.js'
 import { GranaryWriteStream, type WriteOptions, type WriteContext } from './write.js'
-import { createReadStream, type ReadOptions, type ReadContext } from './read.js'
+import { createReadStream, readAll, type ReadOptions, type ReadContext } from './read.js'
 import { GranaryFs } from './fs.js'
 import { packDirectory, unpackDirectory, type PackOptions, type UnpackOptions, type UnpackResult } from './tar.js'
 
@@ -177,18 +177,8 @@ export class GranaryClient {
   async #readWhole (path: string, call: CallOptions): Promise<Buffer> {
     // readFile buffers the whole file anyway, so it holds each chunk until its CRC32 matched: a corrupt
     // replica is then served from another instead of failing the read.
-    const stream = this.createReadStream(path, { ...call, verifyChunks: true })
-    const pieces: Buffer[] = []
-    let totalBytes = 0
-    for await (const piece of stream as AsyncIterable<Buffer>) {
-      totalBytes += piece.length
-      if (totalBytes > bufferConstants.MAX_LENGTH) {
-        stream.destroy()
-        throw new GranaryError('GRN_LIMIT_EXCEEDED', [`readFile of ${path}`, bufferConstants.MAX_LENGTH])
-      }
-      pieces.push(piece)
-    }
-    return Buffer.concat(pieces, totalBytes)
+    this.#checkOpen()
+    return await readAll(this.#readContext(), normalizePath(path), call, bufferConstants.MAX_LENGTH)
   }
 
 

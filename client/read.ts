@@ -9,6 +9,7 @@
 // The Readable streams bytes as they arrive; with verifyChunks it holds each whole chunk until its CRC32
 // matched (memory: one chunk), so a mismatch can still be served from another replica (readFile does this).
 import { Readable } from 'node:stream'
+import { setMaxListeners } from 'node:events'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import type { OpenReply, ChunkLocation, ChunkserverAddress } from '../shared/protocol.js'
 import { crc32 } from '../shared/checksum.js'
@@ -69,6 +70,26 @@ export function createReadStream (context: ReadContext, path: string, options: R
   })
   return stream
 }
+
+// readFile's read: the bytes createReadStream with verifyChunks would yield, gathered into one Buffer straight from
+// the chunk reads, without a Readable, its async iterator and an AbortController per read (~20-30 µs of the
+// ~170 µs of client CPU a 4 KiB readFile cost). At most bytesMax bytes, else GRN_LIMIT_EXCEEDED.
+export async function readAll (context: ReadContext, path: string, options: { deadlineMs?: number, signal?: AbortSignal }, bytesMax: number): Promise<Buffer> {
+  if (options.signal?.aborted === true) throw abortedError(options.signal)
+  const pieces: Buffer[] = []
+  let totalBytes = 0
+  for await (const piece of readRange(context, path, 0, Number.MAX_SAFE_INTEGER, { ...options, signal: options.signal ?? neverAborted, verifyChunks: true })) {
+    totalBytes += piece.length
+    if (totalBytes > bytesMax) throw new GranaryError('GRN_LIMIT_EXCEEDED', [`readFile of ${path}`, bytesMax])   // for-await's return() ends the reads
+    pieces.push(piece)
+  }
+  return Buffer.concat(pieces, totalBytes)
+}
+
+// The signal of a read whose caller gave none. Each request links to it with one listener and releases it when
+// done (LinkedAbort), so it holds at most one listener per request in flight: no listener limit applies.
+const neverAborted = new AbortController().signal
+setMaxListeners(0, neverAborted)
 
 // Yields the bytes [startBytes, endBytes) of the file (clipped to its size), chunk by chunk.
 async function * readRange (context: ReadContext, path: string, startBytes: number, endBytes: number,
