@@ -4,7 +4,7 @@
 import { newCredentials } from '../shared/auth.js'
 import type { AccessKeyInfo } from '../shared/protocol.js'
 import { findCredentials, type Credentials } from './credentials.js'
-import { Readable } from 'node:stream'
+import { Readable, finished } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { constants as bufferConstants } from 'node:buffer'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
@@ -149,8 +149,20 @@ export class GranaryClient {
   // ---- whole files ------------------------------------------------------------------------------------
   // Writes data as a new file (or replaces one with overwrite) and returns the completed file's stat.
   async writeFile (path: string, data: WriteData, options: WriteOptions = {}): Promise<FileStat> {
+    const source = writeSource(data)   // bad data is refused before anything starts
     const stream = this.createWriteStream(path, options)
-    await pipeline(writeSource(data), stream)
+    if (Array.isArray(source)) {
+      // Bytes in hand (a Buffer or a string): written and ended directly. stream.pipeline would wrap them in a
+      // Readable, and Node 20's aborts an AbortController at the end of every call, building a DOMException
+      // with a stack: ~17-30 µs of CPU per small writeFile (microbenchmark), of ~450 µs in all.
+      await new Promise<void>((resolve, reject) => {
+        finished(stream, (err) => { if (err === undefined || err === null) resolve(); else reject(err) })
+        for (const buffer of source) stream.write(buffer)
+        stream.end()
+      })
+    } else {
+      await pipeline(source, stream)
+    }
     assert(stream.stat !== undefined, 'a finished write has its stat')
     return stream.stat
   }
@@ -380,7 +392,7 @@ export class GranaryClient {
   }
 }
 
-function writeSource (data: WriteData): Iterable<Buffer> | AsyncIterable<Buffer | Uint8Array | string> | Readable {
+function writeSource (data: WriteData): Buffer[] | AsyncIterable<Buffer | Uint8Array | string> | Readable {
   if (typeof data === 'string') return data.length === 0 ? [] : [Buffer.from(data, 'utf8')]
   if (data instanceof Uint8Array) {
     const buffer = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength)

@@ -286,3 +286,25 @@ t.test('a failed write gives back the Buffers its chunks held, each once', async
   t.ok(given.every((buffer) => taken.includes(buffer)), 'only Buffers the producer wrote')
   t.ok(given.length > 0, `the Buffers of the failed chunks came back (${given.length})`)
 })
+
+// writeFile writes bytes in hand (a Buffer, a Uint8Array, a string) straight into its write stream and ends it,
+// without stream.pipeline: the same file, the same stat, and a failure still rejects. Data of another type is
+// refused before anything reaches the master.
+t.test('writeFile of bytes in hand: each kind of data, a failing write, and data it cannot take', async (t) => {
+  const { cluster, fs } = await setup(t)
+  const data = pattern(chunkSizeBytes + 100)
+  const kinds: Array<[string, Buffer | Uint8Array | string]> = [['buffer', data], ['uint8array', new Uint8Array(data)], ['string', 'héllo']]
+  for (const [kind, value] of kinds) {
+    const stat = await fs.writeFile(`/${kind}`, value)
+    const expected = typeof value === 'string' ? Buffer.from(value, 'utf8') : Buffer.from(value)
+    t.equal(stat.sizeBytes, expected.length, `${kind}: the stat has the size`)
+    t.equal(sha256(await fs.readFile(`/${kind}`)), sha256(expected), `${kind}: the same bytes back`)
+  }
+  t.equal((await fs.writeFile('/empty', '')).sizeBytes, 0, 'an empty string makes an empty file')
+  t.equal(await codeOf(fs.writeFile('/buffer', data)), 'GRN_EXISTS', 'a failing write rejects')
+  const creates = cluster.master.requests.filter((r) => r.route === '/fs/create').length
+  for (const bad of [42, null, { not: 'bytes' }]) {
+    t.equal(await codeOf(fs.writeFile('/bad', bad as unknown as string)), 'GRN_INVALID_ARGUMENT', `${JSON.stringify(bad)} is refused`)
+  }
+  t.equal(cluster.master.requests.filter((r) => r.route === '/fs/create').length, creates, 'nothing reached the master for refused data')
+})
