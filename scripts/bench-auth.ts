@@ -66,12 +66,15 @@ async function rig (dir: string, mode: Mode): Promise<Rig> {
   }
 }
 
-// JIT and GC warm-up on every side of every cluster before anything is measured (as bench meta does): the
-// same 2,000 mkdirs and 20,000 stats on each, so no mode's first round pays for compiling what the others already did.
+// JIT and GC warm-up on every side of every cluster before anything is measured (as bench meta and bench small
+// do): the same 2,000 mkdirs, 20,000 stats and 1,000 small puts on each, so no mode's first round pays for compiling
+// what the others already did (a cold first round of puts ran at ~60% of the later ones).
 async function warmUp (r: Rig): Promise<void> {
   await r.fs.mkdir('/warm')
   await inFlight(2_000, 16, async (i) => { await r.fs.mkdir(`/warm/d${i}`) })
   await inFlight(20_000, 16, async (i) => { await r.fs.stat(`/warm/d${i % 2_000}`) })
+  const small = Buffer.alloc(4096, 1)
+  await inFlight(1_000, 16, async (i) => { await r.fs.writeFile(`/warm/d${i}/f`, small) })
 }
 
 // One metadata round on one cluster. The CPU each op costs (this client process + the master) is the figure a
