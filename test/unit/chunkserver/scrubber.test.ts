@@ -37,18 +37,24 @@ function flipByte (path: string, offset: number): void {
   closeSync(fd)
 }
 
-t.test('finds rot nobody reads, within its rate', async (t) => {
-  const store = await ChunkStore.open({ dataDir: t.testdir(), capacityBytes: 0, log: quietLog })
-  const good = await storeChunk(store, randomBytes(512 * 1024))
-  const bad = await storeChunk(store, randomBytes(512 * 1024))
-  flipByte(store.chunkPathOf(bad, 1), 200_000)
-  const bytesPerSecond = 2 * 1024 * 1024
+// Runs a scrubber until its first pass ends (at most 12 s) and stops it; how long the pass took.
+async function onePass (store: ChunkStore, bytesPerSecond: number): Promise<{ scrubber: Scrubber, elapsedMs: number }> {
   const scrubber = new Scrubber({ store, log: quietLog, bytesPerSecond, passGapMs: 60_000 })
   const startedMs = Date.now()
   scrubber.start()
   for (let i = 0; i < 600 && scrubber.stats.passes === 0; i++) await sleep(20)
   const elapsedMs = Date.now() - startedMs
   await scrubber.stop()
+  return { scrubber, elapsedMs }
+}
+
+t.test('finds rot nobody reads, within its rate', async (t) => {
+  const store = await ChunkStore.open({ dataDir: t.testdir(), capacityBytes: 0, log: quietLog })
+  const good = await storeChunk(store, randomBytes(512 * 1024))
+  const bad = await storeChunk(store, randomBytes(512 * 1024))
+  flipByte(store.chunkPathOf(bad, 1), 200_000)
+  const bytesPerSecond = 2 * 1024 * 1024
+  const { scrubber, elapsedMs } = await onePass(store, bytesPerSecond)
   t.equal(scrubber.stats.passes, 1, 'one pass finished')
   t.same(store.corruptChunks(), [{ chunkHandle: bad, version: 1 }], 'only the rotten chunk is marked corrupt')
   t.equal(scrubber.stats.corruptFound, 1)
@@ -64,12 +70,7 @@ t.test('every chunk costs at least one block of the rate', async (t) => {
   const count = 8
   for (let i = 0; i < count; i++) await storeChunk(store, randomBytes(100))
   const bytesPerSecond = 1024 * 1024
-  const scrubber = new Scrubber({ store, log: quietLog, bytesPerSecond, passGapMs: 60_000 })
-  const startedMs = Date.now()
-  scrubber.start()
-  for (let i = 0; i < 600 && scrubber.stats.passes === 0; i++) await sleep(20)
-  const elapsedMs = Date.now() - startedMs
-  await scrubber.stop()
+  const { scrubber, elapsedMs } = await onePass(store, bytesPerSecond)
   t.equal(scrubber.stats.passes, 1, 'one pass finished')
   t.equal(scrubber.stats.scrubbedBytes, count * 100, 'every chunk was read')
   const boundMs = (count * scrubChargeBytesMin / bytesPerSecond) * 1000
