@@ -32,7 +32,7 @@ export const wholeReadBytesMax = 256 * 1024
 // from the page cache that is a few µs of copying, against ~25 µs of CPU and a wait for a CPU per thread-pool round
 // trip (a 4 KiB read in a request handler measured 33-37 µs of server CPU per request synchronously, 110-120 µs
 // through fs.promises). A cold read blocks the loop for one small disk read (~0.1 ms on an SSD), as nginx's default
-// blocking reads do; anything bigger stays on the thread pool.
+// blocking reads do; anything bigger stays on the thread pool, and so do the scrubber's reads (cold by design).
 export const syncReadChunkBytesMax = blockSizeBytes
 
 // The whole file in one read (one byte more: a file longer than its footer says is caught like a shorter one),
@@ -79,12 +79,14 @@ function checkWhole (buf: Buffer, bytesRead: number, chunkHandle: ChunkHandle, c
 
 interface OpenChunk { file: FileHandle, table: Uint32Array, chunkHandle: ChunkHandle, version: number, chunkLengthBytes: number }
 
-export async function readChunk (store: ChunkStore, log: Logger, chunkHandle: ChunkHandle, version: number, range: ByteRange): Promise<ChunkRead> {
+// `onLoop` false keeps even a one-block chunk on the thread pool: the scrubber's reads are cold by design, and a
+// cold read on the loop would stall every request of this server for a disk read.
+export async function readChunk (store: ChunkStore, log: Logger, chunkHandle: ChunkHandle, version: number, range: ByteRange, onLoop = true): Promise<ChunkRead> {
   const { path, lengthBytes: chunkLengthBytes } = store.lookup(chunkHandle, version)
   const offsetBytes = Math.min(range.offsetBytes, chunkLengthBytes)
   const lengthBytes = Math.min(range.lengthBytes ?? chunkLengthBytes, chunkLengthBytes - offsetBytes)
   if (lengthBytes === 0) return { chunkLengthBytes, offsetBytes, lengthBytes, body: null }
-  if (chunkLengthBytes <= syncReadChunkBytesMax) {
+  if (onLoop && chunkLengthBytes <= syncReadChunkBytesMax) {
     try {
       const bytes = readWholeSync(path, chunkHandle, version, chunkLengthBytes, offsetBytes, lengthBytes)
       return { chunkLengthBytes, offsetBytes, lengthBytes, bytes, get body () { return Readable.from([bytes], { objectMode: false }) } }

@@ -49,6 +49,7 @@ export class ChunkWriter {
   #positionBytes = 0        // written so far (the next write's offset)
   #syncedMarkBytes = 0      // position when the last fdatasync started
   #writing = false
+  #pumping: Promise<void> | null = null   // the last pump's write, settled or not (abort waits for it)
   #syncing: Promise<void> | null = null
   #error: Error | null = null
   #closed = false
@@ -101,7 +102,9 @@ export class ChunkWriter {
     let bytes = 0
     for (const buf of buffers) bytes += buf.length
     this.#writing = true
-    this.#writeAll(buffers, bytes).then(() => {
+    const written = this.#writeAll(buffers, bytes)
+    this.#pumping = written.catch(() => {})
+    written.then(() => {
       this.#writing = false
       this.#queuedBytes -= bytes
       this.#startSyncIfDue()
@@ -209,6 +212,9 @@ export class ChunkWriter {
     if (!this.#closed) {
       this.#closed = true
       const file = await this.#opening.catch(() => null)   // an open still running is waited for, then closed
+      // #idle returns at once once #error is set, so a pump's write may still be on the thread pool: a held
+      // chunk's raw descriptor is closed only after it, or its number could be reused under that write.
+      await this.#pumping
       if (file !== null) await closeTemp(file)
     }
     await unlink(this.#tempPath).catch((err: NodeJS.ErrnoException) => {

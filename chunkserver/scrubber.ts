@@ -71,7 +71,7 @@ export class Scrubber {
     const startedMs = Date.now()
     let readBytes = 0
     try {
-      const read = await readChunk(store, log, chunk.chunkHandle, chunk.version, { offsetBytes: 0, lengthBytes: null })
+      const read = await readChunk(store, log, chunk.chunkHandle, chunk.version, { offsetBytes: 0, lengthBytes: null }, false)   // cold: off the loop
       if (read.body === null) return
       for await (const piece of read.body) {
         readBytes += (piece as Buffer).length

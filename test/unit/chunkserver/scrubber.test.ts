@@ -4,7 +4,7 @@
 // as at least one block); and a rate of 0 turns the scrubber off.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { closeSync, openSync, readSync, writeSync } from 'node:fs'
+import fs, { closeSync, openSync, readSync, writeSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { BlockCrcs } from '../../../shared/checksum.js'
 import { encodeTrailer } from '../../../chunkserver/chunk-format.js'
@@ -70,7 +70,15 @@ t.test('every chunk costs at least one block of the rate', async (t) => {
   const count = 8
   for (let i = 0; i < count; i++) await storeChunk(store, randomBytes(100))
   const bytesPerSecond = 1024 * 1024
+  // The scrubber's reads are cold by design: even a one-block chunk is read on the thread pool, never with the
+  // event-loop calls a client's read of it makes (chunk-reader.ts, syncReadChunkBytesMax).
+  const openSync = fs.openSync
+  let loopOpens = 0
+  fs.openSync = ((...args: Parameters<typeof fs.openSync>) => { loopOpens++; return openSync(...args) }) as typeof fs.openSync
+  t.teardown(() => { fs.openSync = openSync })
   const { scrubber, elapsedMs } = await onePass(store, bytesPerSecond)
+  fs.openSync = openSync
+  t.equal(loopOpens, 0, 'no chunk was opened on the event loop')
   t.equal(scrubber.stats.passes, 1, 'one pass finished')
   t.equal(scrubber.stats.scrubbedBytes, count * 100, 'every chunk was read')
   const boundMs = (count * scrubChargeBytesMin / bytesPerSecond) * 1000
