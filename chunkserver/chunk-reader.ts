@@ -49,8 +49,7 @@ function readWholeSync (path: string, chunkHandle: ChunkHandle, version: number,
   try {
     fd = fs.openSync(path, 'r')
   } catch (err) {
-    // Deleted between the lookup and the open (a delete command raced this read): same as not stored.
-    throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? new GranaryError('GRN_CHUNK_NOT_FOUND', [chunkHandle, version]) : err
+    throw openFailure(err, chunkHandle, version)
   }
   const buf = Buffer.allocUnsafe(fileBytesOf(chunkLengthBytes) + 1)
   let bytesRead: number
@@ -94,10 +93,7 @@ export async function readChunk (store: ChunkStore, log: Logger, chunkHandle: Ch
       throw noteCorruption(store, log, chunkHandle, version, err)
     }
   }
-  // Deleted between the lookup and the open (a delete command raced this read): same as not stored.
-  const file = await open(path, 'r').catch((err: NodeJS.ErrnoException) => {
-    throw err.code === 'ENOENT' ? new GranaryError('GRN_CHUNK_NOT_FOUND', [chunkHandle, version]) : err
-  })
+  const file = await open(path, 'r').catch((err: unknown) => { throw openFailure(err, chunkHandle, version) })
   if (fileBytesOf(chunkLengthBytes) <= wholeReadBytesMax) {
     try {
       const bytes = await readWhole(file, chunkHandle, chunkLengthBytes, offsetBytes, lengthBytes)
@@ -168,6 +164,12 @@ async function readTable (file: FileHandle, chunkLengthBytes: number, chunkHandl
   const table = typeof footer === 'string' || footer.lengthBytes !== chunkLengthBytes ? null : decodeTable(trailer, footer)
   if (table === null) throw new GranaryError('GRN_CHECKSUM_MISMATCH', [chunkHandle, blockCount], { blockIndex: blockCount, trailer: true })
   return table
+}
+
+// What a failed open of a chunk file throws: a file deleted between the lookup and the open (a delete command
+// raced this read) is the same as not stored.
+function openFailure (err: unknown, chunkHandle: ChunkHandle, version: number): unknown {
+  return (err as NodeJS.ErrnoException).code === 'ENOENT' ? new GranaryError('GRN_CHUNK_NOT_FOUND', [chunkHandle, version]) : err
 }
 
 function noteCorruption (store: ChunkStore, log: Logger, chunkHandle: ChunkHandle, version: number, err: unknown): unknown {
