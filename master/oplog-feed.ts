@@ -7,6 +7,8 @@ import { assert } from '../shared/assert.js'
 import { oplogPollersMax } from '../shared/limits.js'
 
 interface Waiter { afterSeq: number, wake: () => void }
+// What a parked poll watches for its shadow hanging up: its response (http.ServerResponse has both).
+type HangUp = EventEmitter & { readonly closed: boolean }
 
 export class OplogFeed {
   #seq: number
@@ -33,8 +35,10 @@ export class OplogFeed {
   // response: the shadow hung up), or the feed closes (the server is stopping). Never rejects: the caller reads
   // whatever is there. The response's own 'close' event, not an AbortSignal: every poll's response closes when it
   // is answered, and aborting a controller then built a DOMException with a stack per poll (~45 µs on Node 20).
-  async wait (afterSeq: number, waitMs: number, hangUp?: EventEmitter): Promise<void> {
-    if (this.#closed || this.#seq > afterSeq || waitMs <= 0) return
+  // A response already closed (the shadow hung up while the request was still in fastify's hooks) emits no more
+  // 'close': it is not parked at all, or it would hold one of oplogPollersMax places for its whole wait.
+  async wait (afterSeq: number, waitMs: number, hangUp?: HangUp): Promise<void> {
+    if (this.#closed || this.#seq > afterSeq || waitMs <= 0 || hangUp?.closed === true) return
     if (this.#waiters.size >= oplogPollersMax) return
     await new Promise<void>((resolve) => {
       const waiter: Waiter = { afterSeq, wake: () => done() }
