@@ -72,13 +72,13 @@ export class Scrubber {
     let readBytes = 0
     try {
       const read = await readChunk(store, log, chunk.chunkHandle, chunk.version, { offsetBytes: 0, lengthBytes: null }, false)   // cold: off the loop
-      if (read.body === null) return
-      for await (const piece of read.body) {
+      // An empty chunk has no body: its open and header check are still charged below.
+      for await (const piece of read.body ?? []) {
         readBytes += (piece as Buffer).length
         this.#stats.scrubbedBytes += (piece as Buffer).length
         const aheadMs = (readBytes / bytesPerSecond) * 1000 - (Date.now() - startedMs)
         if (aheadMs > 0) await sleep(aheadMs, undefined, { signal }).catch(() => {})
-        if (signal.aborted) { read.body.destroy(); return }
+        if (signal.aborted) { read.body?.destroy(); return }
       }
     } catch (err) {
       const code = isGranaryError(err) ? err.code : (err as { code?: string }).code
@@ -89,7 +89,7 @@ export class Scrubber {
         log.error({ chunkHandle: chunk.chunkHandle, version: chunk.version, code, err: (err as Error).message }, 'scrub read failed')
       }
     }
-    // Every chunk is charged at least scrubChargeBytesMin of the budget, read or not.
+    // Every chunk opened is charged at least scrubChargeBytesMin of the budget, read or not, empty or not.
     const aheadMs = (Math.max(readBytes, scrubChargeBytesMin) / bytesPerSecond) * 1000 - (Date.now() - startedMs)
     if (aheadMs > 0 && !signal.aborted) await sleep(aheadMs, undefined, { signal }).catch(() => {})
   }
