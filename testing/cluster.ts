@@ -75,9 +75,13 @@ export function kitCredentials (): { file: string } & Credentials {
   if (given !== undefined && given !== '') {
     kitKey = { file: given, ...readCredentialsFile(given) }
   } else {
-    const file = join(mkdtempSync(join(tmpdir(), 'granary-kit-key-')), 'credentials')
+    const folder = mkdtempSync(join(tmpdir(), 'granary-kit-key-'))
+    const file = join(folder, 'credentials')
     const made = newCredentials()
     writeFileSync(file, JSON.stringify(made) + '\n', { mode: 0o600 })
+    // An admin key does not outlive the process that made it (every test file made one and left it in tmpdir:
+    // 1,048 of them on this machine). Its clusters are killed on exit too (installExitHook).
+    process.once('exit', () => { rmSync(folder, { recursive: true, force: true }) })
     process.env.GRANARY_CREDENTIALS = file
     kitKey = { file, ...made }
   }

@@ -1,9 +1,12 @@
 // Proves the granary/testing kit does what apps rely on: stop() leaves no process and no folder behind;
 // each role can be killed and restarted on the same data and port with the data intact; hang/resume stop
 // and resume a process; a failed readiness wait and a waitFor timeout report the processes' logs; killing a
-// dead process is a clear error, not a hang; bad options are refused.
+// dead process is a clear error, not a hang; bad options are refused; the admin key it makes for a process is
+// gone when that process exits.
 import t from 'tap'
 import { existsSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { dirname, join } from 'node:path'
 import { startCluster } from '../../testing/cluster.js'
 import { isAlive } from '../../shared/process.js'
 
@@ -20,6 +23,19 @@ t.test('stop() kills every process and removes the folder', async (t) => {
   await cluster.stop()
   t.ok(pids.every((pid) => !isAlive(pid)), 'all gone')
   t.notOk(existsSync(cluster.dir), 'folder removed')
+})
+
+t.test('the admin key the kit makes for a process is removed when the process exits', async (t) => {
+  const kit = join(process.cwd(), 'dist', 'testing', 'cluster.js')
+  const env = { ...process.env }
+  delete env.GRANARY_CREDENTIALS   // as in a process whose caller gave no key
+  const printed = execFileSync(process.execPath, ['--input-type=module', '-e',
+    `const { kitCredentials } = await import(${JSON.stringify(kit)}); const { file } = kitCredentials(); console.log(file, (await import('node:fs')).existsSync(file))`],
+  { env, encoding: 'utf8' }).trim()
+  const [file, existed] = printed.split(' ')
+  t.equal(existed, 'true', `the process made its key (${file})`)
+  t.notOk(existsSync(file as string), 'the key file is gone after the process exited')
+  t.notOk(existsSync(dirname(file as string)), 'and so is its folder')
 })
 
 t.test('kill, restart, hang and resume each role; data survives', async (t) => {
