@@ -69,7 +69,8 @@ t.test('kill, restart, hang and resume each role; data survives', async (t) => {
 })
 
 t.test('failed readiness and waitFor timeouts carry the logs', async (t) => {
-  const failed = await codeOfWithMessage(startCluster({ chunkservers: 1, replication: 1, masterArgs: ['--no-such-flag', '1'], keepDirs: false }))
+  // A cluster that fails to start keeps its folder for its logs; this one's folder is tap's, removed after the test.
+  const failed = await codeOfWithMessage(startCluster({ chunkservers: 1, replication: 1, masterArgs: ['--no-such-flag', '1'], dataDir: t.testdir() }))
   t.ok(failed.message.includes('last'), 'message has the log tail')
   t.match(failed.message, /no-such-flag/, 'and the log shows why')
 
