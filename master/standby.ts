@@ -7,13 +7,14 @@
 // systemd, without the variable, a master starts cold as before.) The stdin pipe is also the lifeline: if the
 // supervisor dies while this waits, the pipe closes and the spare exits.
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { resolveMasterConfig } from '../shared/config.js'
 import type { Logger } from '../shared/log.js'
 import { warmSchemaCompilers } from './lazy-schemas.js'
+import { isAlive } from '../shared/process.js'
 
 export const standbyEnvName = 'GRANARY_STANDBY'
 export const standbyMessage = 'standby'
@@ -55,7 +56,8 @@ export async function waitForActivation (log: Logger, input: NodeJS.ReadableStre
 async function warmUp (): Promise<void> {
   warmSchemaCompilers()
   const { openMaster } = await import('./main.js')   // not a static import: main.ts imports this file
-  const dir = mkdtempSync(join(tmpdir(), 'granary-standby-'))
+  removeWarmUpDirsOfDeadSpares(tmpdir())
+  const dir = mkdtempSync(join(tmpdir(), `${warmUpDirPrefix}${process.pid}-`))
   try {
     const config = resolveMasterConfig({ dataDir: dir, port: 0, logLevel: 'silent' })
     const master = openMaster(config, { logger: pino({ level: 'silent' }), secret: randomBytes(32), tick: false })
@@ -71,5 +73,20 @@ async function warmUp (): Promise<void> {
     }
   } finally {
     rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+// A spare killed during its warm-up (SIGKILL: its finally never runs) leaves its throwaway database behind, ~110 KB
+// in tmpdir. Each folder names the spare's pid, so the next spare to warm up on this host removes those of spares
+// no longer running. A pid reused since keeps its folder until that process is gone too (never the wrong way); a
+// folder of another user's spare is theirs (the removal fails and is ignored).
+export const warmUpDirPrefix = 'granary-standby-'
+export function removeWarmUpDirsOfDeadSpares (dir: string): void {
+  let names: string[]
+  try { names = readdirSync(dir) } catch { return }
+  for (const name of names) {
+    const pid = Number(/^granary-standby-(\d+)-[^-]+$/.exec(name)?.[1])
+    if (!Number.isSafeInteger(pid) || pid <= 0 || isAlive(pid)) continue
+    try { rmSync(join(dir, name), { recursive: true, force: true }) } catch {}
   }
 }
