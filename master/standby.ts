@@ -79,7 +79,8 @@ async function warmUp (): Promise<void> {
 // A spare killed during its warm-up (SIGKILL: its finally never runs) leaves its throwaway database behind, ~110 KB
 // in tmpdir. Each folder names the spare's pid, so the next spare to warm up on this host removes those of spares
 // no longer running. A pid reused since keeps its folder until that process is gone too (never the wrong way); a
-// folder of another user's spare is theirs (the removal fails and is ignored).
+// folder of another user's spare is theirs (the removal fails and is ignored). Only a tmpdir shared between pid
+// namespaces could make a live spare look dead: its warm-up then fails, is logged, and it starts cooler.
 export const warmUpDirPrefix = 'granary-standby-'
 export function removeWarmUpDirsOfDeadSpares (dir: string): void {
   let names: string[]
