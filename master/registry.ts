@@ -30,6 +30,7 @@ export interface RegistryOptions { deadAfterMs: number, allocationHalfLifeMs: nu
 export class Registry {
   #servers = new Map<ServerId, ServerState>()   // bounded by chunkserversMax
   #options: RegistryOptions
+  #replicaChanges = 0                             // heartbeats whose report removed replica rows (replicator)
 
   constructor (options: RegistryOptions) {
     this.#options = options
@@ -58,6 +59,11 @@ export class Registry {
     state.deadLogged = false
     return state
   }
+
+  // A heartbeat's report removed replica rows, now committed: the replicator scans at its next tick. A count, not
+  // a state, so two changes between ticks (a copy reported corrupt, then deleted) are never missed.
+  noteReplicaChange (): void { this.#replicaChanges++ }
+  get replicaChanges (): number { return this.#replicaChanges }
 
   get (serverId: ServerId): ServerState | undefined { return this.#servers.get(serverId) }
   all (): ServerState[] { return [...this.#servers.values()] }

@@ -37,9 +37,10 @@ export interface ReplicatorDeps {
 }
 
 // The scan reads every committed chunk, so it runs only when something that changes replica counts has
-// happened — the set of live servers changed, a server's corrupt count changed, copies are in flight, or the
-// last scan found work — and otherwise every rescanMsDefault as a safety net (a write committed with fewer
-// servers than its replication, rows changed by a full report).
+// happened — the set of live servers changed, a server's corrupt count changed, a heartbeat's report removed
+// replica rows (Registry.replicaChanges), copies are in flight, or the last scan found work — and otherwise every
+// rescanMsDefault as a safety net (a write committed with fewer servers than its replication, rows added by a
+// report that leave a chunk over-replicated).
 const rescanMsDefault = 30_000
 
 export interface ReplicatorStats { inFlight: number, replicated: number, trimmed: number }
@@ -131,7 +132,7 @@ export class Replicator {
 
   #scanDue (liveServerIds: ServerId[], nowMs: number): boolean {
     const { registry } = this.#deps
-    const signature = [...liveServerIds].sort().map((id) => `${id}:${registry.get(id)?.corruptCount ?? 0}`).join(',')
+    const signature = [...liveServerIds].sort().map((id) => `${id}:${registry.get(id)?.corruptCount ?? 0}`).join(',') + `;${registry.replicaChanges}`
     const changed = signature !== this.#lastSignature
     this.#lastSignature = signature
     return changed || this.#lastFoundWork || this.#inFlight.size > 0 || nowMs - this.#lastScanMs >= (this.#deps.rescanMs ?? rescanMsDefault)

@@ -65,6 +65,9 @@ export function heartbeatHandler (deps: ChunkserverRouteDeps) {
     }
     for (const chunk of body.corrupt ?? []) classifyCorrupt(db, registry, body.serverId, chunk, nowMs, ops, deletes)
     await submitInBatches(queue, ops, deletes)
+    // A removed row can leave a chunk under-replicated: the replicator looks at its next tick. (Added rows do not
+    // count: every heartbeat during writes reports chunks not yet committed, and a scan reads every chunk.)
+    if (ops.some((op) => op.type === 'removeReplica')) registry.noteReplicaChange()
     if (ops.some((op) => op.type === 'registerServer')) deps.lease.refreshVoters()
     deps.isr.onEchoes()
     for (const chunk of deletes) registry.queueDelete(body.serverId, chunk.chunkHandle, chunk.version)
