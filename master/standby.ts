@@ -18,6 +18,8 @@ import { isAlive } from '../shared/process.js'
 
 export const standbyEnvName = 'GRANARY_STANDBY'
 export const standbyMessage = 'standby'
+export const warmUpDirPrefix = 'granary-standby-'   // + the spare's pid + '-' + mkdtemp's suffix (removeWarmUpDirsOfDeadSpares)
+const warmUpDirName = new RegExp(`^${warmUpDirPrefix}(\\d+)-[^-]+$`)
 export const activateLine = 'go'
 const pendingInputBytesMax = 1024   // stdin carries one short line; anything longer is not ours
 
@@ -81,12 +83,11 @@ async function warmUp (): Promise<void> {
 // no longer running. A pid reused since keeps its folder until that process is gone too (never the wrong way); a
 // folder of another user's spare is theirs (the removal fails and is ignored). Only a tmpdir shared between pid
 // namespaces could make a live spare look dead: its warm-up then fails, is logged, and it starts cooler.
-export const warmUpDirPrefix = 'granary-standby-'
 export function removeWarmUpDirsOfDeadSpares (dir: string): void {
   let names: string[]
   try { names = readdirSync(dir) } catch { return }
   for (const name of names) {
-    const pid = Number(/^granary-standby-(\d+)-[^-]+$/.exec(name)?.[1])
+    const pid = Number(warmUpDirName.exec(name)?.[1])
     if (!Number.isSafeInteger(pid) || pid <= 0 || isAlive(pid)) continue
     try { rmSync(join(dir, name), { recursive: true, force: true }) } catch {}
   }

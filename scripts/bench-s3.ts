@@ -89,8 +89,9 @@ export async function benchS3 (): Promise<void> {
 }
 
 // Before anything is counted, each path does a little of every step: a fresh process's first requests of a kind pay
-// for compiling their path (at 21:21 on 2026-12-07 the library's first round of 4 KiB puts ran at 304/s, the next two at 479 and 443), and the first runs would
-// measure that instead of the gateway. smallCount 4 KiB puts and a 64 MiB put and get each way, not counted.
+// for compiling their path (at 21:21 on 2026-12-07 the library's first round of 4 KiB puts ran at 304/s, the next
+// two at 479 and 443), and the first runs would measure that instead of the gateway. smallCount 4 KiB puts and a
+// 64 MiB put and get each way, not counted.
 async function warmUp (fs: GranaryClient, s3: S3Client, pattern: Buffer): Promise<void> {
   const small = pattern.subarray(0, 4096)
   await fs.mkdir('/native/warm')
