@@ -8,6 +8,7 @@ export const channelNames = {
   replicaError: 'granary:client:replica-error',      // { chunkHandle, url, offsetBytes, code, message }
   pipelineRetry: 'granary:client:pipeline-retry',    // { path, chunkIndex, excludeServerIds, code, message }
   abandonError: 'granary:client:abandon-error',      // { path, code, message }: best-effort abandon failed
+  reserveError: 'granary:client:reserve-error',      // { code, message }: reserving small files failed; writes go the usual way a while
 } as const
 
 const channels = {
@@ -16,6 +17,7 @@ const channels = {
   replicaError: diagnosticsChannel.channel(channelNames.replicaError),
   pipelineRetry: diagnosticsChannel.channel(channelNames.pipelineRetry),
   abandonError: diagnosticsChannel.channel(channelNames.abandonError),
+  reserveError: diagnosticsChannel.channel(channelNames.reserveError),
 }
 
 export type ChannelKey = keyof typeof channels

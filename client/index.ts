@@ -10,13 +10,14 @@ import { constants as bufferConstants } from 'node:buffer'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
 import { resolveClientConfig, parseMasterList, type ClientConfig } from '../shared/config.js'
 import { normalizePath } from '../shared/paths.js'
-import type { FileStat, FileAttrs, ListReply, DuReply, DeleteReply, RestoreReply, ClusterReport, OpenReply } from '../shared/protocol.js'
+import type { FileStat, FileAttrs, ListReply, DuReply, DeleteReply, RestoreReply, ClusterReport, OpenReply, Reservation } from '../shared/protocol.js'
 import * as limits from '../shared/limits.js'
 import { assert } from '../shared/assert.js'
 import { Transport } from './transport.js'
 import { loadCa } from '../shared/tls.js'
 import { MasterLink } from './master-link.js'
 import { MetadataCache } from './cache.js'
+import { ReservationPool } from './reservations.js'
 import type { RetryPolicy } from './retry.js'
 import { GranaryWriteStream, type WriteOptions, type WriteContext } from './write.js'
 import { createReadStream, readAll, type ReadOptions, type ReadContext } from './read.js'
@@ -54,6 +55,7 @@ export interface ConnectOptions {
   keepAliveTimeoutMs?: number             // idle pooled connections close after this
   staleReads?: boolean                    // accept reads from a shadow cut off from its master (else GRN_STALE past 10 s)
   batching?: boolean                      // metadata calls that queue up for one server share a request (default true)
+  reserveFiles?: boolean                  // writeFile of bytes that fit one chunk: one master call, on a file reserved ahead (default true)
   // An access key, or a credentials file; default: $GRANARY_CREDENTIALS, ./granary-data/credentials,
   // ~/.config/granary/credentials (client/credentials.ts). null: send requests unsigned.
   credentials?: Credentials | string | null
@@ -86,6 +88,7 @@ export class GranaryClient {
   readonly #cache: MetadataCache
   readonly #policy: RetryPolicy
   #fs: GranaryFs | undefined
+  #reservations: ReservationPool | undefined
   #closed = false
 
   constructor (config: ClientConfig, credentials: Credentials | null = null) {
@@ -150,7 +153,8 @@ export class GranaryClient {
   // Writes data as a new file (or replaces one with overwrite) and returns the completed file's stat.
   async writeFile (path: string, data: WriteData, options: WriteOptions = {}): Promise<FileStat> {
     const source = writeSource(data)   // bad data is refused before anything starts
-    const stream = this.createWriteStream(path, options)
+    this.#checkOpen()
+    const stream = new GranaryWriteStream(this.#writeContext(), normalizePath(path), options, Array.isArray(source) ? this.#reservationFor(source, options) : undefined)
     if (Array.isArray(source)) {
       // Bytes in hand (a Buffer or a string): written and ended directly. stream.pipeline would wrap them in a
       // Readable, and Node 20's aborts an AbortController at the end of every call, building a DOMException
@@ -353,6 +357,7 @@ export class GranaryClient {
     if (this.#closed) return
     this.#closed = true
     this.#cache.clear()
+    this.#reservations?.close()   // the master drops its unused reservations when their leases run out
     await this.#transport.close()
   }
 
@@ -362,6 +367,18 @@ export class GranaryClient {
   // ---- wiring -----------------------------------------------------------------------------------------
   #checkOpen (): void {
     if (this.#closed) throw new GranaryError('GRN_ABORTED', ['the client is closed'])
+  }
+
+  // A reserved file for bytes in hand that fit one chunk of the client's default replication and chunk size
+  // (client/reservations.ts), or undefined: the write then creates its file as usual.
+  #reservationFor (buffers: readonly Buffer[], options: WriteOptions): Reservation | undefined {
+    const { replication, chunkSizeBytes } = this.config
+    if (!this.config.reserveFiles || (options.replication ?? replication) !== replication || (options.chunkSizeBytes ?? chunkSizeBytes) !== chunkSizeBytes) return undefined
+    let sizeBytes = 0
+    for (const buffer of buffers) sizeBytes += buffer.length
+    if (sizeBytes > chunkSizeBytes) return undefined
+    this.#reservations ??= new ReservationPool(this.#link, { replication, chunkSizeBytes })
+    return this.#reservations.take()
   }
 
   #writeContext (): WriteContext {

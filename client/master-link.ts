@@ -216,18 +216,22 @@ export class MasterLink {
     return this.mutate(`create ${request.path}`, protocol.createPath, request, options)
   }
 
+  reserve (request: { count: number, replication?: number, chunkSizeBytes?: number }, options?: CallOptions): Promise<protocol.ReserveReply> {
+    return this.mutate(`reserve ${request.count} files`, protocol.reservePath, request, options)
+  }
+
   allocate (request: { inodeId: InodeId, leaseId: LeaseId, chunkIndex: number, excludeServerIds?: ServerId[] }, options?: CallOptions): Promise<protocol.AllocateReply> {
     return this.mutate(`allocate chunk ${request.chunkIndex}`, protocol.allocatePath, request, options)
   }
 
   commit (request: {
     inodeId: InodeId, leaseId: LeaseId, chunkIndex: number, chunkHandle: ChunkHandle, version: number,
-    lengthBytes: number, crc32: number, serverIds: ServerId[], complete?: { sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: protocol.FileAttrs }
+    lengthBytes: number, crc32: number, serverIds: ServerId[], complete?: { sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: protocol.FileAttrs, bind?: protocol.BindArgs }
   }, options?: CallOptions): Promise<protocol.CommitReply> {
     return this.mutate(`commit chunk ${request.chunkIndex}`, protocol.commitPath, request, options)
   }
 
-  complete (request: { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: protocol.FileAttrs }, options?: CallOptions): Promise<protocol.CompleteReply> {
+  complete (request: { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: protocol.FileAttrs, bind?: protocol.BindArgs }, options?: CallOptions): Promise<protocol.CompleteReply> {
     return this.mutate(`complete inode ${request.inodeId}`, protocol.completePath, request, options)
   }
 

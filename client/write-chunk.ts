@@ -5,7 +5,7 @@
 // source is not a failure and must not eat the budget.
 import { setTimeout as sleep } from 'node:timers/promises'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
-import type { AllocateReply, ChunkserverAddress, FileAttrs, FileStat, WriteChunkReply } from '../shared/protocol.js'
+import type { AllocateReply, BindArgs, ChunkserverAddress, FileAttrs, FileStat, WriteChunkReply } from '../shared/protocol.js'
 import type { InodeId, LeaseId, ServerId } from '../shared/ids.js'
 import { assert } from '../shared/assert.js'
 import type { ChunkBuffer } from './chunk-buffer.js'
@@ -30,7 +30,7 @@ export interface ChunkWriterContext {
   preallocated?: () => AllocateReply | undefined
   // Asked just before the commit: when this is the file's last chunk and nothing else is in flight, the
   // completion to send with it (one round trip for commit + complete); onCompleted gets the completed file.
-  completion?: (chunkIndex: number) => { sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: FileAttrs } | undefined
+  completion?: (chunkIndex: number) => { sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: FileAttrs, bind?: BindArgs } | undefined
   onCompleted?: (stat: FileStat) => void
   // The master allocates chunk indexes in order (no holes): the first allocation of this chunk waits for the
   // previous chunk's, and opens the way for the next one's when done (or failed).

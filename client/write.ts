@@ -6,7 +6,7 @@
 // pipeline can be retried on a new one without the failed server; memory stays ≈ chunkSizeBytes × chunksInFlightMax.
 import { Writable } from 'node:stream'
 import { GranaryError, isGranaryError } from '../shared/errors.js'
-import type { FileStat, FileAttrs, CreateReply, AllocateReply } from '../shared/protocol.js'
+import type { FileStat, FileAttrs, CreateReply, AllocateReply, BindArgs, Reservation } from '../shared/protocol.js'
 import * as limits from '../shared/limits.js'
 import { checkChunkSize } from '../shared/config.js'
 import { parentPath } from '../shared/paths.js'
@@ -86,12 +86,17 @@ export class GranaryWriteStream extends Writable {
   #committedBytes = 0
   #finalAttrs: FileAttrs | undefined                         // setAttrs: sent with the complete, replacing create's
 
-  constructor (context: WriteContext, path: string, options: WriteOptions = {}) {
+  readonly #reservation: Reservation | undefined   // a reserved file (client/reservations.ts): its complete names it (bind)
+
+  // reservation: a reserved file to write instead of creating one (writeFile of bytes that fit one chunk; the
+  // options' replication and chunk size are the reservation's).
+  constructor (context: WriteContext, path: string, options: WriteOptions = {}, reservation?: Reservation) {
     // Checked before super(): a Writable schedules _construct as soon as it exists.
     super(checkWriteOptions(options))
     this.path = path
     this.#context = context
     this.#options = options
+    this.#reservation = reservation
   }
 
   // The completed file, once 'finish' has been emitted.
@@ -108,7 +113,8 @@ export class GranaryWriteStream extends Writable {
 
   override _construct (callback: (err?: Error | null) => void): void {
     this.#context.invalidate(this.path)
-    this.#create().then((reply) => {
+    const created = this.#reservation === undefined ? this.#create() : Promise.resolve(this.#reservation)
+    created.then((reply) => {
       checkChunkSize(reply.chunkSizeBytes)
       this.#file = reply
       this.#createdAtMs = Date.now()
@@ -253,6 +259,7 @@ export class GranaryWriteStream extends Writable {
       this.#stat = await this.#context.link.complete({
         inodeId: file.inodeId, leaseId: file.leaseId, sizeBytes: this.#sizeBytes, chunkCount: this.#chunkCount, mtimeMs: this.#options.mtimeMs,
         ...(this.#finalAttrs === undefined ? {} : { attrs: this.#finalAttrs }),
+        ...this.#bind(),
       }, this.#callOptions())
     }
     this.#completed = true
@@ -339,13 +346,27 @@ export class GranaryWriteStream extends Writable {
 
   // The last chunk completes the file with its commit when the stream has ended, this is the last chunk, and
   // every other chunk is committed (in flight: only this one), so the sizes the master checks are final.
-  #completion (chunkIndex: number): { sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: FileAttrs } | undefined {
+  #completion (chunkIndex: number): { sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: FileAttrs, bind?: BindArgs } | undefined {
     if (!this.#finishing || this.#failure !== undefined || chunkIndex !== this.#chunkCount - 1) return undefined
     if (this.#inFlight.size !== 1 || !this.#inFlight.has(chunkIndex)) return undefined
     this.#completing = true
     return {
       sizeBytes: this.#sizeBytes, chunkCount: this.#chunkCount, ...(this.#options.mtimeMs === undefined ? {} : { mtimeMs: this.#options.mtimeMs }),
-      ...(this.#finalAttrs === undefined ? {} : { attrs: this.#finalAttrs })
+      ...(this.#finalAttrs === undefined ? {} : { attrs: this.#finalAttrs }),
+      ...this.#bind()
+    }
+  }
+
+  // A reserved file is named at its complete, with what create would have been given (the folders it needs
+  // made there unless parents is false).
+  #bind (): { bind?: BindArgs } {
+    if (this.#reservation === undefined) return {}
+    const options = this.#options
+    return {
+      bind: {
+        path: this.path, overwrite: options.overwrite ?? false, parents: options.parents ?? true,
+        ...(options.mode === undefined ? {} : { mode: options.mode }), ...(options.attrs === undefined ? {} : { attrs: options.attrs })
+      }
     }
   }
 }

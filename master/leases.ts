@@ -24,7 +24,7 @@ export async function expireLeases (db: Db, queue: CommitQueue, nowMs: number, c
   for (const [i, outcome] of outcomes.entries()) {
     if (outcome.status === 'fulfilled' && outcome.value.expired) {
       expiredCount += 1
-      log.info({ inodeId: inodeIds[i] }, 'write lease expired; unfinished file dropped')
+      log.info({ inodeId: inodeIds[i] }, 'write lease expired; unfinished (or unused reserved) file dropped')
     } else if (outcome.status === 'rejected') {
       log.warn({ inodeId: inodeIds[i], err: outcome.reason }, 'lease expiry failed')
     }

@@ -7,7 +7,7 @@ import { rootInodeId, type InodeId, type LeaseId } from '../shared/ids.js'
 import { crc32Combine } from '../shared/checksum.js'
 import { deleteEntriesPerOpMax, fileAttrsBytesMax, pathDepthMax } from '../shared/limits.js'
 import { joinPath, splitPath } from '../shared/paths.js'
-import { dirModeDefault, fileModeDefault, type DeleteReply, type DuReply, type FileAttrs, type FileStat, type ListReply } from '../shared/protocol.js'
+import { dirModeDefault, fileModeDefault, type BindArgs, type DeleteReply, type DuReply, type FileAttrs, type FileStat, type ListReply } from '../shared/protocol.js'
 import { sql, type Db, type InodeRow } from './db.js'
 import {
   chunkCountOf, checkCompleteChunks, deleteInodes, dropChunksOf, dropWritingFile, getInode, requireLease,
@@ -189,20 +189,8 @@ export interface CreateResult { inodeId: InodeId, leaseId: LeaseId, leaseExpires
 // A new file is an unlinked 'writing' inode that only remembers where it will go (pendingParentId,
 // pendingName): invisible to stat, list and open until complete links it.
 export function create (db: Db, op: CreateArgs): Applied<CreateResult> {
-  const names = splitPath(op.path)
-  const path = '/' + names.join('/')
-  if (names.length === 0) throw new GranaryError('GRN_IS_DIR', [path])
   const attrs = attrsText(op.attrs)
-  const { parent, name } = resolveParent(db, names)
-  const existing = childOf(db, parent.id, name)
-  if (existing?.type === 'dir') throw new GranaryError('GRN_IS_DIR', [path])
-  if (existing !== undefined && !op.overwrite) throw new GranaryError('GRN_EXISTS', [path])
-  const pending = sql(db, "SELECT * FROM inodes WHERE pendingParentId = ? AND pendingName = ? AND state = 'writing'").get(parent.id, name) as InodeRow | undefined
-  let dropped: DroppedReplica[] = []
-  if (pending !== undefined) {
-    if ((pending.leaseExpiresAtMs ?? 0) > op.nowMs) throw new GranaryError('GRN_LEASE_HELD', [path])
-    dropped = dropWritingFile(db, pending.id)   // its writer's lease ran out: the upload is dropped, never linked
-  }
+  const { parent, name, dropped } = placeNewFile(db, op.path, op.overwrite, op.nowMs)
   const id = sql(db, `INSERT INTO inodes (parentId, name, type, state, replication, chunkSizeBytes, mtimeMs, leaseId, leaseExpiresAtMs,
     pendingParentId, pendingName, overwrite, mode, attrs) VALUES (NULL, NULL, 'file', 'writing', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
     .run(op.replication, op.chunkSizeBytes, op.nowMs, op.leaseId, op.leaseExpiresAtMs, parent.id, name, op.overwrite ? 1 : 0, op.mode ?? fileModeDefault, attrs).lastInsertRowid
@@ -210,7 +198,60 @@ export function create (db: Db, op: CreateArgs): Applied<CreateResult> {
   return { result, dropped }
 }
 
-export interface CompleteArgs { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs: number, nowMs: number, attrs?: FileAttrs }
+// create's checks of where a new file goes: its folder exists, no folder (nor, without overwrite, a file) has the
+// name, and no live writer holds it (one whose lease ran out is dropped, its upload never linked).
+function placeNewFile (db: Db, pathText: string, overwrite: boolean, nowMs: number): { parent: InodeRow, name: string, dropped: DroppedReplica[] } {
+  const names = splitPath(pathText)
+  const path = '/' + names.join('/')
+  if (names.length === 0) throw new GranaryError('GRN_IS_DIR', [path])
+  const { parent, name } = resolveParent(db, names)
+  const existing = childOf(db, parent.id, name)
+  if (existing?.type === 'dir') throw new GranaryError('GRN_IS_DIR', [path])
+  if (existing !== undefined && !overwrite) throw new GranaryError('GRN_EXISTS', [path])
+  const pending = sql(db, "SELECT * FROM inodes WHERE pendingParentId = ? AND pendingName = ? AND state = 'writing'").get(parent.id, name) as InodeRow | undefined
+  let dropped: DroppedReplica[] = []
+  if (pending !== undefined) {
+    if ((pending.leaseExpiresAtMs ?? 0) > nowMs) throw new GranaryError('GRN_LEASE_HELD', [path])
+    dropped = dropWritingFile(db, pending.id)
+  }
+  return { parent, name, dropped }
+}
+
+// Reserved files (protocol.ts reservePath): 'writing' inodes with no name yet (pendingParentId NULL), so nothing
+// lists, opens or blocks a name with them. Their chunk 0 is allocated by the caller, in the same op.
+export interface ReserveArgs { replication: number, chunkSizeBytes: number, leaseExpiresAtMs: number, nowMs: number }
+
+export function reserveFile (db: Db, op: ReserveArgs & { leaseId: LeaseId }): InodeId {
+  const id = sql(db, `INSERT INTO inodes (parentId, name, type, state, replication, chunkSizeBytes, mtimeMs, leaseId, leaseExpiresAtMs, mode)
+    VALUES (NULL, NULL, 'file', 'writing', ?, ?, ?, ?, ?, ?)`).run(op.replication, op.chunkSizeBytes, op.nowMs, op.leaseId, op.leaseExpiresAtMs, fileModeDefault).lastInsertRowid
+  return Number(id) as InodeId
+}
+
+// A reserved file gets its name (create's checks, made now) just before complete links it. Only a reserved
+// file: one created with a name keeps it.
+function bindReserved (db: Db, inode: InodeRow, bind: BindArgs, nowMs: number): { inode: InodeRow, dropped: DroppedReplica[] } {
+  if (inode.pendingParentId !== null) throw new GranaryError('GRN_INVALID_ARGUMENT', [`inode ${inode.id} was created with a name; bind names only a reserved file`])
+  const attrs = attrsText(bind.attrs)
+  const overwrite = bind.overwrite ?? false
+  let placed: ReturnType<typeof placeNewFile>
+  try {
+    placed = placeNewFile(db, bind.path, overwrite, nowMs)
+  } catch (err) {
+    // Only resolveParent throws GRN_NOT_FOUND there, before anything was written: a folder on the way is missing.
+    const names = splitPath(bind.path)
+    if (bind.parents !== true || !(err instanceof GranaryError) || err.code !== 'GRN_NOT_FOUND' || names.length < 2) throw err
+    mkdir(db, { path: '/' + names.slice(0, -1).join('/'), parents: true, mtimeMs: nowMs })
+    placed = placeNewFile(db, bind.path, overwrite, nowMs)
+  }
+  const { parent, name, dropped } = placed
+  sql(db, 'UPDATE inodes SET pendingParentId = ?, pendingName = ?, overwrite = ?, mode = ?, attrs = ? WHERE id = ?')
+    .run(parent.id, name, overwrite ? 1 : 0, bind.mode ?? fileModeDefault, attrs, inode.id)
+  const bound = getInode(db, inode.id)
+  assert(bound !== undefined, 'the bound file reads back')
+  return { inode: bound, dropped }
+}
+
+export interface CompleteArgs { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs: number, nowMs: number, attrs?: FileAttrs, bind?: BindArgs }
 
 // A file's attributes as stored: JSON of an object, at most fileAttrsBytesMax bytes; null for none.
 export function attrsText (attrs: FileAttrs | undefined): string | null {
@@ -224,9 +265,12 @@ export function attrsText (attrs: FileAttrs | undefined): string | null {
 // Checks the chunks, then links the file under its name in the same transaction. With overwrite, an existing
 // file there is deleted (with its chunks) in that same transaction, so readers see the old or the new file.
 export function complete (db: Db, op: CompleteArgs): Applied<FileStat> {
-  const inode = requireLease(db, op.inodeId, op.leaseId, op.nowMs)
+  let inode = requireLease(db, op.inodeId, op.leaseId, op.nowMs)
   const attrs = attrsText(op.attrs)
-  let dropped = dropUnusedAllocations(db, inode.id, op.chunkCount)
+  let dropped: DroppedReplica[] = []
+  if (op.bind !== undefined) ({ inode, dropped } = bindReserved(db, inode, op.bind, op.nowMs))
+  else if (inode.pendingParentId === null) throw new GranaryError('GRN_INVALID_ARGUMENT', [`inode ${inode.id} is a reserved file: its complete must name it (bind)`])
+  dropped = [...dropped, ...dropUnusedAllocations(db, inode.id, op.chunkCount)]
   checkCompleteChunks(db, inode, op.sizeBytes, op.chunkCount)
   assert(inode.pendingParentId !== null && inode.pendingName !== null, 'a file being written knows where it goes')
   const name = inode.pendingName

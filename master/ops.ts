@@ -6,14 +6,14 @@
 // apply() throws GranaryError for an invalid request; the caller's savepoint then rolls back, nothing is logged.
 import { assert, AssertionError } from '../shared/assert.js'
 import type { ChunkHandle, InodeId, LeaseId, ServerId } from '../shared/ids.js'
-import type { AbandonReply, CommitReply, DeleteReply, FileAttrs, FileStat, RenewReply } from '../shared/protocol.js'
+import type { AbandonReply, BindArgs, CommitReply, DeleteReply, FileAttrs, FileStat, RenewReply } from '../shared/protocol.js'
 import { readMeta, sql, type Db } from './db.js'
 import {
   abandonFile, addReplica, allocateChunk, commitChunk, expireLease, registerServer, removeReplica, renewLease,
-  type AddReplicaOutcome, type AllocateArgs, type AllocateResult, type Applied, type CommitArgs
+  type AddReplicaOutcome, type AllocateArgs, type AllocateResult, type Applied, type CommitArgs, type DroppedReplica
 } from './chunks.js'
 import { purgeCheckpoint, removeOrTrash, restore, type PurgeArgs, type PurgeResult, type RestoreArgs } from './trash.js'
-import { complete, create, mkdir, rename, type CompleteArgs, type CreateArgs, type CreateResult, type MkdirArgs } from './namespace.js'
+import { complete, create, mkdir, rename, reserveFile, type CompleteArgs, type CreateArgs, type CreateResult, type MkdirArgs, type ReserveArgs } from './namespace.js'
 import { createKey, revokeKey, type KeyCreateArgs, type KeyInfo, type KeyRevokeArgs } from './keys.js'
 import { concat, type ConcatArgs } from './concat.js'
 
@@ -28,6 +28,7 @@ export type HeartbeatOp =
 export type Op =
   | ({ type: 'mkdir' } & MkdirArgs)
   | ({ type: 'create' } & CreateArgs & { firstChunk?: FirstChunkArgs })   // firstChunk: chunk 0 allocated in the same op
+  | ({ type: 'reserve' } & ReserveArgs & { files: ReservedFileArgs[] })     // unnamed files made ahead, chunk 0 allocated each
   | ({ type: 'allocate' } & AllocateArgs)
   | ({ type: 'commit' } & CommitArgs & { complete?: CommitCompleteArgs })   // complete: the file's last chunk, completed in the same op
   | ({ type: 'complete' } & CompleteArgs)
@@ -48,6 +49,7 @@ export type Op =
 export interface OpResults {
   mkdir: FileStat
   create: CreateResult & { firstChunk?: AllocateResult }
+  reserve: Array<CreateResult & { firstChunk: AllocateResult }>
   allocate: AllocateResult
   commit: CommitReply
   complete: FileStat
@@ -77,6 +79,7 @@ export function apply (db: Db, op: Op): Applied {
   switch (op.type) {
     case 'mkdir': return mkdir(db, op)
     case 'create': return createWithChunk(db, op)
+    case 'reserve': return reserveFiles(db, op)
     case 'allocate': return allocateChunk(db, op)
     case 'commit': return commitAndComplete(db, op)
     case 'complete': return complete(db, op)
@@ -105,7 +108,7 @@ export function apply (db: Db, op: Op): Applied {
 // A small file's two round trips (create with its first chunk, the last chunk's commit completing the file) are
 // each ONE op: one oplog record, one savepoint, so either both halves happened or neither did.
 export interface FirstChunkArgs { serverIds: ServerId[] }
-export interface CommitCompleteArgs { sizeBytes: number, chunkCount: number, mtimeMs: number, attrs?: FileAttrs }
+export interface CommitCompleteArgs { sizeBytes: number, chunkCount: number, mtimeMs: number, attrs?: FileAttrs, bind?: BindArgs }
 
 function createWithChunk (db: Db, op: CreateArgs & { firstChunk?: FirstChunkArgs }): Applied<CreateResult & { firstChunk?: AllocateResult }> {
   const created = create(db, op)
@@ -115,6 +118,21 @@ function createWithChunk (db: Db, op: CreateArgs & { firstChunk?: FirstChunkArgs
     leaseExpiresAtMs: op.leaseExpiresAtMs, nowMs: op.nowMs
   })
   return { result: { ...created.result, firstChunk: allocated.result }, dropped: [...created.dropped, ...allocated.dropped] }
+}
+
+// Each reserved file: its lease id and chunk 0's pipeline, decided by the caller (apply() stays deterministic).
+export interface ReservedFileArgs { leaseId: LeaseId, serverIds: ServerId[] }
+
+function reserveFiles (db: Db, op: ReserveArgs & { files: ReservedFileArgs[] }): Applied<OpResults['reserve']> {
+  const results: OpResults['reserve'] = []
+  const dropped: DroppedReplica[] = []
+  for (const file of op.files) {
+    const inodeId = reserveFile(db, { ...op, leaseId: file.leaseId })
+    const allocated = allocateChunk(db, { inodeId, leaseId: file.leaseId, chunkIndex: 0, serverIds: file.serverIds, leaseExpiresAtMs: op.leaseExpiresAtMs, nowMs: op.nowMs })
+    dropped.push(...allocated.dropped)
+    results.push({ inodeId, leaseId: file.leaseId, leaseExpiresAtMs: op.leaseExpiresAtMs, replication: op.replication, chunkSizeBytes: op.chunkSizeBytes, firstChunk: allocated.result })
+  }
+  return { result: results, dropped }
 }
 
 function commitAndComplete (db: Db, op: CommitArgs & { complete?: CommitCompleteArgs }): Applied<CommitReply> {

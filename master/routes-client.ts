@@ -122,7 +122,8 @@ function writeHandlers (deps: ClientRouteDeps) {
     const nowMs = deps.now()
     const completion = b.complete === undefined ? undefined : {
       sizeBytes: b.complete.sizeBytes, chunkCount: b.complete.chunkCount, mtimeMs: b.complete.mtimeMs ?? nowMs,
-      ...(b.complete.attrs === undefined ? {} : { attrs: b.complete.attrs })
+      ...(b.complete.attrs === undefined ? {} : { attrs: b.complete.attrs }),
+      ...(b.complete.bind === undefined ? {} : { bind: normalizedBind(b.complete.bind) })
     }
     return await queue.submit({
       type: 'commit', inodeId: b.inodeId, leaseId: b.leaseId, chunkIndex: b.chunkIndex, chunkHandle: b.chunkHandle, version: b.version,
@@ -134,7 +135,8 @@ function writeHandlers (deps: ClientRouteDeps) {
     const nowMs = deps.now()
     return await queue.submit({
       type: 'complete', inodeId: b.inodeId, leaseId: b.leaseId, sizeBytes: b.sizeBytes, chunkCount: b.chunkCount, mtimeMs: b.mtimeMs ?? nowMs, nowMs,
-      ...(b.attrs === undefined ? {} : { attrs: b.attrs })
+      ...(b.attrs === undefined ? {} : { attrs: b.attrs }),
+      ...(b.bind === undefined ? {} : { bind: normalizedBind(b.bind) })
     }, b.requestId)
   }
   const renew: Handler<p.RenewReply> = async (request) => {
@@ -146,7 +148,30 @@ function writeHandlers (deps: ClientRouteDeps) {
     const b = request.body as p.AbandonRequest
     return await queue.submit({ type: 'abandon', inodeId: b.inodeId, leaseId: b.leaseId }, b.requestId)
   }
-  return { create, allocate, commit, complete, renew, abandon }
+  // Files made ahead, each with chunk 0 placed and allocated (placement spreads them as it does any chunk). A
+  // cluster with too few live chunkservers reserves none (GRN_NO_CHUNKSERVERS): the client writes as usual.
+  const reserve: Handler<p.ReserveReply> = async (request) => {
+    const b = request.body as p.ReserveRequest
+    const nowMs = deps.now()
+    const replication = b.replication ?? limits.replicationDefault
+    const chunkSizeBytes = b.chunkSizeBytes ?? limits.chunkSizeBytesDefault
+    const candidates = deps.registry.placementCandidates(nowMs)
+    const files = Array.from({ length: b.count }, () => {
+      const serverIds = choosePipeline(candidates, { replication, chunkSizeBytes, excludeServerIds: [] }).map((server) => server.serverId)
+      for (const candidate of candidates) if (serverIds.includes(candidate.serverId)) candidate.load++   // the next one spreads (allocationReply counts them in the registry)
+      return { leaseId: newLeaseId(), serverIds }
+    })
+    const reserved = await queue.submit({ type: 'reserve', replication, chunkSizeBytes, leaseExpiresAtMs: nowMs + deps.leaseTtlMs, nowMs, files }, b.requestId)
+    return {
+      reservations: reserved.map(({ firstChunk, ...file }) => ({ ...file, firstChunk: allocationReply(deps, firstChunk, nowMs) })),
+      usableForMs: Math.floor(Math.min(deps.leaseTtlMs, deps.tokenTtlMs) / 2)
+    }
+  }
+  return { create, allocate, commit, complete, renew, abandon, reserve }
+}
+
+function normalizedBind (bind: p.BindArgs): p.BindArgs {
+  return { ...bind, path: normalizePath(bind.path) }
 }
 
 function readHandlers (deps: ClientRouteDeps) {

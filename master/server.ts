@@ -290,6 +290,7 @@ export function buildMasterServer (deps: MasterDeps): FastifyInstance {
     [p.openPath, { kind: 'read', schema: p.openSchema.querystring, handle: c.open }],
     [p.mkdirPath, { kind: 'mutation', schema: p.mkdirSchema.body, handle: acked(c.mkdir) }],
     [p.createPath, { kind: 'mutation', schema: p.createSchema.body, handle: acked(c.create) }],
+    [p.reservePath, { kind: 'mutation', schema: p.reserveSchema.body, handle: acked(c.reserve) }],
     [p.allocatePath, { kind: 'mutation', schema: p.allocateSchema.body, handle: acked(c.allocate) }],
     [p.commitPath, { kind: 'mutation', schema: p.commitSchema.body, handle: acked(c.commit) }],
     [p.completePath, { kind: 'mutation', schema: p.completeSchema.body, handle: acked(c.complete) }],
@@ -388,10 +389,12 @@ export const masterRouteAccess: ReadonlyMap<string, RouteAccess> = new Map<strin
   [p.renamePath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).source, bodyOf(r).target] }],
   [p.restorePath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).path, bodyOf(r).target] }],
   [p.concatPath, { who: 'key', right: 'write', paths: (r) => [bodyOf(r).target, ...((r.body as { sources?: string[] } | undefined)?.sources ?? [])] }],
-  // A lease id is the capability here: only a create the key was allowed made it.
+  // A lease id is the capability here: only a create (or reserve) the key was allowed made it. A reserved file is
+  // named at its complete, so the name a bind gives is checked like create's path.
+  [p.reservePath, { who: 'key', right: 'write' }],
   [p.allocatePath, { who: 'key', right: 'write' }],
-  [p.commitPath, { who: 'key', right: 'write' }],
-  [p.completePath, { who: 'key', right: 'write' }],
+  [p.commitPath, { who: 'key', right: 'write', paths: (r) => [(r.body as { complete?: { bind?: { path?: string } } } | undefined)?.complete?.bind?.path] }],
+  [p.completePath, { who: 'key', right: 'write', paths: (r) => [(r.body as { bind?: { path?: string } } | undefined)?.bind?.path] }],
   [p.renewPath, { who: 'key', right: 'write' }],
   [p.abandonPath, { who: 'key', right: 'write' }],
   [p.fsckPath, { who: 'key', right: 'admin' }],

@@ -93,6 +93,7 @@ export const clientDefaults = {
   keepAliveTimeoutMs: 4_000,                      // idle pooled connections close after this (tests use ~10)
   staleReads: false,                              // accept a shadow's reads however long it has not heard from its master
   batching: true,                                 // calls to one server that queue up travel in one request (client/batch.ts)
+  reserveFiles: true,                             // writeFile of bytes that fit one chunk uses a file reserved ahead: one master call (client/reservations.ts)
   caFile: '',                                     // PEM CA trusted for https:// masters and chunkservers; '' = $GRANARY_CA_FILE or the system's CAs
 }
 export type ClientConfig = typeof clientDefaults

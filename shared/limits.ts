@@ -143,6 +143,9 @@ export const chunkServerHungMs = 5_000                 // a chunkserver raced as
 export const chunkServersHeardMax = 4_096              // chunkservers whose last byte to this client is remembered (for the hedge); past it the memory starts over
 export const replicaStallMs = 1_000                    // a chunk body silent this long (while waited on) moves to the next replica
 export const membersRefreshMs = 30_000                 // a client asks for the cluster's metadata servers at most this often
+// Reserved files (a small file in one master call, protocol.ts reservePath)
+export const reservationsPerCallMax = 32                // files one reserve call creates ahead
+export const reservationsPooledMax = 64                 // unused reservations a client holds per replication and chunk size
 // Metadata batches (client/batch.ts, POST /fs/batch): calls to one server that queue up behind the ones already
 // out go together, up to these bounds.
 export const batchOpsMax = 64                          // calls in one batch

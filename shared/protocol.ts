@@ -189,11 +189,37 @@ export const allocateSchema = {
   }, ['inodeId', 'leaseId', 'chunkIndex'])
 } as const
 
+// Reserved files (a small file in one master call). A reservation is a file created ahead, with no name yet,
+// its chunk 0 already allocated and a write token minted: the client streams a small file's bytes to that
+// pipeline and then names, commits and completes it in one call (the completing commit's `bind`). An unused
+// reservation is an unfinished file like any other: its lease runs out and its chunk's replicas are deleted.
+export const reservePath = '/fs/reserve' as const
+export interface ReserveRequest { count: number, replication?: number, chunkSizeBytes?: number, requestId?: RequestId }
+export interface Reservation { inodeId: InodeId, leaseId: LeaseId, leaseExpiresAtMs: number, replication: number, chunkSizeBytes: number, firstChunk: AllocateReply }
+// usableForMs: how long after the reply a reservation may still be started on, by the client's own clock (half
+// the shorter of its lease and its token, so a write that starts in time finishes well within both).
+export interface ReserveReply { reservations: Reservation[], usableForMs: number }
+export const reserveSchema = {
+  body: body({
+    count: { type: 'integer', minimum: 1, maximum: limits.reservationsPerCallMax },
+    replication: { type: 'integer', minimum: limits.replicationMin, maximum: limits.replicationMax },
+    chunkSizeBytes: { type: 'integer', minimum: limits.chunkSizeBytesMin, maximum: limits.chunkSizeBytesMax, multipleOf: limits.blockSizeBytes },
+    requestId: requestIdProp
+  }, ['count'])
+} as const
+
+// Where a reserved file goes, given at its complete: create's checks (the folder exists, no folder or — without
+// overwrite — file there, no live writer on the name) are made then, in the completing op. parents: missing
+// folders are made in that op too (mkdir -p; create's client makes them with a call of its own).
+export interface BindArgs { path: string, overwrite?: boolean, mode?: number, attrs?: FileAttrs, parents?: boolean }
+const bindProp = body({ path: pathProp, overwrite: { type: 'boolean' }, mode: modeProp, attrs: attrsProp, parents: { type: 'boolean' } }, ['path'])
+
 const completionProps = {
   sizeBytes: { type: 'integer', minimum: 0, maximum: limits.fileSizeBytesMax },
   chunkCount: { type: 'integer', minimum: 0, maximum: limits.chunkCountPerFileMax },
   mtimeMs: { type: 'integer', minimum: 0, maximum: 8.64e15 },
-  attrs: attrsProp             // replaces the attrs given at create
+  attrs: attrsProp,            // replaces the attrs given at create
+  bind: bindProp               // a reserved file: its name, linked now
 } as const
 
 // Records a chunk as written: its length, CRC32, and the servers that acknowledged it durable.
@@ -201,7 +227,7 @@ export const commitPath = '/fs/commit' as const
 export interface CommitRequest {
   inodeId: InodeId, leaseId: LeaseId, chunkIndex: number, chunkHandle: ChunkHandle, version: number,
   lengthBytes: number, crc32: number, serverIds: ServerId[], requestId?: RequestId
-  complete?: { sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: FileAttrs }   // this is the last chunk: complete the file in the same op
+  complete?: { sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: FileAttrs, bind?: BindArgs }   // this is the last chunk: complete the file in the same op
 }
 export interface CommitReply { leaseExpiresAtMs: number, stat?: FileStat }   // stat: the completed file, when complete was asked
 export const commitSchema = {
@@ -216,7 +242,7 @@ export const commitSchema = {
 // Makes the file visible: every chunk 0..chunkCount-1 committed, all but the last full, total = sizeBytes.
 // mtimeMs (epoch ms) sets the file's modification time (tar unpack keeps the source's); default: the master's clock.
 export const completePath = '/fs/complete' as const
-export interface CompleteRequest { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: FileAttrs, requestId?: RequestId }
+export interface CompleteRequest { inodeId: InodeId, leaseId: LeaseId, sizeBytes: number, chunkCount: number, mtimeMs?: number, attrs?: FileAttrs, bind?: BindArgs, requestId?: RequestId }
 export type CompleteReply = FileStat
 export const completeSchema = {
   body: body({ inodeId: inodeIdProp, leaseId: leaseIdProp, ...completionProps, requestId: requestIdProp }, ['inodeId', 'leaseId', 'sizeBytes', 'chunkCount'])
