@@ -116,6 +116,9 @@ export class GranaryClient {
     return this.#link.refreshMembers() ?? Promise.resolve()
   }
 
+  // Files the master reserved for this client's next small writes and not yet used (client/reservations.ts).
+  get reservedFiles (): number { return this.#reservations?.size ?? 0 }
+
   // The newest (term, seq) position any master or shadow reply carried: no read answers from before it.
   get position (): { term: number, seq: number } { return this.#link.position }
 

@@ -8,10 +8,11 @@
 //             the same warm-up:
 //             files done of those due, and p50/p99/max latency, split into master calls and chunk PUTs; beside
 //             it the disk alone doing the same every 10 ms (three replicas' durable writes at once, no servers)
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import { masterCallsDuring } from '../testing/master-calls.js'
 import { mkdir, open, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { startCluster, type Cluster } from '../testing/cluster.js'
 import { fmt, line, median, processCpuUs } from './bench-format.js'
 
@@ -70,27 +71,6 @@ async function inFlight (count: number, concurrency: number, fn: (i: number) => 
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (next < count) { const i = next++; await fn(i) }
   }))
-}
-
-// Counts the client's requests to master routes while fn runs (undici's diagnostics channel).
-// Master calls by route, and the HTTP requests that carried them: a batch (client/batch.ts) carries several.
-async function masterCallsDuring (fn: () => Promise<void>): Promise<{ calls: Map<string, number>, requests: number }> {
-  const calls = new Map<string, number>()
-  let requests = 0
-  const onCreate = (message: unknown): void => {
-    const request = (message as { request: { path: string, body?: unknown } }).request
-    const path = request.path.split('?')[0] as string
-    if (!path.startsWith('/fs/')) return
-    requests++
-    const body = Buffer.isBuffer(request.body) ? request.body.toString('utf8') : request.body   // undici keeps a string body as a Buffer
-    const routes = path === '/fs/batch' && typeof body === 'string'
-      ? (JSON.parse(body) as { ops: Array<{ route: string }> }).ops.map((op) => op.route)
-      : [path]
-    for (const route of routes) calls.set(route, (calls.get(route) ?? 0) + 1)
-  }
-  subscribe('undici:request:create', onCreate)
-  try { await fn() } finally { unsubscribe('undici:request:create', onCreate) }
-  return { calls, requests }
 }
 
 // CPU µs used so far by this process (the client) and each server of the cluster.

@@ -531,3 +531,4 @@ export async function signedRequest (url: string | URL, options: Parameters<type
 
 // Part of granary/testing too (docs/TESTING.md): restart a process whenever it dies, as `granary up` does.
 export { supervise, type Supervisor, type SuperviseOptions, type RestartRecord } from './supervise.js'
+export { masterCallsDuring, type MasterCalls } from './master-calls.js'

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { request } from 'undici'
-import { startCluster, type Cluster } from '../../testing/cluster.js'
+import { masterCallsDuring, startCluster, type Cluster } from '../../testing/cluster.js'
 import { granary } from '../helpers/cli.js'
 import * as p from '../../shared/protocol.js'
 import { errorCodes } from '../../shared/errors.js'
@@ -213,6 +213,17 @@ t.test('authentication, access keys and a hostile-input sweep on a real cluster'
   await t.rejects(asScoped.rename('/a/mine.bin', '/b/stolen.bin'), { code: 'GRN_PERMISSION_DENIED' }, 'nor move a file out of /a')
   await t.rejects(asScoped.listAccessKeys(), { code: 'GRN_PERMISSION_DENIED' }, 'nor list the keys (admin)')
   await t.rejects(asScoped.createAccessKey({ name: 'escalate', admin: true }), { code: 'GRN_PERMISSION_DENIED' }, 'nor make keys')
+  // A reserved file (client/reservations.ts) is named by its completing commit: the key's prefix is checked on that
+  // name too. Small writes under /a start the key's pool of reserved files; one to /b then takes a reserved file
+  // (no create) and its binding commit is refused.
+  for (let i = 0; i < 4; i++) await asScoped.writeFile(`/a/small-${i}.bin`, 'x')
+  await cluster.waitFor(() => asScoped.reservedFiles > 0, { what: 'the scoped client to hold reserved files', timeoutMs: 10_000 })
+  const { calls: stealCalls } = await masterCallsDuring(async () => {
+    await t.rejects(asScoped.writeFile('/b/stolen-small.bin', 'x'), { code: 'GRN_PERMISSION_DENIED' }, 'a reserved file is not named outside the key\'s prefix')
+  })
+  t.equal(stealCalls.get('/fs/create') ?? 0, 0, 'that write took a reserved file')
+  t.equal(stealCalls.get('/fs/commit'), 1, 'and its binding commit was refused')
+  await t.rejects(fs.stat('/b/stolen-small.bin'), { code: 'GRN_NOT_FOUND' }, 'nothing was made')
   // Many calls at once travel in batches (client/batch.ts): each call in a batch is checked on its own paths.
   const mixed = await Promise.allSettled(Array.from({ length: 40 }, async (_, i) => await asScoped.stat(i % 2 === 0 ? '/a/mine.bin' : '/b/file.bin')))
   t.same(mixed.map((r) => r.status === 'fulfilled' ? r.value.sizeBytes : (r.reason as { code: string }).code),

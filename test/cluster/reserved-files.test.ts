@@ -5,34 +5,18 @@
 // the library and from every replica; and a client with reserveFiles off still creates each file.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import { masterCallsDuring } from '../../testing/master-calls.js'
 import { signedRequest as request, startCluster } from '../../testing/cluster.js'
 import type { OpenReply } from '../../shared/protocol.js'
 
 const sha256 = (data: Uint8Array): string => createHash('sha256').update(data).digest('hex')
-
-// The master routes this process's requests named while fn ran, one count per call (a batch carries several).
-async function masterCallsDuring (fn: () => Promise<void>): Promise<Map<string, number>> {
-  const calls = new Map<string, number>()
-  const onCreate = (message: unknown): void => {
-    const { path: target, body } = (message as { request: { path: string, body?: unknown } }).request
-    const path = target.split('?')[0] as string
-    if (!path.startsWith('/fs/')) return
-    const text = Buffer.isBuffer(body) ? body.toString('utf8') : body
-    const routes = path === '/fs/batch' && typeof text === 'string' ? (JSON.parse(text) as { ops: Array<{ route: string }> }).ops.map((op) => op.route) : [path]
-    for (const route of routes) calls.set(route, (calls.get(route) ?? 0) + 1)
-  }
-  subscribe('undici:request:create', onCreate)
-  try { await fn() } finally { unsubscribe('undici:request:create', onCreate) }
-  return calls
-}
 
 t.test('small files in one master call: reserved ahead, named by their commit, intact on every replica', async (t) => {
   const cluster = await startCluster({ chunkservers: 3, shadow: true, test: t })
   const fs = cluster.client({ replication: 3 })
   const written = new Map<string, string>()
   const files = 160
-  const calls = await masterCallsDuring(async () => {
+  const { calls } = await masterCallsDuring(async () => {
     for (let i = 0; i < 40; i++) {   // one writer, then 16 at once
       const data = randomBytes(1 + (i * 997) % 8192)
       await fs.writeFile(`/one/f${i}`, data)
@@ -81,7 +65,7 @@ t.test('small files in one master call: reserved ahead, named by their commit, i
 
   const plain = cluster.client({ replication: 3, reserveFiles: false })
   await plain.mkdir('/plain')
-  const plainCalls = await masterCallsDuring(async () => {
+  const { calls: plainCalls } = await masterCallsDuring(async () => {
     for (let i = 0; i < 10; i++) await plain.writeFile(`/plain/f${i}`, randomBytes(100))
   })
   t.equal(plainCalls.get('/fs/create'), 10, 'reserveFiles off: a create per file')
