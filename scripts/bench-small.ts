@@ -3,7 +3,8 @@
 //             physical ceiling of one replica; three replicas share this one disk, so a replicated put's
 //             ceiling here is about a third of the 16-thread figure
 //   small     4 KiB files put and get per second, 16 in flight, on the default cluster (3 chunkservers and an
-//             in-sync shadow, as `granary up` runs it), after an uncounted warm-up; the master calls per file
+//             in-sync shadow, as `granary up` runs it), after an uncounted warm-up; the master calls per file; and
+//             reserved files (one master call a put) against the create path (two), in alternating rounds
 //   ticker    one writer, a 4 KiB file every 10 ms for 20 s (the master-kill workload, with nothing killed), after
 //             the same warm-up:
 //             files done of those due, and p50/p99/max latency, split into master calls and chunk PUTs; beside
@@ -15,6 +16,7 @@ import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { startCluster, type Cluster } from '../testing/cluster.js'
 import { fmt, line, median, processCpuUs } from './bench-format.js'
+import { assert } from '../shared/assert.js'
 
 const runs = 3
 const fileBytes = 4096
@@ -89,10 +91,10 @@ async function defaultCluster (dir: string): Promise<Cluster> {
 // pay for compiling the write and read paths in all seven processes (a first measured round ran at ~half the rate
 // of the next two: puts 159-207 vs 290-400/s, gets 976-1,589 vs 2,700-2,900/s). A server's steady state is warm.
 const warmUpFiles = 1_000
-async function warmUp (fs: ReturnType<Cluster['client']>, data: Buffer): Promise<void> {
-  await fs.mkdir('/warm-up', { recursive: true })
-  await inFlight(warmUpFiles, 16, async (i) => { await fs.writeFile(`/warm-up/f${i}`, data) })
-  await inFlight(warmUpFiles, 16, async (i) => { await fs.readFile(`/warm-up/f${i}`) })
+async function warmUp (fs: ReturnType<Cluster['client']>, data: Buffer, folder = '/warm-up'): Promise<void> {
+  await fs.mkdir(folder, { recursive: true })
+  await inFlight(warmUpFiles, 16, async (i) => { await fs.writeFile(`${folder}/f${i}`, data) })
+  await inFlight(warmUpFiles, 16, async (i) => { await fs.readFile(`${folder}/f${i}`) })
 }
 
 export async function benchSmall (dir: string): Promise<void> {
@@ -111,16 +113,12 @@ export async function benchSmall (dir: string): Promise<void> {
     let calls = { calls: new Map<string, number>(), requests: 0 }
     for (let r = 0; r < runs; r++) {
       await fs.mkdir(`/small-${r}`, { recursive: true })
-      let started = 0
-      const cpu0 = cpuNow(cluster)
-      calls = await masterCallsDuring(async () => {
-        started = performance.now()
-        await inFlight(count, 16, async (i) => { await fs.writeFile(`/small-${r}/f${i}`, data) })
-      })
-      putRates.push(count / ((performance.now() - started) / 1000))
-      const cpu1 = cpuNow(cluster)
-      putCpu.push(new Map([...cpu1].map(([name, us]) => [name, (us - (cpu0.get(name) ?? 0)) / count])))
-      started = performance.now()
+      let round: PutRound | undefined
+      calls = await masterCallsDuring(async () => { round = await putRound(cluster, fs, `/small-${r}`, count, data) })
+      assert(round !== undefined, 'the round ran')
+      putRates.push(round.perSec)
+      putCpu.push(round.cpuUsPerPut)
+      const started = performance.now()
       await inFlight(count, 16, async (i) => {
         const got = await fs.readFile(`/small-${r}/f${i}`)
         if (!got.equals(data)) throw new Error('a small file read back wrong')
@@ -137,9 +135,39 @@ export async function benchSmall (dir: string): Promise<void> {
     line('  CPU per put, every process', `${fmt(totalUs)} µs`, `${perPut.map(([name, us]) => `${name} ${fmt(us)}`).join(', ')}; ceiling on 2 cores ≈ ${fmt(2e6 / totalUs)} puts/s`)
     line('  master calls per put', fmt([...calls.calls.values()].reduce((a, b) => a + b, 0) / count, 2), `${perFile}; in ${fmt(calls.requests / count, 2)} HTTP requests per put (batches)`)
     line('4 KiB files get/s (16 in flight)', fmt(median(getRates)), `runs ${getRates.map((v) => fmt(v)).join(' / ')}`)
+    // Reserved files (one master call a put) against the create path (two), paired in this cluster: rounds
+    // alternate between this client and one with reserveFiles off, so the box's drift falls on both alike.
+    const plain = cluster.client({ deadlineMs: 60_000, reserveFiles: false })
+    await warmUp(plain, data, '/warm-up-plain')
+    const pairs: Array<{ on: PutRound, off: PutRound }> = []
+    for (let r = 0; r < runs; r++) {
+      await fs.mkdir(`/paired-${r}`, { recursive: true })
+      const on = await putRound(cluster, fs, `/paired-${r}/on`, pairedCount, data)
+      const off = await putRound(cluster, plain, `/paired-${r}/off`, pairedCount, data)
+      pairs.push({ on, off })
+    }
+    const cpuOf = (round: PutRound, name?: string): number => name === undefined ? [...round.cpuUsPerPut.values()].reduce((a, b) => a + b, 0) : round.cpuUsPerPut.get(name) ?? 0
+    line('  one master call vs two, paired', fmt(median(pairs.map((p) => p.on.perSec / p.off.perSec)), 2),
+      `puts/s with reserved files / with create, median of ${runs} pairs: ${pairs.map((p) => `${fmt(p.on.perSec)} / ${fmt(p.off.perSec)}`).join(', ')}`)
+    line('    CPU per put, on / off', `${fmt(median(pairs.map((p) => cpuOf(p.on))))} / ${fmt(median(pairs.map((p) => cpuOf(p.off))))} µs`,
+      ['client', 'master', 'shadow'].map((name) => `${name} ${fmt(median(pairs.map((p) => cpuOf(p.on, name))))} / ${fmt(median(pairs.map((p) => cpuOf(p.off, name))))}`).join(', '))
   } finally {
     await cluster.stop()
   }
+}
+
+const pairedCount = 1000
+interface PutRound { perSec: number, cpuUsPerPut: Map<string, number> }
+
+// count 4 KiB puts, 16 in flight, under folder: the rate and every process's CPU µs per put.
+async function putRound (cluster: Cluster, fs: ReturnType<Cluster['client']>, folder: string, count: number, data: Buffer): Promise<PutRound> {
+  await fs.mkdir(folder, { recursive: true })
+  const cpu0 = cpuNow(cluster)
+  const started = performance.now()
+  await inFlight(count, 16, async (i) => { await fs.writeFile(`${folder}/f${i}`, data) })
+  const perSec = count / ((performance.now() - started) / 1000)
+  const cpu1 = cpuNow(cluster)
+  return { perSec, cpuUsPerPut: new Map([...cpu1].map(([name, us]) => [name, (us - (cpu0.get(name) ?? 0)) / count])) }
 }
 
 // The ticker's physical floor on this disk, at this moment: every periodMs, three replicas' worth of what a

@@ -293,7 +293,7 @@ export const batchSchema = {
 // the one reply that can be large, hence batchReplyBytesMax). Reads are batched with reads and mutations with
 // mutations, so a stat never waits for a mkdir's commit.
 export const batchReadRoutes: ReadonlySet<string> = new Set([statPath, openPath])
-export const batchMutationRoutes: ReadonlySet<string> = new Set([mkdirPath, createPath, allocatePath, commitPath, completePath, renewPath, abandonPath, renamePath, deletePath])
+export const batchMutationRoutes: ReadonlySet<string> = new Set([mkdirPath, createPath, reservePath, allocatePath, commitPath, completePath, renewPath, abandonPath, renamePath, deletePath])
 
 // ---------------------------------------------------------------------------------------------------------
 // anyone → master: health and the cluster report.
