@@ -141,7 +141,8 @@ export async function benchSmall (dir: string): Promise<void> {
     await warmUp(plain, data, '/warm-up-plain')
     const pairs: Array<{ on: PutRound, off: PutRound }> = []
     for (let r = 0; r < runs; r++) {
-      await fs.mkdir(`/paired-${r}`, { recursive: true })
+      await fs.mkdir(`/paired-${r}/on`, { recursive: true })
+      await fs.mkdir(`/paired-${r}/off`, { recursive: true })
       const on = await putRound(cluster, fs, `/paired-${r}/on`, pairedCount, data)
       const off = await putRound(cluster, plain, `/paired-${r}/off`, pairedCount, data)
       pairs.push({ on, off })
@@ -159,9 +160,8 @@ export async function benchSmall (dir: string): Promise<void> {
 const pairedCount = 1000
 interface PutRound { perSec: number, cpuUsPerPut: Map<string, number> }
 
-// count 4 KiB puts, 16 in flight, under folder: the rate and every process's CPU µs per put.
+// count 4 KiB puts, 16 in flight, into folder (made already): the rate and every process's CPU µs per put.
 async function putRound (cluster: Cluster, fs: ReturnType<Cluster['client']>, folder: string, count: number, data: Buffer): Promise<PutRound> {
-  await fs.mkdir(folder, { recursive: true })
   const cpu0 = cpuNow(cluster)
   const started = performance.now()
   await inFlight(count, 16, async (i) => { await fs.writeFile(`${folder}/f${i}`, data) })

@@ -16,6 +16,7 @@ import { request } from 'undici'
 import { masterCallsDuring, startCluster, type Cluster } from '../../testing/cluster.js'
 import { granary } from '../helpers/cli.js'
 import * as p from '../../shared/protocol.js'
+import * as limits from '../../shared/limits.js'
 import { errorCodes } from '../../shared/errors.js'
 import { newCredentials, signClient, signRequest, signRequestWithSecret, type Credentials } from '../../shared/auth.js'
 import { masterRouteAccess } from '../../master/server.js'
@@ -168,7 +169,19 @@ t.test('authentication, access keys and a hostile-input sweep on a real cluster'
   ]
   for (const [server, method, target, payload] of hostile) {
     const body = payload === undefined ? undefined : JSON.stringify(payload)
-    const reply = await send(server === 'master' ? cluster.master.url : shadowUrl, method, target, { body, headers: signClient(admin, method, target, body ?? null) })
+    const url = server === 'master' ? cluster.master.url : shadowUrl
+    const oversized = body !== undefined && body.length > limits.jsonBodyBytesMax
+    const reply = await send(url, method, target, { body, headers: signClient(admin, method, target, body ?? null) }).catch((err: { code?: string }) => {
+      // A server may answer a body over its limit (413) and close the connection before reading the rest (RFC 9110
+      // 15.5.14): a client still sending then gets EPIPE or a reset instead of the reply, as this one did in CI
+      // under load. Refused either way; that the server is still up and changed nothing is checked below.
+      if (oversized && (err.code === 'EPIPE' || err.code === 'ECONNRESET' || err.code === 'UND_ERR_SOCKET')) return null
+      throw err
+    })
+    if (reply === null) {
+      t.equal((await send(url, 'GET', `${p.statPath}?path=%2Fa`, { headers: signClient(admin, 'GET', `${p.statPath}?path=%2Fa`, null) })).status, 200, `${server} ${method} ${target}: hung up on a body over the limit, and answers the next request`)
+      continue
+    }
     t.ok(reply.status >= 400 && reply.status < 500 || (server === 'shadow' && reply.status === 503), `${server} ${method} ${target.slice(0, 60)}: ${reply.status} ${reply.code ?? ''}`)
     t.ok(stableCodes.has(reply.code ?? ''), `a stable code: ${reply.code ?? reply.text.slice(0, 80)}`)
   }
