@@ -144,7 +144,7 @@ export class GranaryClient {
   // ---- streams ----------------------------------------------------------------------------------------
   createWriteStream (path: string, options: WriteOptions = {}): GranaryWriteStream {
     this.#checkOpen()
-    return new GranaryWriteStream(this.#writeContext(), normalizePath(path), options)
+    return new GranaryWriteStream(this.#writeContext(), normalizePath(path), options, this.#reservationFor(options.sizeBytes, options))
   }
 
   createReadStream (path: string, options: ReadOptions = {}): Readable {
@@ -156,8 +156,7 @@ export class GranaryClient {
   // Writes data as a new file (or replaces one with overwrite) and returns the completed file's stat.
   async writeFile (path: string, data: WriteData, options: WriteOptions = {}): Promise<FileStat> {
     const source = writeSource(data)   // bad data is refused before anything starts
-    this.#checkOpen()
-    const stream = new GranaryWriteStream(this.#writeContext(), normalizePath(path), options, Array.isArray(source) ? this.#reservationFor(source, options) : undefined)
+    const stream = this.createWriteStream(path, Array.isArray(source) ? { ...options, sizeBytes: source.reduce((sum, buffer) => sum + buffer.length, 0) } : options)
     if (Array.isArray(source)) {
       // Bytes in hand (a Buffer or a string): written and ended directly. stream.pipeline would wrap them in a
       // Readable, and Node 20's aborts an AbortController at the end of every call, building a DOMException
@@ -372,14 +371,12 @@ export class GranaryClient {
     if (this.#closed) throw new GranaryError('GRN_ABORTED', ['the client is closed'])
   }
 
-  // A reserved file for bytes in hand that fit one chunk of the client's default replication and chunk size
+  // A reserved file for a write known to fit one chunk of the client's default replication and chunk size
   // (client/reservations.ts), or undefined: the write then creates its file as usual.
-  #reservationFor (buffers: readonly Buffer[], options: WriteOptions): Reservation | undefined {
+  #reservationFor (sizeBytes: number | undefined, options: WriteOptions): Reservation | undefined {
     const { replication, chunkSizeBytes } = this.config
-    if (!this.config.reserveFiles || (options.replication ?? replication) !== replication || (options.chunkSizeBytes ?? chunkSizeBytes) !== chunkSizeBytes) return undefined
-    let sizeBytes = 0
-    for (const buffer of buffers) sizeBytes += buffer.length
-    if (sizeBytes > chunkSizeBytes) return undefined
+    if (!this.config.reserveFiles || sizeBytes === undefined || !Number.isSafeInteger(sizeBytes) || sizeBytes < 0 || sizeBytes > chunkSizeBytes) return undefined
+    if ((options.replication ?? replication) !== replication || (options.chunkSizeBytes ?? chunkSizeBytes) !== chunkSizeBytes) return undefined
     this.#reservations ??= new ReservationPool(this.#link, { replication, chunkSizeBytes })
     return this.#reservations.take()
   }

@@ -26,6 +26,10 @@ export interface WriteOptions {
   parents?: boolean             // create missing parent directories, like HDFS create (default true)
   mode?: number                 // permission bits kept with the file (0..0o7777); default 0o644
   attrs?: FileAttrs             // the file's attributes (a JSON object ≤ fileAttrsBytesMax), set at create; see setAttrs
+  // The bytes the stream will be given, when known (an HTTP body's Content-Length, a local file's size). Up to one
+  // chunk, the write may then use a file the master reserved ahead: one master call instead of two (the client's
+  // reserveFiles). A hint only: a stream that gets more or fewer bytes is written all the same.
+  sizeBytes?: number
   deadlineMs?: number           // budget of each control call, and of retrying one failed chunk
   signal?: AbortSignal
   highWaterMark?: number
@@ -410,6 +414,9 @@ function checkWriteOptions (options: WriteOptions): { highWaterMark: number, sig
   if (options.onProgress !== undefined && typeof options.onProgress !== 'function') throw new GranaryError('GRN_INVALID_ARGUMENT', ['onProgress must be a function'])
   if (options.onBufferReleased !== undefined && typeof options.onBufferReleased !== 'function') throw new GranaryError('GRN_INVALID_ARGUMENT', ['onBufferReleased must be a function'])
   if (options.attrs !== undefined) checkAttrs(options.attrs)
+  if (options.sizeBytes !== undefined && (!Number.isSafeInteger(options.sizeBytes) || options.sizeBytes < 0)) {
+    throw new GranaryError('GRN_INVALID_ARGUMENT', [`sizeBytes must be a non-negative integer, got ${String(options.sizeBytes)}`])
+  }
   if (options.signal?.aborted === true) throw abortedError(options.signal)
   return { highWaterMark: options.highWaterMark ?? limits.forwardQueueBytesMax, signal: options.signal }
 }

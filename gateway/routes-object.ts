@@ -31,7 +31,12 @@ export async function writeObject (context: GatewayContext, path: string, source
   chunkSizeBytes?: number       // default: the gateway's client's
 }): Promise<WriteResult> {
   let verified: Verified | undefined
-  const target = context.client.createWriteStream(path, { overwrite: true, ...(options.chunkSizeBytes === undefined ? {} : { chunkSizeBytes: options.chunkSizeBytes }) })
+  // The declared length lets a small object go on a reserved file (one master call); the reader checks it.
+  const declared = headerValue(options.headers, options.mode.kind === 'chunked' ? 'x-amz-decoded-content-length' : 'content-length')
+  const sizeBytes = declared !== undefined && /^[0-9]{1,15}$/.test(declared) ? Number(declared) : undefined
+  const target = context.client.createWriteStream(path, {
+    overwrite: true, ...(options.chunkSizeBytes === undefined ? {} : { chunkSizeBytes: options.chunkSizeBytes }), ...(sizeBytes === undefined ? {} : { sizeBytes })
+  })
   const reader = new PayloadReader({
     mode: options.mode, headers: options.headers, sizeBytesMax: options.sizeBytesMax,
     onVerified: (result) => {

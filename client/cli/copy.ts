@@ -101,7 +101,7 @@ export async function copyFile (context: CommandContext, source: CopySource, tar
     if (parent !== '/') await client.mkdir(parent, { recursive: true, signal })
     const output = client.createWriteStream(target.path, {
       overwrite: options.overwrite, signal,
-      replication: options.replication ?? stat.replication, chunkSizeBytes: options.chunkSizeBytes ?? stat.chunkSizeBytes,
+      replication: options.replication ?? stat.replication, chunkSizeBytes: options.chunkSizeBytes ?? stat.chunkSizeBytes, sizeBytes: stat.sizeBytes,
     })
     const progress = context.progress(`cp ${source.path}`, stat.sizeBytes)
     const input = client.createReadStream(source.path, { signal })

@@ -73,6 +73,7 @@ export async function upload (context: CommandContext, local: LocalFile | undefi
   const source: Readable | AsyncIterable<Buffer> = local === undefined || pool === undefined ? io.stdin : readPooledPieces(local.file, pool)
   const output = client.createWriteStream(target, {
     ...options,
+    ...(local === undefined ? {} : { sizeBytes: local.sizeBytes }),
     signal: context.signal,
     ...(pool === undefined ? {} : { onBufferReleased: (buffer: Buffer) => { pool.give(buffer) } }),
   })
