@@ -54,6 +54,9 @@ export class ReservationPool {
       lapsed++
     }
     if (lapsed > 0) this.#batch = Math.max(reservationsBatchMin, Math.floor(this.#batch / 2))
+    // Reserved before a failover this client has seen: their tokens carry the old term, which chunkservers refuse.
+    const term = this.#link.position.term
+    while (this.#ready.length > 0 && (this.#ready[0] as Held).reservation.firstChunk.term < term) this.#ready.shift()
     const held = this.#ready.shift()
     if (held === undefined) {
       // A client's first small write reserves nothing: a process that writes one file (a CLI put) would only

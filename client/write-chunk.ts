@@ -46,6 +46,7 @@ export async function writeChunk (context: ChunkWriterContext, chunk: ChunkBuffe
   for (let attempt = 1; ; attempt++) {
     throwIfAborted(context.signal)
     if (attempt > 1) allocation = await allocate(context, chunk, exclude)
+    let stored = false
     try {
       const reply = await context.transport.putChunk({
         url: firstUrl(allocation.pipeline),
@@ -59,6 +60,7 @@ export async function writeChunk (context: ChunkWriterContext, chunk: ChunkBuffe
         signal: context.signal,
       })
       checkAcks(reply, allocation.pipeline, chunk)
+      stored = true
       const completion = context.completion?.(chunk.chunkIndex)
       const committed = await context.link.commit({
         inodeId: context.inodeId, leaseId: context.leaseId, chunkIndex: chunk.chunkIndex,
@@ -73,13 +75,17 @@ export async function writeChunk (context: ChunkWriterContext, chunk: ChunkBuffe
       return committed.leaseExpiresAtMs
     } catch (err) {
       if (context.signal.aborted) throw abortedError(context.signal)
-      if (!isGranaryError(err) || !err.retryable) throw err
+      // A write token signed before a failover (create's chunk 0, a reserved file's) is refused by chunkservers
+      // that have heard from the new master: no server is at fault, and an allocation from the master of now
+      // (same handle, version + 1, a token of its term) writes.
+      const staleToken = !stored && isGranaryError(err) && err.code === 'GRN_STALE_TERM'
+      if (!staleToken && (!isGranaryError(err) || !err.retryable)) throw err
       deadline ??= new Deadline(context.deadlineMs)
       const delayMs = backoffDelayMs(attempt, context.policy)
       if (attempt >= context.policy.attemptsMax || deadline.remainingMs() <= delayMs + context.policy.retryDelayMsMin) {
         throw deadlineExceeded(`write chunk ${chunk.chunkIndex} of ${context.path}`, deadline, attempt, err)
       }
-      const failed = failedServerId(err, allocation.pipeline)
+      const failed = staleToken ? undefined : failedServerId(err, allocation.pipeline)
       if (failed !== undefined) exclude.add(failed)
       publish('pipelineRetry', () => ({ path: context.path, chunkIndex: chunk.chunkIndex, excludeServerIds: [...exclude], ...describeError(err) }))
       await sleep(delayMs, undefined, { signal: context.signal }).catch(() => { throw abortedError(context.signal) })

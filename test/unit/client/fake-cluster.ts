@@ -46,7 +46,7 @@ async function readBody (req: IncomingMessage): Promise<Buffer> {
 // ---------------------------------------------------------------------------------------------------------
 // Chunkservers: store chunks in memory, forward PUTs down the pipeline, serve ranged GETs.
 
-export type PutFault = 'refuse' | 'cut' | 'bad-crc' | 'disk-full'
+export type PutFault = 'refuse' | 'cut' | 'bad-crc' | 'disk-full' | 'stale-term'
 // hang: take the request, never answer (a frozen server); stall: send cutAfterBytes, then nothing, connection open
 // trickle: the whole body, in 1 KiB pieces every trickleEveryMs (a live but slow server)
 export type GetFault = 'cut' | 'checksum' | 'short' | 'corrupt' | 'refuse' | 'hang' | 'stall' | 'trickle'
@@ -102,6 +102,7 @@ export class FakeChunkserver {
     if (token !== `w.${chunkHandle}.${version}`) { sendError(res, new GranaryError('GRN_TOKEN_INVALID', ['bad token'])); return }
     if (fault === 'refuse') { sendError(res, new GranaryError('GRN_REPLICA_FAILED', [this.url, 'injected'], { failedUrl: this.url })); return }
     if (fault === 'disk-full') { sendError(res, new GranaryError('GRN_DISK_FULL', [this.serverId, 0, bytes.length])); return }
+    if (fault === 'stale-term') { sendError(res, new GranaryError('GRN_STALE_TERM', [1, 2])); return }   // a token signed before a failover
     const acks: P.ReplicaAck[] = [{ serverId: this.serverId, url: this.url, lengthBytes: bytes.length, crc32: fault === 'bad-crc' ? (crc32(bytes) ^ 1) >>> 0 : crc32(bytes) }]
     const rest = pipeline.split(',').filter((s) => s.length > 0)
     if (rest.length > 0) {

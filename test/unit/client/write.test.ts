@@ -109,7 +109,16 @@ t.test('a failed pipeline is retried without the failed server', async (t) => {
   t.ok(allocations().some((a) => (a.excludeServerIds as string[] | undefined)?.includes(cs4.serverId) === true), 'the cutting head was excluded')
   t.equal(sha256(await fs.readFile('/cut.bin')), sha256(big), 'bytes intact after the resend')
 
-  // 4. A server acks a CRC32 that is not ours: GRN_INTEGRITY, and that server is excluded.
+  // 4. A token from before a failover (GRN_STALE_TERM): allocated again from the master of now, no server blamed.
+  for (const cs of cluster.chunkservers) cs.putFaults = []
+  cs1.putFaults = ['stale-term']
+  cluster.master.rotation = 0
+  const s0 = allocations().length
+  await fs.writeFile('/stale.bin', one)
+  t.same(allocations().slice(s0).map((a) => a.excludeServerIds ?? []), [[], []], 'a second allocation, excluding nobody')
+  t.ok((await fs.readFile('/stale.bin')).equals(one))
+
+  // 5. A server acks a CRC32 that is not ours: GRN_INTEGRITY, and that server is excluded.
   for (const cs of cluster.chunkservers) cs.putFaults = []
   cs2.putFaults = ['bad-crc']
   cluster.master.rotation = 0   // the next pipeline is cs1 → cs2 → cs3
