@@ -117,6 +117,22 @@ export async function writeFile (m: TestMaster, path: string, lengths: number[],
   return completed.body
 }
 
+// How many records the master's oplog holds: one per committed mutation (a batch is one).
+export function oplogCount (m: TestMaster): number {
+  return m.db.prepare('SELECT count(*) FROM oplog').pluck().get() as number
+}
+
+// A mutation sent twice with one request id (a retry whose reply was lost): the second gets the first's stored
+// reply and applies nothing; one file exists afterwards.
+export async function checkRetriedOnce (t: Pick<Test, 'same' | 'equal'>, m: TestMaster, url: string, body: Record<string, unknown>): Promise<void> {
+  const one = await m.call('POST', url, body)
+  const records = oplogCount(m)
+  const two = await m.call('POST', url, body)
+  t.same(two.body, one.body, 'the stored reply')
+  t.equal(oplogCount(m), records, 'nothing applied twice')
+  t.equal(m.db.prepare("SELECT count(*) FROM inodes WHERE type = 'file'").pluck().get(), 1)
+}
+
 const tableOrder: Record<string, string> = {
   meta: 'id', inodes: 'id', chunks: 'chunkHandle', replicas: 'chunkHandle, serverId', servers: 'serverId',
   oplog: 'seq', requests: 'requestId', sqlite_sequence: 'name'

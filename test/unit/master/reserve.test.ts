@@ -7,7 +7,7 @@ import t from 'tap'
 import type * as p from '../../../shared/protocol.js'
 import type { RequestId } from '../../../shared/ids.js'
 import { verifyToken } from '../../../shared/token.js'
-import { addServers, dumpTables, heartbeat, smallChunkBytes, startTestMaster, type TestMaster } from './fixture.js'
+import { addServers, checkRetriedOnce, dumpTables, heartbeat, oplogCount, smallChunkBytes, startTestMaster, type TestMaster } from './fixture.js'
 import { addServers as addPairServers, call, caughtUp, startPair, tables } from './shadow-fixture.js'
 
 async function reserve (m: TestMaster, count: number, over: Record<string, unknown> = {}): Promise<p.ReserveReply> {
@@ -21,10 +21,6 @@ function bindCommit (r: p.Reservation, lengthBytes: number, bind: p.BindArgs, ov
     inodeId: r.inodeId, leaseId: r.leaseId, chunkIndex: 0, chunkHandle: r.firstChunk.chunkHandle, version: r.firstChunk.version,
     lengthBytes, crc32: 99, serverIds: r.firstChunk.pipeline.map((s) => s.serverId), complete: { sizeBytes: lengthBytes, chunkCount: 1, bind }, ...over
   }
-}
-
-function oplogCount (m: TestMaster): number {
-  return m.db.prepare('SELECT count(*) FROM oplog').pluck().get() as number
 }
 
 t.test('reserve: unnamed files with chunk 0 allocated, one record; one commit names, commits and completes each', async (t) => {
@@ -65,13 +61,7 @@ t.test('a retried bind with the same request id gets the original reply: one fil
   const m = await startTestMaster(t)
   await addServers(m, 3)
   const [r] = (await reserve(m, 1)).reservations as [p.Reservation]
-  const body = bindCommit(r, 100, { path: '/r' }, { requestId: 'bind-r' as RequestId })
-  const one = await m.call<p.CommitReply>('POST', '/fs/commit', body)
-  const records = oplogCount(m)
-  const two = await m.call<p.CommitReply>('POST', '/fs/commit', body)
-  t.same(two.body, one.body, 'the stored reply')
-  t.equal(oplogCount(m), records, 'nothing applied twice')
-  t.equal(m.db.prepare("SELECT count(*) FROM inodes WHERE type = 'file'").pluck().get(), 1)
+  await checkRetriedOnce(t, m, '/fs/commit', bindCommit(r, 100, { path: '/r' }, { requestId: 'bind-r' as RequestId }))
   const retriedReserve = await reserve(m, 2, { requestId: 'reserve-r' })
   t.same(await reserve(m, 2, { requestId: 'reserve-r' }), retriedReserve, 'a retried reserve gets the same files back')
   t.equal(m.db.prepare("SELECT count(*) FROM inodes WHERE state = 'writing'").pluck().get(), 2, 'not two more')

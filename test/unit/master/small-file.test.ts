@@ -10,7 +10,7 @@ import { openDb, readMeta } from '../../../master/db.js'
 import type * as p from '../../../shared/protocol.js'
 import type { RequestId } from '../../../shared/ids.js'
 import { verifyToken } from '../../../shared/token.js'
-import { addServers, dumpTables, smallChunkBytes, startTestMaster, type TestMaster } from './fixture.js'
+import { addServers, checkRetriedOnce, dumpTables, oplogCount, smallChunkBytes, startTestMaster, type TestMaster } from './fixture.js'
 import { addServers as addPairServers, call, caughtUp, startPair, tables } from './shadow-fixture.js'
 
 async function createWithChunk (m: TestMaster, path: string, over: Partial<p.CreateRequest> = {}): Promise<p.CreateReply> {
@@ -26,10 +26,6 @@ function commitBody (created: p.CreateReply, lengthBytes: number, over: Record<s
     inodeId: created.inodeId, leaseId: created.leaseId, chunkIndex: 0, chunkHandle: first.chunkHandle, version: first.version,
     lengthBytes, crc32: 1234, serverIds: first.pipeline.map((s) => s.serverId), ...over
   }
-}
-
-function oplogCount (m: TestMaster): number {
-  return m.db.prepare('SELECT count(*) FROM oplog').pluck().get() as number
 }
 
 t.test('create + chunk 0, then commit + complete: two calls, two oplog records, a readable file', async (t) => {
@@ -61,13 +57,7 @@ t.test('retries with the same request id get the original replies: one file, one
   t.equal(again.inodeId, created.inodeId)
   t.equal(again.firstChunk?.chunkHandle, created.firstChunk?.chunkHandle, 'the same allocation, not a second chunk')
   t.equal(m.db.prepare('SELECT count(*) FROM chunks').pluck().get(), 1)
-  const body = commitBody(created, 100, { complete: { sizeBytes: 100, chunkCount: 1 }, requestId: 'commit-r' })
-  const one = await m.call<p.CommitReply>('POST', '/fs/commit', body)
-  const records = oplogCount(m)
-  const two = await m.call<p.CommitReply>('POST', '/fs/commit', body)
-  t.same(two.body, one.body, 'the stored reply')
-  t.equal(oplogCount(m), records, 'nothing applied twice')
-  t.equal(m.db.prepare("SELECT count(*) FROM inodes WHERE type = 'file'").pluck().get(), 1)
+  await checkRetriedOnce(t, m, '/fs/commit', commitBody(created, 100, { complete: { sizeBytes: 100, chunkCount: 1 }, requestId: 'commit-r' }))
 })
 
 t.test('a refused complete rolls its commit back; bad completions are refused and change nothing', async (t) => {
