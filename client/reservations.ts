@@ -29,8 +29,8 @@ export class ReservationPool {
   readonly #ready: Held[] = []
   #batch = reservationsBatchMin
   #refilling = false
-  #missed = false
-  #misses = 0
+  #missed = false                  // a take found the pool empty since the last refill
+  #missedBefore = false            // ... or ever: the client's first small write reserves nothing
   #lastRefillAtMs = -Infinity
   #pausedUntilMs = -Infinity
   #closed = false
@@ -41,8 +41,6 @@ export class ReservationPool {
     this.#chunkSizeBytes = options.chunkSizeBytes
   }
 
-  get replication (): number { return this.#replication }
-  get chunkSizeBytes (): number { return this.#chunkSizeBytes }
   get size (): number { return this.#ready.length }
 
   // A reservation still well within its lease and token, or undefined (then a refill starts).
@@ -61,8 +59,10 @@ export class ReservationPool {
     if (held === undefined) {
       // A client's first small write reserves nothing: a process that writes one file (a CLI put) would only
       // leave reservations behind for the master to expire.
-      this.#misses++
-      if (this.#misses === 1) return undefined
+      if (!this.#missedBefore) {
+        this.#missedBefore = true
+        return undefined
+      }
       this.#missed = true
     }
     if (this.#ready.length <= Math.floor(this.#batch / 2)) this.#refill(nowMs)
